@@ -1,0 +1,6 @@
+"""rs_kernels: fused ops for representative-snippet models on packed variable-length videos."""
+from .em_attention import em_attention
+from .random_walk import random_walk
+from .varlen import cu_seqlens_from_lengths
+
+__all__ = ["em_attention", "random_walk", "cu_seqlens_from_lengths"]

@@ -1,0 +1,71 @@
+"""The specification in code: EM attention and the bipartite random walk on packed input.
+
+Plain PyTorch, one video at a time, float64-capable, no tricks: every faster implementation in
+this package is tested against these functions. DESIGN.md §1 states the math; the names follow it.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .varlen import split
+
+NORM_EPS = 1e-9  # n(v) = v / (||v||_2 + 1e-9), as the official code
+MASS_EPS = 1e-9  # the column sums of the assignments get the same guard
+
+
+def l2_normalize(v: Tensor) -> Tensor:
+    return v / (v.norm(dim=-1, keepdim=True) + NORM_EPS)
+
+
+def assignments(x: Tensor, centres: Tensor, tau: float) -> Tensor:
+    """Z (M, T): softmax over the M centres of tau times the cosine similarity to each snippet."""
+    return torch.softmax(tau * l2_normalize(centres) @ l2_normalize(x).T, dim=0)
+
+
+def em_attention_video(x: Tensor, mu: Tensor, iters: int, tau: float) -> Tensor:
+    """Representatives (K, D) of one video's snippets x (T, D), starting from mu (K, D)."""
+    for _ in range(iters):
+        z = assignments(x, mu, tau)
+        mu = (z @ x) / (z.sum(dim=1, keepdim=True) + MASS_EPS)
+    return mu
+
+
+def em_attention(x: Tensor, cu_seqlens: Tensor, mu0: Tensor, iters: int = 2, tau: float = 5.0) -> Tensor:
+    """mu (B, K, D) for packed x (N, D); mu0 is (K, D), shared by all videos, or (B, K, D)."""
+    videos = split(x, cu_seqlens)
+    mu0 = mu0.expand(len(videos), *mu0.shape[-2:])
+    return torch.stack([em_attention_video(xb, mu0[b], iters, tau) for b, xb in enumerate(videos)])
+
+
+def random_walk_dense_video(x: Tensor, y: Tensor, w: float, tau: float) -> Tensor:
+    """Supplementary Eq. 10: X* = (1-w) (I - w^2 Z^T N)^{-1} (w Z^T Y + X), a T x T solve."""
+    z = assignments(x, y, tau)
+    n = z / (z.sum(dim=1, keepdim=True) + MASS_EPS)
+    eye = torch.eye(x.shape[0], dtype=x.dtype, device=x.device)
+    return (1 - w) * torch.linalg.solve(eye - w * w * (z.T @ n), w * (z.T @ y) + x)
+
+
+def random_walk_woodbury_video(x: Tensor, y: Tensor, w: float, tau: float) -> Tensor:
+    """Eq. 10 through the Woodbury identity: only an M x M solve, O(T M D) work."""
+    z = assignments(x, y, tau)
+    n = z / (z.sum(dim=1, keepdim=True) + MASS_EPS)
+    g = n @ z.T  # (M, M)
+    q = n @ x  # (M, D)
+    eye = torch.eye(y.shape[0], dtype=x.dtype, device=x.device)
+    u = w * y + w * w * torch.linalg.solve(eye - w * w * g, w * (g @ y) + q)
+    return (1 - w) * x + (1 - w) * (z.T @ u)
+
+
+def random_walk(
+    x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, w: float = 0.5, tau: float = 5.0,
+    method: str = "woodbury",
+) -> Tensor:
+    """X* (N, D): each video's snippets propagated toward its representatives.
+
+    y (sum M_b, D) holds video b's representatives at rows ``y_cu_seqlens[b]:y_cu_seqlens[b+1]``.
+    A video with no representative (M_b = 0) gets X* = (1-w) X, the limit of Eq. 10.
+    """
+    video_fn = {"woodbury": random_walk_woodbury_video, "dense": random_walk_dense_video}[method]
+    pairs = zip(split(x, cu_seqlens), split(y, y_cu_seqlens))
+    return torch.cat([video_fn(xb, yb, w, tau) for xb, yb in pairs])
