@@ -69,3 +69,51 @@ def random_walk(
     video_fn = {"woodbury": random_walk_woodbury_video, "dense": random_walk_dense_video}[method]
     pairs = zip(split(x, cu_seqlens), split(y, y_cu_seqlens))
     return torch.cat([video_fn(xb, yb, w, tau) for xb, yb in pairs])
+
+
+# --- Class-wise memory bank (DESIGN §1): the spec of the csrc/ extension's ops ---------------
+# A bank is (C, S, D) rows with (C, S) scores and (C,) int64 fill counts. Slots 0..count-1 of a
+# class are filled, in descending score order; unfilled slots hold zero rows and zero scores.
+
+
+def membank_gather(bank: Tensor, count: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """The filled slots of each video's classes, in ascending class order, packed: (y, y_cu_seqlens)."""
+    slots = bank.shape[1]
+    filled = torch.arange(slots, device=bank.device) < count[:, None]  # (C, S)
+    take = labels.bool()[:, :, None] & filled[None]  # (B, C, S)
+    _, c, s = take.nonzero(as_tuple=True)  # row-major: video, then class, then slot
+    per_video = take.flatten(1).sum(1)
+    return bank[c, s], torch.cat([per_video.new_zeros(1), per_video.cumsum(0)])
+
+
+def membank_insert_topk_(bank: Tensor, scores: Tensor, count: Tensor, cand: Tensor, cand_scores: Tensor,
+                         labels: Tensor) -> None:
+    """For each class, keep the top S by score of (its filled slots, then every labelled video's K candidates).
+
+    cand (B, K, D), cand_scores (B, K, C), labels (B, C). Ties keep pool order (current slots,
+    then video order, then k): a stable sort makes the result equal to inserting the videos one
+    at a time. Updates bank, scores and count in place.
+    """
+    n_class, slots, dim = bank.shape
+    batch, k = cand.shape[:2]
+    slot_live = torch.arange(slots, device=bank.device) < count[:, None]  # (C, S)
+    cand_live = labels.bool().T[:, :, None].expand(n_class, batch, k).reshape(n_class, batch * k)
+    live = torch.cat([slot_live, cand_live], dim=1)
+    pool_scores = torch.cat([scores, cand_scores.permute(2, 0, 1).reshape(n_class, batch * k).to(scores.dtype)], dim=1)
+    ranked = torch.sort(pool_scores.masked_fill(~live, float("-inf")), dim=1, descending=True, stable=True)
+    order = ranked.indices[:, :slots]  # (C, S) positions in the pool
+    class_base = torch.arange(n_class, device=bank.device)[:, None] * slots
+    source_row = torch.where(order < slots, class_base + order, n_class * slots + order - slots)
+    rows = torch.cat([bank.reshape(n_class * slots, dim), cand.reshape(batch * k, dim).to(bank.dtype)])
+    new_count = torch.clamp(count + cand_live.sum(1), max=slots)
+    keep = torch.arange(slots, device=bank.device) < new_count[:, None]
+    bank.copy_(rows[source_row] * keep[:, :, None])
+    scores.copy_(torch.where(keep, ranked.values[:, :slots], torch.zeros_like(scores)))
+    count.copy_(new_count)
+
+
+def membank_momentum_(bank: Tensor, index: Tensor, cand: Tensor, m: float) -> None:
+    """Per-video bank (V, K, D): slot k of video index[b] <- m slot k + (1 - m) cand[b, k], in batch order."""
+    for b in range(index.numel()):  # sequential, so a video twice in one batch is updated twice
+        v = int(index[b])
+        bank[v] = m * bank[v] + (1 - m) * cand[b].to(bank.dtype)
