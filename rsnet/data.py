@@ -1,0 +1,229 @@
+"""W-TALC layout datasets (THUMOS14, ActivityNet1.2) as packed variable-length batches.
+
+``ROOT/<dataset>/`` holds ``<dataset>-I3D-JOINTFeatures.npy`` (a pickled object array of per-video
+(T, 2048) float arrays: RGB 1024 then flow 1024, one snippet = 16 frames at 25 fps) and the
+annotation files ``classlist, subset, videoname, duration, segments, labels, labels_all .npy``
+(strings stored as bytes) plus ``Ambiguous_test.txt``. Every inconsistency is an error that names
+the file and the problem: a silently wrong dataset costs a researcher days.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rs_kernels.varlen import cu_seqlens_from_lengths
+
+FEATURE_DIM = 2048
+SNIPPET_SECONDS = 16 / 25  # one I3D snippet: 16 frames at 25 fps
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    n_classes: int
+    train_subset: str
+    test_subset: str
+
+
+DATASETS = {
+    "Thumos14reduced": DatasetInfo(n_classes=20, train_subset="validation", test_subset="test"),
+    "ActivityNet1.2": DatasetInfo(n_classes=100, train_subset="training", test_subset="validation"),
+}
+ANNOTATION_FILES = ("classlist", "subset", "videoname", "duration", "segments", "labels", "labels_all")
+
+
+class DataError(ValueError):
+    """A dataset file is missing, unreadable or inconsistent."""
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"missing dataset file: {path}")
+    try:
+        return np.load(path, allow_pickle=True)
+    except Exception as exc:  # a truncated or foreign file: say which one
+        raise DataError(f"cannot read {path}: {exc}") from exc
+
+
+@dataclass
+class Annotations:
+    """Ground truth of every video in a W-TALC annotation folder, in file order."""
+
+    folder: Path
+    class_names: list[str]
+    video_names: list[str]
+    subsets: list[str]
+    durations: np.ndarray  # (V,) seconds
+    segments: list[np.ndarray]  # per video (n_i, 2) seconds
+    segment_labels: list[np.ndarray]  # per video (n_i,) class indices
+    video_labels: np.ndarray  # (V, C) multi-hot float32
+    ambiguous: dict[str, np.ndarray]  # video name -> (n, 2) seconds
+
+    def indices(self, subset: str) -> np.ndarray:
+        return np.array([i for i, s in enumerate(self.subsets) if s == subset], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.video_names)
+
+
+def load_annotations(folder: str | Path) -> Annotations:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"annotation folder not found: {folder}")
+    raw = {name: _load_npy(folder / f"{name}.npy") for name in ANNOTATION_FILES}
+    n_videos = len(raw["videoname"])
+    for name, arr in raw.items():
+        if name != "classlist" and len(arr) != n_videos:
+            raise DataError(f"{folder / (name + '.npy')} has {len(arr)} entries but videoname.npy has {n_videos}")
+    class_names = [_text(c) for c in raw["classlist"]]
+    class_index = {c: i for i, c in enumerate(class_names)}
+
+    def to_index(label, video: int, source: str) -> int:
+        label = _text(label)
+        if label not in class_index:
+            raise DataError(f"{folder / source}: video {video} has label {label!r}, not in classlist.npy")
+        return class_index[label]
+
+    segments, segment_labels = [], []
+    video_labels = np.zeros((n_videos, len(class_names)), dtype=np.float32)
+    for v in range(n_videos):
+        segs = np.asarray(raw["segments"][v], dtype=np.float64).reshape(-1, 2)
+        labs = np.array([to_index(lab, v, "labels.npy") for lab in raw["labels"][v]], dtype=np.int64)
+        if len(segs) != len(labs):
+            raise DataError(f"{folder}: video {v} has {len(segs)} segments but {len(labs)} segment labels")
+        segments.append(segs)
+        segment_labels.append(labs)
+        for lab in raw["labels_all"][v]:
+            video_labels[v, to_index(lab, v, "labels_all.npy")] = 1.0
+    return Annotations(
+        folder=folder,
+        class_names=class_names,
+        video_names=[_text(n) for n in raw["videoname"]],
+        subsets=[_text(s) for s in raw["subset"]],
+        durations=np.asarray(raw["duration"], dtype=np.float64).reshape(n_videos),
+        segments=segments,
+        segment_labels=segment_labels,
+        video_labels=video_labels,
+        ambiguous=_load_ambiguous(folder / "Ambiguous_test.txt"),
+    )
+
+
+def _load_ambiguous(path: Path) -> dict[str, np.ndarray]:
+    """``name  start end`` lines; an absent file means no ambiguous segments."""
+    if not path.is_file():
+        return {}
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 3:
+            raise DataError(f"{path}:{number}: expected 'name start end', got {line!r}")
+        spans.setdefault(fields[0], []).append((float(fields[1]), float(fields[2])))
+    return {name: np.array(s, dtype=np.float64) for name, s in spans.items()}
+
+
+def load_features(path: Path, n_videos: int, feature_dim: int = FEATURE_DIM) -> list[np.ndarray]:
+    """Per-video float32 (T, D) arrays, checked for count, shape and finiteness."""
+    raw = _load_npy(path)
+    if len(raw) != n_videos:
+        raise DataError(f"{path} holds {len(raw)} videos but the annotations list {n_videos}")
+    features = []
+    for v, feat in enumerate(raw):
+        feat = np.asarray(feat, dtype=np.float32)
+        if feat.ndim != 2 or feat.shape[1] != feature_dim:
+            raise DataError(f"{path}: video {v} has features of shape {feat.shape}, expected (T, {feature_dim})")
+        if feat.shape[0] == 0:
+            raise DataError(f"{path}: video {v} is empty (0 snippets)")
+        if not np.isfinite(feat).all():
+            raise DataError(f"{path}: video {v} has NaN or infinite features")
+        features.append(feat)
+    return features
+
+
+def _annotation_folder(dataset_dir: Path, dataset: str) -> Path:
+    """W-TALC keeps annotations beside the features or in ``<dataset>-Annotations/``."""
+    candidates = [dataset_dir, dataset_dir / f"{dataset}-Annotations", dataset_dir.parent / f"{dataset}-Annotations"]
+    for folder in candidates:
+        if (folder / "classlist.npy").is_file():
+            return folder
+    raise DataError(f"no annotations (classlist.npy) in any of: {', '.join(str(c) for c in candidates)}")
+
+
+@dataclass
+class PackedBatch:
+    """B videos concatenated: x (N, D), cu_seqlens (B+1,), labels (B, C) multi-hot, index (B,) video ids."""
+
+    x: Tensor
+    cu_seqlens: Tensor
+    labels: Tensor
+    index: Tensor
+
+    def to(self, device) -> "PackedBatch":
+        return PackedBatch(*(t.to(device, non_blocking=True) for t in (self.x, self.cu_seqlens, self.labels, self.index)))
+
+    @property
+    def batch_size(self) -> int:
+        return self.index.numel()
+
+
+class WTALCDataset:
+    """Features and annotations of one W-TALC dataset folder, served as packed batches."""
+
+    def __init__(self, root: str | Path, dataset: str = "Thumos14reduced", feature_dim: int = FEATURE_DIM):
+        if dataset not in DATASETS:
+            raise DataError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
+        self.name = dataset
+        self.info = DATASETS[dataset]
+        dataset_dir = Path(root) / dataset
+        if not dataset_dir.is_dir():
+            raise DataError(f"dataset folder not found: {dataset_dir} (expected ROOT/{dataset}/ in the W-TALC layout)")
+        self.annotations = load_annotations(_annotation_folder(dataset_dir, dataset))
+        n_classes = len(self.annotations.class_names)
+        if n_classes != self.info.n_classes:
+            raise DataError(f"{self.annotations.folder}/classlist.npy lists {n_classes} classes; {dataset} has {self.info.n_classes}")
+        self.features = load_features(dataset_dir / f"{dataset}-I3D-JOINTFeatures.npy", len(self.annotations), feature_dim)
+        self.train_indices = self._subset(self.info.train_subset)
+        self.test_indices = self._subset(self.info.test_subset)
+
+    def _subset(self, subset: str) -> np.ndarray:
+        indices = self.annotations.indices(subset)
+        if len(indices) == 0:
+            raise DataError(f"{self.annotations.folder}/subset.npy has no video of subset {subset!r}")
+        return indices
+
+    @property
+    def n_classes(self) -> int:
+        return self.info.n_classes
+
+    def lengths(self, indices) -> np.ndarray:
+        return np.array([self.features[i].shape[0] for i in indices], dtype=np.int64)
+
+    def pack(self, indices) -> PackedBatch:
+        indices = np.asarray(indices, dtype=np.int64)
+        x = torch.from_numpy(np.concatenate([self.features[i] for i in indices]))
+        return PackedBatch(
+            x=x,
+            cu_seqlens=cu_seqlens_from_lengths(self.lengths(indices)),
+            labels=torch.from_numpy(self.annotations.video_labels[indices]),
+            index=torch.from_numpy(indices),
+        )
+
+    def train_batches(self, epoch: int, seed: int, batch_size: int) -> Iterator[PackedBatch]:
+        """A fresh permutation per epoch, seeded by (seed, epoch) so a resumed run draws the same."""
+        order = np.random.default_rng([seed, epoch]).permutation(self.train_indices)
+        for start in range(0, len(order), batch_size):
+            yield self.pack(order[start:start + batch_size])
+
+    def test_batches(self, batch_size: int) -> Iterator[PackedBatch]:
+        """The test split in annotation order."""
+        for start in range(0, len(self.test_indices), batch_size):
+            yield self.pack(self.test_indices[start:start + batch_size])
