@@ -223,7 +223,10 @@ class WTALCDataset:
         for start in range(0, len(order), batch_size):
             yield self.pack(order[start:start + batch_size])
 
+    def batches_in_order(self, indices, batch_size: int) -> Iterator[PackedBatch]:
+        for start in range(0, len(indices), batch_size):
+            yield self.pack(indices[start:start + batch_size])
+
     def test_batches(self, batch_size: int) -> Iterator[PackedBatch]:
         """The test split in annotation order."""
-        for start in range(0, len(self.test_indices), batch_size):
-            yield self.pack(self.test_indices[start:start + batch_size])
+        return self.batches_in_order(self.test_indices, batch_size)

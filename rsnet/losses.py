@@ -1,0 +1,83 @@
+"""RSKP's training objective on packed batches (DESIGN §1, Losses).
+
+Every term is computed per video and summed over the videos of a step, as the official code sums
+the losses of the 10 videos between two optimizer steps.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from rs_kernels.varlen import segment_ids, segment_sum, seqlens
+
+from .config import Config
+from .model import RSKPOutput
+
+LABEL_EPS = 1e-8
+
+
+class LossTerms(NamedTuple):
+    total: Tensor
+    fore: Tensor
+    back: Tensor
+    att: Tensor
+    spl: Tensor
+
+
+def normalized_cross_entropy(p: Tensor, target: Tensor) -> Tensor:
+    """(B,) -sum_c (l_c / sum l) log p_c."""
+    return -(target / (target.sum(-1, keepdim=True) + LABEL_EPS) * torch.log(p)).sum(-1)
+
+
+def _padded(values: Tensor, cu_seqlens: Tensor, fill: float) -> Tensor:
+    """(B, T_max) copy of a per-snippet vector, padded with ``fill``: cheap, unlike padding x."""
+    lens = seqlens(cu_seqlens)
+    seg = segment_ids(cu_seqlens, values.shape[0])
+    position = torch.arange(values.shape[0], device=values.device) - cu_seqlens[seg]
+    out = values.new_full((lens.numel(), int(lens.max())), fill)
+    return out.index_put((seg, position), values)
+
+
+def attention_normalization_loss(attention: Tensor, cu_seqlens: Tensor) -> Tensor:
+    """(B,) mean of the k lowest minus mean of the k highest attentions, k = max(T // 8, 1)."""
+    k = torch.clamp(seqlens(cu_seqlens) // 8, min=1)
+
+    def mean_of_first_k(ordered: Tensor) -> Tensor:
+        keep = torch.arange(ordered.shape[1], device=ordered.device)[None] < k[:, None]
+        return torch.where(keep, ordered, torch.zeros_like(ordered)).sum(1) / k
+
+    top = torch.sort(_padded(attention, cu_seqlens, float("-inf")), dim=1, descending=True).values
+    bottom = torch.sort(_padded(attention, cu_seqlens, float("inf")), dim=1).values
+    return mean_of_first_k(bottom) - mean_of_first_k(top)
+
+
+def pseudo_label_loss(logits: Tensor, target_logits: Tensor, cu_seqlens: Tensor, temperature: float) -> Tensor:
+    """(B,) snippet-mean cross-entropy of softmax(logits / t) against the detached softmax(target / t)."""
+    target = torch.softmax(target_logits.detach() / temperature, dim=-1)
+    per_snippet = -(target * torch.log_softmax(logits / temperature, dim=-1)).sum(-1)
+    return segment_sum(per_snippet, cu_seqlens) / seqlens(cu_seqlens)
+
+
+def rskp_loss(out: RSKPOutput, labels: Tensor, cu_seqlens: Tensor, cfg: Config, after_warmup: bool) -> LossTerms:
+    """L = L_fore + 0.2 L_back + 0.1 L_att + lambda_s L_spl, summed over the batch's videos."""
+    no_background = torch.cat([labels, labels.new_zeros(labels.shape[0], 1)], dim=1)
+    with_background = torch.cat([labels, labels.new_ones(labels.shape[0], 1)], dim=1)
+    branches = [(out.main, 1.0), (out.intra, 1.0), (out.inter, cfg.inter_weight)]
+    zero = labels.new_zeros(labels.shape[0])
+    fore, back = zero, zero
+    for branch, weight in branches:
+        if branch is not None:
+            fore = fore + weight * normalized_cross_entropy(branch.p_ca, no_background)
+            back = back + weight * normalized_cross_entropy(branch.p_cw, with_background)
+    att = attention_normalization_loss(out.main.attention, cu_seqlens) if cfg.att_loss else zero
+    spl = zero
+    spl_weight = cfg.spl_weight_after_warmup if after_warmup else cfg.spl_weight
+    if cfg.pseudo_label and out.intra is not None:
+        target = out.intra.logits
+        if out.inter is not None:
+            target = (1 - cfg.pseudo_inter_mix) * out.intra.logits + cfg.pseudo_inter_mix * out.inter.logits
+        spl = pseudo_label_loss(out.main.logits, target, cu_seqlens, cfg.spl_temperature)
+    per_video = fore + cfg.back_weight * back + cfg.att_weight * att + spl_weight * spl
+    return LossTerms(per_video.sum(), fore.sum(), back.sum(), att.sum(), spl.sum())

@@ -1,0 +1,118 @@
+"""The RSKP model on packed variable-length batches (DESIGN §1).
+
+Main branch o = P(X); intra-video branch m = P(RW(X, mu)) with mu the EM representatives;
+inter-video branch r = P(RW(X, Y_e)) with Y_e read from the class-wise memory bank. The heavy
+ops (EM attention, random walk) come from ``rs_kernels``; ``ops`` picks their implementation.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+import rs_kernels
+from rs_kernels.reference import l2_normalize
+from rs_kernels.varlen import segment_ids, segment_sum, split, uniform_cu_seqlens
+
+from .config import Config
+
+ATT_MASS_EPS = 1e-5  # abar = a / (sum_t a + 1e-5), as the official code
+
+
+class Prediction(NamedTuple):
+    """P(X) of a packed batch: video probabilities (B, C+1) of both heads, attention (N,), logits (N, C+1)."""
+
+    p_ca: Tensor
+    p_cw: Tensor
+    attention: Tensor
+    logits: Tensor
+
+
+class RSKPOutput(NamedTuple):
+    main: Prediction  # o
+    intra: Prediction | None  # m
+    inter: Prediction | None  # r
+    mu: Tensor | None  # (B, K, D) online representatives
+    p_mu: Tensor | None  # (B, K, C+1) their class probabilities (memory-bank scores)
+
+
+class PredictionModule(nn.Module):
+    """FAC-Net's class-agnostic attention head and MIL head (supplementary §1)."""
+
+    def __init__(self, n_classes: int, dim: int, scale: float):
+        super().__init__()
+        self.scale = scale
+        self.class_centres = nn.Parameter(torch.empty(n_classes + 1, dim))  # A: C actions + background
+        nn.init.xavier_uniform_(self.class_centres)
+        self.fg_centre = nn.Parameter(-self.class_centres.detach()[-1:].clone())  # f = -A[C]
+
+    def forward(self, x: Tensor, cu_seqlens: Tensor) -> Prediction:
+        centres = l2_normalize(self.class_centres)
+        nx = l2_normalize(x)
+        logits = self.scale * nx @ centres.T  # S (N, C+1)
+        attention = torch.sigmoid(self.scale * (nx @ l2_normalize(self.fg_centre).T).squeeze(1))
+        seg = segment_ids(cu_seqlens, x.shape[0])
+
+        agnostic_weight = attention / (segment_sum(attention, cu_seqlens) + ATT_MASS_EPS)[seg]
+        video_feat = segment_sum(agnostic_weight[:, None] * x, cu_seqlens)  # (B, D)
+        p_ca = torch.softmax(self.scale * l2_normalize(video_feat) @ centres.T, dim=-1)
+
+        class_att = torch.sigmoid(logits)
+        class_weight = class_att / (segment_sum(class_att, cu_seqlens) + ATT_MASS_EPS)[seg]
+        class_feats = torch.stack([wb.T @ xb for wb, xb in zip(split(class_weight, cu_seqlens), split(x, cu_seqlens))])
+        p_cw = torch.softmax(self.scale * (l2_normalize(class_feats) * centres).sum(-1), dim=-1)  # (B, C+1)
+        return Prediction(p_ca, p_cw, attention, logits)
+
+
+class RSKP(nn.Module):
+    def __init__(self, cfg: Config, n_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        self.n_classes = n_classes
+        self.embedding = nn.Linear(cfg.feature_dim, cfg.embed_dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = PredictionModule(n_classes, cfg.embed_dim, cfg.scale)
+        self.mu0 = nn.Parameter(torch.empty(cfg.n_representatives, cfg.embed_dim))
+        nn.init.xavier_uniform_(self.mu0)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.dropout(torch.relu(self.embedding(x)))
+
+    def representatives(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+        return rs_kernels.em_attention(x, cu_seqlens, self.mu0, self.cfg.em_iters, self.cfg.tau, impl=self.cfg.ops)
+
+    def propagate(self, x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor) -> Tensor:
+        return rs_kernels.random_walk(x, cu_seqlens, y, y_cu_seqlens, self.cfg.walk_weight, self.cfg.tau,
+                                      impl=self.cfg.ops)
+
+    def class_probabilities(self, mu: Tensor) -> Tensor:
+        """p_mu (B, K, C+1): how each representative scores against the class centres."""
+        return torch.softmax(self.cfg.scale * l2_normalize(mu) @ l2_normalize(self.head.class_centres).T, dim=-1)
+
+    def forward(self, x: Tensor, cu_seqlens: Tensor, memory: tuple[Tensor, Tensor] | None = None) -> RSKPOutput:
+        """x (N, D_in) packed snippets; memory = (Y_e, its cu_seqlens) enables the inter-video branch."""
+        x = self.embed(x)
+        main = self.head(x, cu_seqlens)
+        if not self.cfg.intra:
+            return RSKPOutput(main, None, None, None, None)
+        mu = self.representatives(x, cu_seqlens)
+        batch, k, dim = mu.shape
+        x_intra = self.propagate(x, cu_seqlens, mu.reshape(batch * k, dim), uniform_cu_seqlens(batch, k, x.device))
+        intra = self.head(x_intra, cu_seqlens)
+        inter = None
+        if memory is not None:
+            inter = self.head(self.propagate(x, cu_seqlens, *memory), cu_seqlens)
+        return RSKPOutput(main, intra, inter, mu, self.class_probabilities(mu))
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
+        """Video scores (B, C+1) and the class activation sequence (N, C+1) (DESIGN §1, Inference)."""
+        out = self.forward(x, cu_seqlens)
+        main = out.main
+        if out.intra is None:
+            return main.p_ca, torch.softmax(main.logits, dim=-1) * main.attention[:, None]
+        fm, fi = self.cfg.fuse_main, self.cfg.fuse_intra
+        scores = fm * main.p_ca + fi * out.intra.p_ca
+        cas = (fm * torch.softmax(main.logits, -1) + fi * torch.softmax(out.intra.logits, -1)) * main.attention[:, None]
+        return scores, cas

@@ -1,0 +1,95 @@
+"""The published code's way of training, written from DESIGN §1: one video at a time, eager,
+einsum over a batch dimension of 1, a dense T x T solve for the random walk, and the memory bank
+read per class. It shares the parameters of an ``RSKP`` model but none of its code, so it is the
+oracle of the parity test and the baseline of the speed benchmarks.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import Config
+from .model import RSKP
+
+
+def _l2n(v: Tensor) -> Tensor:
+    return v / (torch.norm(v, p=2, dim=-1, keepdim=True) + 1e-9)
+
+
+def prediction_module(model: RSKP, x: Tensor):
+    """x (1, T, D) -> (p_ca (1, C+1), p_cw (1, C+1), attention (1, T), logits (1, T, C+1))."""
+    s = model.cfg.scale
+    nx, nac, nfg = _l2n(x), _l2n(model.head.class_centres), _l2n(model.head.fg_centre)
+    frm_scrs = torch.einsum("ntd,cd->ntc", nx, nac) * s
+    ca_att = torch.sigmoid(torch.einsum("ntd,kd->ntk", nx, nfg).squeeze(-1) * s)
+    cw_att = torch.sigmoid(frm_scrs)
+    ca_norm = ca_att / (ca_att.sum(dim=1, keepdim=True) + 1e-5)
+    cw_norm = cw_att / (cw_att.sum(dim=1, keepdim=True) + 1e-5)
+    ca_feat = torch.einsum("ntd,nt->nd", x, ca_norm)
+    p_ca = F.softmax(torch.einsum("nd,cd->nc", _l2n(ca_feat), nac) * s, dim=-1)
+    cw_feat = torch.einsum("ntd,ntc->ncd", x, cw_norm)
+    p_cw = F.softmax(torch.einsum("ncd,cd->nc", _l2n(cw_feat), nac) * s, dim=-1)
+    return p_ca, p_cw, ca_att, frm_scrs
+
+
+def em(mu: Tensor, x: Tensor, iters: int, tau: float) -> Tensor:
+    norm_x = _l2n(x)
+    for _ in range(iters):
+        z = F.softmax(torch.einsum("nkd,ntd->nkt", _l2n(mu), norm_x) * tau, dim=1)
+        mu = torch.einsum("nkt,ntd->nkd", z / (z.sum(dim=-1, keepdim=True) + 1e-9), x)
+    return mu
+
+
+def random_walk(x: Tensor, y: Tensor, w: float, tau: float) -> Tensor:
+    z = F.softmax(torch.einsum("nkd,ntd->nkt", _l2n(y), _l2n(x)) * tau, dim=1)
+    norm_z = z / (z.sum(dim=-1, keepdim=True) + 1e-9)
+    affinity = torch.einsum("nkt,nks->nts", z, norm_z)
+    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    inverse = torch.linalg.solve(eye - w**2 * affinity, eye.expand_as(affinity))
+    return (1 - w) * torch.einsum("nts,nsd->ntd", inverse, w * torch.einsum("nkt,nkd->ntd", z, y) + x)
+
+
+def _nce(p: Tensor, label: Tensor) -> Tensor:
+    return -torch.mean(torch.sum(label / (label.sum(dim=1, keepdim=True) + 1e-8) * torch.log(p), dim=1))
+
+
+def read_memory(bank: Tensor, count: Tensor, label: Tensor) -> Tensor:
+    """The bank's filled snippets of the video's classes, class by class."""
+    return torch.cat([bank[c, : int(count[c])] for c in range(label.numel()) if label[c] > 0])
+
+
+def video_loss(model: RSKP, x_in: Tensor, label: Tensor, memory: Tensor | None, after_warmup: bool):
+    """One video's loss (and its mu, p_mu), as the official training loop computes it."""
+    cfg: Config = model.cfg
+    x = model.dropout(F.relu(model.embedding(x_in)))[None]
+    fg = torch.cat([label, label.new_zeros(1)])[None]
+    bg = torch.cat([label, label.new_ones(1)])[None]
+    mu = em(model.mu0[None], x, cfg.em_iters, cfg.tau)
+    o = prediction_module(model, x)
+    m = prediction_module(model, random_walk(x, mu, cfg.walk_weight, cfg.tau))
+    fore = _nce(o[0], fg) + _nce(m[0], fg)
+    back = _nce(o[1], bg) + _nce(m[1], bg)
+    target = m[3]
+    if memory is not None:
+        r = prediction_module(model, random_walk(x, memory[None], cfg.walk_weight, cfg.tau))
+        fore = fore + cfg.inter_weight * _nce(r[0], fg)
+        back = back + cfg.inter_weight * _nce(r[1], bg)
+        target = (1 - cfg.pseudo_inter_mix) * m[3] + cfg.pseudo_inter_mix * r[3]
+    k = max(x.shape[1] // 8, 1)
+    att = torch.topk(o[2], k, largest=False)[0].mean() - torch.topk(o[2], k)[0].mean()
+    q = F.softmax(target.detach() / cfg.spl_temperature, dim=-1)
+    spl = -(q * F.log_softmax(o[3] / cfg.spl_temperature, dim=-1)).sum(-1).mean()
+    spl_weight = cfg.spl_weight_after_warmup if after_warmup else cfg.spl_weight
+    loss = fore + cfg.back_weight * back + cfg.att_weight * att + spl_weight * spl
+    p_mu = F.softmax(torch.einsum("nkd,cd->nkc", _l2n(mu), _l2n(model.head.class_centres)) * cfg.scale, dim=-1)
+    return loss, mu[0], p_mu[0]
+
+
+def step_loss(model: RSKP, videos: list[Tensor], labels: Tensor, bank=None, after_warmup: bool = False) -> Tensor:
+    """The summed loss of a step's videos; bank = (rows (C, S, D), count (C,)) enables the inter branch."""
+    total = 0.0
+    for x_in, label in zip(videos, labels):
+        memory = read_memory(*bank, label) if bank is not None else None
+        total = total + video_loss(model, x_in, label, memory, after_warmup)[0]
+    return total

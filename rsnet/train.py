@@ -1,0 +1,210 @@
+"""``python -m rsnet.train``: RSKP training with the official schedule, evaluation and exact resume.
+
+With no ``--data-root`` it trains on the built-in synthetic dataset (generated once, cached).
+Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per evaluation),
+``OUT/checkpoint.pt`` (atomic, every epoch) and ``OUT/results.md`` (last and best epoch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .config import Config, add_config_arguments, build_config, format_config, to_dict
+from .data import WTALCDataset
+from .evaluate import evaluate
+from .inference import predict_split
+from .losses import rskp_loss
+from .memory import MemoryBank
+from .model import RSKP
+
+CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every"}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name} asked for CUDA, but no CUDA device is available")
+    return device
+
+
+def load_dataset(cfg: Config) -> WTALCDataset:
+    if cfg.data_root is not None:
+        return WTALCDataset(cfg.data_root, cfg.dataset, cfg.feature_dim)
+    from .synthetic import ensure_synthetic
+
+    return WTALCDataset(ensure_synthetic(cfg.cache_dir, cfg.preset, cfg.data_seed), "Thumos14reduced", cfg.feature_dim)
+
+
+def make_deterministic(seed: int, device: torch.device) -> None:
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+class Trainer:
+    """Model, memory bank and optimizer of one run, and the steps of the official schedule."""
+
+    def __init__(self, cfg: Config, dataset: WTALCDataset, device: torch.device):
+        self.cfg, self.dataset, self.device = cfg, dataset, device
+        self.model = RSKP(cfg, dataset.n_classes).to(device)
+        self.bank = MemoryBank(dataset.n_classes, cfg.bank_slots, cfg.embed_dim).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                          weight_decay=cfg.weight_decay)
+
+    def inter_active(self, epoch: int) -> bool:
+        return self.cfg.memory_bank and epoch > self.cfg.warmup_epochs
+
+    def train_epoch(self, epoch: int, progress=None) -> dict[str, float]:
+        self.model.train()
+        inter = self.inter_active(epoch)
+        sums = {"loss": 0.0, "fore": 0.0, "back": 0.0, "att": 0.0, "spl": 0.0}
+        for batch in self.dataset.train_batches(epoch, self.cfg.seed, self.cfg.videos_per_step):
+            batch = batch.to(self.device)
+            memory = self.bank.read(batch.labels) if inter else None
+            out = self.model(batch.x, batch.cu_seqlens, memory)
+            terms = rskp_loss(out, batch.labels, batch.cu_seqlens, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
+            if not torch.isfinite(terms.total):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch}: {terms}")
+            self.optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            self.optimizer.step()
+            if inter:
+                self.bank.insert(out.mu, out.p_mu[..., : self.dataset.n_classes], batch.labels)
+            for key, value in zip(sums, terms):
+                sums[key] += float(value)
+            if progress is not None:
+                progress.update(1)
+        return {k: v / len(self.dataset.train_indices) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def fill_bank(self) -> None:
+        """End of warm-up: every training video's representatives, scored by p_mu, in eval mode."""
+        self.model.eval()
+        self.bank.reset()
+        for batch in self.dataset.batches_in_order(self.dataset.train_indices, self.cfg.test_batch_size):
+            batch = batch.to(self.device)
+            out = self.model(batch.x, batch.cu_seqlens)
+            self.bank.insert(out.mu, out.p_mu[..., : self.dataset.n_classes], batch.labels)
+        self.model.train()
+
+    def evaluate(self):
+        scores, cas = predict_split(self.model, self.dataset, self.device, self.cfg.test_batch_size)
+        return evaluate(scores, cas, self.dataset.annotations, self.dataset.test_indices, lenient=self.cfg.lenient)
+
+    def state_dict(self, epoch: int, best: dict | None) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "config": to_dict(self.cfg),
+            "model": self.model.state_dict(),
+            "bank": self.bank.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "best": best,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.bank.load_state_dict(state["bank"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        checkpoint.restore_rng_state(state["rng"])
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: Config) -> None:
+    current = to_dict(cfg)
+    changed = [k for k in current if k not in CONFIG_KEYS_FREE_ON_RESUME and saved.get(k) != current[k]
+               and not (isinstance(current[k], tuple) and tuple(saved.get(k, ())) == current[k])]
+    if changed:
+        raise ValueError(f"--resume with a different config ({', '.join(changed)}): the run would not continue exactly")
+
+
+def _read_metrics(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r["epoch"] <= up_to_epoch]
+
+
+def _write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, path)
+
+
+def results_table(last: dict[str, Any], best: dict[str, Any]) -> str:
+    ious = last["iou"]
+    head = "| run | epoch | " + " | ".join(f"mAP@{t:.1f}" for t in ious) + " | avg | cmAP |"
+    rule = "|" + "---|" * (len(ious) + 4)
+    rows = [head, rule]
+    for name, r in (("last", last), ("best (picked on the test split, as in the paper)", best)):
+        rows.append(f"| {name} | {r['epoch']} | " + " | ".join(f"{d:.2f}" for d in r["dmap"]) + f" | {r['avg']:.2f} | {r['cmap']:.2f} |")
+    return "\n".join(rows)
+
+
+def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
+    """Train and evaluate; returns the last and best evaluation records."""
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    make_deterministic(cfg.seed, device)
+    dataset = load_dataset(cfg)
+    trainer = Trainer(cfg, dataset, device)
+    start_epoch, best = 0, None
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    if resume:
+        state = checkpoint.load(ckpt_path)
+        _check_resume_config(state["config"], cfg)
+        trainer.load_state_dict(state)
+        start_epoch, best = state["epoch"], state["best"]
+    records = _read_metrics(metrics_path, start_epoch)
+    _write_metrics(metrics_path, records)
+    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    print(f"rskp: {len(dataset.train_indices)} train / {len(dataset.test_indices)} test videos on {device}; config:\n"
+          f"{format_config(cfg)}", file=sys.stderr)
+
+    steps_per_epoch = -(-len(dataset.train_indices) // cfg.videos_per_step)
+    progress = tqdm(total=(cfg.epochs - start_epoch) * steps_per_epoch, desc="train", unit="step", dynamic_ncols=True)
+    for epoch in range(start_epoch, cfg.epochs):
+        losses = trainer.train_epoch(epoch, progress)
+        if cfg.memory_bank and cfg.intra and epoch == cfg.warmup_epochs:
+            trainer.fill_bank()
+        done = epoch + 1
+        if done % cfg.eval_every == 0 or done == cfg.epochs:
+            result = trainer.evaluate()
+            record = {"epoch": done, **result.to_dict(), "loss": losses["loss"]}
+            records.append(record)
+            _write_metrics(metrics_path, records)
+            if best is None or record["avg"] > best["avg"]:
+                best = record
+            progress.set_postfix(loss=f"{losses['loss']:.3f}", avg_map=f"{record['avg']:.1f}")
+        checkpoint.save_atomic(trainer.state_dict(done, best), ckpt_path)
+    progress.close()
+    last = records[-1]
+    table = results_table(last, best)
+    (out / "results.md").write_text(table + "\n")
+    print(table)
+    return {"last": last, "best": best}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m rsnet.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML or JSON file of config keys (command-line flags override it)")
+    parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt exactly")
+    add_config_arguments(parser)
+    args = parser.parse_args(argv)
+    run(build_config(args), resume=args.resume)
+
+
+if __name__ == "__main__":
+    main()
