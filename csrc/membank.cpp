@@ -1,0 +1,362 @@
+// rs_kernels memory-bank extension: op schemas, argument checks and the CPU kernels.
+//
+// The CPU kernels are meant to read as a second reference: one loop over classes (or videos, or
+// bank positions) under at::parallel_for, each iteration touching only its own output, so they
+// are deterministic whatever the thread count. The spec is rs_kernels/reference.py; see
+// membank.h for the bank layout.
+#include "membank.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <c10/util/irange.h>
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+namespace rs_kernels {
+
+// ================================================================================================
+// Checks
+// ================================================================================================
+
+void check_bank_meta(const at::Tensor& bank, const at::Tensor& count) {
+  TORCH_CHECK(bank.dim() == 3, "membank: bank must be (C, S, D); got shape ", bank.sizes());
+  TORCH_CHECK(at::isFloatingType(bank.scalar_type()), "membank: bank must be floating point; got ",
+              bank.scalar_type());
+  TORCH_CHECK(count.dim() == 1 && count.size(0) == bank.size(0), "membank: count must be (C,) with C = ",
+              bank.size(0), " (bank.size(0)); got shape ", count.sizes());
+  TORCH_CHECK(count.scalar_type() == at::kLong, "membank: count must be int64; got ", count.scalar_type());
+  TORCH_CHECK(count.device() == bank.device(), "membank: count is on ", count.device(), " but bank is on ",
+              bank.device());
+}
+
+void check_labels_meta(const at::Tensor& labels, const at::Tensor& bank, int64_t n_class, int64_t batch) {
+  TORCH_CHECK(labels.dim() == 2 && labels.size(1) == n_class, "membank: labels must be (B, C) with C = ",
+              n_class, " (bank.size(0)); got shape ", labels.sizes());
+  TORCH_CHECK(batch < 0 || labels.size(0) == batch, "membank: labels must be (B, C) with B = ", batch,
+              " (cand.size(0)); got shape ", labels.sizes());
+  TORCH_CHECK(!at::isComplexType(labels.scalar_type()), "membank: labels must be bool (or hold only 0 and 1); got ",
+              labels.scalar_type());
+  TORCH_CHECK(labels.device() == bank.device(), "membank: labels is on ", labels.device(), " but bank is on ",
+              bank.device());
+}
+
+void check_insert_meta(const at::Tensor& bank, const at::Tensor& scores, const at::Tensor& count,
+                       const at::Tensor& cand, const at::Tensor& cand_scores, const at::Tensor& labels) {
+  check_bank_meta(bank, count);
+  const int64_t n_class = bank.size(0), slots = bank.size(1), dim = bank.size(2);
+  TORCH_CHECK(scores.dim() == 2 && scores.size(0) == n_class && scores.size(1) == slots,
+              "membank: scores must be (C, S) = (", n_class, ", ", slots, ") like bank; got shape ", scores.sizes());
+  TORCH_CHECK(at::isFloatingType(scores.scalar_type()), "membank: scores must be floating point; got ",
+              scores.scalar_type());
+  TORCH_CHECK(scores.device() == bank.device(), "membank: scores is on ", scores.device(), " but bank is on ",
+              bank.device());
+  TORCH_CHECK(cand.dim() == 3 && cand.size(2) == dim, "membank: cand must be (B, K, D) with D = ", dim,
+              " (bank.size(2)); got shape ", cand.sizes());
+  TORCH_CHECK(cand.scalar_type() == bank.scalar_type(), "membank: cand has dtype ", cand.scalar_type(),
+              " but bank has ", bank.scalar_type());
+  TORCH_CHECK(cand.device() == bank.device(), "membank: cand is on ", cand.device(), " but bank is on ",
+              bank.device());
+  const int64_t batch = cand.size(0), k = cand.size(1);
+  TORCH_CHECK(cand_scores.dim() == 3 && cand_scores.size(0) == batch && cand_scores.size(1) == k &&
+                  cand_scores.size(2) == n_class,
+              "membank: cand_scores must be (B, K, C) = (", batch, ", ", k, ", ", n_class, "); got shape ",
+              cand_scores.sizes());
+  TORCH_CHECK(cand_scores.scalar_type() == scores.scalar_type(), "membank: cand_scores has dtype ",
+              cand_scores.scalar_type(), " but scores has ", scores.scalar_type());
+  TORCH_CHECK(cand_scores.device() == bank.device(), "membank: cand_scores is on ", cand_scores.device(),
+              " but bank is on ", bank.device());
+  check_labels_meta(labels, bank, n_class, batch);
+}
+
+void check_momentum_meta(const at::Tensor& bank, const at::Tensor& index, const at::Tensor* cand, double m) {
+  TORCH_CHECK(bank.dim() == 3, "membank: bank must be (V, K, D); got shape ", bank.sizes());
+  TORCH_CHECK(at::isFloatingType(bank.scalar_type()), "membank: bank must be floating point; got ",
+              bank.scalar_type());
+  TORCH_CHECK(index.dim() == 1, "membank: index must be (B,); got shape ", index.sizes());
+  TORCH_CHECK(index.scalar_type() == at::kLong, "membank: index must be int64; got ", index.scalar_type());
+  TORCH_CHECK(index.device() == bank.device(), "membank: index is on ", index.device(), " but bank is on ",
+              bank.device());
+  if (cand != nullptr) {
+    TORCH_CHECK(cand->dim() == 3 && cand->size(0) == index.size(0) && cand->size(1) == bank.size(1) &&
+                    cand->size(2) == bank.size(2),
+                "membank: cand must be (B, K, D) = (", index.size(0), ", ", bank.size(1), ", ", bank.size(2),
+                "); got shape ", cand->sizes());
+    TORCH_CHECK(cand->scalar_type() == bank.scalar_type(), "membank: cand has dtype ", cand->scalar_type(),
+                " but bank has ", bank.scalar_type());
+    TORCH_CHECK(cand->device() == bank.device(), "membank: cand is on ", cand->device(), " but bank is on ",
+                bank.device());
+    TORCH_CHECK(std::isfinite(m) && m >= 0.0 && m <= 1.0, "membank: momentum m must be in [0, 1]; got ", m);
+  }
+}
+
+namespace {
+// One host read for all the flags of a call (one sync on CUDA).
+std::vector<bool> read_flags(const std::vector<at::Tensor>& flags) {
+  std::vector<bool> out;
+  if (flags.empty()) return out;
+  auto host = at::stack(flags).to(at::kCPU);
+  auto acc = host.accessor<bool, 1>();
+  for (const auto i : c10::irange(host.size(0))) out.push_back(acc[i]);
+  return out;
+}
+
+at::Tensor labels_bad_flag(const at::Tensor& labels) {
+  return at::logical_and(labels != 0, labels != 1).any();
+}
+}  // namespace
+
+at::Tensor labels_as_bool(const at::Tensor& labels) {
+  if (labels.scalar_type() == at::kBool) return labels.contiguous();
+  TORCH_CHECK(!read_flags({labels_bad_flag(labels)})[0],
+              "membank: labels must be bool or hold only 0 and 1; got other values (dtype ", labels.scalar_type(), ")");
+  return labels.to(at::kBool).contiguous();
+}
+
+void check_count_values(const at::Tensor& count, int64_t slots) {
+  auto bad = read_flags({(count < 0).any(), (count > slots).any()});
+  TORCH_CHECK(!bad[0] && !bad[1], "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
+}
+
+void check_scores_values(const at::Tensor& scores, const at::Tensor& count, const at::Tensor& cand_scores) {
+  const int64_t slots = scores.size(1);
+  auto bad = read_flags({(count < 0).any(), (count > slots).any(), at::isnan(scores).any(),
+                         at::isnan(cand_scores).any()});
+  TORCH_CHECK(!bad[0] && !bad[1], "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
+  TORCH_CHECK(!bad[2], "membank: scores holds NaN");
+  TORCH_CHECK(!bad[3], "membank: cand_scores holds NaN");
+}
+
+void check_index_values(const at::Tensor& index, int64_t n_videos) {
+  auto bad = read_flags({(index < 0).any(), (index >= n_videos).any()});
+  TORCH_CHECK(!bad[0] && !bad[1], "membank: index must hold video rows in [0, V) = [0, ", n_videos, ")");
+}
+
+// ================================================================================================
+// CPU kernels
+// ================================================================================================
+
+namespace {
+// Copy in place back into a non-contiguous argument the result computed in its contiguous copy.
+void write_back(at::Tensor& arg, const at::Tensor& work) {
+  if (!arg.is_same(work)) arg.copy_(work);
+}
+
+int64_t grain_for(int64_t elems_per_item) {
+  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, elems_per_item));
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> membank_gather_cpu(const at::Tensor& bank_in, const at::Tensor& count_in,
+                                                      const at::Tensor& labels_in) {
+  check_bank_meta(bank_in, count_in);
+  check_labels_meta(labels_in, bank_in, bank_in.size(0), -1);
+  const int64_t n_class = bank_in.size(0), slots = bank_in.size(1), dim = bank_in.size(2);
+  check_count_values(count_in, slots);
+  const auto bank = bank_in.contiguous();
+  const auto count = count_in.contiguous();
+  const auto labels = labels_as_bool(labels_in);
+  const int64_t batch = labels.size(0);
+  const int64_t* cnt = count.data_ptr<int64_t>();
+  const bool* lab = labels.data_ptr<bool>();
+
+  auto cu = at::empty({batch + 1}, count.options());
+  int64_t* cu_p = cu.data_ptr<int64_t>();
+  cu_p[0] = 0;
+  for (const auto b : c10::irange(batch)) {
+    int64_t rows = 0;
+    for (const auto c : c10::irange(n_class)) rows += lab[b * n_class + c] ? cnt[c] : 0;
+    cu_p[b + 1] = cu_p[b] + rows;
+  }
+  auto y = at::empty({cu_p[batch], dim}, bank.options());
+  if (cu_p[batch] == 0) return {y, cu};
+
+  // Rows are bit copies: one memcpy per (video, class), the class's filled slots being contiguous.
+  const size_t row_bytes = static_cast<size_t>(dim) * bank.element_size();
+  const char* src = static_cast<const char*>(bank.const_data_ptr());
+  char* dst = static_cast<char*>(y.data_ptr());
+  const int64_t avg_rows = std::max<int64_t>(1, cu_p[batch] / std::max<int64_t>(batch, 1));
+  at::parallel_for(0, batch, grain_for(avg_rows * dim), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      int64_t out_row = cu_p[b];
+      for (const auto c : c10::irange(n_class)) {
+        if (!lab[b * n_class + c] || cnt[c] == 0) continue;
+        std::memcpy(dst + out_row * row_bytes, src + c * slots * row_bytes, cnt[c] * row_bytes);
+        out_row += cnt[c];
+      }
+    }
+  });
+  return {y, cu};
+}
+
+void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::Tensor& count_arg,
+                             const at::Tensor& cand_in, const at::Tensor& cand_scores_in, const at::Tensor& labels_in) {
+  check_insert_meta(bank_arg, scores_arg, count_arg, cand_in, cand_scores_in, labels_in);
+  check_scores_values(scores_arg, count_arg, cand_scores_in);
+  const int64_t n_class = bank_arg.size(0), slots = bank_arg.size(1), dim = bank_arg.size(2);
+  const int64_t batch = cand_in.size(0), k = cand_in.size(1);
+  const int64_t pool = slots + batch * k;
+  if (n_class == 0 || slots == 0) return;
+
+  auto bank = bank_arg.contiguous();
+  auto scores = scores_arg.contiguous();
+  auto count = count_arg.contiguous();
+  const auto cand = cand_in.contiguous();
+  const auto cand_scores = cand_scores_in.contiguous();
+  const auto labels = labels_as_bool(labels_in);
+  const bool* lab = labels.data_ptr<bool>();
+  int64_t* cnt = count.data_ptr<int64_t>();
+
+  // Pass 1, per class: rank the pool (filled slots 0..S-1, then candidate b*K+k at S+b*K+k) by
+  // (masked score descending, pool position ascending) -- torch.sort(descending, stable) -- keep
+  // the first S positions, write the new scores and count. Dead entries (unfilled slots,
+  // candidates of videos without the class) score -inf, as in the reference.
+  std::vector<int64_t> source(n_class * slots);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "membank_insert_topk_rank", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    scalar_t* sc = scores.data_ptr<scalar_t>();
+    const scalar_t* cs = cand_scores.const_data_ptr<scalar_t>();
+    at::parallel_for(0, n_class, grain_for(pool), [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> key(pool);
+      std::vector<int64_t> order(pool);
+      for (int64_t c = begin; c < end; ++c) {
+        const acc_t dead = -std::numeric_limits<acc_t>::infinity();
+        int64_t n_labelled = 0;
+        for (const auto s : c10::irange(slots)) key[s] = s < cnt[c] ? static_cast<acc_t>(sc[c * slots + s]) : dead;
+        for (const auto b : c10::irange(batch)) {
+          const bool live = lab[b * n_class + c];
+          n_labelled += live;
+          for (const auto j : c10::irange(k))
+            key[slots + b * k + j] = live ? static_cast<acc_t>(cs[(b * k + j) * n_class + c]) : dead;
+        }
+        std::iota(order.begin(), order.end(), int64_t{0});
+        std::partial_sort(order.begin(), order.begin() + slots, order.end(), [&](int64_t i, int64_t j) {
+          return key[i] > key[j] || (key[i] == key[j] && i < j);
+        });
+        const int64_t new_count = std::min(cnt[c] + n_labelled * k, slots);
+        for (const auto r : c10::irange(slots)) {
+          source[c * slots + r] = order[r];
+          sc[c * slots + r] = r < new_count ? static_cast<scalar_t>(key[order[r]]) : static_cast<scalar_t>(0);
+        }
+        cnt[c] = new_count;
+      }
+    });
+  });
+
+  // Pass 2, per class: new slot r = source row * (r < count) -- a multiply, as the reference, so
+  // a dropped row becomes +-0 (or NaN), bit for bit.
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_insert_topk_rows", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    scalar_t* bk = bank.data_ptr<scalar_t>();
+    const scalar_t* cd = cand.const_data_ptr<scalar_t>();
+    at::parallel_for(0, n_class, grain_for(slots * dim), [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> next(slots * dim);
+      for (int64_t c = begin; c < end; ++c) {
+        for (const auto r : c10::irange(slots)) {
+          const int64_t src = source[c * slots + r];
+          const scalar_t* row = src < slots ? bk + (c * slots + src) * dim : cd + (src - slots) * dim;
+          const acc_t keep = r < cnt[c] ? acc_t(1) : acc_t(0);
+          scalar_t* out = next.data() + r * dim;
+          for (const auto d : c10::irange(dim)) out[d] = static_cast<scalar_t>(static_cast<acc_t>(row[d]) * keep);
+        }
+        std::copy(next.begin(), next.end(), bk + c * slots * dim);
+      }
+    });
+  });
+  write_back(bank_arg, bank);
+  write_back(scores_arg, scores);
+  write_back(count_arg, count);
+}
+
+void membank_momentum_cpu(at::Tensor& bank_arg, const at::Tensor& index_in, const at::Tensor& cand_in, double m) {
+  check_momentum_meta(bank_arg, index_in, &cand_in, m);
+  check_index_values(index_in, bank_arg.size(0));
+  const int64_t batch = index_in.size(0);
+  const int64_t row = bank_arg.size(1) * bank_arg.size(2);
+  if (batch == 0 || row == 0) return;
+  auto bank = bank_arg.contiguous();
+  const auto index = index_in.contiguous();
+  const auto cand = cand_in.contiguous();
+  const int64_t* idx = index.const_data_ptr<int64_t>();
+
+  // The reference computes m * slot, (1 - m) * cand and their sum as three eager ops, each
+  // rounded to the bank dtype, the scalars taken in the op math type: so do we (the build turns
+  // off FMA contraction). Positions are independent; the videos run in batch order.
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_momentum", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const acc_t w_old = static_cast<acc_t>(m);
+    const acc_t w_new = static_cast<acc_t>(1.0 - m);
+    scalar_t* bk = bank.data_ptr<scalar_t>();
+    const scalar_t* cd = cand.const_data_ptr<scalar_t>();
+    at::parallel_for(0, row, at::internal::GRAIN_SIZE / std::max<int64_t>(batch, 1) + 1, [&](int64_t begin, int64_t end) {
+      for (const auto b : c10::irange(batch)) {
+        scalar_t* slot = bk + idx[b] * row;
+        const scalar_t* new_row = cd + b * row;
+        for (int64_t j = begin; j < end; ++j) {
+          const scalar_t kept = static_cast<scalar_t>(static_cast<acc_t>(slot[j]) * w_old);
+          const scalar_t added = static_cast<scalar_t>(static_cast<acc_t>(new_row[j]) * w_new);
+          slot[j] = static_cast<scalar_t>(static_cast<acc_t>(kept) + static_cast<acc_t>(added));
+        }
+      }
+    });
+  });
+  write_back(bank_arg, bank);
+}
+
+at::Tensor membank_momentum_read_cpu(const at::Tensor& bank_in, const at::Tensor& index_in) {
+  check_momentum_meta(bank_in, index_in, nullptr, 0.0);
+  check_index_values(index_in, bank_in.size(0));
+  const auto bank = bank_in.contiguous();
+  const auto index = index_in.contiguous();
+  const int64_t batch = index.size(0);
+  auto out = at::empty({batch, bank.size(1), bank.size(2)}, bank.options());
+  const size_t row_bytes = static_cast<size_t>(bank.size(1) * bank.size(2)) * bank.element_size();
+  if (batch == 0 || row_bytes == 0) return out;
+  const int64_t* idx = index.const_data_ptr<int64_t>();
+  const char* src = static_cast<const char*>(bank.const_data_ptr());
+  char* dst = static_cast<char*>(out.data_ptr());
+  at::parallel_for(0, batch, grain_for(bank.size(1) * bank.size(2)), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) std::memcpy(dst + b * row_bytes, src + idx[b] * row_bytes, row_bytes);
+  });
+  return out;
+}
+
+}  // namespace rs_kernels
+
+// ================================================================================================
+// Registration: schema first; CPU kernels here, CUDA kernels in cuda/membank_cuda.cu.
+// ================================================================================================
+
+TORCH_LIBRARY(rs_kernels, m) {
+  // Fake (meta) kernels live in Python, in rs_kernels/membank.py.
+  m.set_python_module("rs_kernels.membank");
+  m.def("membank_gather(Tensor bank, Tensor count, Tensor labels) -> (Tensor, Tensor)");
+  m.def(
+      "membank_insert_topk_(Tensor(a!) bank, Tensor(b!) scores, Tensor(c!) count, Tensor cand, Tensor cand_scores, "
+      "Tensor labels) -> ()");
+  m.def("membank_momentum_(Tensor(a!) bank, Tensor index, Tensor cand, float m) -> ()");
+  m.def("membank_momentum_read(Tensor bank, Tensor index) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(rs_kernels, CPU, m) {
+  m.impl("membank_gather", &rs_kernels::membank_gather_cpu);
+  m.impl("membank_insert_topk_", &rs_kernels::membank_insert_topk_cpu);
+  m.impl("membank_momentum_", &rs_kernels::membank_momentum_cpu);
+  m.impl("membank_momentum_read", &rs_kernels::membank_momentum_read_cpu);
+}
+
+// The bank is state, not a function of parameters: no gradient flows through these ops. The
+// fallback makes that explicit (a backward through them raises) and keeps version counters right.
+TORCH_LIBRARY_IMPL(rs_kernels, Autograd, m) {
+  m.impl("membank_gather", torch::autograd::autogradNotImplementedFallback());
+  m.impl("membank_insert_topk_", torch::autograd::autogradNotImplementedFallback());
+  m.impl("membank_momentum_", torch::autograd::autogradNotImplementedFallback());
+  m.impl("membank_momentum_read", torch::autograd::autogradNotImplementedFallback());
+}

@@ -1,0 +1,42 @@
+// rs_kernels memory-bank extension: shared declarations and argument checks (DESIGN §1, §3).
+//
+// A class-wise bank is (C, S, D) rows with (C, S) scores and (C,) int64 fill counts: slots
+// 0..count-1 of a class are filled, in descending score order; unfilled slots hold zero rows and
+// zero scores. The per-video bank of the supplementary's Table 2 is (V, K, D), updated by
+// momentum. The spec of every op is the matching `membank_*` function of rs_kernels/reference.py;
+// the kernels equal it bit for bit.
+//
+// The checks below run in the CPU and the CUDA kernels alike (the fake kernels of
+// rs_kernels/membank.py repeat the metadata ones with the same messages). Value checks (NaN
+// scores, 0/1 labels, count and index ranges) read the data: on CUDA they cost one sync.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+namespace rs_kernels {
+
+// ---- metadata checks (shape, dtype, device): also done by the fake kernels ----------------------
+void check_bank_meta(const at::Tensor& bank, const at::Tensor& count);
+void check_labels_meta(const at::Tensor& labels, const at::Tensor& bank, int64_t n_class, int64_t batch);
+void check_insert_meta(const at::Tensor& bank, const at::Tensor& scores, const at::Tensor& count,
+                       const at::Tensor& cand, const at::Tensor& cand_scores, const at::Tensor& labels);
+void check_momentum_meta(const at::Tensor& bank, const at::Tensor& index, const at::Tensor* cand, double m);
+
+// ---- value checks (read the data) ---------------------------------------------------------------
+// Returns labels as a contiguous bool tensor, after checking that a non-bool one holds only 0 and 1.
+at::Tensor labels_as_bool(const at::Tensor& labels);
+void check_count_values(const at::Tensor& count, int64_t slots);
+void check_scores_values(const at::Tensor& scores, const at::Tensor& count, const at::Tensor& cand_scores);
+void check_index_values(const at::Tensor& index, int64_t n_videos);
+
+// ---- CPU kernels ----------------------------------------------------------------------------------
+std::tuple<at::Tensor, at::Tensor> membank_gather_cpu(const at::Tensor& bank, const at::Tensor& count,
+                                                      const at::Tensor& labels);
+void membank_insert_topk_cpu(at::Tensor& bank, at::Tensor& scores, at::Tensor& count, const at::Tensor& cand,
+                             const at::Tensor& cand_scores, const at::Tensor& labels);
+void membank_momentum_cpu(at::Tensor& bank, const at::Tensor& index, const at::Tensor& cand, double m);
+at::Tensor membank_momentum_read_cpu(const at::Tensor& bank, const at::Tensor& index);
+
+}  // namespace rs_kernels
