@@ -1,0 +1,124 @@
+"""The W-TALC loader: packed batches, and a clear error naming the file for every bad input."""
+import numpy as np
+import pytest
+import torch
+
+from rsnet.data import DataError, WTALCDataset, load_annotations
+from rsnet.synthetic import SyntheticSpec, generate
+
+TINY = SyntheticSpec(n_train=6, n_test=5, length_scale=0.15)
+
+
+@pytest.fixture
+def tiny_root(tmp_path):
+    return generate(tmp_path / "tiny", TINY, seed=1)
+
+
+def _feature_file(root):
+    return root / "Thumos14reduced" / "Thumos14reduced-I3D-JOINTFeatures.npy"
+
+
+def _rewrite_features(root, edit):
+    path = _feature_file(root)
+    feats = np.load(path, allow_pickle=True)
+    feats = edit(feats)
+    np.save(path, feats, allow_pickle=True)
+
+
+def test_loads_and_packs(tiny_root):
+    ds = WTALCDataset(tiny_root)
+    assert len(ds.train_indices) == 6 and len(ds.test_indices) == 5
+    batch = next(ds.train_batches(epoch=0, seed=0, batch_size=4))
+    lengths = ds.lengths(batch.index.numpy())
+    assert batch.x.shape == (lengths.sum(), 2048) and batch.x.dtype == torch.float32
+    assert batch.cu_seqlens.tolist() == [0, *np.cumsum(lengths).tolist()]
+    assert torch.equal(batch.labels, torch.from_numpy(ds.annotations.video_labels[batch.index.numpy()]))
+    assert (batch.labels.sum(1) >= 1).all()
+
+
+def test_sampler_is_seeded_per_epoch(tiny_root):
+    ds = WTALCDataset(tiny_root)
+    order = lambda epoch, seed: torch.cat([b.index for b in ds.train_batches(epoch, seed, 4)]).tolist()
+    assert order(3, 0) == order(3, 0)
+    assert order(3, 0) != order(4, 0) or order(3, 0) != order(3, 1)
+    assert sorted(order(3, 0)) == sorted(ds.train_indices.tolist())
+
+
+def test_test_split_in_annotation_order(tiny_root):
+    ds = WTALCDataset(tiny_root)
+    assert torch.cat([b.index for b in ds.test_batches(2)]).tolist() == ds.test_indices.tolist()
+
+
+def test_missing_file_is_named(tiny_root):
+    (tiny_root / "Thumos14reduced" / "segments.npy").unlink()
+    with pytest.raises(DataError, match="segments.npy"):
+        WTALCDataset(tiny_root)
+
+
+def test_missing_dataset_folder(tmp_path):
+    with pytest.raises(DataError, match="dataset folder not found"):
+        WTALCDataset(tmp_path)
+
+
+def test_corrupt_file_is_named(tiny_root):
+    (tiny_root / "Thumos14reduced" / "duration.npy").write_bytes(b"not a numpy file")
+    with pytest.raises(DataError, match="duration.npy"):
+        WTALCDataset(tiny_root)
+
+
+def test_arrays_of_different_lengths(tiny_root):
+    path = tiny_root / "Thumos14reduced" / "duration.npy"
+    np.save(path, np.load(path)[:-1])
+    with pytest.raises(DataError, match="duration.npy has 10 entries"):
+        WTALCDataset(tiny_root)
+
+
+def test_wrong_feature_width(tiny_root):
+    _rewrite_features(tiny_root, lambda f: np.array([v[:, :1024] for v in f] + [None], dtype=object)[:-1])
+    with pytest.raises(DataError, match=r"expected \(T, 2048\)"):
+        WTALCDataset(tiny_root)
+
+
+def test_nan_features(tiny_root):
+    def poison(feats):
+        feats[2][0, 5] = np.nan
+        return feats
+    _rewrite_features(tiny_root, poison)
+    with pytest.raises(DataError, match="video 2 has NaN"):
+        WTALCDataset(tiny_root)
+
+
+def test_empty_video(tiny_root):
+    def empty(feats):
+        feats[1] = np.zeros((0, 2048), dtype=np.float32)
+        return feats
+    _rewrite_features(tiny_root, empty)
+    with pytest.raises(DataError, match="video 1 is empty"):
+        WTALCDataset(tiny_root)
+
+
+def test_video_count_mismatch(tiny_root):
+    _rewrite_features(tiny_root, lambda f: f[:-1])
+    with pytest.raises(DataError, match="holds 10 videos but the annotations list 11"):
+        WTALCDataset(tiny_root)
+
+
+def test_label_not_in_class_list(tiny_root):
+    path = tiny_root / "Thumos14reduced" / "labels_all.npy"
+    labels = np.load(path, allow_pickle=True)
+    labels[0] = ["Breakdancing"]
+    np.save(path, labels, allow_pickle=True)
+    with pytest.raises(DataError, match="'Breakdancing', not in classlist"):
+        WTALCDataset(tiny_root)
+
+
+def test_unknown_dataset_name(tiny_root):
+    with pytest.raises(DataError, match="unknown dataset"):
+        WTALCDataset(tiny_root, dataset="Thumos15")
+
+
+def test_reads_the_real_thumos14_annotations(shared_data):
+    ann = load_annotations(shared_data / "Thumos14reduced-Annotations")
+    assert len(ann) == 412 and len(ann.indices("validation")) == 200 and len(ann.indices("test")) == 212
+    assert len(ann.class_names) == 20 and ann.video_labels[ann.indices("validation")].sum(1).min() >= 1
+    assert sum(len(s) for s in ann.segments) == sum(len(s) for s in ann.segment_labels)
