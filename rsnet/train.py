@@ -21,7 +21,7 @@ from .config import Config, add_config_arguments, build_config, format_config, t
 from .data import WTALCDataset
 from .evaluate import evaluate
 from .inference import predict_split
-from .losses import rskp_loss
+from .losses import LossTerms, rskp_loss
 from .memory import MemoryBank
 from .model import RSKP
 
@@ -68,7 +68,7 @@ class Trainer:
     def train_epoch(self, epoch: int, progress=None) -> dict[str, float]:
         self.model.train()
         inter = self.inter_active(epoch)
-        sums = {"loss": 0.0, "fore": 0.0, "back": 0.0, "att": 0.0, "spl": 0.0}
+        sums = torch.zeros(len(LossTerms._fields), device=self.device)  # summed on device: no per-step sync
         for batch in self.dataset.train_batches(epoch, self.cfg.seed, self.cfg.videos_per_step):
             batch = batch.to(self.device)
             memory = self.bank.read(batch.labels) if inter else None
@@ -81,11 +81,11 @@ class Trainer:
             self.optimizer.step()
             if inter:
                 self.bank.insert(out.mu, out.p_mu[..., : self.dataset.n_classes], batch.labels)
-            for key, value in zip(sums, terms):
-                sums[key] += float(value)
+            sums += torch.stack(terms).detach()
             if progress is not None:
                 progress.update(1)
-        return {k: v / len(self.dataset.train_indices) for k, v in sums.items()}
+        per_video = (sums / len(self.dataset.train_indices)).tolist()
+        return dict(zip(LossTerms._fields, per_video))
 
     @torch.no_grad()
     def fill_bank(self) -> None:
@@ -181,12 +181,12 @@ def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
         done = epoch + 1
         if done % cfg.eval_every == 0 or done == cfg.epochs:
             result = trainer.evaluate()
-            record = {"epoch": done, **result.to_dict(), "loss": losses["loss"]}
+            record = {"epoch": done, **result.to_dict(), "loss": losses["total"]}
             records.append(record)
             _write_metrics(metrics_path, records)
             if best is None or record["avg"] > best["avg"]:
                 best = record
-            progress.set_postfix(loss=f"{losses['loss']:.3f}", avg_map=f"{record['avg']:.1f}")
+            progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
         checkpoint.save_atomic(trainer.state_dict(done, best), ckpt_path)
     progress.close()
     last = records[-1]
