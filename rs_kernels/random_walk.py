@@ -1,15 +1,259 @@
-"""Bipartite random walk of each video's snippets toward its representatives (Woodbury form)."""
+"""Bipartite random walk of each video's snippets toward its representatives (Woodbury form).
+
+Per video (DESIGN §1, supplementary Eq. 10), x (T, D), representatives y (M, D):
+  Z = softmax_m(tau n(y) n(x)^T) (M, T), c = Z 1, H = Z Z^T, P = Z x,
+  G = H / (c + eps), Q = P / (c + eps)  (row-scaled), R = I - w^2 G,
+  W = R^{-1} (w G y + Q), U = w y + w^2 W,   x* = (1 - w) x + (1 - w) Z^T U.
+A video with M = 0 gets x* = (1 - w) x.
+
+Triton path (``rs_kernels::random_walk_fwd`` / ``_bwd``), two streaming passes over x:
+  pass 1 (``_triton_utils._assign_fwd_kernel``): scores, Z (stored, N x Mmax, small), and the block
+    partials of P, c, H, reduced per video in a fixed order;
+  the (B, Mmax, Mmax) padded solve in torch (padded rows: H = 0, so R = I there and U = 0);
+  pass 2 (``_rw_out_kernel``): x* = (1 - w) (x + Z^T U).
+
+Backward (gO = dL/dx*): dU = (1 - w) Z gO (a streaming pass over gO), then M x M / M x D algebra
+in torch:
+  dW = w^2 dU, dV = R^{-T} dW, dy = w dU + w G^T dV, dG = w^2 dV W^T + w dV y^T, dQ = dV,
+  dH = dG / (c + eps), dP = dQ / (c + eps), dc = -(sum_j dG G + sum_d dQ Q) / (c + eps);
+then one streaming pass (``_triton_utils._assign_bwd_kernel``) with
+  dZ_mt = (1 - w) <U_m, gO_t> + <dP_m, x_t> + ((dH + dH^T) Z)_mt + dc_m,
+  dx_t = (1 - w) gO_t + sum_m Z_mt dP_m + (the path through the scores),
+and dy gets the scores' part sum_t Cy_tm x_t - y_m beta_m / (|y_m| (|y_m| + eps)).
+"""
 from __future__ import annotations
 
+import torch
+import triton
+import triton.language as tl
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
+from . import _triton_utils as tu
 from . import reference
 from ._dispatch import resolve_impl
+from .varlen import check_cu_seqlens
 
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor) -> None:
+    """Shape, dtype and device checks (no data access: also run on fake tensors)."""
+    if x.dim() != 2:
+        raise ValueError(f"x must be (N, D), got shape {tuple(x.shape)}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"x must be a floating tensor, got {x.dtype}")
+    if y.dim() != 2 or y.shape[1] != x.shape[1]:
+        raise ValueError(f"y must be (sum M_b, D) with D = {x.shape[1]}, got shape {tuple(y.shape)}")
+    if y.dtype != x.dtype:
+        raise ValueError(f"y must have x's dtype {x.dtype}, got {y.dtype}")
+    for name, cu in (("cu_seqlens", cu_seqlens), ("y_cu_seqlens", y_cu_seqlens)):
+        if cu.dim() != 1 or cu.shape[0] < 2 or cu.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"{name} must be a 1-D int32/int64 tensor of B+1 >= 2 offsets, got "
+                             f"{tuple(cu.shape)} {cu.dtype}")
+    if y_cu_seqlens.shape[0] != cu_seqlens.shape[0]:
+        raise ValueError(f"y_cu_seqlens must have one offset per video like cu_seqlens ({cu_seqlens.shape[0]}), "
+                         f"got {y_cu_seqlens.shape[0]}")
+    for name, t in (("cu_seqlens", cu_seqlens), ("y", y), ("y_cu_seqlens", y_cu_seqlens)):
+        if t.device != x.device:
+            raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
+
+
+@triton.jit
+def _rw_out_kernel(x_ptr, z_ptr, u_ptr, out_ptr, cu_ptr, blk_vid_ptr, blk_cu_ptr, CMAX, D, coef,
+                   CP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+                   ACC: tl.constexpr, PREC: tl.constexpr):
+    """Pass 2: x*_t = (1 - w) (x_t + sum_m Z_tm U_m) for one T block."""
+    j = tl.program_id(0).to(tl.int64)
+    vid, vsafe, rows, tmask = tu._block_rows(j, blk_vid_ptr, blk_cu_ptr, cu_ptr, BLOCK_T)
+    if vid >= 0:
+        ks = tl.arange(0, CP)
+        kstore = ks < CMAX
+        z = tl.load(z_ptr + rows[:, None] * CMAX + ks[None, :], mask=tmask[:, None] & kstore[None, :],
+                    other=0.0).to(ACC)
+        ubase = u_ptr + vsafe * CMAX * D
+        for d0 in range(0, D, BLOCK_D):
+            ds = d0 + tl.arange(0, BLOCK_D)
+            dmask = ds < D
+            tdm = tmask[:, None] & dmask[None, :]
+            xofs = rows[:, None] * D + ds[None, :]
+            xc = tl.load(x_ptr + xofs, mask=tdm, other=0.0).to(ACC)
+            ub = tl.load(ubase + ks[:, None] * D + ds[None, :], mask=kstore[:, None] & dmask[None, :],
+                         other=0.0).to(ACC)
+            o = tl.dot(z, ub, xc, input_precision=PREC) * coef
+            tl.store(out_ptr + xofs, o.to(out_ptr.dtype.element_ty), mask=tdm)
+
+
+# ---------------------------------------------------------------------------------------------
+# forward op
+# ---------------------------------------------------------------------------------------------
+
+def _stats_shapes(n, d, batch, max_m):
+    return (n, max_m), (batch, max_m), (batch, max_m, max_m), (batch, max_m, d), (batch, max_m, d)
+
+
+@torch.library.custom_op("rs_kernels::random_walk_fwd", mutates_args=())
+def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, max_m: int, w: float,
+                    tau: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(x* (N, D), and for the backward: Z (N, max_m), c (B, max_m), H (B, max_m, max_m), P, U (B, max_m, D)).
+
+    max_m >= max_b M_b (like flash-attention's max_seqlen) fixes the padded size of the solve.
+    """
+    _check(x, cu_seqlens, y, y_cu_seqlens)
+    check_cu_seqlens(cu_seqlens, x.shape[0])
+    check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True)
+    real_max = int(y_cu_seqlens.diff().max())
+    if max_m < real_max:
+        raise ValueError(f"max_m = {max_m} is below the largest number of representatives of a video, {real_max}")
+    tu.check_launchable(x, "random_walk")
+    x, y = x.contiguous(), y.contiguous()
+    cu, ycu = cu_seqlens.to(torch.int64).contiguous(), y_cu_seqlens.to(torch.int64).contiguous()
+    n, d = x.shape
+    batch = cu.numel() - 1
+    acc = tu.acc_dtype(x.dtype)
+    if max_m == 0:
+        return ((1 - w) * x, *(x.new_zeros(s, dtype=acc) for s in _stats_shapes(n, d, batch, 0)))
+    table = tu.block_table(cu, n)
+    y_pad = tu.pad_rows(y.to(acc), ycu, max_m)
+    z = tu.empty((n, max_m), acc, x.device)
+    out = tu.empty((n, d), x.dtype, x.device)
+    with tu.device_ctx(x):
+        stats = tu.assign_fwd(x, y_pad, cu, table, tau, ccu=ycu, cmax=max_m, stride_cb=max_m * d, z=z,
+                              store_z=True, with_mass=True, with_h=True)
+        md = max_m * d
+        # own copies: outputs of a custom op may not alias each other
+        p = stats[:, :md].reshape(batch, max_m, d).clone()
+        c = stats[:, md:md + max_m].clone()
+        h = stats[:, md + max_m:].reshape(batch, max_m, max_m).clone()
+        ce = (c + tu.MASS_EPS).unsqueeze(-1)
+        g = h / ce
+        eye = torch.eye(max_m, dtype=acc, device=x.device)
+        rhs = w * (g @ y_pad) + p / ce
+        u = w * y_pad + (w * w) * torch.linalg.solve(eye - (w * w) * g, rhs)
+        blk_vid, blk_cu, bound = table
+        _rw_out_kernel[(bound,)](
+            x, z, u, out, cu, blk_vid, blk_cu, max_m, d, float(1 - w),
+            CP=tu.centre_pad(max_m), BLOCK_T=tu.BLOCK_T, BLOCK_D=tu.block_d(d),
+            ACC=tu.tl_dtype(acc), PREC=tu.dot_precision(acc), num_warps=tu.NUM_WARPS,
+        )
+    return out, z, c, h, p, u
+
+
+@random_walk_fwd.register_fake
+def _(x, cu_seqlens, y, y_cu_seqlens, max_m, w, tau):
+    _check(x, cu_seqlens, y, y_cu_seqlens)
+    n, d = x.shape
+    acc = tu.acc_dtype(x.dtype)
+    return (torch.empty_like(x),
+            *(x.new_empty(s, dtype=acc) for s in _stats_shapes(n, d, cu_seqlens.shape[0] - 1, max_m)))
+
+
+# ---------------------------------------------------------------------------------------------
+# backward op
+# ---------------------------------------------------------------------------------------------
+
+@torch.library.custom_op("rs_kernels::random_walk_bwd", mutates_args=())
+def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, z: Tensor,
+                    c: Tensor, h: Tensor, p: Tensor, u: Tensor, w: float, tau: float) -> tuple[Tensor, Tensor]:
+    """(dx (N, D), dy (sum M_b, D)) from dL/dx* and what the forward saved."""
+    tu.check_launchable(x, "random_walk")
+    x, y, gout = x.contiguous(), y.contiguous(), grad_out.contiguous()
+    cu, ycu = cu_seqlens.to(torch.int64).contiguous(), y_cu_seqlens.to(torch.int64).contiguous()
+    n, d = x.shape
+    batch, max_m = cu.numel() - 1, z.shape[1]
+    acc = tu.acc_dtype(x.dtype)
+    if max_m == 0:
+        return (1 - w) * gout.to(x.dtype), torch.zeros_like(y)
+    z = z.contiguous()
+    table = tu.block_table(cu, n)
+    y_pad = tu.pad_rows(y.to(acc), ycu, max_m)
+    dx = tu.empty((n, d), x.dtype, x.device)
+    with tu.device_ctx(x):
+        # dU = (1 - w) Z gO: the forward's kernel with Z read back, streaming gO.
+        zg = tu.assign_fwd(gout, y_pad, cu, table, tau, ccu=ycu, cmax=max_m, stride_cb=max_m * d, z=z,
+                           load_z=True, with_mass=False)
+        du = (1 - w) * zg.view(batch, max_m, d)
+        ce = (c + tu.MASS_EPS).unsqueeze(-1)
+        g = h / ce
+        q = p / ce
+        rmat = torch.eye(max_m, dtype=acc, device=x.device) - (w * w) * g
+        wsol = torch.linalg.solve(rmat, w * (g @ y_pad) + q)
+        dv = torch.linalg.solve(rmat.transpose(-1, -2), (w * w) * du)
+        dy_pad = w * du + w * (g.transpose(-1, -2) @ dv)
+        dg = (w * w) * (dv @ wsol.transpose(-1, -2)) + w * (dv @ y_pad.transpose(-1, -2))
+        dh = dg / ce
+        dcm = (-((dg * g).sum(-1) + (dv * q).sum(-1)) / ce.squeeze(-1)).contiguous()
+        dp = (dv / ce).contiguous()
+        hs = (dh + dh.transpose(-1, -2)).contiguous()
+        stats = tu.assign_bwd(x, y_pad, dp, dcm, dx, cu, table, tau, ccu=ycu, g=gout, u=u.contiguous(),
+                              coef_g=1 - w, hs=hs, z=z)
+        e, beta = stats[:, :max_m * d].view(batch, max_m, d), stats[:, max_m * d:]
+        dy_pad = dy_pad + e - y_pad * tu.norm_grad_coef(y_pad, beta).unsqueeze(-1)
+    return dx, tu.unpad_rows(dy_pad, ycu, y.shape[0]).to(y.dtype)
+
+
+@random_walk_bwd.register_fake
+def _(grad_out, x, cu_seqlens, y, y_cu_seqlens, z, c, h, p, u, w, tau):
+    return torch.empty_like(x), torch.empty_like(y)
+
+
+def _setup_context(ctx, inputs, output):
+    x, cu_seqlens, y, y_cu_seqlens, max_m, w, tau = inputs
+    _, z, c, h, p, u = output
+    ctx.save_for_backward(x, cu_seqlens, y, y_cu_seqlens, z, c, h, p, u)
+    ctx.w, ctx.tau = w, tau
+    ctx.mark_non_differentiable(z, c, h, p, u)
+
+
+def _backward(ctx, grad_out, *_grads_of_saved):
+    if grad_out is None:
+        return (None,) * 7
+    x, cu_seqlens, y, y_cu_seqlens, z, c, h, p, u = ctx.saved_tensors
+    dx, dy = torch.ops.rs_kernels.random_walk_bwd(grad_out, x, cu_seqlens, y, y_cu_seqlens, z, c, h, p, u,
+                                                 ctx.w, ctx.tau)
+    return dx, None, dy, None, None, None, None
+
+
+random_walk_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+# FLOPs as the kernels do them (2 per multiply-add). The per-video M_b are not in the shapes: M is
+# taken as the mean sum M_b / B (exact when every video has the same count), padded to max_m in the solve.
+def _mean_m(y_shape, cu_shape) -> float:
+    return y_shape[0] / max(cu_shape[0] - 1, 1)
+
+
+def _solve_flops(batch, m, d) -> int:
+    return int(batch * (2 * m ** 3 / 3 + 2 * m * m * d))
+
+
+@register_flop_formula(torch.ops.rs_kernels.random_walk_fwd)
+def _rw_fwd_flops(x_shape, cu_shape, y_shape, ycu_shape, max_m, *args, **kwargs) -> int:
+    n, d = x_shape
+    m, batch = _mean_m(y_shape, cu_shape), cu_shape[0] - 1
+    # scores, Z^T x, Z^T Z (pass 1); G y and the solve; Z U (pass 2)
+    return int(6 * n * m * d + 2 * n * m * m) + _solve_flops(batch, max_m, d) + 2 * batch * max_m * max_m * d
+
+
+@register_flop_formula(torch.ops.rs_kernels.random_walk_bwd)
+def _rw_bwd_flops(grad_shape, x_shape, cu_shape, y_shape, ycu_shape, z_shape, *args, **kwargs) -> int:
+    n, d = x_shape
+    m, batch, max_m = _mean_m(y_shape, cu_shape), cu_shape[0] - 1, z_shape[1]
+    # Z gO; x y^T, x dP^T, gO U^T; Z Hs; Z dP, Cy y, Cy^T x; the small algebra (two solves, four products)
+    return int(16 * n * m * d + 2 * n * m * m) + 2 * _solve_flops(batch, max_m, d) + 8 * batch * max_m * max_m * d
+
+
+# ---------------------------------------------------------------------------------------------
+# public function
+# ---------------------------------------------------------------------------------------------
 
 def random_walk(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, w: float = 0.5,
                 tau: float = 5.0, impl: str | None = None) -> Tensor:
     """X* (N, D); video b walks toward y[y_cu_seqlens[b]:y_cu_seqlens[b+1]]."""
+    _check(x, cu_seqlens, y, y_cu_seqlens)
     if resolve_impl(impl, x) == "triton":
-        raise NotImplementedError("the Triton random-walk kernel is not built yet; use impl='reference'")
+        max_m = int(y_cu_seqlens.diff().max())
+        return torch.ops.rs_kernels.random_walk_fwd(x, cu_seqlens, y, y_cu_seqlens, max_m, float(w), float(tau))[0]
+    check_cu_seqlens(cu_seqlens, x.shape[0])
+    check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True)
     return reference.random_walk(x, cu_seqlens, y, y_cu_seqlens, w, tau)
