@@ -33,6 +33,8 @@ def _class_ap(conf: np.ndarray, labels: np.ndarray):
 
 
 def classification_map(video_scores: np.ndarray, labels: np.ndarray) -> float:
+    """Classes with no positive video left out (the official code would divide by zero)."""
+    labels = np.asarray(labels, dtype=np.float64)  # the official data loader's labels are float64
     aps = [_class_ap(video_scores[:, c], labels[:, c]) for c in range(labels.shape[1]) if labels[:, c].sum() > 0]
     return float(100 * sum(aps) / len(aps))
 

@@ -204,6 +204,8 @@ def classification_map(video_scores: np.ndarray, labels: np.ndarray, class_names
 def _means(x: np.ndarray, lengths: np.ndarray, index_of) -> np.ndarray:
     """numpy's mean of x[index_of(rows, n)] per row, batched by length (numpy's own pairwise sums)."""
     out = np.zeros(len(lengths), dtype=x.dtype)
+    if len(lengths) == 0:
+        return out
     order = np.argsort(lengths, kind="stable")
     sorted_len = lengths[order]
     cuts = np.flatnonzero(sorted_len[1:] != sorted_len[:-1]) + 1
@@ -231,89 +233,162 @@ class _Proposals:
 
 
 def _proposals(scores: np.ndarray, cas: list[np.ndarray], videos: np.ndarray, classes: np.ndarray) -> _Proposals:
-    n_cls = len(classes)
     eligible = ~(scores[videos][:, classes] < CLASS_THRESHOLD)  # (Vg, K), the official comparison
     g_video, g_rank = np.nonzero(eligible)  # groups, video-major then class rank
     n_groups = len(g_video)
     if n_groups == 0:
         empty = np.zeros(0, dtype=np.int64)
         return _Proposals(empty, empty, empty, empty, np.zeros(0))
-    g_class = classes[g_rank]
     g_len = np.array([cas[k].shape[0] for k in videos], dtype=np.int64)[g_video]
     g_off = 1 + np.concatenate(([0], np.cumsum(g_len + 1)[:-1]))
-    dtype = cas[0].dtype
-    x = np.full(int(g_off[-1] + g_len[-1] + 1), -np.inf, dtype=dtype)  # -inf before, between, after
-    for v, c, o, n in zip(videos[g_video].tolist(), g_class.tolist(), g_off.tolist(), g_len.tolist()):
+    x = np.full(int(g_off[-1] + g_len[-1] + 1), -np.inf, dtype=cas[0].dtype)  # -inf before, between, after
+    for v, c, o, n in zip(videos[g_video].tolist(), classes[g_rank].tolist(), g_off.tolist(), g_len.tolist()):
         x[o:o + n] = cas[v][:, c]
+    runs = _runs(x)
+    s_abs, e_abs = runs
+    gid = np.searchsorted(g_off, s_abs, side="right") - 1
+    off, T = g_off[gid], g_len[gid]
+    s, e = s_abs - off, e_abs - off  # the run [s, e) in its video
+    score = _oic_scores(x, s_abs, s, e, off, T)
+    desc = _official_order(x, score, gid, s_abs, e_abs, g_off, g_len)
+    ps, pe = s, e + 1  # stored bounds
+    keep = _nms(desc, gid, s_abs, ps, pe, len(x))
+    keep = keep[np.lexsort((g_video[gid[keep]], g_rank[gid[keep]]))]  # class rank, video, best first
+    return _Proposals(cls=g_rank[gid[keep]], video=g_video[gid[keep]], s=ps[keep], e=pe[keep], score=score[keep])
 
-    above = x[None, :] > CAS_THRESHOLDS[:, None]  # float64 comparison, as with numpy scalars
-    _, edge = np.nonzero(above[:, 1:] != above[:, :-1])  # row-major: per threshold, left to right
-    run_s, run_e = edge[0::2] + 1, edge[1::2] + 1  # absolute [s, e) in x; rows start and end False
-    keep = run_e - run_s >= 2
-    run_s, run_e = run_s[keep], run_e[keep]
-    group = np.searchsorted(g_off, run_s, side="right") - 1
-    order = np.argsort(group, kind="stable")  # per group: threshold, then position (official order)
-    run_s, run_e, group = run_s[order], run_e[order], group[order]
 
-    # scores, once per distinct (group, s, e): a run found at several thresholds scores the same
-    key = run_s * (len(x) + 1) + run_e
-    ukey, inverse = np.unique(key, return_inverse=True)
-    us, ue = ukey // (len(x) + 1), ukey % (len(x) + 1)
-    ug = np.searchsorted(g_off, us, side="right") - 1
-    off, T = g_off[ug], g_len[ug]
-    s, e = us - off, ue - off
+def _levels(x: np.ndarray) -> np.ndarray:
+    """Number of CAS thresholds below each value: ``x > theta_t`` iff ``t < level`` (float64 compare)."""
+    return np.searchsorted(CAS_THRESHOLDS, x.astype(np.float64), side="left")
+
+
+def _runs(x: np.ndarray, all_thresholds: bool = False):
+    """The distinct runs [s, e) (absolute in x) of ``x > theta`` over all thresholds with e - s >= 2.
+
+    A run [s, e) exists for the thresholds t in [max(level[s-1], level[e]), min(level[s:e])): the
+    same run is found at consecutive thresholds and is listed once, at the first. With
+    ``all_thresholds`` every (threshold, run) is listed, threshold-major, as (t, s, e).
+    """
+    level = _levels(x)
+    step = level[1:] - level[:-1]
+    up = np.flatnonzero(step > 0)  # a run starts at up + 1 for t in [level[up], level[up + 1])
+    down = np.flatnonzero(step < 0)  # a run ends at down + 1 for t in [level[down + 1], level[down])
+    n_up, n_down = step[up], -step[down]
+    start = np.repeat(up + 1, n_up)
+    t_start = np.repeat(level[up], n_up) + _ramp(n_up)
+    end = np.repeat(down + 1, n_down)
+    t_end = np.repeat(level[down + 1], n_down) + _ramp(n_down)
+    # per threshold the k-th start closes at the k-th end: sort both by threshold (stable radix)
+    o_start = np.argsort(t_start.astype(np.int8), kind="stable")
+    o_end = np.argsort(t_end.astype(np.int8), kind="stable")
+    start, end, t = start[o_start], end[o_end], t_start[o_start]
+    ok = end - start >= 2
+    start, end, t = start[ok], end[ok], t[ok]
+    if all_thresholds:
+        return t, start, end
+    first = t == np.maximum(level[start - 1], level[end])
+    return start[first], end[first]
+
+
+def _ramp(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., c-1 for each count c, concatenated."""
+    total = int(counts.sum())
+    return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _oic_scores(x, s_abs, s, e, off, T) -> np.ndarray:
+    """mean(CAS[s:e+1]) - mean(outer) in the CAS dtype, as float64."""
     L = e - s
     inner_len = np.minimum(e + 1, T) - s
-    inner = _means(x, inner_len, lambda r, n: us[r, None] + np.arange(n))
+    inner = _means(x, inner_len, lambda r, n: s_abs[r, None] + np.arange(n))
     left_s = np.maximum(0, np.trunc(s - OUTER_RATIO * L).astype(np.int64))
     right_e = np.minimum(T - 1, np.trunc(e + OUTER_RATIO * L + 1).astype(np.int64))
     n_left = s - left_s
-    n_right = np.maximum(0, right_e - (e + 1))
-    n_out = n_left + n_right
+    n_out = n_left + np.maximum(0, right_e - (e + 1))
+    jump = (e + 1) - s  # from the last left snippet (s - 1) + 1 to e + 1
 
     def outer_index(r, n):
         j = np.arange(n)
-        return off[r, None] + np.where(j < n_left[r, None], left_s[r, None] + j, e[r, None] + 1 + j - n_left[r, None])
+        first = s_abs[r, None] - n_left[r, None] + j
+        return np.where(j < n_left[r, None], first, first + jump[r, None])
 
     outer = _means(x, n_out, outer_index)
-    uscore = np.where(n_out > 0, inner - outer, inner).astype(np.float64)
-    score = uscore[inverse]
-    ps, pe = (run_s - g_off[group]), (run_e - g_off[group]) + 1  # stored bounds (s, e+1)
+    return np.where(n_out > 0, inner - outer, inner).astype(np.float64)
 
-    # NMS per group on the official argsort order, scanned from the best, batched over groups
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(group, minlength=n_groups))))
-    desc = np.empty(len(score), dtype=np.int64)
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        desc[a:b] = a + np.argsort(score[a:b])[::-1]
-    # a duplicate (same run at another threshold) falls with its first copy: drop it now
-    _, first = np.unique(key[desc], return_index=True)
-    desc = desc[np.sort(first)]
-    grp = group[desc]
-    sizes = np.bincount(grp, minlength=n_groups)
-    start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    col = np.arange(len(desc)) - start[grp]
-    width = int(sizes.max())
-    S = np.zeros((n_groups, width), dtype=np.int64)
-    E = np.full((n_groups, width), -1, dtype=np.int64)
-    S[grp, col], E[grp, col] = ps[desc], pe[desc]
-    area = E - S + 1
-    alive = np.zeros((n_groups, width), dtype=bool)
-    alive[grp, col] = True
-    by_size = np.argsort(-sizes, kind="stable")
-    n_active = np.searchsorted(-sizes[by_size], -np.arange(width), side="left")  # groups with size > t
-    for t in range(width - 1):
-        rows = by_size[:n_active[t]]
-        w = int(sizes[rows[0]])
-        rows = rows[alive[rows, t]]
-        if len(rows) == 0 or t + 1 >= w:
-            continue
-        overlap = np.minimum(E[rows, t, None], E[rows, t + 1:w]) - np.maximum(S[rows, t, None], S[rows, t + 1:w]) + 1
-        alive[rows, t + 1:w] &= ~(2 * overlap > area[rows, t + 1:w])
-    picked = desc[alive[grp, col]]  # group-major (video, class rank), best first within a group
-    cls = g_rank[group[picked]]
-    by_class = np.argsort(cls, kind="stable")  # class rank, then video, then pick order
-    picked = picked[by_class]
-    return _Proposals(cls=cls[by_class], video=g_video[group[picked]], s=ps[picked], e=pe[picked], score=score[picked])
+
+def _official_order(x, score, gid, s_abs, e_abs, g_off, g_len) -> np.ndarray:
+    """Distinct runs in the order the official NMS visits them: per group, ``np.argsort`` of the
+    scores of all (threshold, run) proposals, from the last, duplicates after their first copy.
+
+    Equal scores of different runs are the only case where the order is not the score order;
+    groups that have them are redone with the official argsort on the official array."""
+    desc = np.lexsort((-score, gid))
+    g, sc = gid[desc], score[desc]
+    tie = (g[1:] == g[:-1]) & (sc[1:] == sc[:-1])
+    if not tie.any():
+        return desc
+    tied = np.unique(g[1:][tie])
+    first_pos = np.searchsorted(g, tied, side="left")
+    last_pos = np.searchsorted(g, tied, side="right")
+    # every (threshold, run) proposal of the tied groups, in the official (threshold, start) order
+    o, n = g_off[tied], g_len[tied]
+    sub = np.concatenate([x[i - 1:i + k] for i, k in zip(o.tolist(), n.tolist())] + [x[-1:]])
+    sub_off = np.concatenate(([0], np.cumsum(n + 1)[:-1]))  # sub[sub_off] is the separator before
+    t, rs, re = _runs(sub, all_thresholds=True)
+    which = np.searchsorted(sub_off, rs, side="right") - 1
+    official = np.lexsort((rs, t, which))
+    shift = (o - 1 - sub_off)[which[official]]
+    r_key = (rs[official] + shift) * (len(x) + 1) + (re[official] + shift)
+    r_bounds = np.searchsorted(which[official], np.arange(len(tied) + 1))
+    key = s_abs * (len(x) + 1) + e_abs
+    for j, (a, b) in enumerate(zip(first_pos.tolist(), last_pos.tolist())):
+        members = desc[a:b]
+        lookup = members[np.argsort(key[members])]
+        ids = lookup[np.searchsorted(key[lookup], r_key[r_bounds[j]:r_bounds[j + 1]])]  # proposal -> run
+        seq = ids[np.argsort(score[ids])[::-1]]  # the official argsort, on the official array
+        _, first = np.unique(seq, return_index=True)
+        desc[a:b] = seq[np.sort(first)]
+    return desc
+
+
+def _nms(desc, gid, s_abs, ps, pe, n_x) -> np.ndarray:
+    """Greedy NMS per group over the distinct runs visited in ``desc`` order; the kept ones, in order.
+
+    k (earlier) drops j when ``max(0, min(e_k, e_j) - max(s_k, s_j) + 1) / (e_j - s_j + 1) > 0.5``.
+    j is kept iff no kept earlier run drops it: resolved in rounds over the overlapping pairs."""
+    n = len(desc)
+    rank = np.empty(n, dtype=np.int64)
+    rank[desc] = np.arange(n)  # groups are contiguous in desc, so rank orders within a group
+    by_start = np.argsort(s_abs, kind="stable")
+    st, en, gr = ps[by_start], pe[by_start], gid[by_start]
+    sa = s_abs[by_start]
+    # pairs (a, b), a before b by start, same group, b starting at or before a's stored end
+    hi = np.searchsorted(sa, sa + (en - st), side="right")
+    count = hi - np.arange(n) - 1
+    a = np.repeat(np.arange(n), count)
+    b = a + 1 + _ramp(count)
+    same = gr[a] == gr[b]
+    a, b = a[same], b[same]
+    overlap = np.minimum(en[a], en[b]) - np.maximum(st[a], st[b]) + 1
+    ra, rb = rank[by_start[a]], rank[by_start[b]]
+    src, dst = np.where(ra < rb, a, b), np.where(ra < rb, b, a)
+    drops = 2 * overlap > en[dst] - st[dst] + 1
+    src, dst = src[drops], dst[drops]
+    state = np.zeros(n, dtype=np.int8)  # 0 undecided, 1 kept, 2 dropped
+    n_in = np.bincount(dst, minlength=n)
+    state[n_in == 0] = 1
+    while len(dst):
+        from_kept = state[src] == 1
+        hit = np.zeros(n, dtype=bool)
+        hit[dst[from_kept]] = True
+        state[(state == 0) & hit] = 2
+        n_dropped = np.bincount(dst[state[src] == 2], minlength=n)
+        state[(state == 0) & (n_dropped == n_in)] = 1
+        open_ = state[dst] == 0
+        src, dst = src[open_], dst[open_]
+    kept = np.zeros(n, dtype=bool)
+    kept[by_start[state == 1]] = True
+    return desc[kept[desc]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -358,15 +433,26 @@ def _voc_ap(tp: np.ndarray, n_pos: int) -> np.ndarray:
 
 
 def _match(p_key, p_lo, p_hi, g_key, g_lo, g_hi, ious: np.ndarray, continuous: bool) -> np.ndarray:
-    """Greedy best-IoU matching; tp (n_ious, P). Predictions in rank order per (class, video) key."""
+    """Greedy best-IoU matching; tp (n_ious, P). Predictions in rank order per (class, video) key;
+    ground truth in (key, original) order, ties in IoU going to the first."""
     n_t, n_p = len(ious), len(p_key)
     tp = np.zeros((n_t, n_p), dtype=bool)
     if n_p == 0 or len(g_key) == 0:
         return tp
-    first = np.searchsorted(g_key, p_key, side="left")
-    count = np.searchsorted(g_key, p_key, side="right") - first
+    # candidates: ground truth of the same key that starts inside (p_lo - longest gt, p_hi), found
+    # on (key, start) sorted ground truth with a float key and a margin (a superset is enough)
+    by_start = np.lexsort((g_lo, g_key))
+    lo_min = min(float(g_lo.min()), float(p_lo.min()))
+    longest = float(np.max(g_hi - g_lo, initial=0.0)) + 2.0
+    span = max(float(g_hi.max()), float(p_hi.max())) - lo_min + 2 * longest + 4.0
+    g_pos = g_key[by_start] * span + (g_lo[by_start] - lo_min)
+    base = p_key * span - lo_min
+    first = np.searchsorted(g_pos, base + p_lo - longest, side="left")
+    count = np.searchsorted(g_pos, base + p_hi + 1.0, side="right") - first
     pred = np.repeat(np.arange(n_p), count)
-    gt = first[pred] + np.arange(len(pred)) - np.repeat(np.cumsum(count) - count, count)
+    gt = by_start[first[pred] + _ramp(count)]
+    same = g_key[gt] == p_key[pred]
+    pred, gt = pred[same], gt[same]
     lo, hi = np.maximum(p_lo[pred], g_lo[gt]), np.minimum(p_hi[pred], g_hi[gt])
     if continuous:
         inter = np.maximum(0.0, hi - lo)
@@ -375,7 +461,7 @@ def _match(p_key, p_lo, p_hi, g_key, g_lo, g_hi, ious: np.ndarray, continuous: b
     else:  # sizes of integer ranges: |gt| is 0 when the rounded end is not after the start
         inter = np.maximum(0, hi - lo)
         union = np.maximum(0, g_hi[gt] - g_lo[gt]) + (p_hi[pred] - p_lo[pred]) - inter
-        iou = inter / union
+        iou = inter / np.maximum(union, 1)
     ok = (inter > 0) & (iou >= ious.min())
     pred, gt, iou = pred[ok], gt[ok], iou[ok]
     # one row per (threshold, pair) that clears it
@@ -413,77 +499,124 @@ def _match(p_key, p_lo, p_hi, g_key, g_lo, g_hi, ious: np.ndarray, continuous: b
     return tp
 
 
+@dataclass
+class _Detections:
+    """Ranked detections of every evaluated class and the ground truth they are matched with.
+
+    videos: positions (in ``indices``) of the videos with ground truth; classes: class indices of
+    the evaluated classes, by name; per class r, rows ``bounds[r]:bounds[r+1]`` of video (index
+    into ``videos``), s, e (stored bounds) and score, best first; gt_*: ground truth in (class
+    rank, video, segment) order, seconds."""
+
+    videos: np.ndarray
+    classes: np.ndarray
+    names: list[str]
+    video: np.ndarray
+    s: np.ndarray
+    e: np.ndarray
+    score: np.ndarray
+    cls: np.ndarray
+    bounds: np.ndarray
+    gt_key: np.ndarray
+    gt_seconds: np.ndarray
+    n_pos: np.ndarray
+
+    @property
+    def missing(self) -> list[str]:
+        return [self.names[r] for r in range(len(self.classes)) if self.bounds[r] == self.bounds[r + 1]]
+
+
+def _detect(scores, cas, annotations: Annotations, idx, fps_factor: float) -> _Detections:
+    videos = np.array([k for k, v in enumerate(idx) if len(annotations.segments[v])], dtype=np.int64)
+    gt_videos = [int(idx[k]) for k in videos]
+    seg_labels = [np.asarray(annotations.segment_labels[v], dtype=np.int64).reshape(-1) for v in gt_videos]
+    names = sorted({annotations.class_names[c] for labs in seg_labels for c in labs.tolist()})
+    classes = np.array([annotations.class_names.index(n) for n in names], dtype=np.int64)
+    props = _proposals(scores, cas, videos, classes)
+    drop = _ambiguous(props, [annotations.video_names[v] for v in gt_videos], annotations, fps_factor)
+    # per class: sort, filter, sort again, each time with the official argsort on the same array
+    cut = np.searchsorted(props.cls, np.arange(len(classes) + 1))
+    ranked = []
+    for r in range(len(classes)):
+        a, b = int(cut[r]), int(cut[r + 1])
+        sc = props.score[a:b]
+        first = np.argsort(-sc)
+        first = first[~drop[a:b][first]]
+        ranked.append(a + first[np.argsort(-sc[first])] if len(first) else first)
+    order = np.concatenate(ranked) if ranked else np.zeros(0, dtype=np.int64)
+    bounds = np.concatenate(([0], np.cumsum([len(r) for r in ranked]))).astype(np.int64)
+
+    rank_of = np.full(len(annotations.class_names), -1, dtype=np.int64)
+    rank_of[classes] = np.arange(len(classes))
+    if gt_videos:
+        seg = np.concatenate([np.asarray(annotations.segments[v], dtype=np.float64).reshape(-1, 2) for v in gt_videos])
+        g_cls = rank_of[np.concatenate(seg_labels)]
+        g_key = g_cls * len(videos) + np.repeat(np.arange(len(videos)), [len(lab) for lab in seg_labels])
+        g_order = np.argsort(g_key, kind="stable")
+        seg, g_key = seg[g_order], g_key[g_order]
+    else:
+        seg, g_key, g_cls = np.zeros((0, 2)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return _Detections(videos=videos, classes=classes, names=names, video=props.video[order], s=props.s[order],
+                       e=props.e[order], score=props.score[order], cls=props.cls[order], bounds=bounds,
+                       gt_key=g_key, gt_seconds=seg, n_pos=np.bincount(g_cls, minlength=len(classes)))
+
+
+def _validate(protocol, iou_thresholds, fps_factor) -> np.ndarray:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    try:
+        ious = np.array(DEFAULT_IOUS if iou_thresholds is None else iou_thresholds, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"iou_thresholds must be a list of numbers: {exc}") from exc
+    if ious.size == 0 or not np.isfinite(ious).all() or (ious <= 0).any() or (ious > 1).any():
+        raise ValueError(f"iou_thresholds must be a non-empty list of values in (0, 1], got {ious.tolist()}")
+    if not (isinstance(fps_factor, (int, float, np.floating)) and np.isfinite(fps_factor) and fps_factor > 0):
+        raise ValueError(f"fps_factor must be a positive number, got {fps_factor!r}")
+    return ious
+
+
+def detections(video_scores, cas, annotations: Annotations, indices, fps_factor: float = 25 / 16) -> dict[str, np.ndarray]:
+    """The ranked detections the protocol scores: per evaluated class name, an (n, 4) float64 array
+    of rows (video position in ``indices``, start snippet s, stored end e + 1, score), best first,
+    after NMS and the ambiguous filter. Seconds: multiply s and e by 1 / fps_factor (16/25)."""
+    _validate("rskp", None, fps_factor)
+    scores, cas, idx = _check_inputs(video_scores, cas, annotations, indices)
+    det = _detect(scores, cas, annotations, idx, fps_factor)
+    return {name: np.stack([det.videos[det.video[a:b]], det.s[a:b], det.e[a:b], det.score[a:b]], axis=1).astype(np.float64)
+            for name, a, b in zip(det.names, det.bounds[:-1].tolist(), det.bounds[1:].tolist())}
+
+
 def evaluate(video_scores, cas, annotations: Annotations, indices, protocol: str = "rskp", lenient: bool = False,
              iou_thresholds=None, fps_factor: float = 25 / 16) -> EvalResult:
     """Detection mAP (x100) at each IoU threshold, their average, and the classification mAP.
 
     video_scores: (V, C+1) or (V, C) video-level class scores; cas: V arrays (T_i, C+1) or (T_i, C);
     indices: the annotation indices of the V videos, in order (the test subset); fps_factor:
-    snippets per second (25/16 for I3D at 25 fps, 10/4 for UNT). See the module docstring.
+    snippets per second (25/16 for I3D at 25 fps, 10/4 for UNT); lenient: under "rskp", a class
+    without proposals counts as AP 0 instead of zeroing the whole threshold. Bad input raises
+    ValueError. See the module docstring for the protocols.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    ious = np.array(DEFAULT_IOUS if iou_thresholds is None else iou_thresholds, dtype=np.float64).reshape(-1)
-    if ious.size == 0 or not np.isfinite(ious).all() or (ious <= 0).any() or (ious > 1).any():
-        raise ValueError(f"iou_thresholds must be a non-empty list of values in (0, 1], got {ious.tolist()}")
-    if not (np.isfinite(fps_factor) and fps_factor > 0):
-        raise ValueError(f"fps_factor must be a positive number, got {fps_factor}")
+    ious = _validate(protocol, iou_thresholds, fps_factor)
     scores, cas, idx = _check_inputs(video_scores, cas, annotations, indices)
     n_classes = len(annotations.class_names)
     cmap = classification_map(scores[:, :n_classes], annotations.video_labels[idx], annotations.class_names)
-
-    videos = np.array([k for k, v in enumerate(idx) if len(annotations.segments[v])], dtype=np.int64)
-    gt_videos = [int(idx[k]) for k in videos]
-    names = [annotations.video_names[v] for v in gt_videos]
-    seg_labels = [np.asarray(annotations.segment_labels[v], dtype=np.int64) for v in gt_videos]
-    present = sorted({annotations.class_names[c] for labs in seg_labels for c in labs.tolist()})
-    classes = np.array([annotations.class_names.index(n) for n in present], dtype=np.int64)
-    if len(classes) == 0:
+    det = _detect(scores, cas, annotations, idx, fps_factor)
+    if len(det.classes) == 0:
         warnings.warn("no evaluated video has a ground-truth segment: detection mAP is 0", stacklevel=2)
         return EvalResult(cmap=cmap, dmap=[0.0] * len(ious), iou=ious.tolist(), avg=0.0, protocol=protocol)
 
-    props = _proposals(scores, cas, videos, classes)
-    drop = _ambiguous(props, names, annotations, fps_factor)
-    # per class: sort, filter, sort again, each time with the official argsort on the same array
-    bounds = np.searchsorted(props.cls, np.arange(len(classes) + 1))
-    ranked, class_of, missing = [], [], []
-    for r in range(len(classes)):
-        a, b = int(bounds[r]), int(bounds[r + 1])
-        sc = props.score[a:b]
-        first = np.argsort(-sc)
-        first = first[~drop[a:b][first]]
-        if len(first) == 0:
-            missing.append(present[r])
-            continue
-        final = first[np.argsort(-sc[first])]
-        ranked.append(a + final)
-        class_of.append(r)
-    order = np.concatenate(ranked) if ranked else np.zeros(0, dtype=np.int64)
-    p_cls, p_vid = props.cls[order], props.video[order]
-    p_key = p_cls * len(videos) + p_vid
-
-    # ground truth, (class rank, video, segment) order
-    rank_of = np.full(n_classes, -1, dtype=np.int64)
-    rank_of[classes] = np.arange(len(classes))
-    seg = np.concatenate([np.asarray(annotations.segments[v], dtype=np.float64).reshape(-1, 2) for v in gt_videos])
-    g_cls = rank_of[np.concatenate(seg_labels)]
-    g_vid = np.repeat(np.arange(len(videos)), [len(l) for l in seg_labels])
-    g_key = g_cls * len(videos) + g_vid
-    g_order = np.argsort(g_key, kind="stable")
-    seg, g_key = seg[g_order], g_key[g_order]
-    n_pos = np.bincount(g_cls, minlength=len(classes))
-
+    p_key = det.cls * len(det.videos) + det.video
     if protocol == "rskp":
-        g_lo, g_hi = _snippet_range(seg, fps_factor)
-        tp = _match(p_key, props.s[order], props.e[order], g_key, g_lo, g_hi, ious, continuous=False)
+        g_lo, g_hi = _snippet_range(det.gt_seconds, fps_factor)
+        tp = _match(p_key, det.s, det.e, det.gt_key, g_lo, g_hi, ious, continuous=False)
     else:
-        tp = _match(p_key, props.s[order] / fps_factor, props.e[order] / fps_factor, g_key, seg[:, 0], seg[:, 1],
-                    ious, continuous=True)
-
-    aps = np.zeros((len(ious), len(classes)))
-    p_bounds = np.concatenate(([0], np.cumsum([len(r) for r in ranked])))
-    for j, r in enumerate(class_of):
-        aps[:, r] = _voc_ap(tp[:, p_bounds[j]:p_bounds[j + 1]], int(n_pos[r]))
+        tp = _match(p_key, det.s / fps_factor, det.e / fps_factor, det.gt_key, det.gt_seconds[:, 0],
+                    det.gt_seconds[:, 1], ious, continuous=True)
+    aps = np.zeros((len(ious), len(det.classes)))
+    for r, (a, b) in enumerate(zip(det.bounds[:-1].tolist(), det.bounds[1:].tolist())):
+        if b > a:
+            aps[:, r] = _voc_ap(tp[:, a:b], int(det.n_pos[r]))
+    missing = det.missing
     zero_all = protocol == "rskp" and bool(missing) and not lenient
     if missing:
         what = ("the official RSKP evaluator returns 0 at every IoU threshold (lenient=True counts its AP as 0)"
