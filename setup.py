@@ -19,10 +19,12 @@ def extension_modules():
 
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
     use_cuda = bool(cuda_sources) and (os.environ.get("FORCE_CUDA") == "1" or torch.cuda.is_available())
-    compile_args = {"cxx": ["-O3", "-std=c++17", "-ffp-contract=off"]}  # no FMA: kernels equal the eager reference bit for bit
+    # No -std: torch's build adds the standard its headers need (C++20 from torch 2.13, which 2.14 requires).
+    # -ffp-contract=off: no FMA contraction, so the C++ kernels equal the eager reference bit for bit.
+    compile_args = {"cxx": ["-O3", "-ffp-contract=off"]}
     if use_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-        compile_args["nvcc"] = ["-O3", "-std=c++17"]
+        compile_args["nvcc"] = ["-O3"]
         ext = CUDAExtension("rs_kernels._C", sources + cuda_sources, extra_compile_args=compile_args,
                             define_macros=[("WITH_CUDA", None)])
     else:
