@@ -32,7 +32,13 @@ from torch import Tensor
 
 NORM_EPS = 1e-9  # = reference.NORM_EPS
 MASS_EPS = 1e-9  # = reference.MASS_EPS
-BLOCK_T = 32  # rows per program: small enough that a block's second read of x hits L2 at D = 2048
+# Rows per program. A program reads its block of x twice (scores, then Z^T x): the second read
+# should hit L2, which favours small blocks; every block writes a C x D partial row, which favours
+# large ones. RS_KERNELS_BLOCK_T (16, 32, 64, 128) overrides it for tuning; results depend on it
+# bitwise (summation order), so it is fixed, not autotuned.
+BLOCK_T = int(os.environ.get("RS_KERNELS_BLOCK_T", "32"))
+if BLOCK_T not in (16, 32, 64, 128):
+    raise ValueError(f"RS_KERNELS_BLOCK_T must be 16, 32, 64 or 128, got {BLOCK_T}")
 BLOCK_R = 1024  # columns per program of the segmented reduction
 NUM_WARPS = 4
 
