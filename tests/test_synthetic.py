@@ -1,0 +1,203 @@
+"""The synthetic THUMOS14-like dataset: determinism, THUMOS statistics, I3D-like features, the
+real-annotations mode, the cache, and that the W-TALC loader reads what is written."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from rsnet import synthetic
+from rsnet.synthetic import DATASET, FEATURES_FILE, PRESETS, SyntheticSpec, draw_layouts, ensure_synthetic, generate
+
+# A dozen short videos: enough to exercise every file, fast enough to generate many times.
+SMALL = SyntheticSpec(n_train=6, n_test=6, length_scale=0.2)
+# THUMOS14-sized layouts (no features): the statistics below are those of 412 real videos.
+THUMOS_SIZED = PRESETS["thumos14-synthetic"]
+
+
+def files_of(root):
+    folder = root / DATASET
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def load(root, name):
+    return np.load(root / DATASET / f"{name}.npy", allow_pickle=True)
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("small"), SMALL, seed=0)
+
+
+def test_same_seed_gives_identical_bytes(small_root, tmp_path):
+    again = generate(tmp_path, SMALL, seed=0)
+    assert files_of(again) == files_of(small_root)
+
+
+def test_different_seed_gives_different_data(small_root, tmp_path):
+    other = generate(tmp_path, SMALL, seed=1)
+    assert load(other, "segments").tolist() != load(small_root, "segments").tolist()
+    first, second = load(small_root, FEATURES_FILE[:-4])[0], load(other, FEATURES_FILE[:-4])[0]
+    assert first.shape != second.shape or not np.array_equal(first, second)
+
+
+def test_files_have_the_real_release_format(small_root):
+    names = load(small_root, "videoname")
+    assert load(small_root, "classlist").dtype.kind == "S" and len(load(small_root, "classlist")) == 20
+    assert names.dtype.kind == "S" and load(small_root, "subset").dtype.kind == "S"
+    assert [s.decode() for s in load(small_root, "subset")] == ["validation"] * 6 + ["test"] * 6
+    duration = load(small_root, "duration")
+    assert duration.dtype == np.float64 and duration.shape == (12, 1)
+    segments, labels, labels_all = load(small_root, "segments"), load(small_root, "labels"), load(small_root, "labels_all")
+    assert segments.dtype == object and segments.shape == (12,)
+    for v in range(12):
+        assert isinstance(segments[v], list) and all(isinstance(s, list) and len(s) == 2 for s in segments[v])
+        assert all(0 <= s < e <= duration[v, 0] for s, e in segments[v])
+        assert len(labels[v]) == len(segments[v]) and all(isinstance(c, str) for c in labels[v])
+        assert labels_all[v] == list(dict.fromkeys(labels[v]))
+    assert load(small_root, "extracted_fps").dtype == np.int64 and load(small_root, "original_fps").dtype == np.float64
+    for line in (small_root / DATASET / "Ambiguous_test.txt").read_text().splitlines():
+        name, times = line.split("  ")
+        assert name.startswith("video_test_") and len(times.split(" ")) == 2
+
+
+def test_features_are_i3d_like(small_root):
+    features = load(small_root, FEATURES_FILE[:-4])
+    durations = load(small_root, "duration")[:, 0]
+    assert features.dtype == object and len(features) == 12
+    for x, duration in zip(features, durations):
+        assert x.dtype == np.float32 and x.shape == (max(1, int(duration * 25 / 16)), 2048)
+        assert np.isfinite(x).all() and (x >= 0).all()
+    x = np.concatenate(list(features))
+    rgb, flow = x[:, :1024].mean(), x[:, 1024:].mean()
+    assert max(rgb, flow) > 1.3 * min(rgb, flow), "the two I3D streams should have different scales"
+    longest = max(features, key=len)
+    unit = longest / np.linalg.norm(longest, axis=1, keepdims=True)
+    adjacent = np.sum(unit[1:] * unit[:-1], axis=1).mean()
+    distant = np.sum(unit[len(unit) // 2:] * unit[:len(unit) - len(unit) // 2], axis=1).mean()
+    assert adjacent > distant + 0.02, "neighbouring snippets should be more alike than distant ones"
+
+
+def test_written_annotations_follow_the_layouts(small_root):
+    layouts = draw_layouts(SMALL, seed=0)
+    assert [x.name.encode() for x in layouts] == load(small_root, "videoname").tolist()
+    assert [x.segments for x in layouts] == load(small_root, "segments").tolist()
+    assert [x.labels for x in layouts] == load(small_root, "labels").tolist()
+
+
+def test_standalone_statistics_match_thumos14():
+    """Loose bounds around the real figures (quoted in each comment), for one 412-video draw."""
+    layouts = draw_layouts(THUMOS_SIZED, seed=0)
+    duration = np.array([x.duration for x in layouts])
+    instances = np.array([len(x.segments) for x in layouts])
+    lengths = np.array([e - s for x in layouts for s, e in x.segments])
+    fraction = np.array([sum(e - s for s, e in x.segments) / x.duration for x in layouts])
+    n_classes = np.array([len(set(x.labels)) for x in layouts])
+    assert 120 < np.median(duration) < 190  # 155 s
+    assert 30 < np.percentile(duration, 10) < 60  # 43 s
+    assert 320 < np.percentile(duration, 90) < 600  # 430 s
+    assert 5 <= np.median(instances) <= 12  # 8
+    assert 10 < instances.mean() < 22 and 80 < instances.max() < 600  # mean 15, max 218
+    assert 2.2 < np.median(lengths) < 3.8  # 3.0 s
+    assert 0.6 <= np.percentile(lengths, 10) <= 1.4  # 1.0 s
+    assert 6.5 < np.percentile(lengths, 90) < 11  # 8.5 s
+    assert 0.18 < np.median(fraction) < 0.32  # 0.24
+    assert 330 <= np.sum(n_classes == 1) <= 385 and 30 <= np.sum(n_classes == 2) <= 75  # 360 and 50 of 412
+    test_instances = sum(len(x.segments) for x in layouts if x.subset == "test")
+    ambiguous = sum(len(x.ambiguous) for x in layouts if x.subset == "test")
+    assert 0.01 < ambiguous / test_instances < 0.06  # 99 / 3358
+    assert sum(x.subset == "validation" for x in layouts) == 200 and len(layouts) == 412
+
+
+def test_default_preset_stays_small_enough_to_train_on_a_cpu():
+    snippets = np.array([x.n_snippets for x in draw_layouts(PRESETS["default"], seed=0)])
+    assert 60 <= np.median(snippets) <= 120
+    assert snippets[:PRESETS["default"].n_train].sum() < 16000
+
+
+def real_subset(source, folder, keep: list[int]):
+    """A W-TALC annotation folder holding only the videos `keep` of `source`, in the real dtypes."""
+    folder.mkdir()
+    for name in ("subset", "videoname", "duration", "segments", "labels", "labels_all", "extracted_fps", "original_fps"):
+        np.save(folder / f"{name}.npy", np.load(source / f"{name}.npy", allow_pickle=True)[keep])
+    np.save(folder / "classlist.npy", np.load(source / "classlist.npy"))
+    names = {n.decode() for n in np.load(source / "videoname.npy")[keep]}
+    lines = [line for line in (source / "Ambiguous_test.txt").read_text().splitlines(keepends=True)
+             if line.split()[0] in names]
+    (folder / "Ambiguous_test.txt").write_text("".join(lines))
+    return folder
+
+
+def test_read_layouts_reproduces_the_real_ground_truth(shared_data):
+    source = shared_data / "Thumos14reduced-Annotations"
+    classes, layouts = synthetic.read_layouts(source)
+    assert classes == list(synthetic.CLASSES)
+    assert [x.segments for x in layouts] == np.load(source / "segments.npy", allow_pickle=True).tolist()
+    assert [x.labels for x in layouts] == np.load(source / "labels.npy", allow_pickle=True).tolist()
+    names = {x.name for x in layouts}  # the file also lists 3 spans of a video the reduced set dropped
+    listed = [line for line in (source / "Ambiguous_test.txt").read_text().splitlines() if line.split()[0] in names]
+    assert sum(len(x.ambiguous) for x in layouts) == len(listed) == 96
+
+
+def test_annotations_mode_keeps_the_real_files(shared_data, tmp_path, capsys):
+    source = shared_data / "Thumos14reduced-Annotations"
+    names = [n.decode() for n in np.load(source / "videoname.npy")]
+    with_ambiguous = names.index((source / "Ambiguous_test.txt").read_text().split()[0])
+    subset = real_subset(source, tmp_path / "annotations", [0, 1, 2, with_ambiguous])
+    synthetic.main(["--out", str(tmp_path / "out"), "--annotations", str(subset)])
+    assert "4 videos (3 train 'validation', 1 'test')" in capsys.readouterr().out
+    written = tmp_path / "out" / DATASET
+    for path in subset.iterdir():
+        assert (written / path.name).read_bytes() == path.read_bytes(), path.name
+    durations = np.load(subset / "duration.npy")[:, 0]
+    features = np.load(written / FEATURES_FILE, allow_pickle=True)
+    assert [len(x) for x in features] == [max(1, int(d * 25 / 16)) for d in durations]
+
+
+def test_ensure_synthetic_reuses_the_cache_and_repairs_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(PRESETS, "small", SMALL)
+    root = ensure_synthetic(tmp_path, preset="small", seed=3)
+    features = root / DATASET / FEATURES_FILE
+    made = features.stat().st_mtime_ns
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a valid cache was regenerated")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(synthetic, "generate", must_not_run)
+        assert ensure_synthetic(tmp_path, preset="small", seed=3) == root
+    assert features.stat().st_mtime_ns == made
+    intact = files_of(root)
+    features.write_bytes(features.read_bytes()[:1000])  # a crash of some other program mid-copy
+    assert files_of(ensure_synthetic(tmp_path, preset="small", seed=3)) == intact
+    (root / DATASET / "labels.npy").unlink()
+    assert files_of(ensure_synthetic(tmp_path, preset="small", seed=3)) == intact
+    assert ensure_synthetic(tmp_path, preset="small", seed=4) != root
+    manifest = json.loads((root / DATASET / synthetic.MANIFEST_FILE).read_text())
+    assert manifest["seed"] == 3 and manifest["spec"] == json.loads(json.dumps(dataclasses.asdict(SMALL)))
+
+
+def test_a_failed_generation_leaves_the_previous_dataset(small_root, tmp_path, monkeypatch):
+    root = generate(tmp_path, SMALL, seed=0)
+    before = files_of(root)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(synthetic, "_write_annotations", crash)
+    with pytest.raises(OSError, match="disk full"):
+        generate(root, SMALL, seed=5)
+    assert files_of(root) == before
+    assert [p.name for p in root.iterdir()] == [DATASET], "no staging folder may be left behind"
+
+
+def test_the_loader_reads_the_generated_dataset(small_root):
+    from rsnet.data import WTALCDataset
+
+    data = WTALCDataset(small_root, dataset=DATASET)
+    assert len(data.train_indices) == SMALL.n_train and len(data.test_indices) == SMALL.n_test
+    durations = load(small_root, "duration")[:, 0]
+    assert [f.shape for f in data.features] == [(max(1, int(d * 25 / 16)), 2048) for d in durations]
+    assert data.annotations.video_labels.sum(axis=1).min() >= 1
