@@ -93,6 +93,16 @@ def test_matches_float64_reference(case, device):
         assert errs["dmu0"] <= GRAD_TOL, errs
 
 
+@pytest.mark.gpu
+def test_thumos_shaped_batch_on_gpu():
+    """Real sizes on the device: D = 2048, a 2615-snippet video beside short ones, fp32 against float64."""
+    x, cu, mu0, grad = _inputs([2615, 1, 17, 300, 250], 2048, seed=9, device="cuda")
+    out, dx, dmu0 = _run(x, cu, mu0, grad, "triton")
+    ref, rdx, rdmu0 = _reference(x, cu, mu0, grad)
+    assert _rel(out.cpu(), ref) <= FWD_TOL
+    assert _rel(dx.cpu(), rdx) <= GRAD_TOL and _rel(dmu0.cpu(), rdmu0) <= GRAD_TOL
+
+
 @pytest.mark.parametrize("iters", [1, 3])
 def test_other_iteration_counts(iters):
     x, cu, mu0, grad = _inputs([17, 40], 32, k=5, seed=iters)

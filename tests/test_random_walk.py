@@ -85,6 +85,16 @@ def test_matches_float64_reference(case, device):
     assert errs["dx"] <= GRAD_TOL and errs.get("dy", 0.0) <= GRAD_TOL, errs
 
 
+@pytest.mark.gpu
+def test_thumos_shaped_batch_on_gpu():
+    """Real sizes on the device: D = 2048, a 2615-snippet video beside short ones, fp32 against float64."""
+    x, cu, y, ycu, grad = _inputs([2615, 1, 17, 300, 250], [8, 8, 0, 20, 5], 2048, seed=9, device="cuda")
+    out, dx, dy = _run(x, cu, y, ycu, grad, "triton")
+    ref, rdx, rdy = _reference(x, cu, y, ycu, grad)
+    assert _rel(out.cpu(), ref) <= FWD_TOL
+    assert _rel(dx.cpu(), rdx) <= GRAD_TOL and _rel(dy.cpu(), rdy) <= GRAD_TOL
+
+
 @pytest.mark.parametrize("w,tau", [(0.3, 1.0), (0.9, 20.0)])
 def test_other_w_and_tau(w, tau):
     x, cu, y, ycu, grad = _inputs([17, 40], [3, 6], 32, seed=int(tau))
