@@ -285,7 +285,8 @@ def notes(macs: dict[str, dict[int, int]], T: int = PAPER_T) -> list[str]:
         f"The paper's 0.44 needs EM and p_mu in the main branch (without them {g['main'] - em_pmu:.4f} -> "
         f"{g['main'] - em_pmu:.2f}) "
         f"and the einsums counted, as MACs: a counter that sees only nn.Linear/nn.Conv modules (thop's "
-        f"module hooks) gives only the embedding, {embed:.4f}, for the main and intra rows; einsums counted as FLOPs give a main branch "
+        f"module hooks) gives only the embedding, {embed:.4f}, for the main and intra rows; einsums "
+        f"counted as FLOPs give a main branch "
         f"of {embed + 2 * rest:.4f} -> {embed + 2 * rest:.2f}.",
         f"Not reproduced: + intra (dense) is {g['intra_dense']:.4f}G, the paper 0.48 "
         f"({0.48 - g['intra_dense']:+.4f}G). "
