@@ -1,4 +1,5 @@
 """rs_kernels: fused ops for representative-snippet models on packed variable-length videos."""
+from . import membank  # loads the csrc/ extension: registers torch.ops.rs_kernels.membank_*
 from .em_attention import em_attention
 from .random_walk import random_walk
 from .varlen import cu_seqlens_from_lengths

@@ -4,13 +4,16 @@ Per class, a queue of ``slots`` snippets kept in descending score order. The ban
 buffers, so it is saved, restored and moved with the model's state. Reads and inserts are
 batched over a whole step: the step's videos read the bank as it was before the step, and their
 candidates go in once after it (the result equals inserting the videos one by one).
+
+The work is done by the csrc/ extension's ops (``rs_kernels.membank``, C++ on CPU, CUDA on GPU),
+which equal the pure-PyTorch spec in ``rs_kernels.reference`` bit for bit.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from rs_kernels import reference
+from rs_kernels import membank
 
 
 class MemoryBank(nn.Module):
@@ -40,7 +43,7 @@ class MemoryBank(nn.Module):
 
     def read(self, labels: Tensor) -> tuple[Tensor, Tensor]:
         """(Y_e (sum M_b, D), y_cu_seqlens): the filled slots of each video's classes, packed."""
-        return reference.membank_gather(self.bank, self.count, self._check_labels(labels))
+        return membank.membank_gather(self.bank, self.count, self._check_labels(labels))
 
     @torch.no_grad()
     def insert(self, candidates: Tensor, candidate_scores: Tensor, labels: Tensor) -> None:
@@ -48,7 +51,5 @@ class MemoryBank(nn.Module):
         labels = self._check_labels(labels)
         if candidate_scores.shape[-1] != self.n_classes:
             raise ValueError(f"candidate_scores must end in {self.n_classes} classes, got {tuple(candidate_scores.shape)}")
-        if not torch.isfinite(candidate_scores).all():
-            raise ValueError("candidate_scores holds NaN or infinite values")
-        reference.membank_insert_topk_(self.bank, self.scores, self.count, candidates.detach(),
-                                       candidate_scores.detach(), labels)
+        membank.membank_insert_topk_(self.bank, self.scores, self.count, candidates.detach().to(self.bank.dtype),
+                                     candidate_scores.detach().to(self.scores.dtype), labels)
