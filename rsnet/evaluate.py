@@ -691,8 +691,12 @@ def main(argv: list[str] | None = None) -> int:
                 if key not in z.files:
                     raise ValueError(f"{args.predictions} has no {key!r} array (has {', '.join(z.files)})")
             vid_preds, frm_preds = z["vid_preds"], list(z["frm_preds"])
-        result = evaluate(vid_preds, frm_preds, annotations, indices, protocol=args.protocol, lenient=args.lenient,
-                          iou_thresholds=args.iou, fps_factor=args.fps_factor)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = evaluate(vid_preds, frm_preds, annotations, indices, protocol=args.protocol, lenient=args.lenient,
+                              iou_thresholds=args.iou, fps_factor=args.fps_factor)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
     except ValueError as exc:  # DataError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
