@@ -7,6 +7,7 @@
 #include "membank.h"
 
 #include <ATen/Dispatch.h>
+#include <ATen/NumericUtils.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <c10/util/irange.h>
@@ -100,43 +101,62 @@ void check_momentum_meta(const at::Tensor& bank, const at::Tensor& index, const 
 namespace {
 // One host read for all the flags of a call (one sync on CUDA).
 std::vector<bool> read_flags(const std::vector<at::Tensor>& flags) {
-  std::vector<bool> out;
-  if (flags.empty()) return out;
   auto host = at::stack(flags).to(at::kCPU);
   auto acc = host.accessor<bool, 1>();
+  std::vector<bool> out;
   for (const auto i : c10::irange(host.size(0))) out.push_back(acc[i]);
   return out;
 }
 
-at::Tensor labels_bad_flag(const at::Tensor& labels) {
-  return at::logical_and(labels != 0, labels != 1).any();
+// On the CPU the flags come from plain loops: ATen's reductions would cost more than the kernels.
+bool any_outside(const at::Tensor& t, int64_t lo, int64_t hi) {  // int64 values outside [lo, hi]
+  if (!t.is_cpu()) return read_flags({at::logical_or(t < lo, t > hi).any()})[0];
+  const auto c = t.contiguous();
+  const int64_t* p = c.const_data_ptr<int64_t>();
+  return std::any_of(p, p + c.numel(), [&](int64_t v) { return v < lo || v > hi; });
+}
+
+bool any_nan(const at::Tensor& t) {
+  if (!t.is_cpu()) return read_flags({at::isnan(t).any()})[0];
+  bool found = false;
+  const auto c = t.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.scalar_type(), "membank_any_nan", [&] {
+    const scalar_t* p = c.const_data_ptr<scalar_t>();
+    found = std::any_of(p, p + c.numel(), [](scalar_t v) { return at::_isnan(v); });
+  });
+  return found;
 }
 }  // namespace
 
 at::Tensor labels_as_bool(const at::Tensor& labels) {
   if (labels.scalar_type() == at::kBool) return labels.contiguous();
-  TORCH_CHECK(!read_flags({labels_bad_flag(labels)})[0],
-              "membank: labels must be bool or hold only 0 and 1; got other values (dtype ", labels.scalar_type(), ")");
+  const bool bad = read_flags({at::logical_and(labels != 0, labels != 1).any()})[0];
+  TORCH_CHECK(!bad, "membank: labels must be bool or hold only 0 and 1; got other values (dtype ", labels.scalar_type(), ")");
   return labels.to(at::kBool).contiguous();
 }
 
 void check_count_values(const at::Tensor& count, int64_t slots) {
-  auto bad = read_flags({(count < 0).any(), (count > slots).any()});
-  TORCH_CHECK(!bad[0] && !bad[1], "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
+  TORCH_CHECK(!any_outside(count, 0, slots), "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
 }
 
 void check_scores_values(const at::Tensor& scores, const at::Tensor& count, const at::Tensor& cand_scores) {
   const int64_t slots = scores.size(1);
-  auto bad = read_flags({(count < 0).any(), (count > slots).any(), at::isnan(scores).any(),
-                         at::isnan(cand_scores).any()});
-  TORCH_CHECK(!bad[0] && !bad[1], "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
-  TORCH_CHECK(!bad[2], "membank: scores holds NaN");
-  TORCH_CHECK(!bad[3], "membank: cand_scores holds NaN");
+  if (!scores.is_cpu()) {  // one sync for the three checks
+    auto bad = read_flags({at::logical_or(count < 0, count > slots).any(), at::isnan(scores).any(),
+                           at::isnan(cand_scores).any()});
+    TORCH_CHECK(!bad[0], "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
+    TORCH_CHECK(!bad[1], "membank: scores holds NaN");
+    TORCH_CHECK(!bad[2], "membank: cand_scores holds NaN");
+    return;
+  }
+  check_count_values(count, slots);
+  TORCH_CHECK(!any_nan(scores), "membank: scores holds NaN");
+  TORCH_CHECK(!any_nan(cand_scores), "membank: cand_scores holds NaN");
 }
 
 void check_index_values(const at::Tensor& index, int64_t n_videos) {
-  auto bad = read_flags({(index < 0).any(), (index >= n_videos).any()});
-  TORCH_CHECK(!bad[0] && !bad[1], "membank: index must hold video rows in [0, V) = [0, ", n_videos, ")");
+  TORCH_CHECK(!any_outside(index, 0, n_videos - 1), "membank: index must hold video rows in [0, V) = [0, ", n_videos,
+              ")");
 }
 
 // ================================================================================================
@@ -250,23 +270,37 @@ void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::T
     });
   });
 
-  // Pass 2, per class: new slot r = source row * (r < count) -- a multiply, as the reference, so
-  // a dropped row becomes +-0 (or NaN), bit for bit.
+  // Pass 2, per class: new slot r < count is a bit copy of its source row; a slot r >= count is
+  // the source row times zero, as in the reference (which also multiplies kept rows by one: the
+  // same bits for every value but a NaN, whose payload a multiply may change).
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_insert_topk_rows", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     scalar_t* bk = bank.data_ptr<scalar_t>();
     const scalar_t* cd = cand.const_data_ptr<scalar_t>();
     at::parallel_for(0, n_class, grain_for(slots * dim), [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> next(slots * dim);
+      std::vector<scalar_t> next;
       for (int64_t c = begin; c < end; ++c) {
-        for (const auto r : c10::irange(slots)) {
-          const int64_t src = source[c * slots + r];
-          const scalar_t* row = src < slots ? bk + (c * slots + src) * dim : cd + (src - slots) * dim;
-          const acc_t keep = r < cnt[c] ? acc_t(1) : acc_t(0);
-          scalar_t* out = next.data() + r * dim;
-          for (const auto d : c10::irange(dim)) out[d] = static_cast<scalar_t>(static_cast<acc_t>(row[d]) * keep);
+        const int64_t* src = source.data() + c * slots;
+        scalar_t* rows = bk + c * slots * dim;
+        auto source_row = [&](int64_t r) { return src[r] < slots ? rows + src[r] * dim : cd + (src[r] - slots) * dim; };
+        auto write = [&](int64_t r, const scalar_t* from, scalar_t* to) {
+          if (r < cnt[c]) {
+            if (from != to) std::copy(from, from + dim, to);
+          } else {
+            for (const auto d : c10::irange(dim)) to[d] = static_cast<scalar_t>(static_cast<acc_t>(from[d]) * acc_t(0));
+          }
+        };
+        // Filled slots sorted by score (the invariant) only move down: then, last slot first,
+        // every row is read before it is overwritten. Otherwise go through a buffer.
+        bool moves_down = true;
+        for (const auto r : c10::irange(slots)) moves_down = moves_down && (src[r] >= slots || src[r] <= r);
+        if (moves_down) {
+          for (int64_t r = slots - 1; r >= 0; --r) write(r, source_row(r), rows + r * dim);
+        } else {
+          next.resize(slots * dim);
+          for (const auto r : c10::irange(slots)) write(r, source_row(r), next.data() + r * dim);
+          std::copy(next.begin(), next.end(), rows);
         }
-        std::copy(next.begin(), next.end(), bk + c * slots * dim);
       }
     });
   });

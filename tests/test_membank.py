@@ -229,6 +229,23 @@ def test_insert_corner_cases_equal_reference():
     assert (scores == float("-inf")).any() and (bank.view(torch.int32) == -2**31).any()  # -inf kept, -0.0 rows
 
 
+def test_insert_reorders_unsorted_slots_as_the_reference():
+    """Filled slots out of score order (not the bank's invariant, but a valid input) move up too."""
+    gen = torch.Generator().manual_seed(5)
+    for step in range(50):
+        bank = torch.randn(4, 5, 3, generator=gen)
+        scores = random_scores(gen, (4, 5), torch.float32, True)
+        count = torch.randint(0, 6, (4,), generator=gen)
+        cand = torch.randn(2, 3, 3, generator=gen)
+        cand_scores = random_scores(gen, (2, 3, 4), torch.float32, True)
+        labels = random_labels(gen, 2, 4)
+        ref = [t.clone() for t in (bank, scores, count)]
+        membank.membank_insert_topk_(bank, scores, count, cand, cand_scores, labels)
+        reference.membank_insert_topk_(*ref, cand, cand_scores, labels)
+        for got, want in zip((bank, scores, count), ref):
+            assert_bits(got, want, f"step {step}")
+
+
 def test_non_contiguous_state_is_updated_in_place():
     gen = torch.Generator().manual_seed(3)
     storage = torch.zeros(4, 6, 3)  # (C, D, S) storage, used as a (C, S, D) view
@@ -323,7 +340,7 @@ def test_insert_errors_name_the_argument(change, message):
     args = {**good_insert_args(), **change}
     with pytest.raises(RuntimeError, match=message):  # the C++ TORCH_CHECK
         ops.membank_insert_topk_(*args.values())
-    with pytest.raises(RuntimeError, match=message):  # the Python wrapper (and, for values, the kernel)
+    with pytest.raises(RuntimeError, match=message):  # the same, through the Python wrapper
         membank.membank_insert_topk_(**args)
     if not any(v in message for v in VALUE_CHECKS) and "meta" not in message:
         with pytest.raises(RuntimeError, match=message):  # the fake kernel
@@ -466,3 +483,22 @@ def test_cuda_errors_and_device_mismatch():
         ops.membank_gather(cuda["bank"], cuda["count"], torch.full((2, 5), 3, device="cuda"))
     with pytest.raises(RuntimeError, match=r"index must hold video rows"):
         ops.membank_momentum_read(torch.zeros(3, 2, 2, device="cuda"), torch.tensor([3], device="cuda"))
+
+
+@pytest.mark.gpu
+def test_cuda_insert_from_arbitrary_states_equals_cpu():
+    """Unsorted slots, garbage in unfilled slots, +-inf and -0.0 scores, K > S."""
+    gen = torch.Generator().manual_seed(6)
+    for step in range(100):
+        bank = torch.randn(6, 5, 70, generator=gen)
+        scores = random_scores(gen, (6, 5), torch.float32, True)
+        count = torch.randint(0, 6, (6,), generator=gen)
+        batch, k = int(torch.randint(0, 5, (), generator=gen)), int(torch.randint(1, 9, (), generator=gen))
+        cand = torch.randn(batch, k, 70, generator=gen)
+        cand_scores = random_scores(gen, (batch, k, 6), torch.float32, True)
+        labels = random_labels(gen, batch, 6)
+        gpu = [t.cuda() for t in (bank, scores, count)]
+        membank.membank_insert_topk_(bank, scores, count, cand, cand_scores, labels)
+        membank.membank_insert_topk_(*gpu, cand.cuda(), cand_scores.cuda(), labels.cuda())
+        for got, want in zip(gpu, (bank, scores, count)):
+            assert_bits(got, want, f"step {step}")

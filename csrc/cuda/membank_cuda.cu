@@ -118,8 +118,9 @@ __global__ void insert_rank_kernel(const scalar_t* __restrict__ scores, int64_t*
   }
 }
 
-// Pass 2, one block per new slot (c, r): its row is the source row times (r < count), a
-// multiply as in the reference, so a dropped row comes out +-0 (or NaN) bit for bit.
+// Pass 2, one block per new slot (c, r): for r < count a bit copy of the source row; for
+// r >= count the source row times zero, as in the reference (see membank.cpp), so a dropped row
+// comes out +-0 bit for bit. Into a new bank: rows move between slots.
 template <typename scalar_t>
 __global__ void insert_rows_kernel(const scalar_t* __restrict__ bank, const scalar_t* __restrict__ cand,
                                    const int64_t* __restrict__ source, const int64_t* __restrict__ count,
@@ -129,10 +130,13 @@ __global__ void insert_rows_kernel(const scalar_t* __restrict__ bank, const scal
   const int64_t c = slot / slots, r = slot % slots;
   const int64_t src = source[slot];
   const scalar_t* row = src < slots ? bank + (c * slots + src) * dim : cand + (src - slots) * dim;
-  const acc_t keep = r < count[c] ? acc_t(1) : acc_t(0);
   scalar_t* out = new_bank + slot * dim;
-  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x)
-    out[d] = static_cast<scalar_t>(mul_rn(static_cast<acc_t>(row[d]), keep));
+  if (r < count[c]) {
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) out[d] = row[d];
+  } else {
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x)
+      out[d] = static_cast<scalar_t>(mul_rn(static_cast<acc_t>(row[d]), acc_t(0)));
+  }
 }
 
 // ---- momentum -------------------------------------------------------------------------------------
