@@ -36,7 +36,7 @@ def classification_map(video_scores: np.ndarray, labels: np.ndarray) -> float:
     """Classes with no positive video left out (the official code would divide by zero)."""
     labels = np.asarray(labels, dtype=np.float64)  # the official data loader's labels are float64
     aps = [_class_ap(video_scores[:, c], labels[:, c]) for c in range(labels.shape[1]) if labels[:, c].sum() > 0]
-    return float(100 * sum(aps) / len(aps))
+    return float(100 * sum(aps) / len(aps)) if aps else 0.0
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -177,7 +177,7 @@ def official_evaluate(video_scores, cas, annotations, indices, factor=25 / 16, i
                     del remaining[best_j]
                 tp.append(1.0 if best_j is not None else 0.0)
             aps.append(_voc_ap(tp, len(gts[c])))
-        dmap.append(0.0 if zeroed else float(100 * np.mean(aps)))
+        dmap.append(0.0 if zeroed or not aps else float(100 * np.mean(aps)))  # no class at all: 0
     total = 0
     for d in dmap:
         total = total + d
@@ -213,5 +213,5 @@ def anet_reference(video_scores, cas, annotations, indices, factor=25 / 16, iou_
                     used[best_j] = True
                 tp.append(1.0 if best_j is not None else 0.0)
             aps.append(_voc_ap(tp, len(gts[c])))
-        dmap.append(float(100 * np.mean(aps)))
+        dmap.append(float(100 * np.mean(aps)) if aps else 0.0)
     return {"iou": list(iou_thresholds), "dmap": dmap, "avg": float(sum(dmap) / len(dmap)), "cmap": cmap}
