@@ -7,6 +7,7 @@
 # build folder (not into the repository), then checks that the library holds sm_XX code and
 # loads with a CUDA kernel for every op. Any nvcc error fails the script.
 set -euo pipefail
+trap 'echo "build_cuda: FAILED (line $LINENO: $BASH_COMMAND)" >&2' ERR
 cd "$(dirname "$0")/.."
 repo=$PWD
 venv=${RSKP_CUDA_VENV:-/tmp/rskp-cuda-venv}
@@ -17,13 +18,14 @@ start=$(date +%s)
 nvcc_bin=$(command -v nvcc) || { echo "build_cuda: nvcc is not on PATH" >&2; exit 1; }
 # nvcc may be a symlink or a wrapper script (/usr/local/bin/nvcc here execs the real one): ask
 # nvcc where its toolkit is, and fall back to resolving the path.
-top=$(nvcc -dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -n1)
+top=$( (nvcc -dryrun -x cu -c /dev/null -o /dev/null 2>&1 || true) | sed -n 's/^#\$ TOP=//p' | head -n1)
 if [ -n "$top" ] && [ -f "$top/include/cuda_runtime.h" ]; then
   CUDA_HOME=$(cd "$top" && pwd -P)
 else
   CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$nvcc_bin")")")
 fi
-[ -x "$CUDA_HOME/bin/nvcc" ] || { echo "build_cuda: no nvcc under CUDA_HOME=$CUDA_HOME" >&2; exit 1; }
+[ -x "$CUDA_HOME/bin/nvcc" ] && [ -f "$CUDA_HOME/include/cuda_runtime.h" ] ||
+  { echo "build_cuda: no CUDA toolkit (bin/nvcc, include/cuda_runtime.h) at CUDA_HOME=$CUDA_HOME" >&2; exit 1; }
 export CUDA_HOME PATH="$CUDA_HOME/bin:$PATH"
 echo "build_cuda: CUDA_HOME=$CUDA_HOME ($("$CUDA_HOME/bin/nvcc" --version | tail -n1))"
 

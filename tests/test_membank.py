@@ -153,7 +153,8 @@ def test_no_gradient_through_the_bank():
 
 
 def test_namespace_shared_with_python_custom_ops():
-    """Python custom ops in rs_kernels:: coexist with the extension's, loaded before or after it."""
+    """Python custom ops in rs_kernels:: coexist with the extension's TORCH_LIBRARY, defined before
+    it loads (the package's em_attention / random_walk ops, and the probe when before=False) or after."""
     code = textwrap.dedent("""
         import torch
         if {before}:
@@ -163,6 +164,7 @@ def test_namespace_shared_with_python_custom_ops():
             return x + 1
         import rs_kernels.membank as mb
         assert torch.equal(torch.ops.rs_kernels._coexist_probe(torch.zeros(2)), torch.ones(2))
+        assert torch.ops.rs_kernels.em_attention_fwd is not None and torch.ops.rs_kernels.random_walk_fwd is not None
         y, cu = torch.ops.rs_kernels.membank_gather(torch.ones(2, 1, 3), torch.tensor([1, 1]),
                                                     torch.tensor([[True, True]]))
         assert y.shape == (2, 3) and cu.tolist() == [0, 2]
