@@ -15,10 +15,8 @@ import textwrap
 import pytest
 import torch
 
-from rs_kernels import reference
-
-try:
-    from rs_kernels import membank
+try:  # (importing rs_kernels itself loads the extension, so both imports sit here)
+    from rs_kernels import membank, reference
 except ImportError as err:  # the extension is optional: CI without a compiler skips these tests
     pytest.skip(f"the csrc/ extension rs_kernels._C is not built ({err}); build it with `pip install -e .`",
                 allow_module_level=True)
