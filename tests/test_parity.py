@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 import torch
+from helpers import rel_error as _rel
 
 from rsnet import official_style
 from rsnet.config import Config
@@ -42,8 +43,6 @@ def _gradients(model, loss):
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
-def _rel(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 def _both_steps(dtype, after_warmup, seed=7):

@@ -8,24 +8,15 @@ import torch
 from torch.library import opcheck
 from torch.utils.flop_counter import FlopCounterMode
 
-import rs_kernels._triton_utils as tu
 from rs_kernels import random_walk, reference
 from rs_kernels.varlen import cu_seqlens_from_lengths
+from helpers import rel_error as _rel
 
 FWD_TOL, GRAD_TOL = 1e-5, 1e-4
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
-@pytest.fixture(autouse=True)
-def nan_buffers(monkeypatch):
-    """Every kernel buffer starts as NaN: an element a kernel forgets to write fails the test."""
-    def empty(shape, dtype, device):
-        return torch.full(shape, float("nan"), dtype=dtype, device=device)
-    monkeypatch.setattr(tu, "empty", empty)
-
-
-def _rel(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+pytestmark = pytest.mark.usefixtures("nan_buffers")
 
 
 def _inputs(lengths, ms, d, kind="relu", seed=0, device="cpu", dtype=torch.float32):

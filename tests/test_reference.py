@@ -1,13 +1,12 @@
 """The specification agrees with itself: the Woodbury random walk equals the dense Eq. 10 solve."""
 import pytest
 import torch
+from helpers import rel_error as _rel
 
 from rs_kernels import reference
 from rs_kernels.varlen import cu_seqlens_from_lengths
 
 
-def _rel(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 @pytest.mark.parametrize("m", [1, 5, 8, 20])
