@@ -15,7 +15,8 @@ Two ways to lay out the videos:
   package never reads them at run time). The number of instances follows from the action
   fraction and the instance lengths, as in the real data where it grows with the video length.
   ``length_scale`` shortens the videos (not the instances, whose snippet-level shape matters), so
-  a small preset keeps THUMOS-like instances, with fewer of them per video.
+  a small preset keeps THUMOS-like instances, with fewer of them per video. Instances never
+  overlap here (9 % of the real neighbouring pairs do).
 - *annotations* (``annotations=DIR``): the real ground truth of DIR (names, subsets, durations,
   segments, labels, ambiguous spans); its files are copied byte for byte and only the features
   are synthetic, so the evaluation runs on the real THUMOS14 test structure.
@@ -128,6 +129,7 @@ INSTANCE_LOG_SIGMA_BETWEEN_VIDEOS = 0.46
 INSTANCE_LOG_SIGMA_WITHIN_VIDEO = 0.5
 INSTANCE_MIN_S, INSTANCE_MAX_S = 0.2, 118.0  # the real extremes
 # Classes per video: 360 videos have one class (counts below), 50 two, 1 three (1 lists none).
+# CliffDiving never comes alone: its instances are also annotated as Diving.
 SINGLE_CLASS_VIDEOS = {
     "BaseballPitch": 21, "BasketballDunk": 19, "Billiards": 20, "CleanAndJerk": 20, "CliffDiving": 0,
     "CricketBowling": 14, "CricketShot": 10, "Diving": 20, "FrisbeeCatch": 17, "GolfSwing": 17,
@@ -176,7 +178,7 @@ class SyntheticSpec:
     # sizes
     n_train: int = 80  # 'validation' videos
     n_test: int = 80
-    length_scale: float = 0.4  # multiplies video durations (median 62 s = 97 snippets at 0.4)
+    length_scale: float = 0.35  # multiplies video durations: median ~48 s = 75 snippets, ~9k per split
     # latent code
     latent_dim: int = 128  # per half (appearance, motion)
     n_scene_prototypes: int = 48  # camera set-ups shared across videos
@@ -195,9 +197,9 @@ class SyntheticSpec:
     actor_gain: float = 0.4  # shared by the instances of a class in a video
     key_gain: float = 0.8  # key moment, strongly class-specific
     key_snippets: tuple[float, float] = (1.0, 2.5)  # key-moment length range
-    weak_gain: float = 0.12  # approach and follow-through, weakly class-specific
+    weak_gain: float = 0.08  # approach and follow-through, weakly class-specific
     shared_stage_gain: float = 0.3  # part of the approach common to related classes
-    nuisance_std: float = 0.07  # per latent dimension, temporally correlated
+    nuisance_std: float = 0.04  # per latent dimension, temporally correlated
     nuisance_smooth_s: float = 1.0
     receptive_smooth_snippets: float = 0.6  # Gaussian sigma of the I3D window overlap
     # output features
@@ -256,11 +258,23 @@ def _class_median(table: dict[str, float], classes) -> float:
     return float(np.exp(np.mean([np.log(table[c]) for c in classes])))
 
 
-def _draw_classes(rng: np.random.Generator) -> tuple[str, ...]:
-    """One class or a co-occurring set, with the real frequencies."""
-    options = [(c,) for c in SINGLE_CLASS_VIDEOS] + list(MULTI_CLASS_VIDEOS)
-    counts = np.array(list(SINGLE_CLASS_VIDEOS.values()) + list(MULTI_CLASS_VIDEOS.values()), dtype=np.float64)
-    return options[rng.choice(len(options), p=counts / counts.sum())]
+def _class_sets(n: int, rng: np.random.Generator) -> list[tuple[str, ...]]:
+    """The classes of n videos of one split: the real share of multi-class videos, the real mix of
+    co-occurring sets, and the single-class videos spread over the classes in the real proportions
+    (THUMOS14 is balanced, ~10 videos per class and split) so that a small split still trains and
+    tests every class."""
+    multi_sets = list(MULTI_CLASS_VIDEOS)
+    multi_counts = np.array(list(MULTI_CLASS_VIDEOS.values()), dtype=np.float64)
+    single_counts = np.array(list(SINGLE_CLASS_VIDEOS.values()), dtype=np.float64)
+    n_multi = int(round(n * multi_counts.sum() / (multi_counts.sum() + single_counts.sum())))
+    sets = [multi_sets[i] for i in rng.choice(len(multi_sets), size=n_multi, p=multi_counts / multi_counts.sum())]
+    # Largest-remainder apportionment of the single-class videos, ties broken at random.
+    quota = (n - n_multi) * single_counts / single_counts.sum()
+    count = np.floor(quota).astype(int)
+    remainder_order = np.lexsort((rng.random(len(quota)), -(quota - count)))
+    count[remainder_order[:n - n_multi - count.sum()]] += 1
+    sets += [(c,) for c, k in zip(SINGLE_CLASS_VIDEOS, count) for _ in range(k)]
+    return [sets[i] for i in rng.permutation(n)]
 
 
 def _draw_instances(classes, action_s: float, duration: float, rng) -> tuple[list[float], list[str]]:
@@ -279,7 +293,8 @@ def _draw_instances(classes, action_s: float, duration: float, rng) -> tuple[lis
     while True:
         required = len(labels) < len(classes)
         label = classes[len(labels)] if required else classes[rng.choice(len(classes), p=class_share)]
-        log_len = np.log(INSTANCE_MEDIAN_S[label]) + video_log_offset[label] + rng.normal(0.0, INSTANCE_LOG_SIGMA_WITHIN_VIDEO)
+        log_len = (np.log(INSTANCE_MEDIAN_S[label]) + video_log_offset[label]
+                   + rng.normal(0.0, INSTANCE_LOG_SIGMA_WITHIN_VIDEO))
         length = float(np.clip(np.exp(log_len), INSTANCE_MIN_S, INSTANCE_MAX_S))
         # Stop at the count whose total lands nearest action_s, or when the video is full.
         if not required and (sum(lengths) + length / 2 > action_s or sum(lengths) + length > room):
@@ -321,14 +336,13 @@ def draw_layouts(spec: SyntheticSpec, seed: int) -> list[VideoLayout]:
     rng = _rng(seed, LAYOUT_STREAM)
     layouts = []
     for subset, count in ((TRAIN_SUBSET, spec.n_train), (TEST_SUBSET, spec.n_test)):
-        for i in range(count):
-            classes = _draw_classes(rng)
+        for i, classes in enumerate(_class_sets(count, rng)):
             duration = _class_median(DURATION_MEDIAN_S, classes) * _log_residual(DURATION_LOG_RESIDUAL_QUANTILES, rng)
             duration = round(spec.length_scale * duration, 3)
-            fraction = _class_median(ACTION_FRACTION_MEDIAN, classes) * _log_residual(ACTION_FRACTION_LOG_RESIDUAL_QUANTILES, rng)
-            fraction = min(fraction, ACTION_FRACTION_MAX)
+            fraction = _class_median(ACTION_FRACTION_MEDIAN, classes)
+            fraction = min(fraction * _log_residual(ACTION_FRACTION_LOG_RESIDUAL_QUANTILES, rng), ACTION_FRACTION_MAX)
             lengths, labels = _draw_instances(classes, fraction * duration, duration, rng)
-            order = rng.permutation(len(lengths))  # the first-of-each-class instances anywhere, not first
+            order = rng.permutation(len(lengths))  # the instances drawn first (one per class) may fall anywhere
             segments = _place([lengths[j] for j in order], duration, rng)
             n_ambiguous = int(rng.binomial(len(segments), AMBIGUOUS_PER_INSTANCE))
             layouts.append(VideoLayout(
@@ -337,6 +351,9 @@ def draw_layouts(spec: SyntheticSpec, seed: int) -> list[VideoLayout]:
                 ambiguous=_place_ambiguous(n_ambiguous, segments, duration, rng),
             ))
     return layouts
+
+
+# --- The ground truth of a real annotation folder ----------------------------------------------------
 
 
 def read_layouts(annotations: Path) -> tuple[list[str], list[VideoLayout]]:
@@ -406,7 +423,8 @@ def draw_world(spec: SyntheticSpec, classes: list[str], rng: np.random.Generator
     own_venue = _component(rng, "context", r, n)
     group_venue = np.einsum("cg,ghr->chr", venue_groups, _component(rng, "context", r, len(SHARED_CONTEXT_GROUPS)))
     grouped = venue_groups.any(axis=1)[:, None, None]
-    context = np.where(grouped, np.sqrt(1 - spec.context_shared) * own_venue + np.sqrt(spec.context_shared) * group_venue, own_venue)
+    mixed_venue = np.sqrt(1 - spec.context_shared) * own_venue + np.sqrt(spec.context_shared) * group_venue
+    context = np.where(grouped, mixed_venue, own_venue)
     # A grouped class's approach adds its group's shared stage to its own weak one.
     stage_groups = _membership(classes, SHARED_STAGE_GROUPS)
     shared_stage = spec.shared_stage_gain * _component(rng, "stage", r, len(SHARED_STAGE_GROUPS))
@@ -626,7 +644,8 @@ def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", 
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{DATASET}.partial-"))
     staging.chmod(0o755)  # mkdtemp's 0700 would make a shared cache unreadable to others
     try:
-        features = _object_array([video_features(spec, world, x, _rng(seed, VIDEO_STREAM, v)) for v, x in enumerate(layouts)])
+        features = _object_array([video_features(spec, world, layout, _rng(seed, VIDEO_STREAM, v))
+                                  for v, layout in enumerate(layouts)])
         np.save(staging / FEATURES_FILE, features, allow_pickle=True)
         del features
         if annotations is None:
@@ -684,7 +703,8 @@ def describe(root: str | Path) -> str:
     instances = np.array([len(s) for s in segments])
     lengths = np.array([e - s for video in segments for s, e in video])
     classes_per_video = np.array([len(c) for c in load("labels_all")])
-    n_ambiguous = sum(1 for line in (folder / AMBIGUOUS_FILE).read_text().splitlines() if line.strip())
+    ambiguous = folder / AMBIGUOUS_FILE
+    n_ambiguous = sum(1 for line in ambiguous.read_text().splitlines() if line.strip()) if ambiguous.is_file() else 0
     return (
         f"{folder}: {len(subsets)} videos ({subsets.count(TRAIN_SUBSET)} train '{TRAIN_SUBSET}', "
         f"{subsets.count(TEST_SUBSET)} '{TEST_SUBSET}'), {len(load('classlist'))} classes, "
@@ -702,7 +722,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="root folder; the dataset goes to OUT/Thumos14reduced/")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--annotations", help="a W-TALC annotation folder whose ground truth to use (sizes of the preset unused)")
+    parser.add_argument("--annotations",
+                        help="a W-TALC annotation folder whose ground truth to use (the preset's sizes are unused)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     root = generate(args.out, args.preset, args.seed, annotations=args.annotations)
