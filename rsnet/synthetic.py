@@ -116,6 +116,7 @@ ACTION_FRACTION_LOG_RESIDUAL_QUANTILES = (
     -3.807, -1.532, -1.055, -0.793, -0.642, -0.483, -0.369, -0.247, -0.158, -0.077, 0.0, 0.044, 0.139, 0.242,
     0.313, 0.392, 0.475, 0.643, 0.769, 0.931, 1.562,
 )
+MIN_DURATION_S = 1.0  # a floor for tiny length scales (the real minimum is 8.9 s)
 ACTION_FRACTION_MAX = 0.95  # a few real annotations run past the video end (fraction up to 1.14)
 # Median instance length per class in seconds (all instances: median 3.0, p10 1.0, p90 8.5). Log
 # lengths spread 0.61 around the class median: 0.46 between videos, 0.5 within a video (RMS).
@@ -296,21 +297,23 @@ def _draw_instances(classes, action_s: float, duration: float, rng) -> tuple[lis
         log_len = (np.log(INSTANCE_MEDIAN_S[label]) + video_log_offset[label]
                    + rng.normal(0.0, INSTANCE_LOG_SIGMA_WITHIN_VIDEO))
         length = float(np.clip(np.exp(log_len), INSTANCE_MIN_S, INSTANCE_MAX_S))
-        # Stop at the count whose total lands nearest action_s, or when the video is full.
-        if not required and (sum(lengths) + length / 2 > action_s or sum(lengths) + length > room):
-            return lengths, labels
-        lengths.append(min(length, max(INSTANCE_MIN_S, room - sum(lengths))))
+        if required:  # one per class must fit, even in a very short video
+            length = min(length, room / len(classes))
+        elif sum(lengths) + length / 2 > action_s or sum(lengths) + length > room:
+            return lengths, labels  # the count whose total lands nearest action_s, or a full video
+        lengths.append(length)
         labels.append(label)
 
 
 def _place(lengths: list[float], duration: float, rng) -> list[list[float]]:
     """Non-overlapping spans in random order with uniformly random gaps, rounded to 0.1 s like the real ones."""
-    gaps = rng.dirichlet(np.ones(len(lengths) + 1)) * max(duration - sum(lengths), 0.0)
+    gaps = rng.dirichlet(np.ones(len(lengths) + 1)) * (duration - sum(lengths))
+    last_tenth = np.floor(duration * 10) / 10  # rounding up must not leave the video
     spans, t = [], 0.0
     for length, gap in zip(lengths, gaps):
         t += gap
-        start, end = round(t, 1), round(min(t + length, duration), 1)
-        spans.append([start, max(end, round(start + 0.1, 1))])
+        start = min(round(t, 1), last_tenth - 0.1)
+        spans.append([start, min(max(round(t + length, 1), round(start + 0.1, 1)), last_tenth)])
         t += length
     return spans
 
@@ -338,7 +341,7 @@ def draw_layouts(spec: SyntheticSpec, seed: int) -> list[VideoLayout]:
     for subset, count in ((TRAIN_SUBSET, spec.n_train), (TEST_SUBSET, spec.n_test)):
         for i, classes in enumerate(_class_sets(count, rng)):
             duration = _class_median(DURATION_MEDIAN_S, classes) * _log_residual(DURATION_LOG_RESIDUAL_QUANTILES, rng)
-            duration = round(spec.length_scale * duration, 3)
+            duration = round(max(spec.length_scale * duration, MIN_DURATION_S), 3)
             fraction = _class_median(ACTION_FRACTION_MEDIAN, classes)
             fraction = min(fraction * _log_residual(ACTION_FRACTION_LOG_RESIDUAL_QUANTILES, rng), ACTION_FRACTION_MAX)
             lengths, labels = _draw_instances(classes, fraction * duration, duration, rng)
