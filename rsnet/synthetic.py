@@ -179,7 +179,7 @@ class SyntheticSpec:
     # sizes
     n_train: int = 80  # 'validation' videos
     n_test: int = 80
-    length_scale: float = 0.35  # multiplies video durations: median ~48 s = 75 snippets, ~9k per split
+    length_scale: float = 0.35  # multiplies video durations: median ~55 s = 85 snippets, ~9-10k per split
     # latent code
     latent_dim: int = 128  # per half (appearance, motion)
     n_scene_prototypes: int = 48  # camera set-ups shared across videos
