@@ -1,53 +1,118 @@
 #!/usr/bin/env bash
 # The one script a session runs on a lent GPU (<= 5 minutes in all): install the package, run the
 # GPU tests (pytest -m gpu: the Triton kernels against the float64 reference, bitwise determinism,
-# model steps triton == reference), then the kernel benchmark; prints a short table last.
+# model steps triton == reference), the kernel benchmark, the training-speed benchmark (epoch, test
+# pass, evaluation), the memory-bank benchmark, and the whole 200-epoch run if time is left; prints
+# a short summary last, with the card and the versions.
 #
-#   bash bench/gpu_check.sh            # results (logs, kernels.json, kernels.txt) go to $OUT or a temp dir
+#   bash bench/gpu_check.sh        # logs and JSON go to $OUT (or a temp dir)
+#   GPU_CHECK_DRY_RUN=1 bash bench/gpu_check.sh    # print the stages and their time limits, run nothing
 #
-# No network there: torch and triton are preinstalled, so the install uses neither build
-# isolation nor dependency resolution. Each stage has its own time limit so that the whole script
-# stays within 5 minutes; a stage that fails or times out does not stop the next one, and the
-# exit status is that of the tests.
+# No network there: torch and triton are preinstalled, so the install uses neither build isolation
+# nor dependency resolution. One deadline for the stages, GPU_CHECK_SECONDS (default 275) after the
+# start, which leaves ~15 s for the summary; each stage runs under its own `timeout`: at most its
+# cap, and never into the time kept for the stages after it. A stage that fails or times out does not stop the next one; the exit status is
+# that of the GPU tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 out=${OUT:-$(mktemp -d /tmp/rskp-gpu-check.XXXXXX)}
 mkdir -p "$out"
+dry=${GPU_CHECK_DRY_RUN:-0}
 export MAX_JOBS=${MAX_JOBS:-16}
 if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then  # build the extension for this card only: faster
   TORCH_CUDA_ARCH_LIST=$(python -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null || echo "9.0")
   export TORCH_CUDA_ARCH_LIST
 fi
 start=$(date +%s)
+deadline=$(( start + ${GPU_CHECK_SECONDS:-275} ))
 stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
+summary_rows=()
+
+# stage NAME CAP RESERVE LOG CMD...: run CMD under `timeout`, at most CAP seconds and leaving RESERVE
+# seconds before the deadline for the later stages; its output goes to $out/LOG; sets stage_rc.
+stage() {
+  local name=$1 cap=$2 reserve=$3 log=$4
+  shift 4
+  local limit=$(( deadline - $(date +%s) - reserve ))
+  [ "$limit" -gt "$cap" ] && limit=$cap
+  stamp "== $name (limit ${limit} s): $*"
+  if [ "$dry" = "1" ]; then
+    stage_rc=0
+    summary_rows+=("| $name | dry run | - | ${limit} |")
+    return
+  fi
+  if [ "$limit" -lt 10 ]; then
+    stage_rc=124
+    echo "skipped: no time left"
+    summary_rows+=("| $name | skipped (no time left) | 0 | ${limit} |")
+    return
+  fi
+  local t0
+  t0=$(date +%s)
+  timeout --kill-after=5 "$limit" "$@" >"$out/$log" 2>&1
+  stage_rc=$?
+  local took=$(( $(date +%s) - t0 )) status="ok"
+  [ "$stage_rc" -ne 0 ] && status="rc=$stage_rc"
+  [ "$stage_rc" -eq 124 ] || [ "$stage_rc" -eq 137 ] && status="TIMED OUT"
+  summary_rows+=("| $name | $status | $took | $limit |")
+}
 
 stamp "== device"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi not found"
-python -c 'import torch, triton; print("torch", torch.__version__, "cuda", torch.version.cuda, "| triton", triton.__version__, "| cuda available:", torch.cuda.is_available())'
+card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+card=${card:-"nvidia-smi not found"}
+echo "$card"
+versions=$(python -c 'import torch, triton; print("torch", torch.__version__, "| CUDA", torch.version.cuda, "| triton", triton.__version__, "| cuda available:", torch.cuda.is_available())' 2>&1 | tail -n 1)
+echo "$versions"
 
-stamp "== install (pip install --no-build-isolation --no-deps -e .)"
-timeout 100 python -m pip install --no-build-isolation --no-deps -e . >"$out/install.log" 2>&1
-install_rc=$?
-tail -n 3 "$out/install.log"
+# caps and reserves: typical times are well under the caps; the reserves keep ~40 s for the tests,
+# ~40 s for the kernel benchmark, ~45 s for the training benchmark and ~10 s for the memory bank.
+stage "install" 110 135 install.log python -m pip install --no-build-isolation --no-deps -e .
+install_rc=$stage_rc
+tail -n 3 "$out/install.log" 2>/dev/null
 
-stamp "== GPU tests (pytest -m gpu)"
-timeout 90 python -m pytest -m gpu -q -p no:cacheprovider -rfE >"$out/pytest.log" 2>&1
-test_rc=$?
-tail -n 25 "$out/pytest.log"
+stage "GPU tests (pytest -m gpu)" 90 95 pytest.log python -m pytest -m gpu -q -p no:cacheprovider -rfE
+test_rc=$stage_rc
+tail -n 25 "$out/pytest.log" 2>/dev/null
 
-stamp "== kernel benchmark (bench/kernels.py)"
-timeout 100 python bench/kernels.py --json "$out/kernels.json" --compile-batches step \
-  >"$out/kernels.txt" 2>"$out/bench.err"
-bench_rc=$?
-cat "$out/kernels.txt"
-[ "$bench_rc" -ne 0 ] && tail -n 15 "$out/bench.err"
+stage "kernels (bench/kernels.py)" 90 55 kernels.txt \
+  python bench/kernels.py --json "$out/kernels.json" --compile-batches step
+cat "$out/kernels.txt" 2>/dev/null | grep -v '^\.\.\. ' | tail -n 40
+
+# the official-style epoch (~4-5 s per phase) is timed once, the batched ones 5 times; no torch.compile here
+# (its compile alone takes ~2 minutes: run bench/train_speed.py --modes compiled apart)
+stage "training speed (bench/train_speed.py)" 90 10 train_speed.txt \
+  python bench/train_speed.py --modes official,reference,triton,triton-host --json "$out/train_speed.json"
+grep -v '^\.\.\. ' "$out/train_speed.txt" 2>/dev/null | tail -n 40
+
+stage "memory bank (bench/membank.py)" 20 0 membank.txt python bench/membank.py --device all
+cat "$out/membank.txt" 2>/dev/null
+
+left=$(( deadline - $(date +%s) ))
+if [ "$left" -ge 45 ] || [ "$dry" = "1" ]; then  # the whole 200-epoch run (rsnet.train.run), if time is left
+  stage "200-epoch run (train_speed.py --full)" 240 0 train_full.txt \
+    python bench/train_speed.py --modes triton --phases none --no-test --full --json "$out/train_full.json"
+  grep -v '^\.\.\. ' "$out/train_full.txt" 2>/dev/null | tail -n 8
+else
+  summary_rows+=("| 200-epoch run (train_speed.py --full) | skipped (${left} s left) | 0 | - |")
+fi
 
 stamp "== summary (files in $out)"
-echo "install rc=$install_rc | gpu tests rc=$test_rc ($(tail -n 1 "$out/pytest.log")) | bench rc=$bench_rc"
+echo "card: $card"
+echo "$versions"
+echo "| stage | status | s | limit s |"
+echo "|---|---|---|---|"
+printf '%s\n' "${summary_rows[@]}"
+echo "install rc=$install_rc | gpu tests rc=$test_rc ($(tail -n 1 "$out/pytest.log" 2>/dev/null))"
 if [ -s "$out/kernels.json" ]; then
   python bench/kernels.py --summary-from "$out/kernels.json"
 else
-  echo "no benchmark results"
+  echo "kernels: no results"
 fi
+if [ -s "$out/train_speed.json" ]; then
+  python bench/train_speed.py --summary-from "$out/train_speed.json" "$out/train_full.json"
+else
+  echo "train_speed: no results"
+fi
+grep -E '^(cpu|cuda) ' "$out/membank.txt" 2>/dev/null || echo "membank: no results"
 exit "$test_rc"

@@ -3,8 +3,8 @@
 A benchmark, not a test. Per op (EM attention, K = 8, 2 iterations; random walk toward the K = 8
 representatives of each video, the intra-video branch), forward and forward+backward, on
 THUMOS14-shaped packed batches:
-  * ``step``:  10 videos, lengths drawn from the built-in THUMOS14-like distribution below
-               (the official training step);
+  * ``step``:  10 videos, lengths drawn from the built-in THUMOS14-like distribution of
+               ``bench/_common.py`` (the official training step);
   * ``train``: the whole 200-video training set packed (N ~ 65k snippets), D = 2048.
 Implementations:
   official  one video at a time, eager; the random walk by the dense T x T solve of Eq. 10
@@ -34,7 +34,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,32 +41,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_common.py
 
 import triton  # noqa: E402
+
+from _common import peak_mb, sync, thumos_lengths, time_ms  # noqa: E402
 
 from rs_kernels import em_attention, random_walk, reference  # noqa: E402
 from rs_kernels.varlen import cu_seqlens_from_lengths, split, uniform_cu_seqlens  # noqa: E402
 
-# THUMOS14-like snippet counts (16 frames at 25 fps per snippet): log-normal with median 250 and
-# spread 0.73, clipped to [8, 2600], a fixed draw whose longest video is set to 2600 and the others
-# rescaled so that the 200 training videos pack N = 65,215 snippets (median ~240, tail to 2600).
-THUMOS_MEDIAN, THUMOS_SIGMA, THUMOS_MIN, THUMOS_MAX, THUMOS_TOTAL = 250.0, 0.73, 8, 2600, 65_215
 K, ITERS, TAU, W = 8, 2, 5.0, 0.5
 IMPLS = ("official", "reference", "triton", "compiled")
-
-
-def thumos_lengths(n_videos: int = 200, seed: int = 0) -> list[int]:
-    gen = torch.Generator().manual_seed(seed)
-    raw = torch.exp(math.log(THUMOS_MEDIAN) + THUMOS_SIGMA * torch.randn(200, generator=gen, dtype=torch.float64))
-    raw = raw.clamp(THUMOS_MIN, THUMOS_MAX)
-    longest = int(raw.argmax())
-    raw = raw * ((THUMOS_TOTAL - THUMOS_MAX) / (raw.sum() - raw[longest]))
-    raw[longest] = THUMOS_MAX  # the tail: the longest video is ~2600 snippets
-    lengths = raw.round().clamp(THUMOS_MIN, THUMOS_MAX).long()
-    if n_videos == 200:
-        return lengths.tolist()
-    perm = torch.randperm(200, generator=gen)[:n_videos]  # a training step: videos drawn from the set
-    return lengths[perm].tolist()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,40 +110,6 @@ def bytes_moved(op: str, n: int, d: int, elem: int) -> tuple[int, int]:
 # timing
 # ---------------------------------------------------------------------------------------------
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_ms(fn, device, grad_to_none=None) -> float:
-    """Median milliseconds of fn()."""
-    if device.type == "cuda":
-        return float(triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=grad_to_none,
-                                             return_mode="median"))
-    start = time.perf_counter()
-    fn()  # warm-up, and an estimate: about 0.3 s of repeats, 5 to 50
-    reps = min(max(int(0.3 / max(time.perf_counter() - start, 1e-6)), 5), 50)
-    times = []
-    for _ in range(reps):
-        for t in grad_to_none or ():
-            t.grad = None
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
-def peak_mb(fn, device) -> float | None:
-    if device.type != "cuda":
-        return None
-    _sync(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    _sync(device)
-    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-
-
 def copy_gbps(x, device) -> float:
     ms = time_ms(lambda: x.clone(), device)
     return 2 * x.numel() * x.element_size() / (ms * 1e-3) / 1e9
@@ -194,12 +144,12 @@ def bench_case(op, impl, fn, batch, device, d) -> dict:
     row = {"op": op, "impl": impl, "n": n, "videos": cu.numel() - 1, "d": d}
     compile_s = None
     if impl == "compiled":  # first calls compile (forward, then backward graphs)
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         with torch.no_grad():
             fwd()
         both()
-        _sync(device)
+        sync(device)
         first = time.perf_counter() - start
     with torch.no_grad():
         row["fwd_ms"] = time_ms(fwd, device)
