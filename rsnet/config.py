@@ -69,7 +69,9 @@ class Config:
 # Overrides applied when training on the built-in synthetic data (no --data-root); sized for
 # minutes on a 2-core CPU (default) or for a GPU (thumos14-synthetic).
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {"epochs": 40, "warmup_epochs": 20, "eval_every": 10, "lr": 1e-4},
+    # lr 2e-4 so that 30 epochs converge; lenient because on 80 small test videos the official
+    # rule (a class without proposals zeroes the IoU threshold) would report 0 for whole epochs.
+    "default": {"epochs": 30, "warmup_epochs": 15, "eval_every": 10, "lr": 2e-4, "lenient": True},
     "thumos14-synthetic": {},
 }
 
