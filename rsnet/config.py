@@ -32,6 +32,7 @@ class Config:
     eval_every: int = 5
     videos_per_step: int = 10  # one optimizer step per this many videos, their losses summed
     test_batch_size: int = 32
+    checkpoint_every: int = 1  # epochs between checkpoints (and the last epoch); a resume redoes the rest
     # optimizer (Adam, the official settings)
     lr: float = 5e-5
     betas: tuple[float, float] = (0.9, 0.99)
@@ -152,6 +153,7 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.epochs >= 1, "epochs must be >= 1"),
         (cfg.eval_every >= 1, "eval_every must be >= 1"),
+        (cfg.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
         (cfg.videos_per_step >= 1, "videos_per_step must be >= 1"),
         (cfg.n_representatives >= 1 and cfg.bank_slots >= 1, "n_representatives and bank_slots must be >= 1"),
         (0.0 <= cfg.walk_weight < 1.0, "walk_weight must lie in [0, 1)"),

@@ -2,7 +2,7 @@
 
 With no ``--data-root`` it trains on the built-in synthetic dataset (generated once, cached).
 Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per evaluation),
-``OUT/checkpoint.pt`` (atomic, every epoch) and ``OUT/results.md`` (last and best epoch).
+``OUT/checkpoint.pt`` (atomic, every ``--checkpoint-every`` epochs) and ``OUT/results.md`` (last and best epoch).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .losses import LossTerms, rskp_loss
 from .memory import MemoryBank
 from .model import RSKP
 
-CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every"}
+CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -187,7 +187,8 @@ def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
             if best is None or record["avg"] > best["avg"]:
                 best = record
             progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
-        checkpoint.save_atomic(trainer.state_dict(done, best), ckpt_path)
+        if done % cfg.checkpoint_every == 0 or done == cfg.epochs:
+            checkpoint.save_atomic(trainer.state_dict(done, best), ckpt_path)
     progress.close()
     last = records[-1]
     table = results_table(last, best)
