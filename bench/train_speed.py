@@ -59,7 +59,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -219,22 +218,10 @@ def official_epoch(model, optimizer, dataset: ResidentDataset, epoch: int, seed:
 
 
 @torch.no_grad()
-def official_predict(model: RSKP, x_in: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """One test video's scores (C+1,) and CAS (T, C+1), the fusion of RSKP.predict, the official way."""
-    cfg = model.cfg
-    x = model.dropout(F.relu(model.embedding(x_in)))[None]
-    o = official_style.prediction_module(model, x)
-    mu = official_style.em(model.mu0[None], x, cfg.em_iters, cfg.tau)
-    m = official_style.prediction_module(model, official_style.random_walk(x, mu, cfg.walk_weight, cfg.tau))
-    scores = cfg.fuse_main * o[0] + cfg.fuse_intra * m[0]
-    cas = (cfg.fuse_main * F.softmax(o[3], -1) + cfg.fuse_intra * F.softmax(m[3], -1)) * o[2][..., None]
-    return scores[0].cpu().numpy(), cas[0].cpu().numpy()
-
-
 def official_test_pass(model: RSKP, dataset: ResidentDataset):
     model.eval()
-    out = [official_predict(model, dataset.features[int(i)]) for i in dataset.test_indices]
-    return np.stack([s for s, _ in out]), [c for _, c in out]
+    out = [official_style.predict_video(model, dataset.features[int(i)]) for i in dataset.test_indices]
+    return np.stack([s.cpu().numpy() for s, _ in out]), [c.cpu().numpy() for _, c in out]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,7 +405,7 @@ def bench_test_pass(b: Bench, cfg: Config, dataset, device, modes, precisions, r
     model = RSKP(mode_config(cfg, "reference"), N_CLASSES).to(device).eval()
     official = None
     if "official" in modes:
-        official_predict(model, dataset.features[int(dataset.test_indices[0])])  # warm-up
+        official_style.predict_video(model, dataset.features[int(dataset.test_indices[0])])  # warm-up
         official = official_test_pass(model, dataset)
         times = time_runs(lambda: official_test_pass(model, dataset), device, max(1, reps // 2))
         b.row(TEST, "official", "fp32", times)

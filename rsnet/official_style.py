@@ -93,3 +93,16 @@ def step_loss(model: RSKP, videos: list[Tensor], labels: Tensor, bank=None, afte
         memory = read_memory(*bank, label) if bank is not None else None
         total = total + video_loss(model, x_in, label, memory, after_warmup)[0]
     return total
+
+
+@torch.no_grad()
+def predict_video(model: RSKP, x_in: Tensor) -> tuple[Tensor, Tensor]:
+    """One test video's scores (C+1,) and CAS (T, C+1): the inference fusion, the official way."""
+    cfg: Config = model.cfg
+    x = model.dropout(F.relu(model.embedding(x_in)))[None]
+    o = prediction_module(model, x)
+    mu = em(model.mu0[None], x, cfg.em_iters, cfg.tau)
+    m = prediction_module(model, random_walk(x, mu, cfg.walk_weight, cfg.tau))
+    scores = cfg.fuse_main * o[0] + cfg.fuse_intra * m[0]
+    cas = (cfg.fuse_main * F.softmax(o[3], -1) + cfg.fuse_intra * F.softmax(m[3], -1)) * o[2][..., None]
+    return scores[0], cas[0]

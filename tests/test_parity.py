@@ -92,3 +92,14 @@ def test_inter_branch_changes_the_loss():
     with_memory = rskp_loss(model(x, cu, bank.read(labels)), labels, cu, model.cfg, True).total
     without = rskp_loss(model(x, cu), labels, cu, model.cfg, True).total
     assert abs(with_memory.item() - without.item()) > 1e-6
+
+
+def test_batched_inference_equals_official_style_inference():
+    model, videos, _, _ = _setup(torch.float64, seed=5)
+    model.eval()
+    scores, cas = model.predict(torch.cat(videos), cu_seqlens_from_lengths(LENGTHS))
+    rows = cu_seqlens_from_lengths(LENGTHS).tolist()
+    for b, x_in in enumerate(videos):
+        want_scores, want_cas = official_style.predict_video(model, x_in)
+        assert _rel(scores[b], want_scores) <= 1e-12
+        assert _rel(cas[rows[b]:rows[b + 1]], want_cas) <= 1e-12
