@@ -13,12 +13,12 @@ device named beside each figure. Run: ``python bench/membank.py [--repeats N] [-
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
 
+from _common import device_name  # bench/ is on sys.path when this file runs as a script
 from rs_kernels import membank
 
 C, S, K, D, B = 20, 5, 8, 2048, 10
@@ -78,18 +78,6 @@ def time_it(fn, device, repeats, warmup=5):
             fn()
             times.append((time.perf_counter() - t0) * 1e6)
     return statistics.median(times)
-
-
-def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def bench(device, repeats):
