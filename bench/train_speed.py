@@ -84,7 +84,7 @@ MAX_WARMUP_EPOCHS = 6  # compiled: warm-up epochs until one compiles nothing new
 CPU_SCALE = 0.4  # default --scale on CPU: the whole script in about 70-90 s on a loaded 2-core machine
 MODES = ("official", "reference", "compiled", "triton", "triton-host")
 PHASES = {"warmup": "epoch, warm-up", "inter": "epoch, after warm-up"}
-UNSUPPORTED_BF16 = "unsupported: the model as it is takes no bf16 activations (autocast on the embedding only)"
+BF16_NOTE = "embed_precision=bf16: the embedding GEMM in bf16, the ops and heads in float32"
 TEST, EVAL, FILL, CKPT, FULL = "test pass", "evaluation", "bank fill (once)", "checkpoint save", "full run"
 # Beside the numbers: on an H100/H200 in fp32 (the official code measured on an H200).
 TARGETS = {
@@ -241,18 +241,6 @@ def matmul_precision(precision: str):
         torch.backends.cudnn.allow_tf32 = old[1]
 
 
-def bf16_embedding(model: RSKP, device: torch.device, cast_back: bool) -> None:
-    """Autocast (bf16) on the embedding only; cast_back hands the ops float32 again."""
-    embed = model.embed
-
-    def embed_bf16(x):
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            y = embed(x)
-        return y.float() if cast_back else y
-
-    model.embed = embed_bf16
-
-
 # ---------------------------------------------------------------------------------------------
 # measuring
 # ---------------------------------------------------------------------------------------------
@@ -322,9 +310,10 @@ def warmup_epochs(epoch, device, compiled: bool) -> list[float]:
             return times
 
 
-def mode_config(base: Config, mode: str) -> Config:
+def mode_config(base: Config, mode: str, precision: str = "fp32") -> Config:
+    """The run's config in a mode; bf16 is the model's bf16 embedding (the ops stay float32)."""
     ops = {"reference": "reference", "compiled": "reference", "official": "reference"}.get(mode, "triton")
-    return dataclasses.replace(base, ops=ops)
+    return dataclasses.replace(base, ops=ops, embed_precision="bf16" if precision == "bf16" else "fp32")
 
 
 def new_trainer(cfg: Config, dataset, device, seed: int) -> train.Trainer:
@@ -334,23 +323,10 @@ def new_trainer(cfg: Config, dataset, device, seed: int) -> train.Trainer:
 
 def bench_training(b: Bench, mode: str, precision: str, cfg: Config, dataset, device, phases, reps: int):
     """Rows of one batched mode, per phase: warm-up epoch(s), then ``reps`` timed epochs."""
-    trainer = new_trainer(mode_config(cfg, mode), dataset, device, b.args.seed)
-    note = ""
+    trainer = new_trainer(mode_config(cfg, mode, precision), dataset, device, b.args.seed)
+    note = BF16_NOTE if precision == "bf16" else ""
     if mode == "compiled":
         trainer.model = torch.compile(trainer.model, dynamic=True)
-    if precision == "bf16":
-        # The model as it is with its embedding under autocast: do the ops take bf16 x beside fp32 mu0?
-        bf16_embedding(trainer.model, device, cast_back=False)
-        try:
-            trainer.train_epoch(0)
-            note = "bf16 x into the ops"
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
-            for phase in phases:
-                b.row(PHASES[phase], mode, "bf16", note=UNSUPPORTED_BF16,
-                      error=_error_text(exc))
-            trainer = new_trainer(mode_config(cfg, mode), dataset, device, b.args.seed)
-            bf16_embedding(trainer.model, device, cast_back=True)
-            precision, note = "bf16-embed", "bf16 embedding GEMM (autocast), cast to fp32 for the ops"
     with matmul_precision(precision):
         for phase in phases:
             epoch0 = 0 if phase == "warmup" else cfg.warmup_epochs + 1
@@ -414,22 +390,9 @@ def bench_test_pass(b: Bench, cfg: Config, dataset, device, modes, precisions, r
         if mode not in modes:
             continue
         for precision in precisions:
-            model.cfg = mode_config(cfg, mode)
-            embed = model.embed
-            note = []
+            model.cfg = mode_config(cfg, mode, precision)
+            note = [BF16_NOTE] if precision == "bf16" else []
             try:
-                if precision == "bf16":
-                    bf16_embedding(model, device, cast_back=False)
-                    try:
-                        predict_split(model, dataset, device, cfg.test_batch_size)
-                        note.append("bf16 x into the ops")
-                    except Exception as exc:  # noqa: BLE001
-                        b.row(TEST, mode, "bf16", note=UNSUPPORTED_BF16,
-                              error=_error_text(exc))
-                        model.embed = embed
-                        bf16_embedding(model, device, cast_back=True)
-                        note.append("bf16 embedding GEMM (autocast), cast to fp32 for the ops")
-                        precision = "bf16-embed"
                 with matmul_precision(precision):
                     pred = predict_split(model, dataset, device, cfg.test_batch_size)  # warm-up
                     times = time_runs(lambda: predict_split(model, dataset, device, cfg.test_batch_size), device, reps)
@@ -442,8 +405,6 @@ def bench_test_pass(b: Bench, cfg: Config, dataset, device, modes, precisions, r
                     best = pred
             except Exception as exc:  # noqa: BLE001
                 b.row(TEST, mode, precision, note="; ".join(note), error=_error_text(exc))
-            finally:
-                model.embed = embed
     if "compiled" in modes:
         b.row(TEST, "compiled", "fp32", note="not measured (another compile, for eval mode)")
     return best if best is not None else official

@@ -77,7 +77,15 @@ class RSKP(nn.Module):
         nn.init.xavier_uniform_(self.mu0)
 
     def embed(self, x: Tensor) -> Tensor:
-        return self.dropout(torch.relu(self.embedding(x)))
+        """X = Dropout(ReLU(X_in W + b)); with embed_precision bf16 the GEMM runs in bf16 and X
+        returns to float32, so EM attention, the random walk and the heads stay in float32."""
+        if self.cfg.embed_precision == "bf16":
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                h = self.embedding(x)
+            h = h.float()
+        else:
+            h = self.embedding(x)
+        return self.dropout(torch.relu(h))
 
     def representatives(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
         return rs_kernels.em_attention(x, cu_seqlens, self.mu0, self.cfg.em_iters, self.cfg.tau, impl=self.cfg.ops)
