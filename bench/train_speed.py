@@ -438,7 +438,7 @@ def bench_checkpoint(b: Bench, trainer: train.Trainer, mode: str):
         state = trainer.state_dict(1, None)
         times = time_runs(lambda: checkpoint.save_atomic(state, Path(tmp) / "checkpoint.pt"), "cpu", 2)
         size = (Path(tmp) / "checkpoint.pt").stat().st_size / 2**20
-    b.row(CKPT, mode, "fp32", times, note=f"{size:.0f} MB, fsync'd; rsnet.train.run writes one per epoch")
+    b.row(CKPT, mode, "fp32", times, note=f"{size:.0f} MB, fsync'd; rsnet.train.run writes one every --checkpoint-every epochs")
 
 
 def bench_full_run(b: Bench, cfg: Config, dataset, device, mode: str):
