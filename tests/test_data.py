@@ -122,3 +122,21 @@ def test_reads_the_real_thumos14_annotations(shared_data):
     assert len(ann) == 412 and len(ann.indices("validation")) == 200 and len(ann.indices("test")) == 212
     assert len(ann.class_names) == 20 and ann.video_labels[ann.indices("validation")].sum(1).min() >= 1
     assert sum(len(s) for s in ann.segments) == sum(len(s) for s in ann.segment_labels)
+
+
+def test_reads_activitynet12_in_the_same_layout(tiny_root, tmp_path):
+    """ActivityNet1.2 in W-TALC's layout: 100 classes, subsets 'training' and 'validation'."""
+    src = tiny_root / "Thumos14reduced"
+    dst = tmp_path / "anet" / "ActivityNet1.2"
+    dst.mkdir(parents=True)
+    for path in src.iterdir():
+        name = path.name.replace("Thumos14reduced", "ActivityNet1.2")
+        (dst / name).write_bytes(path.read_bytes())
+    classes = np.load(src / "classlist.npy")
+    extra = np.array([f"Activity{i:03d}".encode() for i in range(100 - len(classes))])
+    np.save(dst / "classlist.npy", np.concatenate([classes, extra]).astype("S32"))
+    subset = np.load(src / "subset.npy")
+    np.save(dst / "subset.npy", np.where(subset == b"validation", b"training", b"validation").astype("S10"))
+    ds = WTALCDataset(tmp_path / "anet", dataset="ActivityNet1.2")
+    assert ds.n_classes == 100 and len(ds.train_indices) == 6 and len(ds.test_indices) == 5
+    assert next(ds.test_batches(5)).labels.shape == (5, 100)
