@@ -1,0 +1,89 @@
+"""``python -m rsnet.diagnose --checkpoint OUT/checkpoint.pt``: what a trained RSKP model's branches do.
+
+Prints, on the run's test split:
+- how peaked the EM assignments are (the mean largest assignment per snippet against 1/K, and
+  their normalized entropy): near-uniform assignments mean the K representatives collapse toward
+  the video mean and the random walk only smooths toward it;
+- the mean cosine similarity of a video's embedded snippets to each other and to its representatives;
+- the detection mAP when scoring with the main branch alone, the paper's fusion, and the
+  intra-video branch alone (the CAS is always weighted by the main branch's attention).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+
+import torch
+
+from rs_kernels import reference
+from rs_kernels.varlen import split
+
+from . import checkpoint
+from .config import Config
+from .train import Trainer, load_dataset
+
+
+def _config(saved: dict) -> Config:
+    return Config(**{k: tuple(v) if k == "betas" else v for k, v in saved.items()})
+
+
+@torch.no_grad()
+def assignment_statistics(trainer: Trainer) -> dict[str, float]:
+    model, cfg = trainer.model.eval(), trainer.cfg
+    largest, entropy, snippet_cos, representative_cos = [], [], [], []
+    for batch in trainer.dataset.test_batches(cfg.test_batch_size):
+        batch = batch.to(trainer.device)
+        x = model.embed(batch.x)
+        mu = model.representatives(x, batch.cu_seqlens)
+        for xb, mb in zip(split(x, batch.cu_seqlens), mu):
+            z = reference.assignments(xb, mb, cfg.tau)  # (K, T)
+            largest.append(z.max(0).values.mean())
+            entropy.append((-(z * z.clamp_min(1e-12).log()).sum(0) / math.log(z.shape[0])).mean())
+            nx = reference.l2_normalize(xb)
+            snippet_cos.append((nx @ nx.T).mean())
+            representative_cos.append((reference.l2_normalize(mb) @ nx.T).mean())
+    mean = lambda values: torch.stack(values).mean().item()  # noqa: E731
+    return {"largest_assignment": mean(largest), "uniform_assignment": 1 / cfg.n_representatives,
+            "normalized_entropy": mean(entropy), "snippet_cosine": mean(snippet_cos),
+            "representative_cosine": mean(representative_cos)}
+
+
+def branch_maps(trainer: Trainer) -> dict[str, float]:
+    """Average detection mAP with each fusion of the main (o) and intra-video (m) branches."""
+    saved = trainer.model.cfg
+    out = {}
+    try:
+        for name, (main, intra) in {"main only": (1.0, 0.0), "fused (paper)": (saved.fuse_main, saved.fuse_intra),
+                                    "intra only": (0.0, 1.0)}.items():
+            trainer.model.cfg = dataclasses.replace(saved, fuse_main=main, fuse_intra=intra)
+            out[name] = trainer.evaluate().avg
+    finally:
+        trainer.model.cfg = saved
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m rsnet.diagnose", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    state = checkpoint.load(args.checkpoint)
+    cfg = dataclasses.replace(_config(state["config"]), device=args.device)
+    if not cfg.intra:
+        parser.error("the run has no intra-video branch (--no-intra): nothing to diagnose")
+    trainer = Trainer(cfg, load_dataset(cfg), torch.device(args.device))
+    trainer.model.load_state_dict(state["model"])
+    stats = assignment_statistics(trainer)
+    print(f"EM assignments (K = {cfg.n_representatives}, tau = {cfg.tau}): mean largest "
+          f"{stats['largest_assignment']:.3f} (uniform {stats['uniform_assignment']:.3f}), "
+          f"normalized entropy {stats['normalized_entropy']:.3f} (uniform 1.000)")
+    print(f"cosine similarity: snippet-snippet {stats['snippet_cosine']:.3f}, "
+          f"representative-snippet {stats['representative_cosine']:.3f} (within a video, mean)")
+    for name, avg in branch_maps(trainer).items():
+        print(f"average mAP, {name:<14} {avg:.1f}")
+
+
+if __name__ == "__main__":
+    main()
