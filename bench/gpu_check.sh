@@ -17,11 +17,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 out=${OUT:-$(mktemp -d /tmp/rskp-gpu-check.XXXXXX)}
+# The device image's interpreter with torch is `python3` (there may be no `python`).
+py=${PYTHON:-$(command -v python3 || command -v python)}
 mkdir -p "$out"
 dry=${GPU_CHECK_DRY_RUN:-0}
 export MAX_JOBS=${MAX_JOBS:-16}
 if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then  # build the extension for this card only: faster
-  TORCH_CUDA_ARCH_LIST=$(python -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null || echo "9.0")
+  TORCH_CUDA_ARCH_LIST=$("$py" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null || echo "9.0")
   export TORCH_CUDA_ARCH_LIST
 fi
 start=$(date +%s)
@@ -62,36 +64,39 @@ stamp "== device"
 card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
 card=${card:-"nvidia-smi not found"}
 echo "$card"
-versions=$(python -c 'import torch, triton; print("torch", torch.__version__, "| CUDA", torch.version.cuda, "| triton", triton.__version__, "| cuda available:", torch.cuda.is_available())' 2>&1 | tail -n 1)
+versions=$("$py" -c 'import torch, triton; print("torch", torch.__version__, "| CUDA", torch.version.cuda, "| triton", triton.__version__, "| cuda available:", torch.cuda.is_available())' 2>&1 | tail -n 1)
 echo "$versions"
 
 # caps and reserves: typical times are well under the caps; the reserves keep ~40 s for the tests,
 # ~40 s for the kernel benchmark, ~45 s for the training benchmark and ~10 s for the memory bank.
-stage "install" 110 135 install.log python -m pip install --no-build-isolation --no-deps -e .
+# An editable install; where the image's site-packages is read-only, the extension is built in place
+# instead (the tests and benchmarks import the package from the repository root either way).
+stage "install" 110 135 install.log bash -c \
+  '"$0" -m pip install --no-build-isolation --no-deps -e . || "$0" setup.py build_ext --inplace' "$py"
 install_rc=$stage_rc
 tail -n 3 "$out/install.log" 2>/dev/null
 
-stage "GPU tests (pytest -m gpu)" 90 95 pytest.log python -m pytest -m gpu -q -p no:cacheprovider -rfE
+stage "GPU tests (pytest -m gpu)" 90 95 pytest.log "$py" -m pytest -m gpu -q -p no:cacheprovider -rfE
 test_rc=$stage_rc
 tail -n 25 "$out/pytest.log" 2>/dev/null
 
 stage "kernels (bench/kernels.py)" 90 55 kernels.txt \
-  python bench/kernels.py --json "$out/kernels.json" --compile-batches step
+  "$py" bench/kernels.py --json "$out/kernels.json" --compile-batches step
 cat "$out/kernels.txt" 2>/dev/null | grep -v '^\.\.\. ' | tail -n 40
 
 # the official-style epoch (~4-5 s per phase) is timed once, the batched ones 5 times; no torch.compile here
 # (its compile alone takes ~2 minutes: run bench/train_speed.py --modes compiled apart)
 stage "training speed (bench/train_speed.py)" 90 10 train_speed.txt \
-  python bench/train_speed.py --modes official,reference,triton,triton-host --json "$out/train_speed.json"
+  "$py" bench/train_speed.py --modes official,reference,triton,triton-host --json "$out/train_speed.json"
 grep -v '^\.\.\. ' "$out/train_speed.txt" 2>/dev/null | tail -n 40
 
-stage "memory bank (bench/membank.py)" 20 0 membank.txt python bench/membank.py --device all
+stage "memory bank (bench/membank.py)" 20 0 membank.txt "$py" bench/membank.py --device all
 cat "$out/membank.txt" 2>/dev/null
 
 left=$(( deadline - $(date +%s) ))
 if [ "$left" -ge 45 ] || [ "$dry" = "1" ]; then  # the whole 200-epoch run (rsnet.train.run), if time is left
   stage "200-epoch run (train_speed.py --full)" 240 0 train_full.txt \
-    python bench/train_speed.py --modes triton --phases none --no-test --full --json "$out/train_full.json"
+    "$py" bench/train_speed.py --modes triton --phases none --no-test --full --json "$out/train_full.json"
   grep -v '^\.\.\. ' "$out/train_full.txt" 2>/dev/null | tail -n 8
 else
   summary_rows+=("| 200-epoch run (train_speed.py --full) | skipped (${left} s left) | 0 | - |")
@@ -105,12 +110,12 @@ echo "|---|---|---|---|"
 printf '%s\n' "${summary_rows[@]}"
 echo "install rc=$install_rc | gpu tests rc=$test_rc ($(tail -n 1 "$out/pytest.log" 2>/dev/null))"
 if [ -s "$out/kernels.json" ]; then
-  python bench/kernels.py --summary-from "$out/kernels.json"
+  "$py" bench/kernels.py --summary-from "$out/kernels.json"
 else
   echo "kernels: no results"
 fi
 if [ -s "$out/train_speed.json" ]; then
-  python bench/train_speed.py --summary-from "$out/train_speed.json" "$out/train_full.json"
+  "$py" bench/train_speed.py --summary-from "$out/train_speed.json" "$out/train_full.json"
 else
   echo "train_speed: no results"
 fi
