@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from _common import device_name  # bench/ is on sys.path when this file runs as a script
-from rs_kernels import membank
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, installed or not
+from _common import device_name  # noqa: E402  (bench/ is on sys.path when this file runs as a script)
+from rs_kernels import membank  # noqa: E402
 
 C, S, K, D, B = 20, 5, 8, 2048, 10
 
