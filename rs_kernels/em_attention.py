@@ -24,17 +24,12 @@ from torch.utils.flop_counter import register_flop_formula
 from . import _triton_utils as tu
 from . import reference
 from ._dispatch import resolve_impl
-from .varlen import check_cu_seqlens
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from .varlen import check_cu_seqlens, check_packed_meta
 
 
 def _check(x: Tensor, cu_seqlens: Tensor, mu0: Tensor, iters: int) -> None:
     """Shape, dtype and device checks (no data access: also run on fake tensors)."""
-    if x.dim() != 2:
-        raise ValueError(f"x must be (N, D), got shape {tuple(x.shape)}")
-    if x.dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"x must be a floating tensor, got {x.dtype}")
+    check_packed_meta(x, {"cu_seqlens": cu_seqlens}, {"mu0": mu0})
     if mu0.dim() not in (2, 3) or mu0.shape[-1] != x.shape[1]:
         raise ValueError(f"mu0 must be (K, D) or (B, K, D) with D = {x.shape[1]}, got shape {tuple(mu0.shape)}")
     if mu0.shape[-2] < 1:
@@ -43,12 +38,6 @@ def _check(x: Tensor, cu_seqlens: Tensor, mu0: Tensor, iters: int) -> None:
         raise ValueError(f"mu0 is (B, K, D) with B = {mu0.shape[0]}, but cu_seqlens holds {cu_seqlens.shape[0] - 1} videos")
     if mu0.dtype != x.dtype:
         raise ValueError(f"mu0 must have x's dtype {x.dtype}, got {mu0.dtype}")
-    if cu_seqlens.dim() != 1 or cu_seqlens.shape[0] < 2 or cu_seqlens.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"cu_seqlens must be a 1-D int32/int64 tensor of B+1 >= 2 offsets, got "
-                         f"{tuple(cu_seqlens.shape)} {cu_seqlens.dtype}")
-    for name, t in (("cu_seqlens", cu_seqlens), ("mu0", mu0)):
-        if t.device != x.device:
-            raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
     if not isinstance(iters, int) or iters < 0:
         raise ValueError(f"iters must be a non-negative int, got {iters!r}")
 

@@ -32,31 +32,19 @@ from torch.utils.flop_counter import register_flop_formula
 from . import _triton_utils as tu
 from . import reference
 from ._dispatch import resolve_impl
-from .varlen import check_cu_seqlens
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from .varlen import check_cu_seqlens, check_packed_meta
 
 
 def _check(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor) -> None:
     """Shape, dtype and device checks (no data access: also run on fake tensors)."""
-    if x.dim() != 2:
-        raise ValueError(f"x must be (N, D), got shape {tuple(x.shape)}")
-    if x.dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"x must be a floating tensor, got {x.dtype}")
+    check_packed_meta(x, {"cu_seqlens": cu_seqlens, "y_cu_seqlens": y_cu_seqlens}, {"y": y})
     if y.dim() != 2 or y.shape[1] != x.shape[1]:
         raise ValueError(f"y must be (sum M_b, D) with D = {x.shape[1]}, got shape {tuple(y.shape)}")
     if y.dtype != x.dtype:
         raise ValueError(f"y must have x's dtype {x.dtype}, got {y.dtype}")
-    for name, cu in (("cu_seqlens", cu_seqlens), ("y_cu_seqlens", y_cu_seqlens)):
-        if cu.dim() != 1 or cu.shape[0] < 2 or cu.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"{name} must be a 1-D int32/int64 tensor of B+1 >= 2 offsets, got "
-                             f"{tuple(cu.shape)} {cu.dtype}")
     if y_cu_seqlens.shape[0] != cu_seqlens.shape[0]:
         raise ValueError(f"y_cu_seqlens must have one offset per video like cu_seqlens ({cu_seqlens.shape[0]}), "
                          f"got {y_cu_seqlens.shape[0]}")
-    for name, t in (("cu_seqlens", cu_seqlens), ("y", y), ("y_cu_seqlens", y_cu_seqlens)):
-        if t.device != x.device:
-            raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
 
 
 @triton.jit

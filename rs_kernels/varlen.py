@@ -10,6 +10,26 @@ import torch
 from torch import Tensor
 
 
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_packed_meta(x: Tensor, offsets: dict[str, Tensor], same_device: dict[str, Tensor]) -> None:
+    """Metadata checks shared by the ops (no data access, so they also run on fake tensors):
+    x is a floating (N, D) tensor, each offsets vector a 1-D int32/int64 tensor of B+1 >= 2
+    entries, and every tensor named in ``offsets`` or ``same_device`` lives on x's device."""
+    if x.dim() != 2:
+        raise ValueError(f"x must be (N, D), got shape {tuple(x.shape)}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"x must be a floating tensor, got {x.dtype}")
+    for name, cu in offsets.items():
+        if cu.dim() != 1 or cu.shape[0] < 2 or cu.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"{name} must be a 1-D int32/int64 tensor of B+1 >= 2 offsets, got "
+                             f"{tuple(cu.shape)} {cu.dtype}")
+    for name, t in {**offsets, **same_device}.items():
+        if t.device != x.device:
+            raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
+
+
 def check_cu_seqlens(cu_seqlens: Tensor, total: int, name: str = "cu_seqlens", allow_empty: bool = False) -> None:
     """Raise a ValueError naming ``name`` unless it is a valid offsets vector for ``total`` rows."""
     if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:

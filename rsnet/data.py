@@ -19,7 +19,6 @@ from torch import Tensor
 from rs_kernels.varlen import cu_seqlens_from_lengths
 
 FEATURE_DIM = 2048
-SNIPPET_SECONDS = 16 / 25  # one I3D snippet: 16 frames at 25 fps
 
 
 @dataclass(frozen=True)
@@ -170,10 +169,6 @@ class PackedBatch:
     def to(self, device) -> "PackedBatch":
         return PackedBatch(*(t.to(device, non_blocking=True) for t in (self.x, self.cu_seqlens, self.labels, self.index)))
 
-    @property
-    def batch_size(self) -> int:
-        return self.index.numel()
-
 
 class WTALCDataset:
     """Features and annotations of one W-TALC dataset folder, served as packed batches."""
@@ -220,8 +215,7 @@ class WTALCDataset:
     def train_batches(self, epoch: int, seed: int, batch_size: int) -> Iterator[PackedBatch]:
         """A fresh permutation per epoch, seeded by (seed, epoch) so a resumed run draws the same."""
         order = np.random.default_rng([seed, epoch]).permutation(self.train_indices)
-        for start in range(0, len(order), batch_size):
-            yield self.pack(order[start:start + batch_size])
+        return self.batches_in_order(order, batch_size)
 
     def batches_in_order(self, indices, batch_size: int) -> Iterator[PackedBatch]:
         for start in range(0, len(indices), batch_size):

@@ -257,7 +257,7 @@ def _proposals(scores: np.ndarray, cas: list[np.ndarray], videos: np.ndarray, cl
     score = _oic_scores(x, s_abs, s, e, off, T)
     desc = _official_order(x, score, gid, s_abs, e_abs, g_off, g_len)
     ps, pe = s, e + 1  # stored bounds
-    keep = _nms(desc, gid, s_abs, ps, pe, len(x))
+    keep = _nms(desc, gid, s_abs, ps, pe)
     keep = keep[np.lexsort((g_video[gid[keep]], g_rank[gid[keep]]))]  # class rank, video, best first
     return _Proposals(cls=g_rank[gid[keep]], video=g_video[gid[keep]], s=ps[keep], e=pe[keep], score=score[keep])
 
@@ -370,7 +370,7 @@ def _official_order(x, score, gid, s_abs, e_abs, g_off, g_len) -> np.ndarray:
     return desc
 
 
-def _nms(desc, gid, s_abs, ps, pe, n_x) -> np.ndarray:
+def _nms(desc, gid, s_abs, ps, pe) -> np.ndarray:
     """Greedy NMS per group over the distinct runs visited in ``desc`` order; the kept ones, in order.
 
     k (earlier) drops j when ``max(0, min(e_k, e_j) - max(s_k, s_j) + 1) / (e_j - s_j + 1) > 0.5``
