@@ -148,12 +148,14 @@ def _block_rows(j, blk_vid_ptr, blk_cu_ptr, cu_ptr, BLOCK_T: tl.constexpr):
 
 
 @triton.jit
-def _centre_count(ccu_ptr, vsafe, CMAX, HAS_CNT: tl.constexpr):
+def _centre_slots(ccu_ptr, vsafe, CMAX, HAS_CNT: tl.constexpr, CP: tl.constexpr):
+    """The CP padded centre slots of a video: (slot ids, the video's real centres, the stored ones)."""
     if HAS_CNT:
         cnt = tl.load(ccu_ptr + vsafe + 1) - tl.load(ccu_ptr + vsafe)
     else:
         cnt = CMAX
-    return cnt
+    ks = tl.arange(0, CP)
+    return ks, ks < cnt, ks < CMAX
 
 
 @triton.jit
@@ -220,10 +222,7 @@ def _assign_fwd_kernel(
     j = tl.program_id(0).to(tl.int64)
     vid, vsafe, rows, tmask = _block_rows(j, blk_vid_ptr, blk_cu_ptr, cu_ptr, BLOCK_T)
     if vid >= 0:
-        cnt = _centre_count(ccu_ptr, vsafe, CMAX, HAS_CNT)
-        ks = tl.arange(0, CP)
-        cmask = ks < cnt
-        kstore = ks < CMAX
+        ks, cmask, kstore = _centre_slots(ccu_ptr, vsafe, CMAX, HAS_CNT, CP)
         c_base = c_ptr + vsafe * stride_cb
         if LOAD_Z:
             z = tl.load(z_ptr + rows[:, None] * CMAX + ks[None, :],
@@ -290,10 +289,7 @@ def _assign_bwd_kernel(
     j = tl.program_id(0).to(tl.int64)
     vid, vsafe, rows, tmask = _block_rows(j, blk_vid_ptr, blk_cu_ptr, cu_ptr, BLOCK_T)
     if vid >= 0:
-        cnt = _centre_count(ccu_ptr, vsafe, CMAX, HAS_CNT)
-        ks = tl.arange(0, CP)
-        cmask = ks < cnt
-        kstore = ks < CMAX
+        ks, cmask, kstore = _centre_slots(ccu_ptr, vsafe, CMAX, HAS_CNT, CP)
         vbase = vsafe * CMAX * D
         dot = tl.zeros((BLOCK_T, CP), dtype=ACC)
         xp = tl.zeros((BLOCK_T, CP), dtype=ACC)
