@@ -11,7 +11,7 @@ trap 'echo "build_cuda: FAILED (line $LINENO: $BASH_COMMAND)" >&2' ERR
 cd "$(dirname "$0")/.."
 repo=$PWD
 venv=${RSKP_CUDA_VENV:-/tmp/rskp-cuda-venv}
-torch_version=2.14.1
+torch_version=${RSKP_CUDA_TORCH:-2.14.1}  # the device image has 2.11.0: RSKP_CUDA_TORCH=2.11.0 checks that build
 start=$(date +%s)
 
 # --- the toolkit: CUDA_HOME is the folder above nvcc's bin/ ------------------------------------------

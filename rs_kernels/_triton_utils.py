@@ -18,7 +18,8 @@ Layout and determinism
     reproducible (fixed block sizes: no autotuning, which would change the summation order from
     one process to the next).
   * fp32 accumulation (fp64 when the inputs are fp64, for gradcheck); tl.dot in tf32x3 for fp32
-    (fp32-accurate on tensor cores), ieee for fp64.
+    (fp32-accurate on tensor cores), ieee for fp64. Every tl.dot names out_dtype=ACC: Triton 3.6
+    refuses an fp64 accumulator whose dtype the call leaves at its fp32 default.
 """
 from __future__ import annotations
 
@@ -238,7 +239,7 @@ def _assign_fwd_kernel(
                              mask=tmask[:, None] & dmask[None, :], other=0.0).to(ACC)
                 cc_blk = tl.load(c_base + ks[:, None] * D + ds[None, :],
                                  mask=cmask[:, None] & dmask[None, :], other=0.0).to(ACC)
-                dot = tl.dot(xc, tl.trans(cc_blk), dot, input_precision=PREC)
+                dot = tl.dot(xc, tl.trans(cc_blk), dot, input_precision=PREC, out_dtype=ACC)
                 xx += tl.sum(xc * xc, 1)
                 cc += tl.sum(cc_blk * cc_blk, 1)
             scores, r, s = _cosine(dot, xx, cc, tau)
@@ -253,14 +254,14 @@ def _assign_fwd_kernel(
             dmask = ds < D
             xc = tl.load(x_ptr + rows[:, None] * D + ds[None, :],
                          mask=tmask[:, None] & dmask[None, :], other=0.0).to(ACC)
-            a = tl.dot(zt, xc, input_precision=PREC)
+            a = tl.dot(zt, xc, input_precision=PREC, out_dtype=ACC)
             tl.store(prow + ks[:, None] * D + ds[None, :], a, mask=kstore[:, None] & dmask[None, :])
         off = CMAX * D
         if WITH_MASS:
             tl.store(prow + off + ks, tl.sum(z, 0), mask=kstore)
             off += CMAX
         if WITH_H:
-            h = tl.dot(zt, z, input_precision=PREC)
+            h = tl.dot(zt, z, input_precision=PREC, out_dtype=ACC)
             tl.store(prow + off + ks[:, None] * CMAX + ks[None, :], h, mask=kstore[:, None] & kstore[None, :])
 
 
@@ -305,14 +306,14 @@ def _assign_bwd_kernel(
             xc = tl.load(x_ptr + rows[:, None] * D + ds[None, :], mask=tdm, other=0.0).to(ACC)
             cb = tl.load(c_ptr + cofs, mask=cdm, other=0.0).to(ACC)
             pb = tl.load(pa_ptr + cofs, mask=cdm, other=0.0).to(ACC)
-            dot = tl.dot(xc, tl.trans(cb), dot, input_precision=PREC)
-            xp = tl.dot(xc, tl.trans(pb), xp, input_precision=PREC)
+            dot = tl.dot(xc, tl.trans(cb), dot, input_precision=PREC, out_dtype=ACC)
+            xp = tl.dot(xc, tl.trans(pb), xp, input_precision=PREC, out_dtype=ACC)
             xx += tl.sum(xc * xc, 1)
             cc += tl.sum(cb * cb, 1)
             if WITH_G:
                 gc = tl.load(g_ptr + rows[:, None] * D + ds[None, :], mask=tdm, other=0.0).to(ACC)
                 ub = tl.load(u_ptr + cofs, mask=cdm, other=0.0).to(ACC)
-                gu = tl.dot(gc, tl.trans(ub), gu, input_precision=PREC)
+                gu = tl.dot(gc, tl.trans(ub), gu, input_precision=PREC, out_dtype=ACC)
         scores, r, s = _cosine(dot, xx, cc, tau)
         if LOAD_Z:
             z = tl.load(z_ptr + rows[:, None] * CMAX + ks[None, :],
@@ -326,7 +327,7 @@ def _assign_bwd_kernel(
         if WITH_HS:
             hs = tl.load(hs_ptr + vsafe * CMAX * CMAX + ks[:, None] * CMAX + ks[None, :],
                          mask=cmask[:, None] & cmask[None, :], other=0.0).to(ACC)
-            dz = tl.dot(z, hs, dz, input_precision=PREC)
+            dz = tl.dot(z, hs, dz, input_precision=PREC, out_dtype=ACC)
         cy, alpha, beta = _score_grad(z, dz, scores, r, s, tau)
         prow = part_ptr + j * R
         cyt = tl.trans(cy)
@@ -340,8 +341,8 @@ def _assign_bwd_kernel(
             xc = tl.load(x_ptr + xofs, mask=tdm, other=0.0).to(ACC)
             cb = tl.load(c_ptr + cofs, mask=cdm, other=0.0).to(ACC)
             pb = tl.load(pa_ptr + cofs, mask=cdm, other=0.0).to(ACC)
-            dx = tl.dot(z, pb, input_precision=PREC)
-            dx = tl.dot(cy, cb, dx, input_precision=PREC)
+            dx = tl.dot(z, pb, input_precision=PREC, out_dtype=ACC)
+            dx = tl.dot(cy, cb, dx, input_precision=PREC, out_dtype=ACC)
             dx -= alpha[:, None] * xc
             if WITH_G:
                 gc = tl.load(g_ptr + xofs, mask=tdm, other=0.0).to(ACC)
@@ -349,7 +350,7 @@ def _assign_bwd_kernel(
             if ACCUM:
                 dx += tl.load(dx_ptr + xofs, mask=tdm, other=0.0).to(ACC)
             tl.store(dx_ptr + xofs, dx.to(dx_ptr.dtype.element_ty), mask=tdm)
-            e = tl.dot(cyt, xc, input_precision=PREC)
+            e = tl.dot(cyt, xc, input_precision=PREC, out_dtype=ACC)
             tl.store(prow + ks[:, None] * D + ds[None, :], e, mask=kstore[:, None] & dmask[None, :])
         tl.store(prow + CMAX * D + ks, beta, mask=kstore)
 

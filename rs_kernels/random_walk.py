@@ -68,7 +68,7 @@ def _rw_out_kernel(x_ptr, z_ptr, u_ptr, out_ptr, cu_ptr, blk_vid_ptr, blk_cu_ptr
             xc = tl.load(x_ptr + xofs, mask=tdm, other=0.0).to(ACC)
             ub = tl.load(ubase + ks[:, None] * D + ds[None, :], mask=kstore[:, None] & dmask[None, :],
                          other=0.0).to(ACC)
-            o = tl.dot(z, ub, xc, input_precision=PREC) * coef
+            o = tl.dot(z, ub, xc, input_precision=PREC, out_dtype=ACC) * coef
             tl.store(out_ptr + xofs, o.to(out_ptr.dtype.element_ty), mask=tdm)
 
 
