@@ -17,6 +17,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 out=${OUT:-$(mktemp -d /tmp/rskp-gpu-check.XXXXXX)}
+# The device tool brings back at most 8 files from $OUT: the install log stays behind.
+scratch=$(mktemp -d /tmp/rskp-gpu-scratch.XXXXXX)
 # The device image's interpreter with torch is `python3` (there may be no `python`).
 py=${PYTHON:-$(command -v python3 || command -v python)}
 mkdir -p "$out"
@@ -32,7 +34,8 @@ stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
 summary_rows=()
 
 # stage NAME CAP RESERVE LOG CMD...: run CMD under `timeout`, at most CAP seconds and leaving RESERVE
-# seconds before the deadline for the later stages; its output goes to $out/LOG; sets stage_rc.
+# seconds before the deadline for the later stages; its output goes to LOG (under $out unless a
+# path); sets stage_rc.
 stage() {
   local name=$1 cap=$2 reserve=$3 log=$4
   shift 4
@@ -52,7 +55,8 @@ stage() {
   fi
   local t0
   t0=$(date +%s)
-  timeout --kill-after=5 "$limit" "$@" >"$out/$log" 2>&1
+  case $log in /*) ;; *) log=$out/$log ;; esac
+  timeout --kill-after=5 "$limit" "$@" >"$log" 2>&1
   stage_rc=$?
   local took=$(( $(date +%s) - t0 )) status="ok"
   [ "$stage_rc" -ne 0 ] && status="rc=$stage_rc"
@@ -71,10 +75,10 @@ echo "$versions"
 # ~40 s for the kernel benchmark, ~45 s for the training benchmark and ~10 s for the memory bank.
 # An editable install; where the image's site-packages is read-only, the extension is built in place
 # instead (the tests and benchmarks import the package from the repository root either way).
-stage "install" 110 135 install.log bash -c \
+stage "install" 110 135 "$scratch/install.log" bash -c \
   '"$0" -m pip install --no-build-isolation --no-deps -e . || "$0" setup.py build_ext --inplace' "$py"
 install_rc=$stage_rc
-tail -n 3 "$out/install.log" 2>/dev/null
+tail -n 3 "$scratch/install.log" 2>/dev/null
 
 stage "GPU tests (pytest -m gpu)" 90 95 pytest.log "$py" -m pytest -m gpu -q -p no:cacheprovider -rfE
 test_rc=$stage_rc
