@@ -35,8 +35,10 @@ from ._dispatch import resolve_impl
 from .varlen import check_cu_seqlens, check_packed_meta
 
 
-def _check(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor) -> None:
+def _check(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, w: float) -> None:
     """Shape, dtype and device checks (no data access: also run on fake tensors)."""
+    if not 0 <= w < 1:
+        raise ValueError(f"w must be in [0, 1) (the walk's series converges only then), got {w}")
     check_packed_meta(x, {"cu_seqlens": cu_seqlens, "y_cu_seqlens": y_cu_seqlens}, {"y": y})
     if y.dim() != 2 or y.shape[1] != x.shape[1]:
         raise ValueError(f"y must be (sum M_b, D) with D = {x.shape[1]}, got shape {tuple(y.shape)}")
@@ -72,6 +74,16 @@ def _rw_out_kernel(x_ptr, z_ptr, u_ptr, out_ptr, cu_ptr, blk_vid_ptr, blk_cu_ptr
             tl.store(out_ptr + xofs, o.to(out_ptr.dtype.element_ty), mask=tdm)
 
 
+def _solve(r: Tensor, b: Tensor) -> Tensor:
+    """R^{-1} b without torch.linalg.solve's singularity check, which is a host sync on a GPU.
+
+    R = I - w^2 G never is singular: row m of G = H / (c + eps) sums to c_m / (c_m + eps) < 1
+    (each snippet's assignments sum to 1) and 0 <= w < 1, so R is strictly diagonally dominant
+    (and R = I on the padded rows).
+    """
+    return torch.linalg.solve_ex(r, b).result
+
+
 # ---------------------------------------------------------------------------------------------
 # forward op
 # ---------------------------------------------------------------------------------------------
@@ -87,10 +99,9 @@ def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tens
 
     max_m >= max_b M_b (like flash-attention's max_seqlen) fixes the padded size of the solve.
     """
-    _check(x, cu_seqlens, y, y_cu_seqlens)
+    _check(x, cu_seqlens, y, y_cu_seqlens, w)
     check_cu_seqlens(cu_seqlens, x.shape[0])
-    check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True)
-    real_max = int(y_cu_seqlens.diff().max())
+    real_max = max(check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True))
     if max_m < real_max:
         raise ValueError(f"max_m = {max_m} is below the largest number of representatives of a video, {real_max}")
     tu.check_launchable(x, "random_walk")
@@ -117,7 +128,7 @@ def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tens
         g = h / ce
         eye = torch.eye(max_m, dtype=acc, device=x.device)
         rhs = w * (g @ y_pad) + p / ce
-        u = w * y_pad + (w * w) * torch.linalg.solve(eye - (w * w) * g, rhs)
+        u = w * y_pad + (w * w) * _solve(eye - (w * w) * g, rhs)
         blk_vid, blk_cu, bound = table
         _rw_out_kernel[(bound,)](
             x, z, u, out, cu, blk_vid, blk_cu, max_m, d, float(1 - w),
@@ -129,7 +140,7 @@ def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tens
 
 @random_walk_fwd.register_fake
 def _(x, cu_seqlens, y, y_cu_seqlens, max_m, w, tau):
-    _check(x, cu_seqlens, y, y_cu_seqlens)
+    _check(x, cu_seqlens, y, y_cu_seqlens, w)
     n, d = x.shape
     acc = tu.acc_dtype(x.dtype)
     return (torch.empty_like(x),
@@ -165,8 +176,8 @@ def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, y: Tensor, 
         g = h / ce
         q = p / ce
         rmat = torch.eye(max_m, dtype=acc, device=x.device) - (w * w) * g
-        wsol = torch.linalg.solve(rmat, w * (g @ y_pad) + q)
-        dv = torch.linalg.solve(rmat.transpose(-1, -2), (w * w) * du)
+        wsol = _solve(rmat, w * (g @ y_pad) + q)
+        dv = _solve(rmat.transpose(-1, -2), (w * w) * du)
         dy_pad = w * du + w * (g.transpose(-1, -2) @ dv)
         dg = (w * w) * (dv @ wsol.transpose(-1, -2)) + w * (dv @ y_pad.transpose(-1, -2))
         dh = dg / ce
@@ -238,9 +249,9 @@ def _rw_bwd_flops(grad_shape, x_shape, cu_shape, y_shape, ycu_shape, z_shape, *a
 def random_walk(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, w: float = 0.5,
                 tau: float = 5.0, impl: str | None = None) -> Tensor:
     """X* (N, D); video b walks toward y[y_cu_seqlens[b]:y_cu_seqlens[b+1]]."""
-    _check(x, cu_seqlens, y, y_cu_seqlens)
+    _check(x, cu_seqlens, y, y_cu_seqlens, w)
     if resolve_impl(impl, x) == "triton":
-        max_m = int(y_cu_seqlens.diff().max())
+        max_m = max(check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True))
         return torch.ops.rs_kernels.random_walk_fwd(x, cu_seqlens, y, y_cu_seqlens, max_m, float(w), float(tau))[0]
     check_cu_seqlens(cu_seqlens, x.shape[0])
     check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True)

@@ -6,11 +6,14 @@ the references and the model so that every layer agrees on one layout.
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor
 
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_HOST_OFFSETS = "_rs_host_offsets"  # attribute of an offsets tensor: (its version, its values as ints)
 
 
 def check_packed_meta(x: Tensor, offsets: dict[str, Tensor], same_device: dict[str, Tensor]) -> None:
@@ -30,19 +33,48 @@ def check_packed_meta(x: Tensor, offsets: dict[str, Tensor], same_device: dict[s
             raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
 
 
-def check_cu_seqlens(cu_seqlens: Tensor, total: int, name: str = "cu_seqlens", allow_empty: bool = False) -> None:
-    """Raise a ValueError naming ``name`` unless it is a valid offsets vector for ``total`` rows."""
+def host_offsets(cu_seqlens: Tensor) -> tuple[int, ...]:
+    """The offsets as Python ints, read from the tensor once and then kept on it.
+
+    Every layer of a step needs the same offsets on the host (checks, per-video splits, the largest
+    length); on a GPU each read is a host sync that stalls the launch queue. So the first read is
+    remembered on the tensor with its version counter (an in-place change is read again), and
+    offsets built from host values (:func:`cu_seqlens_from_lengths`, :func:`uniform_cu_seqlens`,
+    :func:`offsets_to`) carry them from the start: a training step reads none back.
+    """
+    cached = getattr(cu_seqlens, _HOST_OFFSETS, None)
+    if cached is not None and not cu_seqlens.is_inference() and cached[0] == cu_seqlens._version:
+        return cached[1]
+    return _remember(cu_seqlens, tuple(cu_seqlens.tolist()))
+
+
+def _remember(cu_seqlens: Tensor, offsets: tuple[int, ...]) -> tuple[int, ...]:
+    """Keep ``offsets``, the values of ``cu_seqlens``, on it (inference tensors have no version: not kept)."""
+    if not cu_seqlens.is_inference():
+        setattr(cu_seqlens, _HOST_OFFSETS, (cu_seqlens._version, offsets))
+    return offsets
+
+
+def host_seqlens(cu_seqlens: Tensor) -> list[int]:
+    offsets = host_offsets(cu_seqlens)
+    return [end - start for start, end in zip(offsets, offsets[1:])]
+
+
+def check_cu_seqlens(cu_seqlens: Tensor, total: int, name: str = "cu_seqlens", allow_empty: bool = False) -> list[int]:
+    """Raise a ValueError naming ``name`` unless it is a valid offsets vector for ``total`` rows;
+    return the lengths (host ints)."""
     if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
         raise ValueError(f"{name} must be a 1-D tensor of B+1 >= 2 offsets, got shape {tuple(cu_seqlens.shape)}")
     if cu_seqlens.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"{name} must be int32 or int64, got {cu_seqlens.dtype}")
-    first, last = int(cu_seqlens[0]), int(cu_seqlens[-1])
-    if first != 0 or last != total:
-        raise ValueError(f"{name} must run from 0 to {total} (the packed rows), got {first}..{last}")
-    lens = cu_seqlens.diff()
-    if bool((lens < 0).any()) or (not allow_empty and bool((lens == 0).any())):
-        bad = "decreasing" if bool((lens < 0).any()) else "empty (zero-length) sequences"
-        raise ValueError(f"{name} has {bad}: lengths {lens.tolist()[:16]}")
+    offsets = host_offsets(cu_seqlens)
+    if offsets[0] != 0 or offsets[-1] != total:
+        raise ValueError(f"{name} must run from 0 to {total} (the packed rows), got {offsets[0]}..{offsets[-1]}")
+    lens = host_seqlens(cu_seqlens)
+    if min(lens) < 0 or (not allow_empty and min(lens) == 0):
+        bad = "decreasing" if min(lens) < 0 else "empty (zero-length) sequences"
+        raise ValueError(f"{name} has {bad}: lengths {lens[:16]}")
+    return lens
 
 
 def seqlens(cu_seqlens: Tensor) -> Tensor:
@@ -50,13 +82,29 @@ def seqlens(cu_seqlens: Tensor) -> Tensor:
 
 
 def cu_seqlens_from_lengths(lengths, device=None) -> Tensor:
-    lengths = torch.as_tensor(lengths, dtype=torch.int64, device=device)
-    return torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
+    """Offsets of sequences of the given lengths (a tensor, or host ints, whose offsets are kept)."""
+    if isinstance(lengths, Tensor):
+        lengths = lengths.to(device=device, dtype=torch.int64)
+        return torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
+    offsets = (0, *itertools.accumulate(int(n) for n in lengths))
+    cu = torch.tensor(offsets, dtype=torch.int64, device=device)
+    _remember(cu, offsets)
+    return cu
 
 
 def uniform_cu_seqlens(batch: int, length: int, device=None) -> Tensor:
     """Offsets of ``batch`` sequences of the same ``length`` (e.g. K representatives per video)."""
-    return torch.arange(batch + 1, dtype=torch.int64, device=device) * length
+    cu = torch.arange(batch + 1, dtype=torch.int64, device=device) * length
+    _remember(cu, tuple(b * length for b in range(batch + 1)))
+    return cu
+
+
+def offsets_to(cu_seqlens: Tensor, device, non_blocking: bool = False) -> Tensor:
+    """cu_seqlens on ``device``, keeping its host offsets (read here from a CPU tensor: free)."""
+    moved = cu_seqlens.to(device, non_blocking=non_blocking)
+    if moved is not cu_seqlens and cu_seqlens.device.type == "cpu":
+        _remember(moved, host_offsets(cu_seqlens))
+    return moved
 
 
 def segment_ids(cu_seqlens: Tensor, total: int) -> Tensor:
@@ -72,5 +120,5 @@ def segment_sum(values: Tensor, cu_seqlens: Tensor) -> Tensor:
 
 
 def split(values: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, ...]:
-    """The per-sequence views of a packed tensor (one host sync for the lengths)."""
-    return torch.split(values, seqlens(cu_seqlens).tolist())
+    """The per-sequence views of a packed tensor (lengths from :func:`host_offsets`)."""
+    return torch.split(values, host_seqlens(cu_seqlens))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rs_kernels.varlen import cu_seqlens_from_lengths
+from rs_kernels.varlen import cu_seqlens_from_lengths, offsets_to
 
 FEATURE_DIM = 2048
 
@@ -167,7 +167,9 @@ class PackedBatch:
     index: Tensor
 
     def to(self, device) -> "PackedBatch":
-        return PackedBatch(*(t.to(device, non_blocking=True) for t in (self.x, self.cu_seqlens, self.labels, self.index)))
+        """The batch on ``device``; cu_seqlens keeps its host offsets (no read back from the device)."""
+        return PackedBatch(self.x.to(device, non_blocking=True), offsets_to(self.cu_seqlens, device, non_blocking=True),
+                           self.labels.to(device, non_blocking=True), self.index.to(device, non_blocking=True))
 
 
 class WTALCDataset:

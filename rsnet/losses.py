@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from rs_kernels.varlen import segment_ids, segment_sum, seqlens
+from rs_kernels.varlen import host_seqlens, segment_ids, segment_sum, seqlens
 
 from .config import Config
 from .model import RSKPOutput
@@ -36,7 +36,7 @@ def _padded(values: Tensor, cu_seqlens: Tensor, fill: float) -> Tensor:
     lens = seqlens(cu_seqlens)
     seg = segment_ids(cu_seqlens, values.shape[0])
     position = torch.arange(values.shape[0], device=values.device) - cu_seqlens[seg]
-    out = values.new_full((lens.numel(), int(lens.max())), fill)
+    out = values.new_full((lens.numel(), max(host_seqlens(cu_seqlens))), fill)
     return out.index_put((seg, position), values)
 
 

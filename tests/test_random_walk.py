@@ -164,6 +164,9 @@ def test_errors_name_the_argument(impl):
         random_walk(x, torch.tensor([0, 3, 6]), y, ycu, impl=impl)
     with pytest.raises(ValueError, match="x must be"):
         random_walk(x[0], cu, y, ycu, impl=impl)
+    for w in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"w must be in \[0, 1\)"):
+            random_walk(x, cu, y, ycu, w=w, impl=impl)
 
 
 @pytest.mark.parametrize("device", DEVICES)
