@@ -2,6 +2,7 @@
 from . import membank  # loads the csrc/ extension: registers torch.ops.rs_kernels.membank_*
 from .em_attention import em_attention
 from .random_walk import random_walk
+from .segment_matmul import segment_matmul
 from .varlen import cu_seqlens_from_lengths
 
-__all__ = ["em_attention", "random_walk", "cu_seqlens_from_lengths"]
+__all__ = ["em_attention", "random_walk", "segment_matmul", "cu_seqlens_from_lengths"]

@@ -1,4 +1,5 @@
-"""The specification in code: EM attention and the bipartite random walk on packed input.
+"""The specification in code: EM attention, the bipartite random walk and the per-video W^T X
+(the head's class-wise pooling) on packed input, and the memory-bank ops.
 
 Plain PyTorch, one video at a time, float64-capable, no tricks: every faster implementation in
 this package is tested against these functions. DESIGN.md §1 states the math; the names follow it.
@@ -69,6 +70,11 @@ def random_walk(
     video_fn = {"woodbury": random_walk_woodbury_video, "dense": random_walk_dense_video}[method]
     pairs = zip(split(x, cu_seqlens), split(y, y_cu_seqlens))
     return torch.cat([video_fn(xb, yb, w, tau) for xb, yb in pairs])
+
+
+def segment_matmul(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+    """(B, C, D): w_b^T x_b for each video b of packed weights w (N, C) and snippets x (N, D)."""
+    return torch.stack([wb.T @ xb for wb, xb in zip(split(w, cu_seqlens), split(x, cu_seqlens))])
 
 
 # --- Class-wise memory bank (DESIGN §1): the spec of the csrc/ extension's ops ---------------

@@ -99,6 +99,18 @@ def uniform_cu_seqlens(batch: int, length: int, device=None) -> Tensor:
     return cu
 
 
+def tile_offsets(cu_seqlens: Tensor, copies: int) -> Tensor:
+    """Offsets of ``copies`` packed batches of the same sequences laid one after another.
+
+    Built on the device from ``cu_seqlens`` (no host-to-device copy), with host offsets kept.
+    """
+    offsets = host_offsets(cu_seqlens)
+    total = offsets[-1]
+    tiled = torch.cat([cu_seqlens, *(cu_seqlens[1:] + i * total for i in range(1, copies))])
+    _remember(tiled, offsets + tuple(o + i * total for i in range(1, copies) for o in offsets[1:]))
+    return tiled
+
+
 def offsets_to(cu_seqlens: Tensor, device, non_blocking: bool = False) -> Tensor:
     """cu_seqlens on ``device``, keeping its host offsets (read here from a CPU tensor: free)."""
     moved = cu_seqlens.to(device, non_blocking=non_blocking)

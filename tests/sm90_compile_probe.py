@@ -84,9 +84,11 @@ def _drive_ops(dtype, d, lengths, counts) -> None:
     mu0 = torch.rand(8, d, dtype=dtype, requires_grad=True)
     y = torch.rand(sum(counts), d, dtype=dtype, requires_grad=True)
     ycu = torch.tensor([0, *torch.tensor(counts).cumsum(0).tolist()], dtype=torch.int32)
+    class_weight = torch.rand(sum(lengths), 21, dtype=dtype, requires_grad=True)  # the head's C + 1 = 21
     mu = rs_kernels.em_attention(x, cu, mu0, iters=2, tau=5.0, impl="triton")
     out = rs_kernels.random_walk(x, cu, y, ycu, w=0.5, tau=5.0, impl="triton")
-    (mu.sum() + out.sum()).backward()
+    pooled = rs_kernels.segment_matmul(class_weight, x, cu, impl="triton")
+    (mu.sum() + out.sum() + pooled.sum()).backward()
 
 
 def main() -> None:
