@@ -6,8 +6,9 @@ A benchmark (DESIGN §5), everything in one process and on one device. THUMOS14-
 distribution of ``bench/_common.py``) and the 212 test videos likewise; random non-negative
 features (D = 2048), 20 classes, random multi-hot training labels (one class, some two), the
 real test ground truth for the evaluation (random segments without the folder). The features stay
-on the device, as a loader that prefetches would keep them; the ``triton-host`` mode measures the
-data path of ``rsnet.train`` today (numpy concatenation and a host-to-device copy per step).
+on the device, as ``rsnet.train.run`` keeps them on a GPU when they fit; the ``triton-host`` mode
+measures the path of features too large for that (numpy concatenation and a host-to-device copy
+per step).
 
 Training, one epoch in each phase: ``warm-up`` (main and intra-video branches, epochs 0-100) and
 ``after warm-up`` (plus the inter-video branch: memory-bank read and insert, epochs 101-199):
@@ -70,11 +71,10 @@ from official_eval import official_evaluate  # noqa: E402
 
 from rsnet import checkpoint, official_style, train  # noqa: E402
 from rsnet.config import Config  # noqa: E402
-from rsnet.data import DATASETS, Annotations, PackedBatch, WTALCDataset, load_annotations  # noqa: E402
+from rsnet.data import DATASETS, Annotations, WTALCDataset, load_annotations  # noqa: E402
 from rsnet.evaluate import detections, evaluate  # noqa: E402
 from rsnet.inference import predict_split  # noqa: E402
 from rsnet.model import RSKP  # noqa: E402
-from rs_kernels.varlen import cu_seqlens_from_lengths  # noqa: E402
 
 ANNOTATIONS = ROOT.parent / "shared" / "data" / "Thumos14reduced-Annotations"
 DATASET = "Thumos14reduced"
@@ -164,19 +164,13 @@ class HostDataset(WTALCDataset):
 
 
 class ResidentDataset(HostDataset):
-    """The same with the features already on the device: a step packs them with one torch.cat."""
+    """The same with the features already on the device (as ``rsnet.train.run`` keeps them on a GPU):
+    a step packs them with one torch.cat."""
 
     def __init__(self, annotations, train_indices, test_indices, features: dict[int, torch.Tensor]):
         super().__init__(annotations, train_indices, test_indices, features)
         device = next(iter(features.values())).device
-        self.labels = torch.from_numpy(annotations.video_labels).to(device)
-
-    def pack(self, indices) -> PackedBatch:
-        indices = np.asarray(indices, dtype=np.int64)
-        x = torch.cat([self.features[int(i)] for i in indices])
-        index = torch.from_numpy(indices)
-        return PackedBatch(x=x, cu_seqlens=cu_seqlens_from_lengths(self.lengths(indices), x.device),
-                           labels=self.labels[index.to(x.device)], index=index)
+        self.labels = torch.from_numpy(annotations.video_labels).to(device)  # for the official-style loop
 
 
 def make_features(lengths: dict[int, int], indices, dim: int, device, seed: int) -> dict[int, torch.Tensor]:

@@ -87,9 +87,10 @@ def cu_seqlens_from_lengths(lengths, device=None) -> Tensor:
         lengths = lengths.to(device=device, dtype=torch.int64)
         return torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
     offsets = (0, *itertools.accumulate(int(n) for n in lengths))
-    cu = torch.tensor(offsets, dtype=torch.int64, device=device)
+    cu = torch.tensor(offsets, dtype=torch.int64)
     _remember(cu, offsets)
-    return cu
+    # non_blocking: CUDA stages the few bytes and returns; a blocking copy would wait for the GPU
+    return offsets_to(cu, device, non_blocking=True) if device is not None else cu
 
 
 def uniform_cu_seqlens(batch: int, length: int, device=None) -> Tensor:

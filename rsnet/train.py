@@ -160,6 +160,7 @@ def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     make_deterministic(cfg.seed, device)
     dataset = load_dataset(cfg)
+    where = "on the device" if dataset.keep_features_on(device) else "on the host"
     trainer = Trainer(cfg, dataset, device)
     start_epoch, best = 0, None
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
@@ -171,7 +172,8 @@ def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
     records = _read_metrics(metrics_path, start_epoch)
     _write_metrics(metrics_path, records)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    print(f"rskp: {len(dataset.train_indices)} train / {len(dataset.test_indices)} test videos on {device}; config:\n"
+    print(f"rskp: {len(dataset.train_indices)} train / {len(dataset.test_indices)} test videos on {device} "
+          f"(features {where}); config:\n"
           f"{format_config(cfg)}", file=sys.stderr)
 
     steps_per_epoch = -(-len(dataset.train_indices) // cfg.videos_per_step)

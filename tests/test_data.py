@@ -36,6 +36,33 @@ def test_loads_and_packs(tiny_root):
     assert (batch.labels.sum(1) >= 1).all()
 
 
+def _batches(ds):
+    return list(ds.train_batches(epoch=1, seed=0, batch_size=4)) + list(ds.test_batches(3))
+
+
+def test_features_kept_as_tensors_pack_the_same_batches(tiny_root):
+    """keep_features_on stores device tensors; packing them gives the batches packing numpy gives."""
+    ds = WTALCDataset(tiny_root)
+    expected = _batches(ds)
+    assert not ds.keep_features_on("cpu")  # only CUDA devices hold them
+    ds.features = [torch.from_numpy(f) for f in ds.features]  # what keep_features_on does on a GPU
+    for got, want in zip(_batches(ds), expected, strict=True):
+        assert torch.equal(got.x, want.x) and torch.equal(got.cu_seqlens, want.cu_seqlens)
+        assert torch.equal(got.labels, want.labels) and torch.equal(got.index, want.index)
+
+
+@pytest.mark.gpu
+def test_features_kept_on_the_gpu(tiny_root):
+    ds = WTALCDataset(tiny_root)
+    expected = _batches(ds)
+    assert ds.keep_features_on("cuda") and ds.features[0].is_cuda
+    assert not ds.keep_features_on("cuda")  # already there
+    for got, want in zip(_batches(ds), expected, strict=True):
+        got = got.to("cuda")
+        assert got.x.is_cuda and torch.equal(got.x.cpu(), want.x)
+        assert got.cu_seqlens.tolist() == want.cu_seqlens.tolist()
+
+
 def test_sampler_is_seeded_per_epoch(tiny_root):
     ds = WTALCDataset(tiny_root)
     order = lambda epoch, seed: torch.cat([b.index for b in ds.train_batches(epoch, seed, 4)]).tolist()
