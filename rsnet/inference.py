@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rs_kernels.varlen import split
+from rs_kernels.varlen import host_seqlens
 
 from .data import WTALCDataset
 from .model import RSKP
@@ -15,11 +15,14 @@ def predict_split(model: RSKP, dataset: WTALCDataset, device: torch.device, batc
     """(video scores (V, C+1), CAS per video (T_i, C+1)) for the test split, in annotation order."""
     was_training = model.training
     model.eval()
-    scores, cas = [], []
+    scores, cas, lengths = [], [], []
     for batch in dataset.test_batches(batch_size):
         batch = batch.to(device)
         video_scores, snippet_cas = model.predict(batch.x, batch.cu_seqlens)
-        scores.append(video_scores.float().cpu().numpy())
-        cas.extend(c.float().cpu().numpy() for c in split(snippet_cas, batch.cu_seqlens))
+        scores.append(video_scores.float())
+        cas.append(snippet_cas.float())
+        lengths.extend(host_seqlens(batch.cu_seqlens))
     model.train(was_training)
-    return np.concatenate(scores), cas
+    # One copy back for the whole split: one per video would wait on the GPU once per video.
+    all_cas = torch.cat(cas).cpu().numpy()
+    return torch.cat(scores).cpu().numpy(), np.split(all_cas, np.cumsum(lengths)[:-1])
