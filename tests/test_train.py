@@ -2,10 +2,13 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from rsnet import train
+from rsnet.data import WTALCDataset
+from rsnet.inference import predict_split
 from rsnet.config import Config
 from rsnet.synthetic import SyntheticSpec, generate
 
@@ -78,3 +81,18 @@ def test_resume_refuses_a_changed_config(tiny_root, tmp_path):
 def test_resume_without_checkpoint_is_a_clear_error(tiny_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         train.run(_config(tiny_root, tmp_path / "empty"), resume=True)
+
+
+def test_predict_split_equals_one_video_at_a_time(tiny_root):
+    """The batched test pass (one copy back per split) gives each video what predicting it alone gives."""
+    dataset = WTALCDataset(tiny_root)
+    trainer = train.Trainer(_config(tiny_root, "unused"), dataset, torch.device("cpu"))
+    scores, cas = predict_split(trainer.model, dataset, torch.device("cpu"), batch_size=3)
+    assert len(cas) == len(dataset.test_indices) == scores.shape[0]
+    trainer.model.eval()  # as predict_split runs it (no dropout)
+    for row, video in enumerate(dataset.test_indices):
+        alone = dataset.pack([video])
+        video_scores, video_cas = trainer.model.predict(alone.x, alone.cu_seqlens)
+        assert np.allclose(scores[row], video_scores[0].numpy(), rtol=1e-5, atol=1e-7)
+        assert cas[row].shape == tuple(video_cas.shape)
+        assert np.allclose(cas[row], video_cas.numpy(), rtol=1e-5, atol=1e-7)
