@@ -60,6 +60,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -86,6 +88,7 @@ MODES = ("official", "reference", "compiled", "triton", "triton-host")
 PHASES = {"warmup": "epoch, warm-up", "inter": "epoch, after warm-up"}
 BF16_NOTE = "embed_precision=bf16: the embedding GEMM in bf16, the ops and heads in float32"
 TEST, EVAL, FILL, CKPT, FULL = "test pass", "evaluation", "bank fill (once)", "checkpoint save", "full run"
+ANATOMY = "one step"
 # Beside the numbers: on an H100/H200 in fp32 (the official code measured on an H200).
 TARGETS = {
     ("epoch", "official"): "official code 4.17 s",
@@ -342,12 +345,41 @@ def bench_training(b: Bench, mode: str, precision: str, cfg: Config, dataset, de
                     extra["compile_s"] = max(sum(warm) - len(warm) * _median(times), 0.0) / 1e3
                     row_note = "; ".join(filter(None, [note, f"{len(warm)} warm-up epochs, until one compiled no new graph"]))
                 b.row(PHASES[phase], mode, precision, times, note=row_note, **extra)
+                if mode in ("triton", "reference") and precision == "fp32":
+                    per_step, anatomy = step_anatomy(trainer, next(epochs), device)
+                    b.row(PHASES[phase].replace("epoch", ANATOMY), mode, precision, per_step, note=anatomy)
             except Exception as exc:  # noqa: BLE001 - a failed mode (compile) is a row, not a crash
                 traceback.print_exc(file=sys.stderr)
                 b.row(PHASES[phase], mode, precision, note=note, error=_error_text(exc))
                 if mode == "compiled":
                     break
     return trainer
+
+
+def step_anatomy(trainer: train.Trainer, epoch: int, device) -> tuple[list[float], str]:
+    """One more epoch under the profiler, per step: wall time, what the host launched (ATen ops;
+    CUDA kernels), the GPU's busy time, and (CUDA) the host syncs, counted by the sync debug mode.
+    Wall time above GPU busy time is the host's: launches, syncs, Python."""
+    steps = -(-len(trainer.dataset.train_indices) // trainer.cfg.videos_per_step)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        times = time_runs(lambda: trainer.train_epoch(epoch), device, 1)
+    events = prof.events()
+    aten = sum(1 for e in events if e.device_type == DeviceType.CPU and e.name.startswith("aten::"))
+    parts = [f"profiled: {times[0] / steps:.2f} ms per step wall", f"{aten / steps:.0f} ATen calls (nested included)"]
+    if device.type == "cuda":
+        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+        busy = sum(e.time_range.elapsed_us() for e in kernels) / 1e3
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                trainer.train_epoch(epoch + 1)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = sum("synchroniz" in str(w.message) for w in caught)
+        parts += [f"{len(kernels) / steps:.0f} kernels", f"GPU busy {busy / steps:.2f} ms", f"{syncs / steps:.1f} host syncs"]
+    return [t / steps for t in times], "; ".join(parts) + " per step"
 
 
 def bench_official_training(b: Bench, cfg: Config, dataset, device, phases, reps: int):
@@ -534,6 +566,8 @@ def summary(results: list[dict]) -> str:
             what = r["mode"] + (" (extrapolated)" if r.get("extrapolated") else "")
             ms = _fmt_ms(r["ms"]) if not r.get("error") else "error"
             lines.append(f"| {r['section']} | {what} | {r['precision']} | {ms} | {ratio} | {r['target']} |")
+    lines += [f"{r['section']} ({r['mode']}): {r['note']}" for res in results for r in res["rows"]
+              if r["section"].startswith(ANATOMY) and r.get("note")]
     return "\n".join(lines)
 
 
