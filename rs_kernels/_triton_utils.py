@@ -1,11 +1,13 @@
-"""Shared Triton machinery of the EM-attention and random-walk kernels.
+"""Shared Triton machinery of the EM-attention, random-walk and segment-matmul kernels.
 
-Both ops have the same shape of work: every snippet x_t of a video is scored against that video's
+The ops have the same shape of work: every snippet x_t of a video is scored against that video's
 C centres (mu for EM, the representatives y for the walk) by cosine similarity, the scores go
 through a softmax over the centres, and per-video sums over the snippets are needed (Z x, sum Z,
 Z Z^T in the forward; the centre gradients in the backward). So one forward and one backward
-streaming kernel serve both ops, switched by constexpr flags, and one segmented reduction turns
-their per-block partials into per-video sums.
+streaming kernel serve them, switched by constexpr flags (with the weights given as Z, the
+forward is also the segment matmul's), one segmented reduction turns their per-block partials
+into per-video sums, and one kernel mixes each row with its video's (C, D) matrix (the walk's
+output, the segment matmul's backward).
 
 Layout and determinism
   * packed rows: video b owns rows cu[b]:cu[b+1] of x (N, D); T blocks of BLOCK_T rows never
@@ -356,6 +358,42 @@ def _assign_bwd_kernel(
 
 
 @triton.jit
+def _mix_kernel(z_ptr, m_ptr, x_ptr, out_ptr, dz_ptr, cu_ptr, blk_vid_ptr, blk_cu_ptr, CMAX, D, coef,
+                ADD_X: tl.constexpr, WITH_DZ: tl.constexpr,
+                CP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+                ACC: tl.constexpr, PREC: tl.constexpr):
+    """One T block of out_t = coef ([x_t +] sum_c z_tc M_bc), M (B, CMAX, D) the video's matrix;
+    WITH_DZ also writes dz_tc = <x_t, M_bc>. The walk's pass 2 is x* = (1 - w)(x + Z^T U); the
+    backward of a per-video z^T x is dx = z G and dz = x G^T, G its output gradient."""
+    j = tl.program_id(0).to(tl.int64)
+    vid, vsafe, rows, tmask = _block_rows(j, blk_vid_ptr, blk_cu_ptr, cu_ptr, BLOCK_T)
+    if vid >= 0:
+        ks = tl.arange(0, CP)
+        kmask = ks < CMAX
+        zmask = tmask[:, None] & kmask[None, :]
+        z = tl.load(z_ptr + rows[:, None] * CMAX + ks[None, :], mask=zmask, other=0.0).to(ACC)
+        dz = tl.zeros((BLOCK_T, CP), dtype=ACC)
+        mbase = m_ptr + vsafe * CMAX * D
+        for d0 in range(0, D, BLOCK_D):
+            ds = d0 + tl.arange(0, BLOCK_D)
+            dmask = ds < D
+            tdm = tmask[:, None] & dmask[None, :]
+            xofs = rows[:, None] * D + ds[None, :]
+            xc = tl.load(x_ptr + xofs, mask=tdm, other=0.0).to(ACC)
+            mc = tl.load(mbase + ks[:, None] * D + ds[None, :], mask=kmask[:, None] & dmask[None, :],
+                         other=0.0).to(ACC)
+            if ADD_X:
+                o = tl.dot(z, mc, xc, input_precision=PREC, out_dtype=ACC)
+            else:
+                o = tl.dot(z, mc, input_precision=PREC, out_dtype=ACC)
+            tl.store(out_ptr + xofs, (o * coef).to(out_ptr.dtype.element_ty), mask=tdm)
+            if WITH_DZ:
+                dz = tl.dot(xc, tl.trans(mc), dz, input_precision=PREC, out_dtype=ACC)
+        if WITH_DZ:
+            tl.store(dz_ptr + rows[:, None] * CMAX + ks[None, :], dz.to(dz_ptr.dtype.element_ty), mask=zmask)
+
+
+@triton.jit
 def _segment_reduce_kernel(part_ptr, out_ptr, blk_cu_ptr, R, BLOCK: tl.constexpr, ACC: tl.constexpr):
     """out[b] = sum of the partial rows of video b's blocks, added in block order (deterministic)."""
     b = tl.program_id(1).to(tl.int64)
@@ -382,6 +420,23 @@ def segment_reduce(part: Tensor, blk_cu: Tensor) -> Tensor:
     _segment_reduce_kernel[grid](part, out, blk_cu, width, BLOCK=BLOCK_R, ACC=tl_dtype(part.dtype),
                                  num_warps=NUM_WARPS)
     return out
+
+
+def mix(z: Tensor, m: Tensor, x: Tensor, out: Tensor, cu: Tensor, table, *, coef: float = 1.0,
+        add_x: bool = False, dz: Tensor | None = None) -> None:
+    """Writes out = coef ([x +] z M_b) row by row, and dz = x M_b^T when given (see _mix_kernel).
+
+    z (N, C) and dz contiguous; m (B, C, D) contiguous; x, out (N, D).
+    """
+    n, d = x.shape
+    cmax = z.shape[1]
+    acc = acc_dtype(x.dtype)
+    blk_vid, blk_cu, bound = table
+    _mix_kernel[(bound,)](
+        z, m, x, out, dz if dz is not None else z, cu, blk_vid, blk_cu, cmax, d, float(coef),
+        ADD_X=add_x, WITH_DZ=dz is not None, CP=centre_pad(cmax), BLOCK_T=BLOCK_T, BLOCK_D=block_d(d),
+        ACC=tl_dtype(acc), PREC=dot_precision(acc), num_warps=NUM_WARPS,
+    )
 
 
 def assign_fwd(x: Tensor, centres: Tensor, cu: Tensor, table, tau: float, *, ccu: Tensor | None = None,

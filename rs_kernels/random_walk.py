@@ -10,7 +10,7 @@ Triton path (``rs_kernels::random_walk_fwd`` / ``_bwd``), two streaming passes o
   pass 1 (``_triton_utils._assign_fwd_kernel``): scores, Z (stored, N x Mmax, small), and the block
     partials of P, c, H, reduced per video in a fixed order;
   the (B, Mmax, Mmax) padded solve in torch (padded rows: H = 0, so R = I there and U = 0);
-  pass 2 (``_rw_out_kernel``): x* = (1 - w) (x + Z^T U).
+  pass 2 (``_triton_utils._mix_kernel``): x* = (1 - w) (x + Z^T U).
 
 Backward (gO = dL/dx*): dU = (1 - w) Z gO (a streaming pass over gO), then M x M / M x D algebra
 in torch:
@@ -24,8 +24,6 @@ and dy gets the scores' part sum_t Cy_tm x_t - y_m beta_m / (|y_m| (|y_m| + eps)
 from __future__ import annotations
 
 import torch
-import triton
-import triton.language as tl
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
@@ -49,35 +47,10 @@ def _check(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, w: fl
                          f"got {y_cu_seqlens.shape[0]}")
 
 
-@triton.jit
-def _rw_out_kernel(x_ptr, z_ptr, u_ptr, out_ptr, cu_ptr, blk_vid_ptr, blk_cu_ptr, CMAX, D, coef,
-                   CP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
-                   ACC: tl.constexpr, PREC: tl.constexpr):
-    """Pass 2: x*_t = (1 - w) (x_t + sum_m Z_tm U_m) for one T block."""
-    j = tl.program_id(0).to(tl.int64)
-    vid, vsafe, rows, tmask = tu._block_rows(j, blk_vid_ptr, blk_cu_ptr, cu_ptr, BLOCK_T)
-    if vid >= 0:
-        ks = tl.arange(0, CP)
-        kstore = ks < CMAX
-        z = tl.load(z_ptr + rows[:, None] * CMAX + ks[None, :], mask=tmask[:, None] & kstore[None, :],
-                    other=0.0).to(ACC)
-        ubase = u_ptr + vsafe * CMAX * D
-        for d0 in range(0, D, BLOCK_D):
-            ds = d0 + tl.arange(0, BLOCK_D)
-            dmask = ds < D
-            tdm = tmask[:, None] & dmask[None, :]
-            xofs = rows[:, None] * D + ds[None, :]
-            xc = tl.load(x_ptr + xofs, mask=tdm, other=0.0).to(ACC)
-            ub = tl.load(ubase + ks[:, None] * D + ds[None, :], mask=kstore[:, None] & dmask[None, :],
-                         other=0.0).to(ACC)
-            o = tl.dot(z, ub, xc, input_precision=PREC, out_dtype=ACC) * coef
-            tl.store(out_ptr + xofs, o.to(out_ptr.dtype.element_ty), mask=tdm)
-
-
 def _solve(r: Tensor, b: Tensor) -> Tensor:
     """R^{-1} b without torch.linalg.solve's singularity check, which is a host sync on a GPU.
 
-    R = I - w^2 G never is singular: row m of G = H / (c + eps) sums to c_m / (c_m + eps) < 1
+    R = I - w^2 G is never singular: row m of G = H / (c + eps) sums to c_m / (c_m + eps) < 1
     (each snippet's assignments sum to 1) and 0 <= w < 1, so R is strictly diagonally dominant
     (and R = I on the padded rows).
     """
@@ -129,12 +102,7 @@ def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tens
         eye = torch.eye(max_m, dtype=acc, device=x.device)
         rhs = w * (g @ y_pad) + p / ce
         u = w * y_pad + (w * w) * _solve(eye - (w * w) * g, rhs)
-        blk_vid, blk_cu, bound = table
-        _rw_out_kernel[(bound,)](
-            x, z, u, out, cu, blk_vid, blk_cu, max_m, d, float(1 - w),
-            CP=tu.centre_pad(max_m), BLOCK_T=tu.BLOCK_T, BLOCK_D=tu.block_d(d),
-            ACC=tu.tl_dtype(acc), PREC=tu.dot_precision(acc), num_warps=tu.NUM_WARPS,
-        )
+        tu.mix(z, u, x, out, cu, table, coef=1 - w, add_x=True)
     return out, z, c, h, p, u
 
 

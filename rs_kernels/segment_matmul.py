@@ -9,13 +9,11 @@ Triton path (``rs_kernels::segment_matmul_fwd`` / ``_bwd``):
   forward: ``_triton_utils._assign_fwd_kernel`` with the weights as its assignments (LOAD_Z): the
     block partials of W^T x, reduced per video in a fixed order (deterministic);
   backward (g = dL/dout): one pass over each T block, dx_t = sum_c w_tc g_{b(t),c} and
-    dw_tc = <x_t, g_{b(t),c}> (``_segment_matmul_bwd_kernel``).
+    dw_tc = <x_t, g_{b(t),c}> (``_triton_utils._mix_kernel``).
 """
 from __future__ import annotations
 
 import torch
-import triton
-import triton.language as tl
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
@@ -32,34 +30,6 @@ def _check(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> None:
         raise ValueError(f"w must be (N, C) with N = {x.shape[0]} rows like x, got shape {tuple(w.shape)}")
     if w.dtype != x.dtype:
         raise ValueError(f"w must have x's dtype {x.dtype}, got {w.dtype}")
-
-
-@triton.jit
-def _segment_matmul_bwd_kernel(w_ptr, x_ptr, g_ptr, dw_ptr, dx_ptr, cu_ptr, blk_vid_ptr, blk_cu_ptr, C, D,
-                               CP: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
-                               ACC: tl.constexpr, PREC: tl.constexpr):
-    """One T block: dx = w g_b (BLOCK_T, D), written chunk by chunk; dw = x g_b^T (BLOCK_T, C), accumulated."""
-    j = tl.program_id(0).to(tl.int64)
-    vid, vsafe, rows, tmask = tu._block_rows(j, blk_vid_ptr, blk_cu_ptr, cu_ptr, BLOCK_T)
-    if vid >= 0:
-        ks = tl.arange(0, CP)
-        kmask = ks < C
-        wmask = tmask[:, None] & kmask[None, :]
-        w = tl.load(w_ptr + rows[:, None] * C + ks[None, :], mask=wmask, other=0.0).to(ACC)
-        dw = tl.zeros((BLOCK_T, CP), dtype=ACC)
-        gbase = g_ptr + vsafe * C * D
-        for d0 in range(0, D, BLOCK_D):
-            ds = d0 + tl.arange(0, BLOCK_D)
-            dmask = ds < D
-            tdm = tmask[:, None] & dmask[None, :]
-            xofs = rows[:, None] * D + ds[None, :]
-            xc = tl.load(x_ptr + xofs, mask=tdm, other=0.0).to(ACC)
-            gc = tl.load(gbase + ks[:, None] * D + ds[None, :], mask=kmask[:, None] & dmask[None, :],
-                         other=0.0).to(ACC)
-            dx = tl.dot(w, gc, input_precision=PREC, out_dtype=ACC)
-            tl.store(dx_ptr + xofs, dx.to(dx_ptr.dtype.element_ty), mask=tdm)
-            dw = tl.dot(xc, tl.trans(gc), dw, input_precision=PREC, out_dtype=ACC)
-        tl.store(dw_ptr + rows[:, None] * C + ks[None, :], dw.to(dw_ptr.dtype.element_ty), mask=wmask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,15 +68,9 @@ def segment_matmul_bwd(grad_out: Tensor, w: Tensor, x: Tensor, cu_seqlens: Tenso
     (n, d), c = x.shape, w.shape[1]
     if c == 0:
         return torch.zeros_like(w), torch.zeros_like(x)
-    acc = tu.acc_dtype(x.dtype)
     dw, dx = tu.empty((n, c), w.dtype, x.device), tu.empty((n, d), x.dtype, x.device)
-    blk_vid, blk_cu, bound = tu.block_table(cu, n)
     with tu.device_ctx(x):
-        _segment_matmul_bwd_kernel[(bound,)](
-            w, x, g, dw, dx, cu, blk_vid, blk_cu, c, d,
-            CP=tu.centre_pad(c), BLOCK_T=tu.BLOCK_T, BLOCK_D=tu.block_d(d),
-            ACC=tu.tl_dtype(acc), PREC=tu.dot_precision(acc), num_warps=tu.NUM_WARPS,
-        )
+        tu.mix(w, g, x, dx, cu, tu.block_table(cu, n), dz=dw)
     return dw, dx
 
 

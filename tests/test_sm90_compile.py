@@ -17,8 +17,7 @@ pytest.importorskip("triton")
 
 PROBE = Path(__file__).with_name("sm90_compile_probe.py")
 ROOT = PROBE.parents[1]
-KERNELS = {"_assign_fwd_kernel", "_assign_bwd_kernel", "_segment_reduce_kernel", "_rw_out_kernel",
-           "_segment_matmul_bwd_kernel"}
+KERNELS = {"_assign_fwd_kernel", "_assign_bwd_kernel", "_segment_reduce_kernel", "_mix_kernel"}
 SM90_SHARED_BYTES = 232448  # opt-in shared memory per block of an H100 / H200 (227 KiB)
 
 
