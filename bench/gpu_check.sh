@@ -71,7 +71,8 @@ echo "$card"
 versions=$("$py" -c 'import torch, triton; print("torch", torch.__version__, "| CUDA", torch.version.cuda, "| triton", triton.__version__, "| cuda available:", torch.cuda.is_available())' 2>&1 | tail -n 1)
 echo "$versions"
 
-# caps and reserves: typical times are well under the caps; the reserves keep ~40 s for the tests,
+# caps and reserves: typical times are well under the caps (the GPU tests compile ~40 kernel variants
+# on first use); the reserves keep ~40 s for the tests,
 # ~40 s for the kernel benchmark, ~45 s for the training benchmark and ~10 s for the memory bank.
 # An editable install; where the image's site-packages is read-only, the extension is built in place
 # instead (the tests and benchmarks import the package from the repository root either way).
@@ -80,7 +81,7 @@ stage "install" 110 135 "$scratch/install.log" bash -c \
 install_rc=$stage_rc
 tail -n 3 "$scratch/install.log" 2>/dev/null
 
-stage "GPU tests (pytest -m gpu)" 90 95 pytest.log "$py" -m pytest -m gpu -q -p no:cacheprovider -rfE
+stage "GPU tests (pytest -m gpu)" 120 95 pytest.log "$py" -m pytest -m gpu -q -p no:cacheprovider -rfE
 test_rc=$stage_rc
 tail -n 25 "$out/pytest.log" 2>/dev/null
 
