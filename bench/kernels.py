@@ -1,23 +1,26 @@
 """Speed of the EM-attention and random-walk ops: Triton against the PyTorch baselines.
 
 A benchmark, not a test. Per op (EM attention, K = 8, 2 iterations; random walk toward the K = 8
-representatives of each video, the intra-video branch), forward and forward+backward, on
+representatives of each video, the intra-video branch; ``pool``, the prediction head's per-video
+class-wise pooling W^T X with C + 1 = 21 columns), forward and forward+backward, on
 THUMOS14-shaped packed batches:
   * ``step``:  10 videos, lengths drawn from the built-in THUMOS14-like distribution of
                ``bench/_common.py`` (the official training step);
   * ``train``: the whole 200-video training set packed (N ~ 65k snippets), D = 2048.
 Implementations:
   official  one video at a time, eager; the random walk by the dense T x T solve of Eq. 10
-            (``reference.random_walk(method="dense")`` per video): how the published code trains;
+            (``reference.random_walk(method="dense")`` per video): how the published code trains
+            (for ``pool`` the per-video matmul, which is also the reference);
   reference the package's reference on the packed batch (Woodbury form);
   compiled  ``torch.compile`` (dynamic shapes) of the reference's per-video function, called in
-            the reference's loop; the compile time (first calls minus a steady call) is reported
-            separately;
+            the reference's loop (not for ``pool``); the compile time (first calls minus a steady
+            call) is reported separately;
   triton    the package's Triton op.
 Times are medians: ``triton.testing.do_bench`` on CUDA (CUDA events, warm-up), perf_counter on
 CPU. Achieved GB/s counts the bytes the Triton design must move (EM: x read once per iteration
 forward and once per iteration backward, dx written; walk: x read twice and x* written forward,
-gO twice, x once and dx written backward), the same count for every implementation, beside the
+gO twice, x once and dx written backward; pool: x read forward, x read and dx written backward),
+the same count for every implementation, beside the
 copy bandwidth of ``x.clone()`` measured in the same run. Peak memory is the CUDA allocator's
 peak above what was allocated before the call.
 
@@ -47,10 +50,11 @@ import triton  # noqa: E402
 
 from _common import peak_mb, sync, thumos_lengths, time_ms  # noqa: E402
 
-from rs_kernels import em_attention, random_walk, reference  # noqa: E402
+from rs_kernels import em_attention, random_walk, reference, segment_matmul  # noqa: E402
 from rs_kernels.varlen import cu_seqlens_from_lengths, split, uniform_cu_seqlens  # noqa: E402
 
 K, ITERS, TAU, W = 8, 2, 5.0, 0.5
+CLASSES = 21  # the head's C + 1 columns (THUMOS14's 20 actions and the background)
 IMPLS = ("official", "reference", "triton", "compiled")
 
 
@@ -95,7 +99,13 @@ def make_ops(impls):
         "compiled": compiled[1],
         "triton": lambda x, cu, y, ycu: random_walk(x, cu, y, ycu, W, TAU, impl="triton"),
     }
-    return {"em": em, "rw": rw}
+    pool = {
+        "official": lambda w, x, cu: reference.segment_matmul(w, x, cu),
+        "reference": lambda w, x, cu: segment_matmul(w, x, cu, impl="reference"),
+        "compiled": None,
+        "triton": lambda w, x, cu: segment_matmul(w, x, cu, impl="triton"),
+    }
+    return {"em": em, "rw": rw, "pool": pool}
 
 
 def bytes_moved(op: str, n: int, d: int, elem: int) -> tuple[int, int]:
@@ -103,6 +113,8 @@ def bytes_moved(op: str, n: int, d: int, elem: int) -> tuple[int, int]:
     nd = n * d * elem
     if op == "em":
         return ITERS * nd, (2 * ITERS + 1) * nd
+    if op == "pool":
+        return nd, 3 * nd
     return 3 * nd, 7 * nd
 
 
@@ -119,19 +131,25 @@ def make_batch(lengths, d, device, seed=0):
     gen = torch.Generator().manual_seed(seed)
     n = sum(lengths)
     x = torch.randn(n, d, generator=gen).relu_().to(device)
-    cu = cu_seqlens_from_lengths(lengths).to(device)
+    cu = cu_seqlens_from_lengths(lengths, device)
     mu0 = (torch.randn(K, d, generator=gen) / math.sqrt(d)).to(device)
     batch = len(lengths)
     y = torch.randn(batch * K, d, generator=gen).relu_().to(device)  # the K representatives of each video
     ycu = uniform_cu_seqlens(batch, K, device)
-    return x, cu, mu0, y, ycu
+    weights = torch.rand(n, CLASSES, generator=gen).to(device)  # the head's class-wise attention shares
+    return x, cu, mu0, y, ycu, weights
 
 
 def bench_case(op, impl, fn, batch, device, d) -> dict:
-    x, cu, mu0, y, ycu = batch
+    x, cu, mu0, y, ycu, weights = batch
     n = x.shape[0]
     xg = x.detach().clone().requires_grad_()
-    if op == "em":
+    if op == "pool":
+        pg = weights.detach().clone().requires_grad_()
+        fwd = lambda: fn(weights, x, cu)  # noqa: E731
+        out_grad = torch.randn(cu.numel() - 1, CLASSES, d, device=device)
+        both = lambda: fn(pg, xg, cu).backward(out_grad)  # noqa: E731
+    elif op == "em":
         pg = mu0.detach().clone().requires_grad_()
         fwd = lambda: fn(x, cu, mu0)  # noqa: E731
         out_grad = torch.randn(cu.numel() - 1, K, d, device=device)
@@ -214,7 +232,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the results as JSON to this path ('-': stdout)")
     parser.add_argument("--batches", default="train,step", help="which batches, in this order")
-    parser.add_argument("--ops", default="em,rw")
+    parser.add_argument("--ops", default="em,rw,pool")
     parser.add_argument("--impls", default=",".join(IMPLS))
     parser.add_argument("--compile-batches", default="step,train", help="batches on which 'compiled' runs")
     parser.add_argument("--d", type=int, default=None, help="feature size (default 2048 on CUDA, 256 on CPU)")
@@ -261,7 +279,7 @@ def main(argv=None) -> None:
         for op in args.ops.split(","):
             base = None
             for impl in impls:
-                if impl == "compiled" and bname not in args.compile_batches.split(","):
+                if ops[op][impl] is None or (impl == "compiled" and bname not in args.compile_batches.split(",")):
                     continue
                 print(f"... {op} {bname} {impl}", file=sys.stderr, flush=True)
                 row = bench_case(op, impl, ops[op][impl], data, device, d)

@@ -1,4 +1,4 @@
-"""Micro-benchmarks of EM attention, the random walk and the memory bank at small sizes.
+"""Micro-benchmarks of EM attention, the random walk, the head's pooling and the memory bank at small sizes.
 
 Skipped unless asked for (see conftest.py). Reference (PyTorch) implementations on every device,
 the Triton ones on CUDA; forward and forward+backward apart, as bench/kernels.py does at full size.
@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from rs_kernels import em_attention, membank, random_walk
+from rs_kernels import em_attention, membank, random_walk, segment_matmul
 from rs_kernels.varlen import cu_seqlens_from_lengths, uniform_cu_seqlens
 
 LENGTHS = [37, 250, 64, 120, 8, 401]  # one small step of THUMOS14-like videos
@@ -62,6 +62,23 @@ def test_random_walk(benchmark, run, device, packed, impl, backward):
     else:
         with torch.no_grad():
             benchmark(run(lambda: random_walk(x, cu, y, ycu, W, TAU, impl=impl)))
+
+
+@pytest.mark.parametrize("impl", ["reference", "triton"])
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
+def test_segment_matmul(benchmark, run, device, packed, impl, backward):
+    if impl not in _impls(device):
+        pytest.skip("Triton runs on CUDA only here (the interpreter is not a benchmark)")
+    x, cu, _, _, _ = packed
+    weights = torch.rand(x.shape[0], C + 1, device=device)
+    benchmark.group = f"segment_matmul {'fwd+bwd' if backward else 'fwd'} {device.type}"
+    if backward:
+        wg, xg = weights.clone().requires_grad_(), x.clone().requires_grad_()
+        grad = torch.randn(len(LENGTHS), C + 1, D, device=device)
+        benchmark(run(lambda: segment_matmul(wg, xg, cu, impl=impl).backward(grad)))
+    else:
+        with torch.no_grad():
+            benchmark(run(lambda: segment_matmul(weights, x, cu, impl=impl)))
 
 
 @pytest.fixture
