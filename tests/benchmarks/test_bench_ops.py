@@ -32,53 +32,49 @@ def packed(device):
     return x, cu, mu0, y, uniform_cu_seqlens(len(LENGTHS), K, device)
 
 
-@pytest.mark.parametrize("impl", ["reference", "triton"])
-@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
+def _bench(benchmark, run, name, device, impl, backward, op, args, trained, grad):
+    """Times op(*args) without autograd, or with the args at positions ``trained`` as leaves, backward(grad)."""
+    if impl not in _impls(device):
+        pytest.skip("Triton runs on CUDA only here (the interpreter is not a benchmark)")
+    benchmark.group = f"{name} {'fwd+bwd' if backward else 'fwd'} {device.type}"
+    if backward:
+        leaves = [a.clone().requires_grad_() if i in trained else a for i, a in enumerate(args)]
+        benchmark(run(lambda: op(*leaves).backward(grad)))
+    else:
+        with torch.no_grad():
+            benchmark(run(lambda: op(*args)))
+
+
+IMPLS = pytest.mark.parametrize("impl", ["reference", "triton"])
+PASSES = pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
+
+
+@IMPLS
+@PASSES
 def test_em_attention(benchmark, run, device, packed, impl, backward):
-    if impl not in _impls(device):
-        pytest.skip("Triton runs on CUDA only here (the interpreter is not a benchmark)")
     x, cu, mu0, _, _ = packed
-    benchmark.group = f"em_attention {'fwd+bwd' if backward else 'fwd'} {device.type}"
-    if backward:
-        xg, mg = x.clone().requires_grad_(), mu0.clone().requires_grad_()
-        grad = torch.randn(len(LENGTHS), K, D, device=device)
-        benchmark(run(lambda: em_attention(xg, cu, mg, ITERS, TAU, impl=impl).backward(grad)))
-    else:
-        with torch.no_grad():
-            benchmark(run(lambda: em_attention(x, cu, mu0, ITERS, TAU, impl=impl)))
+    _bench(benchmark, run, "em_attention", device, impl, backward,
+           lambda a, c, m: em_attention(a, c, m, ITERS, TAU, impl=impl), (x, cu, mu0), {0, 2},
+           torch.randn(len(LENGTHS), K, D, device=device))
 
 
-@pytest.mark.parametrize("impl", ["reference", "triton"])
-@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
+@IMPLS
+@PASSES
 def test_random_walk(benchmark, run, device, packed, impl, backward):
-    if impl not in _impls(device):
-        pytest.skip("Triton runs on CUDA only here (the interpreter is not a benchmark)")
     x, cu, _, y, ycu = packed
-    benchmark.group = f"random_walk {'fwd+bwd' if backward else 'fwd'} {device.type}"
-    if backward:
-        xg, yg = x.clone().requires_grad_(), y.clone().requires_grad_()
-        grad = torch.randn_like(x)
-        benchmark(run(lambda: random_walk(xg, cu, yg, ycu, W, TAU, impl=impl).backward(grad)))
-    else:
-        with torch.no_grad():
-            benchmark(run(lambda: random_walk(x, cu, y, ycu, W, TAU, impl=impl)))
+    _bench(benchmark, run, "random_walk", device, impl, backward,
+           lambda a, c, b, bc: random_walk(a, c, b, bc, W, TAU, impl=impl), (x, cu, y, ycu), {0, 2},
+           torch.randn_like(x))
 
 
-@pytest.mark.parametrize("impl", ["reference", "triton"])
-@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
+@IMPLS
+@PASSES
 def test_segment_matmul(benchmark, run, device, packed, impl, backward):
-    if impl not in _impls(device):
-        pytest.skip("Triton runs on CUDA only here (the interpreter is not a benchmark)")
     x, cu, _, _, _ = packed
-    weights = torch.rand(x.shape[0], C + 1, device=device)
-    benchmark.group = f"segment_matmul {'fwd+bwd' if backward else 'fwd'} {device.type}"
-    if backward:
-        wg, xg = weights.clone().requires_grad_(), x.clone().requires_grad_()
-        grad = torch.randn(len(LENGTHS), C + 1, D, device=device)
-        benchmark(run(lambda: segment_matmul(wg, xg, cu, impl=impl).backward(grad)))
-    else:
-        with torch.no_grad():
-            benchmark(run(lambda: segment_matmul(weights, x, cu, impl=impl)))
+    weights = torch.rand(x.shape[0], C + 1, device=device)  # the head's class-wise attention shares
+    _bench(benchmark, run, "segment_matmul", device, impl, backward,
+           lambda w, a, c: segment_matmul(w, a, c, impl=impl), (weights, x, cu), {0, 1},
+           torch.randn(len(LENGTHS), C + 1, D, device=device))
 
 
 @pytest.fixture
