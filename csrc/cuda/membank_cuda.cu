@@ -181,7 +181,6 @@ std::tuple<at::Tensor, at::Tensor> membank_gather_cuda(const at::Tensor& bank_in
   check_labels_meta(labels_in, bank_in, bank_in.size(0), -1);
   const at::cuda::OptionalCUDAGuard guard(bank_in.device());
   const int64_t n_class = bank_in.size(0), slots = bank_in.size(1), dim = bank_in.size(2);
-  check_count_values(count_in, slots);
   const auto bank = bank_in.contiguous();
   const auto count = count_in.contiguous();
   const auto labels = labels_as_bool(labels_in);
@@ -189,7 +188,10 @@ std::tuple<at::Tensor, at::Tensor> membank_gather_cuda(const at::Tensor& bank_in
 
   const auto per_video = (labels.to(at::kLong) * count.unsqueeze(0)).sum(1);  // integers: exact
   const auto cu = at::cat({at::zeros({1}, count.options()), per_video.cumsum(0)});
-  const int64_t rows = cu[batch].item<int64_t>();  // the output size: one sync
+  // One host read (one sync) for both the count check and the output size.
+  const auto host = at::stack({at::logical_or(count < 0, count > slots).any().to(at::kLong), cu[batch]}).to(at::kCPU);
+  TORCH_CHECK(host[0].item<int64_t>() == 0, "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
+  const int64_t rows = host[1].item<int64_t>();
   auto y = at::empty({rows, dim}, bank.options());
   if (rows == 0) return {y, cu};
   auto stream = at::cuda::getCurrentCUDAStream();
