@@ -195,7 +195,7 @@ def table(meta, rows) -> str:
     lines = [
         f"device: {meta['device']} | torch {meta['torch']} | triton {meta['triton']} | python {meta['python']}",
         f"copy bandwidth (x.clone() of the {meta.get('copy_batch')} batch): {meta['copy_gbps']:.0f} GB/s; "
-        f"BLOCK_T {meta.get('block_t')}",
+        f"BLOCK_T {meta.get('block_t')}, {meta.get('num_warps')} warps",
         "",
         "| op | batch | N | D | impl | fwd ms | fwd+bwd ms | fwd x | fwd+bwd x | fwd GB/s | fwd+bwd GB/s | "
         "% copy (fwd+bwd) | peak MB | compile s |",
@@ -267,7 +267,7 @@ def main(argv=None) -> None:
     name = torch.cuda.get_device_name(device) if not on_cpu else f"CPU ({platform.processor() or platform.machine()})"
     from rs_kernels import _triton_utils
     meta = {"device": name, "torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version(),
-            "k": K, "iters": ITERS, "tau": TAU, "w": W, "dtype": "float32", "block_t": _triton_utils.BLOCK_T,
+            "k": K, "iters": ITERS, "tau": TAU, "w": W, "dtype": "float32", "block_t": _triton_utils.BLOCK_T, "num_warps": _triton_utils.NUM_WARPS,
             "interpreter": on_cpu and interp, "copy_gbps": float("nan")}
     ops = make_ops(impls)
     rows = []
