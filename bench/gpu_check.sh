@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-$(mktemp -d /tmp/rskp-gpu-check.XXXXXX)}
 # The device tool brings back at most 8 files from $OUT: the install log stays behind.
 scratch=$(mktemp -d /tmp/rskp-gpu-scratch.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
 # The device image's interpreter with torch is `python3` (there may be no `python`).
 py=${PYTHON:-$(command -v python3 || command -v python)}
 mkdir -p "$out"

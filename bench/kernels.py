@@ -1,4 +1,4 @@
-"""Speed of the EM-attention and random-walk ops: Triton against the PyTorch baselines.
+"""Speed of the EM-attention, random-walk and head-pooling ops: Triton against the PyTorch baselines.
 
 A benchmark, not a test. Per op (EM attention, K = 8, 2 iterations; random walk toward the K = 8
 representatives of each video, the intra-video branch; ``pool``, the prediction head's per-video

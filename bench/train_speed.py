@@ -345,9 +345,10 @@ def bench_training(b: Bench, mode: str, precision: str, cfg: Config, dataset, de
                     extra["compile_s"] = max(sum(warm) - len(warm) * _median(times), 0.0) / 1e3
                     row_note = "; ".join(filter(None, [note, f"{len(warm)} warm-up epochs, until one compiled no new graph"]))
                 b.row(PHASES[phase], mode, precision, times, note=row_note, **extra)
-                if mode in ("triton", "reference") and precision == "fp32":
-                    per_step, anatomy = step_anatomy(trainer, next(epochs), device)
-                    b.row(PHASES[phase].replace("epoch", ANATOMY), mode, precision, per_step, note=anatomy)
+                if mode in ("triton", "reference") and precision == "fp32":  # ms: the timed epochs' steps
+                    per_step = [t / steps_per_epoch(trainer) for t in times]
+                    b.row(PHASES[phase].replace("epoch", ANATOMY), mode, precision, per_step,
+                          note=step_anatomy(trainer, next(epochs), device))
             except Exception as exc:  # noqa: BLE001 - a failed mode (compile) is a row, not a crash
                 traceback.print_exc(file=sys.stderr)
                 b.row(PHASES[phase], mode, precision, note=note, error=_error_text(exc))
@@ -356,11 +357,15 @@ def bench_training(b: Bench, mode: str, precision: str, cfg: Config, dataset, de
     return trainer
 
 
-def step_anatomy(trainer: train.Trainer, epoch: int, device) -> tuple[list[float], str]:
+def steps_per_epoch(trainer: train.Trainer) -> int:
+    return -(-len(trainer.dataset.train_indices) // trainer.cfg.videos_per_step)
+
+
+def step_anatomy(trainer: train.Trainer, epoch: int, device) -> str:
     """One more epoch under the profiler, per step: wall time, what the host launched (ATen ops;
     CUDA kernels), the GPU's busy time, and (CUDA) the host syncs, counted by the sync debug mode.
     Wall time above GPU busy time is the host's: launches, syncs, Python."""
-    steps = -(-len(trainer.dataset.train_indices) // trainer.cfg.videos_per_step)
+    steps = steps_per_epoch(trainer)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         times = time_runs(lambda: trainer.train_epoch(epoch), device, 1)
@@ -379,7 +384,7 @@ def step_anatomy(trainer: train.Trainer, epoch: int, device) -> tuple[list[float
                 torch.cuda.set_sync_debug_mode("default")
         syncs = sum("synchroniz" in str(w.message) for w in caught)
         parts += [f"{len(kernels) / steps:.0f} kernels", f"GPU busy {busy / steps:.2f} ms", f"{syncs / steps:.1f} host syncs"]
-    return [t / steps for t in times], "; ".join(parts) + " per step"
+    return "; ".join(parts) + " per step"
 
 
 def bench_official_training(b: Bench, cfg: Config, dataset, device, phases, reps: int):

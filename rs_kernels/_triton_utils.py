@@ -431,9 +431,9 @@ def mix(z: Tensor, m: Tensor, x: Tensor, out: Tensor, cu: Tensor, table, *, coef
         add_x: bool = False, dz: Tensor | None = None) -> None:
     """Writes out = coef ([x +] z M_b) row by row, and dz = x M_b^T when given (see _mix_kernel).
 
-    z (N, C) and dz contiguous; m (B, C, D) contiguous; x, out (N, D).
+    All contiguous: z and dz (N, C), m (B, C, D), x and out (N, D).
     """
-    n, d = x.shape
+    d = x.shape[1]
     cmax = z.shape[1]
     acc = acc_dtype(x.dtype)
     blk_vid, blk_cu, bound = table

@@ -10,6 +10,8 @@ Triton path (``rs_kernels::segment_matmul_fwd`` / ``_bwd``):
     block partials of W^T x, reduced per video in a fixed order (deterministic);
   backward (g = dL/dout): one pass over each T block, dx_t = sum_c w_tc g_{b(t),c} and
     dw_tc = <x_t, g_{b(t),c}> (``_triton_utils._mix_kernel``).
+Narrower than the matmuls it replaces: w and x must share a dtype (no autocast casting), both
+gradients are always computed, and there is no double backward.
 """
 from __future__ import annotations
 

@@ -40,12 +40,20 @@ def host_offsets(cu_seqlens: Tensor) -> tuple[int, ...]:
     length); on a GPU each read is a host sync that stalls the launch queue. So the first read is
     remembered on the tensor with its version counter (an in-place change is read again), and
     offsets built from host values (:func:`cu_seqlens_from_lengths`, :func:`uniform_cu_seqlens`,
-    :func:`offsets_to`) carry them from the start: a training step reads none back.
+    :func:`offsets_to`, :func:`tile_offsets`) carry them from the start: the model's layers and ops
+    read none back. Writes that bypass the version counter (``t.data[i] = v``, a NumPy or DLPack
+    view of the memory) are not seen: offsets are not meant to be edited in place.
     """
+    cached = _cached(cu_seqlens)
+    return cached if cached is not None else _remember(cu_seqlens, tuple(cu_seqlens.tolist()))
+
+
+def _cached(cu_seqlens: Tensor) -> tuple[int, ...] | None:
+    """The kept offsets if the tensor has not changed since, else None."""
     cached = getattr(cu_seqlens, _HOST_OFFSETS, None)
-    if cached is not None and not cu_seqlens.is_inference() and cached[0] == cu_seqlens._version:
-        return cached[1]
-    return _remember(cu_seqlens, tuple(cu_seqlens.tolist()))
+    if cached is None or cu_seqlens.is_inference() or cached[0] != cu_seqlens._version:
+        return None
+    return cached[1]
 
 
 def _remember(cu_seqlens: Tensor, offsets: tuple[int, ...]) -> tuple[int, ...]:
@@ -56,7 +64,10 @@ def _remember(cu_seqlens: Tensor, offsets: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def host_seqlens(cu_seqlens: Tensor) -> list[int]:
-    offsets = host_offsets(cu_seqlens)
+    return _lengths(host_offsets(cu_seqlens))
+
+
+def _lengths(offsets: tuple[int, ...]) -> list[int]:
     return [end - start for start, end in zip(offsets, offsets[1:])]
 
 
@@ -70,7 +81,7 @@ def check_cu_seqlens(cu_seqlens: Tensor, total: int, name: str = "cu_seqlens", a
     offsets = host_offsets(cu_seqlens)
     if offsets[0] != 0 or offsets[-1] != total:
         raise ValueError(f"{name} must run from 0 to {total} (the packed rows), got {offsets[0]}..{offsets[-1]}")
-    lens = host_seqlens(cu_seqlens)
+    lens = _lengths(offsets)
     if min(lens) < 0 or (not allow_empty and min(lens) == 0):
         bad = "decreasing" if min(lens) < 0 else "empty (zero-length) sequences"
         raise ValueError(f"{name} has {bad}: lengths {lens[:16]}")
@@ -113,9 +124,9 @@ def tile_offsets(cu_seqlens: Tensor, copies: int) -> Tensor:
 
 
 def offsets_to(cu_seqlens: Tensor, device, non_blocking: bool = False) -> Tensor:
-    """cu_seqlens on ``device``, keeping its host offsets (read here from a CPU tensor: free)."""
+    """cu_seqlens on ``device``, keeping its host offsets (kept ones, or read from a CPU tensor: free)."""
     moved = cu_seqlens.to(device, non_blocking=non_blocking)
-    if moved is not cu_seqlens and cu_seqlens.device.type == "cpu":
+    if moved is not cu_seqlens and (cu_seqlens.device.type == "cpu" or _cached(cu_seqlens) is not None):
         _remember(moved, host_offsets(cu_seqlens))
     return moved
 

@@ -73,7 +73,10 @@ class PredictionModule(nn.Module):
         if len(xs) == 1:
             return [self(xs[0], cu_seqlens)]
         joint = self(torch.cat(xs), tile_offsets(cu_seqlens, len(xs)))
-        return [Prediction(*parts) for parts in zip(*(t.chunk(len(xs)) for t in joint))]
+        videos, snippets = [cu_seqlens.numel() - 1] * len(xs), [x.shape[0] for x in xs]
+        parts = (joint.p_ca.split(videos), joint.p_cw.split(videos), joint.attention.split(snippets),
+                 joint.logits.split(snippets))
+        return [Prediction(*branch) for branch in zip(*parts, strict=True)]
 
 
 class RSKP(nn.Module):

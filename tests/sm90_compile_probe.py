@@ -70,13 +70,15 @@ def _compile_instead_of_launch(records: list) -> None:
 
 
 def _cases():
-    """(dtype, D, lengths, M per video): the shapes the CPU tests use, plus bf16, which only compiles here."""
+    """(dtype, D, lengths, M per video, head columns C + 1): the shapes the CPU tests use, bf16 (which
+    only compiles here), THUMOS14's 21 head columns and ActivityNet1.2's 101."""
     for dtype in (torch.float32, torch.float64, torch.bfloat16):
-        yield dtype, 64, [17, 1, 40], [5, 1, 20]
-    yield torch.float32, 2048, [33, 9], [8, 8]
+        yield dtype, 64, [17, 1, 40], [5, 1, 20], 21
+    yield torch.float32, 2048, [33, 9], [8, 8], 21
+    yield torch.float32, 2048, [33, 9], [8, 8], 101
 
 
-def _drive_ops(dtype, d, lengths, counts) -> None:
+def _drive_ops(dtype, d, lengths, counts, columns) -> None:
     import rs_kernels
 
     x = torch.rand(sum(lengths), d, dtype=dtype, requires_grad=True)
@@ -84,7 +86,7 @@ def _drive_ops(dtype, d, lengths, counts) -> None:
     mu0 = torch.rand(8, d, dtype=dtype, requires_grad=True)
     y = torch.rand(sum(counts), d, dtype=dtype, requires_grad=True)
     ycu = torch.tensor([0, *torch.tensor(counts).cumsum(0).tolist()], dtype=torch.int32)
-    class_weight = torch.rand(sum(lengths), 21, dtype=dtype, requires_grad=True)  # the head's C + 1 = 21
+    class_weight = torch.rand(sum(lengths), columns, dtype=dtype, requires_grad=True)
     mu = rs_kernels.em_attention(x, cu, mu0, iters=2, tau=5.0, impl="triton")
     out = rs_kernels.random_walk(x, cu, y, ycu, w=0.5, tau=5.0, impl="triton")
     pooled = rs_kernels.segment_matmul(class_weight, x, cu, impl="triton")
@@ -99,9 +101,9 @@ def main() -> None:
 
     tu.check_launchable = lambda x, op: None  # CPU tensors stand in for CUDA ones: nothing is launched
     tu.empty = lambda shape, dtype, device: torch.zeros(shape, dtype=dtype, device=device)
-    for dtype, d, lengths, counts in _cases():
+    for dtype, d, lengths, counts, columns in _cases():
         start = len(records)
-        _drive_ops(dtype, d, lengths, counts)
+        _drive_ops(dtype, d, lengths, counts, columns)
         for r in records[start:]:
             r.update(dtype=str(dtype).removeprefix("torch."), d=d)
     seen = set()

@@ -90,10 +90,16 @@ def test_host_offsets_follow_in_place_changes():
         varlen.check_cu_seqlens(cu, 5)
 
 
-def test_offsets_keep_their_host_values_when_moved(count_reads):
-    cu = varlen.offsets_to(varlen.cu_seqlens_from_lengths([4, 0, 1]), "cpu")
-    assert varlen.host_seqlens(cu) == [4, 0, 1] and varlen.host_seqlens(varlen.uniform_cu_seqlens(3, 8)) == [8] * 3
-    assert count_reads == []
+def test_offsets_keep_their_host_values_when_moved():
+    """Moved to the meta device, whose tensors have no values to read: only kept offsets can answer."""
+    cu = varlen.cu_seqlens_from_lengths([4, 0, 1])
+    assert varlen.host_seqlens(varlen.offsets_to(cu, "meta")) == [4, 0, 1]
+    assert varlen.host_seqlens(varlen.uniform_cu_seqlens(3, 8, "meta")) == [8] * 3
+    assert varlen.host_seqlens(varlen.tile_offsets(varlen.offsets_to(cu, "meta"), 2)) == [4, 0, 1] * 2
+    batch = PackedBatch(torch.zeros(5, 2), cu, torch.zeros(3, 1), torch.arange(3)).to("meta")
+    assert varlen.host_seqlens(batch.cu_seqlens) == [4, 0, 1]
+    with pytest.raises(NotImplementedError):  # what an offsets tensor without kept values does there
+        varlen.host_offsets(torch.tensor([0, 4], device="meta"))
 
 
 @pytest.mark.gpu

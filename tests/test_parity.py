@@ -121,3 +121,26 @@ def test_bf16_embedding_stays_close_to_float32():
     for name, grad in fp32_grads.items():
         assert torch.isfinite(bf16_grads[name]).all()
         assert torch.nn.functional.cosine_similarity(bf16_grads[name].flatten(), grad.flatten(), dim=0) > 0.999, name
+
+
+@pytest.mark.parametrize("ops", ["reference", "triton"])
+def test_head_on_all_branches_at_once_equals_one_call_per_branch(ops):
+    """forward_each (the branches as one packed batch) against the head run on each branch alone."""
+    model, videos, _, _ = _setup(torch.float64, seed=3)
+    head = model.head
+    head.ops = ops
+    cu = cu_seqlens_from_lengths(LENGTHS)
+    branches = [torch.rand(sum(LENGTHS), model.cfg.embed_dim, dtype=torch.float64, requires_grad=True)
+                for _ in range(3)]
+    joint = head.forward_each(branches, cu)
+    alone = [head(x, cu) for x in branches]
+    assert len(joint) == 3
+    for together, single in zip(joint, alone, strict=True):
+        for field, a, b in zip(together._fields, together, single, strict=True):
+            assert a.shape == b.shape and _rel(a, b) <= 1e-12, field
+    weights = [torch.rand_like(t) for t in joint[0]]
+    loss = lambda preds: sum((w * t).sum() for p in preds for w, t in zip(weights, p))  # noqa: E731
+    grads_joint = torch.autograd.grad(loss(joint), branches)
+    grads_alone = torch.autograd.grad(loss(alone), branches)
+    for a, b in zip(grads_joint, grads_alone, strict=True):
+        assert _rel(a, b) <= 1e-12
