@@ -371,6 +371,8 @@ at::Tensor membank_momentum_read_cpu(const at::Tensor& bank_in, const at::Tensor
 TORCH_LIBRARY(rs_kernels, m) {
   // Fake (meta) kernels live in Python, in rs_kernels/membank.py.
   m.set_python_module("rs_kernels.membank");
+  // membank_gather returns its offsets on the host (CPU) whatever the bank's device: it must read
+  // them to size its output, and the caller needs them there (rs_kernels.membank moves a copy).
   m.def("membank_gather(Tensor bank, Tensor count, Tensor labels) -> (Tensor, Tensor)");
   m.def(
       "membank_insert_topk_(Tensor(a!) bank, Tensor(b!) scores, Tensor(c!) count, Tensor cand, Tensor cand_scores, "

@@ -34,6 +34,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .varlen import offsets_to
+
 try:
     from . import _C  # noqa: F401  (loading the library registers torch.ops.rs_kernels.membank_*)
 except (ImportError, OSError) as err:  # not built, or built against another torch
@@ -136,7 +138,7 @@ def _membank_gather_fake(bank: Tensor, count: Tensor, labels: Tensor) -> tuple[T
     _check_bank(bank, count)
     _check_labels(labels, bank, bank.shape[0], -1)
     rows = torch.library.get_ctx().new_dynamic_size()  # sum over videos of their classes' fill counts
-    return bank.new_empty((rows, bank.shape[2])), count.new_empty((labels.shape[0] + 1,))
+    return bank.new_empty((rows, bank.shape[2])), torch.empty(labels.shape[0] + 1, dtype=torch.int64)  # host offsets
 
 
 @torch.library.register_fake("rs_kernels::membank_insert_topk_")
@@ -171,14 +173,18 @@ def membank_gather(bank: Tensor, count: Tensor, labels: Tensor) -> tuple[Tensor,
     zero-initialised and always reads all S slots of a class, so before a class has S entries it
     propagates toward zero rows; here those rows are not read (M_b counts filled slots only).
 
-    The output size depends on the data: on CUDA the op syncs once to learn it.
+    The output size depends on the data: on CUDA the op syncs once to learn it, reading the offsets
+    to the host in the same read; ``y_cu_seqlens`` comes back on the bank's device with those host
+    values kept (``rs_kernels.varlen.host_offsets``), so no caller reads them back. (The raw op,
+    ``torch.ops.rs_kernels.membank_gather``, returns the offsets on the host.)
 
     >>> bank = torch.arange(2 * 3 * 1, dtype=torch.float32).reshape(2, 3, 1)
     >>> y, cu = membank_gather(bank, torch.tensor([2, 1]), torch.tensor([[True, True], [False, False], [False, True]]))
     >>> y.flatten().tolist(), cu.tolist()
     ([0.0, 1.0, 3.0, 3.0], [0, 3, 3, 4])
     """
-    return _ops.membank_gather(bank, count, labels)
+    y, cu_host = _ops.membank_gather(bank, count, labels)
+    return y, offsets_to(cu_host, y.device, non_blocking=True)
 
 
 def membank_insert_topk_(bank: Tensor, scores: Tensor, count: Tensor, cand: Tensor, cand_scores: Tensor,

@@ -3,9 +3,10 @@
 On a GPU every read of a tensor's values from Python (.tolist(), .item(), int(), bool()) or a
 data-dependent op is a host sync that drains the launch queue. A batch's offsets carry their host
 values (rs_kernels.varlen.host_offsets), so the layers, ops and losses of a step read none of
-them back; what is left is the memory bank's (the size of its read, its offsets, the insert's
-input check) and the trainer's finite-loss check. On the CPU the reads are counted where our code
-makes them; on a GPU the step runs under torch.cuda.set_sync_debug_mode.
+them back; what is left is the memory bank's (its read, which sizes its output and hands the
+offsets over on the host in one sync, and the insert's input check) and the trainer's finite-loss
+check. On the CPU the reads are counted where our code makes them (the bank's offsets are read
+there from a CPU tensor: free on a GPU); on a GPU the step runs under torch.cuda.set_sync_debug_mode.
 """
 import dataclasses
 import sys
@@ -103,9 +104,9 @@ def test_offsets_keep_their_host_values_when_moved():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("inter, allowed", [(False, 0), (True, 3)])
+@pytest.mark.parametrize("inter, allowed", [(False, 0), (True, 2)])
 def test_gpu_step_syncs(inter, allowed):
-    """Warm-up step: no sync at all. Inter-video step: the bank read's size and offsets, the insert's check."""
+    """Warm-up step: no sync at all. Inter-video step: the bank's read (its size and offsets) and insert check."""
     setup = _setup("triton", "cuda")
     _step(*setup, inter=inter)  # compile the kernels first
     torch.cuda.synchronize()

@@ -188,12 +188,15 @@ std::tuple<at::Tensor, at::Tensor> membank_gather_cuda(const at::Tensor& bank_in
 
   const auto per_video = (labels.to(at::kLong) * count.unsqueeze(0)).sum(1);  // integers: exact
   const auto cu = at::cat({at::zeros({1}, count.options()), per_video.cumsum(0)});
-  // One host read (one sync) for both the count check and the output size.
-  const auto host = at::stack({at::logical_or(count < 0, count > slots).any().to(at::kLong), cu[batch]}).to(at::kCPU);
+  // One host read (one sync) for the count check and the offsets, whose last entry sizes the
+  // output. The offsets are returned from this host copy, so the caller never reads them back.
+  const auto bad = at::logical_or(count < 0, count > slots).any().to(at::kLong).unsqueeze(0);
+  const auto host = at::cat({bad, cu}).to(at::kCPU);
   TORCH_CHECK(host[0].item<int64_t>() == 0, "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
-  const int64_t rows = host[1].item<int64_t>();
+  const auto cu_host = host.slice(0, 1).clone();
+  const int64_t rows = cu_host[batch].item<int64_t>();
   auto y = at::empty({rows, dim}, bank.options());
-  if (rows == 0) return {y, cu};
+  if (rows == 0) return {y, cu_host};
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_gather_cuda", [&] {
     gather_kernel<scalar_t><<<batch * n_class, kThreads, 0, stream>>>(
@@ -201,7 +204,7 @@ std::tuple<at::Tensor, at::Tensor> membank_gather_cuda(const at::Tensor& bank_in
         cu.const_data_ptr<int64_t>(), y.data_ptr<scalar_t>(), n_class, slots, dim);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {y, cu};
+  return {y, cu_host};
 }
 
 void membank_insert_topk_cuda(at::Tensor& bank_arg, at::Tensor& scores_arg, at::Tensor& count_arg,
