@@ -40,14 +40,15 @@ class RSKPOutput(NamedTuple):
 class PredictionModule(nn.Module):
     """FAC-Net's class-agnostic attention head and MIL head (supplementary §1)."""
 
-    def __init__(self, n_classes: int, dim: int, scale: float, ops: str = "auto"):
+    def __init__(self, n_classes: int, dim: int, scale: float):
         super().__init__()
-        self.scale, self.ops = scale, ops
+        self.scale = scale
         self.class_centres = nn.Parameter(torch.empty(n_classes + 1, dim))  # A: C actions + background
         nn.init.xavier_uniform_(self.class_centres)
         self.fg_centre = nn.Parameter(-self.class_centres.detach()[-1:].clone())  # f = -A[C]
 
-    def forward(self, x: Tensor, cu_seqlens: Tensor) -> Prediction:
+    def forward(self, x: Tensor, cu_seqlens: Tensor, ops: str = "auto") -> Prediction:
+        """``ops`` picks the class-wise pooling's implementation (the model passes its config's)."""
         centres = l2_normalize(self.class_centres)
         nx = l2_normalize(x)
         logits = self.scale * nx @ centres.T  # S (N, C+1)
@@ -60,19 +61,19 @@ class PredictionModule(nn.Module):
 
         class_att = torch.sigmoid(logits)
         class_weight = class_att / (segment_sum(class_att, cu_seqlens) + ATT_MASS_EPS)[seg]
-        class_feats = rs_kernels.segment_matmul(class_weight, x, cu_seqlens, impl=self.ops)  # (B, C+1, D)
+        class_feats = rs_kernels.segment_matmul(class_weight, x, cu_seqlens, impl=ops)  # (B, C+1, D)
         p_cw = torch.softmax(self.scale * (l2_normalize(class_feats) * centres).sum(-1), dim=-1)  # (B, C+1)
         return Prediction(p_ca, p_cw, attention, logits)
 
-    def forward_each(self, xs: list[Tensor], cu_seqlens: Tensor) -> list[Prediction]:
+    def forward_each(self, xs: list[Tensor], cu_seqlens: Tensor, ops: str = "auto") -> list[Prediction]:
         """P(X) of several feature sets of the same videos (the branches) in one call.
 
         The sets go in as one packed batch of len(xs) x B videos, so each layer of the head runs
         once per step instead of once per branch: on a GPU, a third of the kernel launches.
         """
         if len(xs) == 1:
-            return [self(xs[0], cu_seqlens)]
-        joint = self(torch.cat(xs), tile_offsets(cu_seqlens, len(xs)))
+            return [self(xs[0], cu_seqlens, ops)]
+        joint = self(torch.cat(xs), tile_offsets(cu_seqlens, len(xs)), ops)
         videos, snippets = [cu_seqlens.numel() - 1] * len(xs), [x.shape[0] for x in xs]
         parts = (joint.p_ca.split(videos), joint.p_cw.split(videos), joint.attention.split(snippets),
                  joint.logits.split(snippets))
@@ -86,7 +87,7 @@ class RSKP(nn.Module):
         self.n_classes = n_classes
         self.embedding = nn.Linear(cfg.feature_dim, cfg.embed_dim)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = PredictionModule(n_classes, cfg.embed_dim, cfg.scale, cfg.ops)
+        self.head = PredictionModule(n_classes, cfg.embed_dim, cfg.scale)
         self.mu0 = nn.Parameter(torch.empty(cfg.n_representatives, cfg.embed_dim))
         nn.init.xavier_uniform_(self.mu0)
 
@@ -116,13 +117,13 @@ class RSKP(nn.Module):
         """x (N, D_in) packed snippets; memory = (Y_e, its cu_seqlens) enables the inter-video branch."""
         x = self.embed(x)
         if not self.cfg.intra:
-            return RSKPOutput(self.head(x, cu_seqlens), None, None, None, None)
+            return RSKPOutput(self.head(x, cu_seqlens, self.cfg.ops), None, None, None, None)
         mu = self.representatives(x, cu_seqlens)
         batch, k, dim = mu.shape
         branches = [x, self.propagate(x, cu_seqlens, mu.reshape(batch * k, dim), uniform_cu_seqlens(batch, k, x.device))]
         if memory is not None:
             branches.append(self.propagate(x, cu_seqlens, *memory))
-        main, intra, *inter = self.head.forward_each(branches, cu_seqlens)
+        main, intra, *inter = self.head.forward_each(branches, cu_seqlens, self.cfg.ops)
         return RSKPOutput(main, intra, inter[0] if inter else None, mu, self.class_probabilities(mu))
 
     @torch.no_grad()

@@ -128,12 +128,11 @@ def test_head_on_all_branches_at_once_equals_one_call_per_branch(ops):
     """forward_each (the branches as one packed batch) against the head run on each branch alone."""
     model, videos, _, _ = _setup(torch.float64, seed=3)
     head = model.head
-    head.ops = ops
     cu = cu_seqlens_from_lengths(LENGTHS)
     branches = [torch.rand(sum(LENGTHS), model.cfg.embed_dim, dtype=torch.float64, requires_grad=True)
                 for _ in range(3)]
-    joint = head.forward_each(branches, cu)
-    alone = [head(x, cu) for x in branches]
+    joint = head.forward_each(branches, cu, ops)
+    alone = [head(x, cu, ops) for x in branches]
     assert len(joint) == 3
     for together, single in zip(joint, alone, strict=True):
         for field, a, b in zip(together._fields, together, single, strict=True):
@@ -144,3 +143,16 @@ def test_head_on_all_branches_at_once_equals_one_call_per_branch(ops):
     grads_alone = torch.autograd.grad(loss(alone), branches)
     for a, b in zip(grads_joint, grads_alone, strict=True):
         assert _rel(a, b) <= 1e-12
+
+
+def test_the_head_follows_the_models_ops(monkeypatch):
+    """Switching model.cfg (as the benchmarks do) switches the head's pooling too, not only EM and the walk."""
+    import rs_kernels
+
+    model, videos, _, _ = _setup(torch.float32, seed=1)
+    seen, real = [], rs_kernels.segment_matmul
+    monkeypatch.setattr(rs_kernels, "segment_matmul", lambda *args, impl=None: seen.append(impl) or real(*args, impl=impl))
+    for ops in ("triton", "reference"):
+        model.cfg = dataclasses.replace(model.cfg, ops=ops)
+        model(torch.cat(videos), cu_seqlens_from_lengths(LENGTHS))
+    assert seen == ["triton", "reference"]
