@@ -10,6 +10,8 @@ import pytest
 import torch
 from helpers import rel_error as _rel
 
+import rs_kernels
+
 from rsnet import official_style
 from rsnet.config import Config
 from rsnet.losses import rskp_loss
@@ -147,8 +149,6 @@ def test_head_on_all_branches_at_once_equals_one_call_per_branch(ops):
 
 def test_the_head_follows_the_models_ops(monkeypatch):
     """Switching model.cfg (as the benchmarks do) switches the head's pooling too, not only EM and the walk."""
-    import rs_kernels
-
     model, videos, _, _ = _setup(torch.float32, seed=1)
     seen, real = [], rs_kernels.segment_matmul
     monkeypatch.setattr(rs_kernels, "segment_matmul", lambda *args, impl=None: seen.append(impl) or real(*args, impl=impl))
