@@ -345,7 +345,9 @@ def bench_training(b: Bench, mode: str, precision: str, cfg: Config, dataset, de
                     extra["compile_s"] = max(sum(warm) - len(warm) * _median(times), 0.0) / 1e3
                     row_note = "; ".join(filter(None, [note, f"{len(warm)} warm-up epochs, until one compiled no new graph"]))
                 b.row(PHASES[phase], mode, precision, times, note=row_note, **extra)
-                if mode in ("triton", "reference") and precision == "fp32":  # ms: the timed epochs' steps
+                # the fast mode's step anatomy (reference on CPU, where Triton does not run); ms: the
+                # timed epochs' steps. Not the reference on CUDA: profiling its ~8k calls a step is slow.
+                if precision == "fp32" and mode == ("triton" if device.type == "cuda" else "reference"):
                     per_step = [t / steps_per_epoch(trainer) for t in times]
                     b.row(PHASES[phase].replace("epoch", ANATOMY), mode, precision, per_step,
                           note=step_anatomy(trainer, next(epochs), device))
