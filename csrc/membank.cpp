@@ -163,12 +163,17 @@ void check_index_values(const at::Tensor& index, int64_t n_videos) {
 // CPU kernels
 // ================================================================================================
 
-namespace {
-// Copy in place back into a non-contiguous argument the result computed in its contiguous copy.
 void write_back(at::Tensor& arg, const at::Tensor& work) {
   if (!arg.is_same(work)) arg.copy_(work);
 }
 
+MomentumInputs momentum_inputs(const at::Tensor& bank, const at::Tensor& index, const at::Tensor& cand, double m) {
+  check_momentum_meta(bank, index, &cand, m);
+  check_index_values(index, bank.size(0));
+  return {bank.contiguous(), index.contiguous(), cand.contiguous(), index.size(0), bank.size(1) * bank.size(2)};
+}
+
+namespace {
 int64_t grain_for(int64_t elems_per_item) {
   return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, elems_per_item));
 }
@@ -310,14 +315,11 @@ void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::T
 }
 
 void membank_momentum_cpu(at::Tensor& bank_arg, const at::Tensor& index_in, const at::Tensor& cand_in, double m) {
-  check_momentum_meta(bank_arg, index_in, &cand_in, m);
-  check_index_values(index_in, bank_arg.size(0));
-  const int64_t batch = index_in.size(0);
-  const int64_t row = bank_arg.size(1) * bank_arg.size(2);
-  if (batch == 0 || row == 0) return;
-  auto bank = bank_arg.contiguous();
-  const auto index = index_in.contiguous();
-  const auto cand = cand_in.contiguous();
+  MomentumInputs in = momentum_inputs(bank_arg, index_in, cand_in, m);
+  if (in.batch == 0 || in.row == 0) return;
+  at::Tensor& bank = in.bank;
+  const at::Tensor &index = in.index, &cand = in.cand;
+  const int64_t batch = in.batch, row = in.row;
   const int64_t* idx = index.const_data_ptr<int64_t>();
 
   // The reference computes m * slot, (1 - m) * cand and their sum as three eager ops, each

@@ -31,6 +31,18 @@ void check_count_values(const at::Tensor& count, int64_t slots);
 void check_scores_values(const at::Tensor& scores, const at::Tensor& count, const at::Tensor& cand_scores);
 void check_index_values(const at::Tensor& index, int64_t n_videos);
 
+// ---- shared preparation ----------------------------------------------------------------------------
+// Copies in place back into a non-contiguous argument the result computed in its contiguous copy.
+void write_back(at::Tensor& arg, const at::Tensor& work);
+
+// The momentum update's inputs after its checks: contiguous copies of the bank (to be written back),
+// index and candidates, and the (videos, elements per slot row) to update; either 0: nothing to do.
+struct MomentumInputs {
+  at::Tensor bank, index, cand;
+  int64_t batch, row;
+};
+MomentumInputs momentum_inputs(const at::Tensor& bank, const at::Tensor& index, const at::Tensor& cand, double m);
+
 // ---- CPU kernels ----------------------------------------------------------------------------------
 std::tuple<at::Tensor, at::Tensor> membank_gather_cpu(const at::Tensor& bank, const at::Tensor& count,
                                                       const at::Tensor& labels);

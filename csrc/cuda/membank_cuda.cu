@@ -243,19 +243,16 @@ void membank_insert_topk_cuda(at::Tensor& bank_arg, at::Tensor& scores_arg, at::
     bank_arg.copy_(new_bank);
   }
   scores_arg.copy_(new_scores);
-  if (!count_arg.is_same(count)) count_arg.copy_(count);
+  write_back(count_arg, count);
 }
 
 void membank_momentum_cuda(at::Tensor& bank_arg, const at::Tensor& index_in, const at::Tensor& cand_in, double m) {
-  check_momentum_meta(bank_arg, index_in, &cand_in, m);
   const at::cuda::OptionalCUDAGuard guard(bank_arg.device());
-  check_index_values(index_in, bank_arg.size(0));
-  const int64_t batch = index_in.size(0);
-  const int64_t row = bank_arg.size(1) * bank_arg.size(2);
-  if (batch == 0 || row == 0) return;
-  auto bank = bank_arg.contiguous();
-  const auto index = index_in.contiguous();
-  const auto cand = cand_in.contiguous();
+  MomentumInputs in = momentum_inputs(bank_arg, index_in, cand_in, m);
+  if (in.batch == 0 || in.row == 0) return;
+  at::Tensor& bank = in.bank;
+  const at::Tensor &index = in.index, &cand = in.cand;
+  const int64_t batch = in.batch, row = in.row;
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_momentum_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -264,7 +261,7 @@ void membank_momentum_cuda(at::Tensor& bank_arg, const at::Tensor& index_in, con
         static_cast<acc_t>(m), static_cast<acc_t>(1.0 - m));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  if (!bank_arg.is_same(bank)) bank_arg.copy_(bank);
+  write_back(bank_arg, bank);
 }
 
 at::Tensor membank_momentum_read_cuda(const at::Tensor& bank_in, const at::Tensor& index_in) {
