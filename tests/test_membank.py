@@ -56,6 +56,17 @@ def random_labels(gen: torch.Generator, batch: int, n_class: int, dtype=torch.bo
     return labels.to(dtype)
 
 
+def arbitrary_insert(gen: torch.Generator, n_class: int, slots: int, dim: int, batch: int, k: int):
+    """((bank, scores, count), (cand, cand_scores, labels)) from any valid state: slots out of score
+    order, garbage past the fill count, +-inf and -0.0 scores."""
+    bank = torch.randn(n_class, slots, dim, generator=gen)
+    scores = random_scores(gen, (n_class, slots), torch.float32, True)
+    count = torch.randint(0, slots + 1, (n_class,), generator=gen)
+    cand = torch.randn(batch, k, dim, generator=gen)
+    cand_scores = random_scores(gen, (batch, k, n_class), torch.float32, True)
+    return (bank, scores, count), (cand, cand_scores, random_labels(gen, batch, n_class))
+
+
 class ClassBank:
     def __init__(self, n_class, slots, dim, dtype, sdtype, device="cpu"):
         self.bank = torch.zeros(n_class, slots, dim, dtype=dtype, device=device)
@@ -233,16 +244,11 @@ def test_insert_reorders_unsorted_slots_as_the_reference():
     """Filled slots out of score order (not the bank's invariant, but a valid input) move up too."""
     gen = torch.Generator().manual_seed(5)
     for step in range(50):
-        bank = torch.randn(4, 5, 3, generator=gen)
-        scores = random_scores(gen, (4, 5), torch.float32, True)
-        count = torch.randint(0, 6, (4,), generator=gen)
-        cand = torch.randn(2, 3, 3, generator=gen)
-        cand_scores = random_scores(gen, (2, 3, 4), torch.float32, True)
-        labels = random_labels(gen, 2, 4)
-        ref = [t.clone() for t in (bank, scores, count)]
-        membank.membank_insert_topk_(bank, scores, count, cand, cand_scores, labels)
-        reference.membank_insert_topk_(*ref, cand, cand_scores, labels)
-        for got, want in zip((bank, scores, count), ref):
+        state, step_inputs = arbitrary_insert(gen, 4, 5, 3, batch=2, k=3)
+        ref = [t.clone() for t in state]
+        membank.membank_insert_topk_(*state, *step_inputs)
+        reference.membank_insert_topk_(*ref, *step_inputs)
+        for got, want in zip(state, ref):
             assert_bits(got, want, f"step {step}")
 
 
@@ -490,15 +496,10 @@ def test_cuda_insert_from_arbitrary_states_equals_cpu():
     """Unsorted slots, garbage in unfilled slots, +-inf and -0.0 scores, K > S."""
     gen = torch.Generator().manual_seed(6)
     for step in range(100):
-        bank = torch.randn(6, 5, 70, generator=gen)
-        scores = random_scores(gen, (6, 5), torch.float32, True)
-        count = torch.randint(0, 6, (6,), generator=gen)
         batch, k = int(torch.randint(0, 5, (), generator=gen)), int(torch.randint(1, 9, (), generator=gen))
-        cand = torch.randn(batch, k, 70, generator=gen)
-        cand_scores = random_scores(gen, (batch, k, 6), torch.float32, True)
-        labels = random_labels(gen, batch, 6)
-        gpu = [t.cuda() for t in (bank, scores, count)]
-        membank.membank_insert_topk_(bank, scores, count, cand, cand_scores, labels)
-        membank.membank_insert_topk_(*gpu, cand.cuda(), cand_scores.cuda(), labels.cuda())
-        for got, want in zip(gpu, (bank, scores, count)):
+        state, step_inputs = arbitrary_insert(gen, 6, 5, 70, batch, k)
+        gpu = [t.cuda() for t in state]
+        membank.membank_insert_topk_(*state, *step_inputs)
+        membank.membank_insert_topk_(*gpu, *(t.cuda() for t in step_inputs))
+        for got, want in zip(gpu, state):
             assert_bits(got, want, f"step {step}")
