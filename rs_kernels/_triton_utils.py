@@ -176,6 +176,21 @@ def _cosine(dot, xx, cc, tau):
 
 
 @triton.jit
+def _score_chunk(x_ptr, c_base, rows, ks, tmask, cmask, d0, D, dot, xx, cc,
+                 BLOCK_D: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr):
+    """One BLOCK_D chunk of what the cosine scores need: dot += x c^T, xx += |x|^2, cc += |c|^2.
+
+    Also returns the chunk's columns, their mask and x's chunk, which the backward uses again.
+    """
+    ds = d0 + tl.arange(0, BLOCK_D)
+    dmask = ds < D
+    xc = tl.load(x_ptr + rows[:, None] * D + ds[None, :], mask=tmask[:, None] & dmask[None, :], other=0.0).to(ACC)
+    cb = tl.load(c_base + ks[:, None] * D + ds[None, :], mask=cmask[:, None] & dmask[None, :], other=0.0).to(ACC)
+    dot = tl.dot(xc, tl.trans(cb), dot, input_precision=PREC, out_dtype=ACC)
+    return ds, dmask, xc, dot, xx + tl.sum(xc * xc, 1), cc + tl.sum(cb * cb, 1)
+
+
+@triton.jit
 def _masked_softmax(scores, tmask, cmask):
     """Softmax over the centres (axis 1); 0 for padded rows, padded centres, and videos with no centre."""
     scores = tl.where(cmask[None, :], scores, float("-inf"))
@@ -240,15 +255,8 @@ def _assign_fwd_kernel(
             xx = tl.zeros((BLOCK_T,), dtype=ACC)
             cc = tl.zeros((CP,), dtype=ACC)
             for d0 in range(0, D, BLOCK_D):
-                ds = d0 + tl.arange(0, BLOCK_D)
-                dmask = ds < D
-                xc = tl.load(x_ptr + rows[:, None] * D + ds[None, :],
-                             mask=tmask[:, None] & dmask[None, :], other=0.0).to(ACC)
-                cc_blk = tl.load(c_base + ks[:, None] * D + ds[None, :],
-                                 mask=cmask[:, None] & dmask[None, :], other=0.0).to(ACC)
-                dot = tl.dot(xc, tl.trans(cc_blk), dot, input_precision=PREC, out_dtype=ACC)
-                xx += tl.sum(xc * xc, 1)
-                cc += tl.sum(cc_blk * cc_blk, 1)
+                _, _, _, dot, xx, cc = _score_chunk(x_ptr, c_base, rows, ks, tmask, cmask, d0, D, dot, xx, cc,
+                                                    BLOCK_D, ACC, PREC)
             scores, r, s = _cosine(dot, xx, cc, tau)
             z = _masked_softmax(scores, tmask, cmask)
             if STORE_Z:
@@ -305,18 +313,13 @@ def _assign_bwd_kernel(
         xx = tl.zeros((BLOCK_T,), dtype=ACC)
         cc = tl.zeros((CP,), dtype=ACC)
         for d0 in range(0, D, BLOCK_D):
-            ds = d0 + tl.arange(0, BLOCK_D)
-            dmask = ds < D
+            ds, dmask, xc, dot, xx, cc = _score_chunk(x_ptr, c_ptr + vbase, rows, ks, tmask, cmask, d0, D,
+                                                      dot, xx, cc, BLOCK_D, ACC, PREC)
             tdm = tmask[:, None] & dmask[None, :]
             cdm = cmask[:, None] & dmask[None, :]
             cofs = vbase + ks[:, None] * D + ds[None, :]
-            xc = tl.load(x_ptr + rows[:, None] * D + ds[None, :], mask=tdm, other=0.0).to(ACC)
-            cb = tl.load(c_ptr + cofs, mask=cdm, other=0.0).to(ACC)
             pb = tl.load(pa_ptr + cofs, mask=cdm, other=0.0).to(ACC)
-            dot = tl.dot(xc, tl.trans(cb), dot, input_precision=PREC, out_dtype=ACC)
             xp = tl.dot(xc, tl.trans(pb), xp, input_precision=PREC, out_dtype=ACC)
-            xx += tl.sum(xc * xc, 1)
-            cc += tl.sum(cb * cb, 1)
             if WITH_G:
                 gc = tl.load(g_ptr + rows[:, None] * D + ds[None, :], mask=tdm, other=0.0).to(ACC)
                 ub = tl.load(u_ptr + cofs, mask=cdm, other=0.0).to(ACC)
