@@ -67,7 +67,8 @@ def test_sampler_is_seeded_per_epoch(tiny_root):
     ds = WTALCDataset(tiny_root)
     order = lambda epoch, seed: torch.cat([b.index for b in ds.train_batches(epoch, seed, 4)]).tolist()
     assert order(3, 0) == order(3, 0)
-    assert order(3, 0) != order(4, 0) or order(3, 0) != order(3, 1)
+    assert order(3, 0) != order(4, 0)  # a new permutation every epoch
+    assert order(3, 0) != order(3, 1)  # and for every seed
     assert sorted(order(3, 0)) == sorted(ds.train_indices.tolist())
 
 

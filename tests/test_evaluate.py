@@ -109,9 +109,9 @@ def test_official_test_vectors(shared_data, name):
         warnings.simplefilter("always")
         result = evaluate(vid_preds, frm_preds, ann, ann.indices("test"))
     assert result.iou == expected["iou"]
-    assert np.abs(np.array(result.dmap) - expected["dmap"]).max() <= 1e-6
-    assert abs(result.avg - expected["avg"]) <= 1e-6
-    assert abs(result.cmap - expected["cmap"]) <= 1e-6
+    assert np.abs(np.array(result.dmap) - expected["dmap"]).max() <= 1e-12
+    assert abs(result.avg - expected["avg"]) <= 1e-12
+    assert abs(result.cmap - expected["cmap"]) <= 1e-12
     muted = [str(w.message) for w in caught if "no proposal" in str(w.message)]
     if name == "preds_b_muted_class":  # class 5 silenced everywhere: 0 at every IoU, with a warning
         assert result.dmap == [0.0] * 7 and len(muted) == 1 and ann.class_names[5] in muted[0]
@@ -390,5 +390,5 @@ def test_cli_on_the_test_vectors(shared_data, tmp_path):
     assert code == 0
     record = json.loads(out.read_text())
     expected = json.loads((shared_data / "eval-vectors" / "preds_a.expected.json").read_text())
-    assert np.abs(np.array(record["dmap"]) - expected["dmap"]).max() <= 1e-6
-    assert abs(record["avg"] - expected["avg"]) <= 1e-6 and abs(record["cmap"] - expected["cmap"]) <= 1e-6
+    assert np.abs(np.array(record["dmap"]) - expected["dmap"]).max() <= 1e-12
+    assert abs(record["avg"] - expected["avg"]) <= 1e-12 and abs(record["cmap"] - expected["cmap"]) <= 1e-12

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zlib
 
 import pytest
 import torch
@@ -85,8 +86,8 @@ class ClassBank:
         assert_bits(self.count, other.count, f"{what}: count")
 
 
-def run_sequence(seed, steps, n_class, slots, dim, dtype, sdtype, specials, check):
-    """Random fills, inserts and reads; ``check(ours, ref, inputs)`` after each."""
+def run_sequence(seed, steps, n_class, slots, dim, dtype, sdtype, specials):
+    """Random fills, inserts and reads, each checked bit for bit against the reference."""
     gen = torch.Generator().manual_seed(seed)
     ours = ClassBank(n_class, slots, dim, dtype, sdtype)
     ref = ours.clone()
@@ -112,7 +113,6 @@ def run_sequence(seed, steps, n_class, slots, dim, dtype, sdtype, specials, chec
         y_ref, cu_ref = reference.membank_gather(ref.bank, ref.count, read_labels)
         assert_bits(y, y_ref, f"step {step} gather y")
         assert_bits(cu, cu_ref, f"step {step} gather y_cu_seqlens")
-        check(step, ours, (cand, cand_scores, labels, read_labels))
     return ours
 
 
@@ -195,14 +195,14 @@ def test_namespace_shared_with_python_custom_ops():
     (torch.bfloat16, torch.float16, False),
 ])
 def test_class_bank_sequence_equals_reference(dtype, sdtype, specials):
-    run_sequence(seed=hash((str(dtype), str(sdtype), specials)) % 1000, steps=300, n_class=7, slots=5, dim=6,
-                 dtype=dtype, sdtype=sdtype, specials=specials, check=lambda *a: None)
+    seed = zlib.crc32(repr((dtype, sdtype, specials)).encode()) % 1000  # hash() of a str differs per process
+    run_sequence(seed=seed, steps=300, n_class=7, slots=5, dim=6, dtype=dtype, sdtype=sdtype, specials=specials)
 
 
 def test_class_bank_thumos_shapes_equal_reference():
     """C = 20, S = 5, D = 2048, a step of 10 videos with K = 8, many steps."""
     run_sequence(seed=7, steps=120, n_class=20, slots=5, dim=2048, dtype=torch.float32, sdtype=torch.float32,
-                 specials=False, check=lambda *a: None)
+                 specials=False)
 
 
 def test_insert_k_larger_than_slots_and_unfilled_rows():

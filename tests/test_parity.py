@@ -73,15 +73,17 @@ def test_float64_batched_step_equals_official_style_step(after_warmup):
 def test_float32_batched_step_equals_official_style_step(after_warmup):
     """1e-5 relative, except where float32 itself cannot reach it: mu0's gradient is a small
     difference of large terms, and the official-style float32 step is itself ~4e-5 off the exact
-    (float64) value there. Each gradient may differ by at most max(1e-5, twice the official float32
-    step's own error against float64)."""
+    (float64) value there. mu0's gradient may differ by at most max(1e-5, twice the official float32
+    step's own error against float64), capped at 1e-4; every other one by 1e-5."""
     batched, batched_grads, official, official_grads = _both_steps(torch.float32, after_warmup)
     _, _, _, exact_grads = _both_steps(torch.float64, after_warmup)
     assert torch.isfinite(batched)
     assert abs(batched.item() - official.item()) / abs(official.item()) <= TOLERANCE[torch.float32]
     for name, grad in official_grads.items():
         official_error = _rel(grad.double(), exact_grads[name])
-        budget = max(TOLERANCE[torch.float32], 2 * official_error)
+        budget = TOLERANCE[torch.float32]
+        if name == "mu0":
+            budget = max(budget, min(2 * official_error, 1e-4))
         assert _rel(batched_grads[name], grad) <= budget, (name, official_error)
         assert _rel(batched_grads[name].double(), exact_grads[name]) <= budget, name
 

@@ -127,9 +127,10 @@ def test_flop_formulas_registered():
     with FlopCounterMode(display=False) as counter:
         random_walk(x, cu, y, ycu, impl="triton").backward(grad)
     counts = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
-    n, m, d = 16, 4, 32
-    assert counts["rs_kernels.random_walk_fwd"] >= 6 * n * m * d
-    assert counts["rs_kernels.random_walk_bwd"] >= 16 * n * m * d
+    n, m, d, batch = 16, 4, 32, 2
+    solve = int(batch * (2 * m ** 3 / 3 + 2 * m * m * d))  # (B, M, M) LU and the M x D back-substitution
+    assert counts["rs_kernels.random_walk_fwd"] == 6 * n * m * d + 2 * n * m * m + solve + 2 * batch * m * m * d
+    assert counts["rs_kernels.random_walk_bwd"] == 16 * n * m * d + 2 * n * m * m + 2 * solve + 8 * batch * m * m * d
 
 
 def test_max_m_larger_than_needed_is_fine_and_smaller_fails():

@@ -18,7 +18,7 @@ pytest.importorskip("triton")
 PROBE = Path(__file__).with_name("sm90_compile_probe.py")
 ROOT = PROBE.parents[1]
 KERNELS = {"_assign_fwd_kernel", "_assign_bwd_kernel", "_segment_reduce_kernel", "_mix_kernel"}
-SM90_SHARED_BYTES = 232448  # opt-in shared memory per block of an H100 / H200 (227 KiB)
+SHARED_BYTES = 1024  # what every kernel uses today (the SM holds 227 KiB): a jump means a layout change
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_every_op_compiles_at_d2048(compiled):
 
 def test_kernels_fit_sm90_shared_memory(compiled):
     for r in compiled:
-        assert 0 <= r["shared"] <= SM90_SHARED_BYTES, r
+        assert 0 <= r["shared"] <= SHARED_BYTES, r
 
 
 def test_register_usage_is_read(compiled):
