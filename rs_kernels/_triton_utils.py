@@ -33,8 +33,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-NORM_EPS = 1e-9  # = reference.NORM_EPS
-MASS_EPS = 1e-9  # = reference.MASS_EPS
+from . import varlen
+from .reference import MASS_EPS, NORM_EPS  # noqa: F401  (MASS_EPS: the ops' host-side algebra)
+
 # Rows per program. A program reads its block of x twice (scores, then Z^T x): the second read
 # should hit L2, which favours small blocks; every block writes a C x D partial row, which favours
 # large ones. RS_KERNELS_BLOCK_T (16, 32, 64, 128) overrides it for tuning; results depend on it
@@ -43,6 +44,7 @@ BLOCK_T = int(os.environ.get("RS_KERNELS_BLOCK_T", "32"))
 if BLOCK_T not in (16, 32, 64, 128):
     raise ValueError(f"RS_KERNELS_BLOCK_T must be 16, 32, 64 or 128, got {BLOCK_T}")
 BLOCK_R = 1024  # columns per program of the segmented reduction
+_BLOCK_TABLE = "_rs_block_table"  # attribute of an offsets tensor: its block table (see block_table)
 # Warps per program. At 4 the backward kernels use all 255 registers and spill a little (see
 # tests/sm90_compile_probe.py); RS_KERNELS_NUM_WARPS (2, 4, 8) lets a GPU session measure the
 # alternatives. Like BLOCK_T it can change results bitwise, so it is fixed per process.
@@ -93,21 +95,24 @@ def check_launchable(x: Tensor, op: str) -> None:
             "rs_kernels, or use impl='reference'")
 
 
-def block_table(cu: Tensor, n_rows: int, block_t: int = BLOCK_T) -> tuple[Tensor, Tensor, int]:
+def block_table(cu: Tensor, n_rows: int) -> tuple[Tensor, Tensor, int]:
     """(blk_vid, blk_cu, bound): the video of each T block, -1 past the last, and each video's blocks.
 
     sum_b ceil(T_b / bt) <= (N + B (bt - 1)) // bt = bound, known from shapes: the grid needs no
-    host sync; the programs past the real blocks do nothing.
+    host sync; the programs past the real blocks do nothing. Built once per offsets tensor and N and
+    kept on it (varlen.keep): the ops of a step that share cu_seqlens, forward and backward, reuse it.
     """
-    batch = cu.numel() - 1
-    nblk = (cu[1:] - cu[:-1] + block_t - 1) // block_t
-    blk_cu = torch.zeros(batch + 1, dtype=torch.int64, device=cu.device)
-    blk_cu[1:] = nblk.cumsum(0)
-    bound = max((n_rows + batch * (block_t - 1)) // block_t, 1)
-    j = torch.arange(bound, dtype=torch.int64, device=cu.device)
-    vid = torch.searchsorted(blk_cu[1:], j, right=True)
-    blk_vid = torch.where(vid < batch, vid, -1)
-    return blk_vid, blk_cu, bound
+    table = varlen.kept(cu, _BLOCK_TABLE, key=n_rows)
+    if table is None:
+        batch = cu.numel() - 1
+        nblk = (cu[1:] - cu[:-1] + BLOCK_T - 1) // BLOCK_T
+        blk_cu = torch.zeros(batch + 1, dtype=torch.int64, device=cu.device)
+        blk_cu[1:] = nblk.cumsum(0)
+        bound = max((n_rows + batch * (BLOCK_T - 1)) // BLOCK_T, 1)
+        j = torch.arange(bound, dtype=torch.int64, device=cu.device)
+        vid = torch.searchsorted(blk_cu[1:], j, right=True)
+        table = varlen.keep(cu, _BLOCK_TABLE, (torch.where(vid < batch, vid, -1), blk_cu, bound), key=n_rows)
+    return table
 
 
 def pad_rows(v: Tensor, vcu: Tensor, cmax: int) -> Tensor:
@@ -455,7 +460,7 @@ def assign_fwd(x: Tensor, centres: Tensor, cu: Tensor, table, tau: float, *, ccu
     centres (B, cmax, D) (stride_cb = 0: one set shared by all videos); ccu: per-video centre
     counts as offsets (None: cmax for all); z (N, cmax): written if store_z, read if load_z.
     """
-    n, d = x.shape
+    d = x.shape[1]
     acc = acc_dtype(x.dtype)
     blk_vid, blk_cu, bound = table
     width = cmax * d + (cmax if with_mass else 0) + (cmax * cmax if with_h else 0)
@@ -478,8 +483,8 @@ def assign_bwd(x: Tensor, centres: Tensor, pa: Tensor, dcm: Tensor, dx: Tensor, 
     centres, pa, u: (B, C, D) contiguous; dcm (B, C); hs (B, C, C); z (N, C) when given (else
     recomputed); g (N, D) the output gradient when given.
     """
-    n, d = x.shape
-    batch, cmax, _ = centres.shape
+    d = x.shape[1]
+    cmax = centres.shape[1]
     acc = acc_dtype(x.dtype)
     blk_vid, blk_cu, bound = table
     width = cmax * d + cmax

@@ -13,7 +13,7 @@ from torch import Tensor
 
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_HOST_OFFSETS = "_rs_host_offsets"  # attribute of an offsets tensor: (its version, its values as ints)
+_HOST_OFFSETS = "_rs_host_offsets"  # attribute of an offsets tensor: its values as ints (see keep)
 
 
 def check_packed_meta(x: Tensor, offsets: dict[str, Tensor], same_device: dict[str, Tensor]) -> None:
@@ -48,19 +48,29 @@ def host_offsets(cu_seqlens: Tensor) -> tuple[int, ...]:
     return cached if cached is not None else _remember(cu_seqlens, tuple(cu_seqlens.tolist()))
 
 
-def _cached(cu_seqlens: Tensor) -> tuple[int, ...] | None:
-    """The kept offsets if the tensor has not changed since, else None."""
-    cached = getattr(cu_seqlens, _HOST_OFFSETS, None)
-    if cached is None or cu_seqlens.is_inference() or cached[0] != cu_seqlens._version:
+def kept(t: Tensor, name: str, key=None):
+    """What :func:`keep` stored on ``t`` under ``name`` and ``key``, if ``t`` has not changed since."""
+    stored = getattr(t, name, None)
+    if stored is None or t.is_inference() or stored[:2] != (t._version, key):
         return None
-    return cached[1]
+    return stored[2]
+
+
+def keep(t: Tensor, name: str, value, key=None):
+    """Store ``value``, derived from ``t``'s data, on ``t`` with its version counter (an in-place
+    change invalidates it; inference tensors have no version: nothing is kept). Returns ``value``."""
+    if not t.is_inference():
+        setattr(t, name, (t._version, key, value))
+    return value
+
+
+def _cached(cu_seqlens: Tensor) -> tuple[int, ...] | None:
+    return kept(cu_seqlens, _HOST_OFFSETS)
 
 
 def _remember(cu_seqlens: Tensor, offsets: tuple[int, ...]) -> tuple[int, ...]:
-    """Keep ``offsets``, the values of ``cu_seqlens``, on it (inference tensors have no version: not kept)."""
-    if not cu_seqlens.is_inference():
-        setattr(cu_seqlens, _HOST_OFFSETS, (cu_seqlens._version, offsets))
-    return offsets
+    """Keep ``offsets``, the values of ``cu_seqlens``, on it."""
+    return keep(cu_seqlens, _HOST_OFFSETS, offsets)
 
 
 def host_seqlens(cu_seqlens: Tensor) -> list[int]:

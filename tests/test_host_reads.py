@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import rs_kernels._triton_utils as tu
 from rs_kernels import varlen
 from rsnet.config import Config
 from rsnet.data import PackedBatch
@@ -119,3 +120,17 @@ def test_gpu_step_syncs(inter, allowed):
             torch.cuda.set_sync_debug_mode("default")
     syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) <= allowed, syncs
+
+
+def test_block_table_is_built_once_per_offsets_and_rows():
+    """The ops of a step share cu_seqlens: their kernels' block table is built once, and again only
+    for other rows or after an in-place change."""
+    import rs_kernels._triton_utils as tu
+
+    cu = varlen.cu_seqlens_from_lengths([40, 1, 33])
+    table = tu.block_table(cu, 74)
+    assert tu.block_table(cu, 74) is table
+    assert tu.block_table(cu, 80) is not table
+    cu[2] = 2
+    rebuilt = tu.block_table(cu, 74)
+    assert rebuilt is not table and not torch.equal(rebuilt[1], table[1])
