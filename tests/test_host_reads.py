@@ -125,8 +125,6 @@ def test_gpu_step_syncs(inter, allowed):
 def test_block_table_is_built_once_per_offsets_and_rows():
     """The ops of a step share cu_seqlens: their kernels' block table is built once, and again only
     for other rows or after an in-place change."""
-    import rs_kernels._triton_utils as tu
-
     cu = varlen.cu_seqlens_from_lengths([40, 1, 33])
     table = tu.block_table(cu, 74)
     assert tu.block_table(cu, 74) is table
