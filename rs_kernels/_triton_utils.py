@@ -34,7 +34,7 @@ import triton.language as tl
 from torch import Tensor
 
 from . import varlen
-from .reference import MASS_EPS, NORM_EPS  # noqa: F401  (MASS_EPS: the ops' host-side algebra)
+from .reference import MASS_EPS, NORM_EPS  # noqa: F401  (MASS_EPS: for the ops' host-side algebra)
 
 # Rows per program. A program reads its block of x twice (scores, then Z^T x): the second read
 # should hit L2, which favours small blocks; every block writes a C x D partial row, which favours

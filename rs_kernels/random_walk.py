@@ -12,8 +12,8 @@ Triton path (``rs_kernels::random_walk_fwd`` / ``_bwd``), two streaming passes o
   the (B, Mmax, Mmax) padded solve in torch (padded rows: H = 0, so R = I there and U = 0);
   pass 2 (``_triton_utils._mix_kernel``): x* = (1 - w) (x + Z^T U).
 
-Backward (gO = dL/dx*): dU = (1 - w) Z gO (a streaming pass over gO), then M x M / M x D algebra
-in torch:
+Backward (gO = dL/dx*), from the forward's Z, c, G, Q, W and U (nothing of it solved again):
+dU = (1 - w) Z gO (a streaming pass over gO), then M x M / M x D algebra in torch:
   dW = w^2 dU, dV = R^{-T} dW, dy = w dU + w G^T dV, dG = w^2 dV W^T + w dV y^T, dQ = dV,
   dH = dG / (c + eps), dP = dQ / (c + eps), dc = -(sum_j dG G + sum_d dQ Q) / (c + eps);
 then one streaming pass (``_triton_utils._assign_bwd_kernel``) with
@@ -62,12 +62,13 @@ def _solve(r: Tensor, b: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 def _stats_shapes(n, d, batch, max_m):
-    return (n, max_m), (batch, max_m), (batch, max_m, max_m), (batch, max_m, d), (batch, max_m, d)
+    """Z, c, G, Q, W, U: what the backward needs of the forward (none of it recomputed there)."""
+    return (n, max_m), (batch, max_m), (batch, max_m, max_m), (batch, max_m, d), (batch, max_m, d), (batch, max_m, d)
 
 
 @torch.library.custom_op("rs_kernels::random_walk_fwd", mutates_args=())
 def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, max_m: int, w: float,
-                    tau: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                    tau: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(x* (N, D), and for the backward: Z (N, max_m), c (B, max_m), H (B, max_m, max_m), P, U (B, max_m, D)).
 
     max_m >= max_b M_b (like flash-attention's max_seqlen) fixes the padded size of the solve.
@@ -93,17 +94,16 @@ def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tens
         stats = tu.assign_fwd(x, y_pad, cu, table, tau, ccu=ycu, cmax=max_m, stride_cb=max_m * d, z=z,
                               store_z=True, with_mass=True, with_h=True)
         md = max_m * d
-        # own copies: outputs of a custom op may not alias each other
-        p = stats[:, :md].reshape(batch, max_m, d).clone()
-        c = stats[:, md:md + max_m].clone()
-        h = stats[:, md + max_m:].reshape(batch, max_m, max_m).clone()
+        p = stats[:, :md].reshape(batch, max_m, d)
+        c = stats[:, md:md + max_m].clone()  # an own copy: outputs of a custom op may not alias each other
+        h = stats[:, md + max_m:].reshape(batch, max_m, max_m)
         ce = (c + tu.MASS_EPS).unsqueeze(-1)
-        g = h / ce
+        g, q = h / ce, p / ce
         eye = torch.eye(max_m, dtype=acc, device=x.device)
-        rhs = w * (g @ y_pad) + p / ce
-        u = w * y_pad + (w * w) * _solve(eye - (w * w) * g, rhs)
+        wsol = _solve(eye - (w * w) * g, w * (g @ y_pad) + q).contiguous()  # LAPACK leaves it column-major
+        u = w * y_pad + (w * w) * wsol
         tu.mix(z, u, x, out, cu, table, coef=1 - w, add_x=True)
-    return out, z, c, h, p, u
+    return out, z, c, g, q, wsol, u
 
 
 @random_walk_fwd.register_fake
@@ -121,7 +121,8 @@ def _(x, cu_seqlens, y, y_cu_seqlens, max_m, w, tau):
 
 @torch.library.custom_op("rs_kernels::random_walk_bwd", mutates_args=())
 def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, z: Tensor,
-                    c: Tensor, h: Tensor, p: Tensor, u: Tensor, w: float, tau: float) -> tuple[Tensor, Tensor]:
+                    c: Tensor, g: Tensor, q: Tensor, wsol: Tensor, u: Tensor, w: float,
+                    tau: float) -> tuple[Tensor, Tensor]:
     """(dx (N, D), dy (sum M_b, D)) from dL/dx* and what the forward saved."""
     tu.check_launchable(x, "random_walk")
     x, y, gout = x.contiguous(), y.contiguous(), grad_out.contiguous()
@@ -141,10 +142,7 @@ def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, y: Tensor, 
                            load_z=True, with_mass=False)
         du = (1 - w) * zg.view(batch, max_m, d)
         ce = (c + tu.MASS_EPS).unsqueeze(-1)
-        g = h / ce
-        q = p / ce
         rmat = torch.eye(max_m, dtype=acc, device=x.device) - (w * w) * g
-        wsol = _solve(rmat, w * (g @ y_pad) + q)
         dv = _solve(rmat.transpose(-1, -2), (w * w) * du)
         dy_pad = w * du + w * (g.transpose(-1, -2) @ dv)
         dg = (w * w) * (dv @ wsol.transpose(-1, -2)) + w * (dv @ y_pad.transpose(-1, -2))
@@ -160,24 +158,22 @@ def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, y: Tensor, 
 
 
 @random_walk_bwd.register_fake
-def _(grad_out, x, cu_seqlens, y, y_cu_seqlens, z, c, h, p, u, w, tau):
+def _(grad_out, x, cu_seqlens, y, y_cu_seqlens, z, c, g, q, wsol, u, w, tau):
     return torch.empty_like(x), torch.empty_like(y)
 
 
 def _setup_context(ctx, inputs, output):
     x, cu_seqlens, y, y_cu_seqlens, max_m, w, tau = inputs
-    _, z, c, h, p, u = output
-    ctx.save_for_backward(x, cu_seqlens, y, y_cu_seqlens, z, c, h, p, u)
+    _, *saved = output
+    ctx.save_for_backward(x, cu_seqlens, y, y_cu_seqlens, *saved)
     ctx.w, ctx.tau = w, tau
-    ctx.mark_non_differentiable(z, c, h, p, u)
+    ctx.mark_non_differentiable(*saved)
 
 
 def _backward(ctx, grad_out, *_grads_of_saved):
     if grad_out is None:
         return (None,) * 7
-    x, cu_seqlens, y, y_cu_seqlens, z, c, h, p, u = ctx.saved_tensors
-    dx, dy = torch.ops.rs_kernels.random_walk_bwd(grad_out, x, cu_seqlens, y, y_cu_seqlens, z, c, h, p, u,
-                                                 ctx.w, ctx.tau)
+    dx, dy = torch.ops.rs_kernels.random_walk_bwd(grad_out, *ctx.saved_tensors, ctx.w, ctx.tau)
     return dx, None, dy, None, None, None, None
 
 
@@ -206,8 +202,8 @@ def _rw_fwd_flops(x_shape, cu_shape, y_shape, ycu_shape, max_m, *args, **kwargs)
 def _rw_bwd_flops(grad_shape, x_shape, cu_shape, y_shape, ycu_shape, z_shape, *args, **kwargs) -> int:
     n, d = x_shape
     m, batch, max_m = _mean_m(y_shape, cu_shape), cu_shape[0] - 1, z_shape[1]
-    # Z gO; x y^T, x dP^T, gO U^T; Z Hs; Z dP, Cy y, Cy^T x; the small algebra (two solves, four products)
-    return int(16 * n * m * d + 2 * n * m * m) + 2 * _solve_flops(batch, max_m, d) + 8 * batch * max_m * max_m * d
+    # Z gO; x y^T, x dP^T, gO U^T; Z Hs; Z dP, Cy y, Cy^T x; the small algebra (one solve, three products)
+    return int(16 * n * m * d + 2 * n * m * m) + _solve_flops(batch, max_m, d) + 6 * batch * max_m * max_m * d
 
 
 # ---------------------------------------------------------------------------------------------
