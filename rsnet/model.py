@@ -109,6 +109,11 @@ class RSKP(nn.Module):
         return rs_kernels.random_walk(x, cu_seqlens, y, y_cu_seqlens, self.cfg.walk_weight, self.cfg.tau,
                                       impl=self.cfg.ops)
 
+    def bank_candidates(self, x: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, p_mu) of packed snippets: what the memory bank takes, without the walks and the heads."""
+        mu = self.representatives(self.embed(x), cu_seqlens)
+        return mu, self.class_probabilities(mu)
+
     def class_probabilities(self, mu: Tensor) -> Tensor:
         """p_mu (B, K, C+1): how each representative scores against the class centres."""
         return torch.softmax(self.cfg.scale * l2_normalize(mu) @ l2_normalize(self.head.class_centres).T, dim=-1)

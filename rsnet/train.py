@@ -96,8 +96,8 @@ class Trainer:
         self.bank.reset()
         for batch in self.dataset.batches_in_order(self.dataset.train_indices, self.cfg.test_batch_size):
             batch = batch.to(self.device)
-            out = self.model(batch.x, batch.cu_seqlens)
-            self.bank.insert(out.mu, out.p_mu[..., : self.dataset.n_classes], batch.labels)
+            mu, p_mu = self.model.bank_candidates(batch.x, batch.cu_seqlens)
+            self.bank.insert(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
         self.model.train()
 
     def evaluate(self):
