@@ -1,7 +1,6 @@
 """rsnet.evaluate gives the official RSKP evaluator's numbers: the test vectors, one hand-made case
 per rule, agreement with the official-style loops of bench/official_eval.py on random cases with
 ties, bad input, and the command line."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_bench
 
 from rsnet.data import Annotations, load_annotations
 from rsnet.evaluate import EvalResult, detections, evaluate, main
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("official_eval", ROOT / "bench" / "official_eval.py")
-official = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(official)
+official = load_bench("official_eval")
 
 VECTORS = ("preds_a", "preds_b_muted_class")
 

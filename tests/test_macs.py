@@ -1,26 +1,13 @@
 """bench/macs.py: supplementary Table 4 reproduced, closed-form counts, growth with T, the JSON output.
 
-bench/ is not a package: the script is loaded from its path with importlib.
+bench/ is not a package: the script is loaded from its path (helpers.load_bench).
 """
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import load_bench
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "macs.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_macs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-macs = _load()
+macs = load_bench("macs")
 
 T, D, K, C1 = 100, 2048, 8, 21  # C1: 20 classes + background
 

@@ -10,10 +10,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rs_kernels import reference, segment_matmul
 from rs_kernels.varlen import cu_seqlens_from_lengths
+from helpers import DEVICES, FWD_TOL, GRAD_TOL
 from helpers import rel_error as _rel
 
-FWD_TOL, GRAD_TOL = 1e-5, 1e-4
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 pytestmark = pytest.mark.usefixtures("nan_buffers")
 
