@@ -115,27 +115,6 @@ def block_table(cu: Tensor, n_rows: int) -> tuple[Tensor, Tensor, int]:
     return table
 
 
-def pad_rows(v: Tensor, vcu: Tensor, cmax: int) -> Tensor:
-    """Packed (sum M_b, D) -> padded (B, cmax, D), zeros past each video's M_b."""
-    batch = vcu.numel() - 1
-    out = torch.zeros(batch, cmax, v.shape[1], dtype=v.dtype, device=v.device)
-    if v.shape[0]:
-        vid = torch.repeat_interleave(torch.arange(batch, device=v.device), vcu.diff(), output_size=v.shape[0])
-        pos = torch.arange(v.shape[0], device=v.device) - vcu[vid]
-        out[vid, pos] = v
-    return out
-
-
-def unpad_rows(vp: Tensor, vcu: Tensor, total: int) -> Tensor:
-    """Padded (B, cmax, D) -> packed (total, D): the inverse of :func:`pad_rows`."""
-    batch = vcu.numel() - 1
-    if total == 0:
-        return vp.new_zeros(0, vp.shape[-1])
-    vid = torch.repeat_interleave(torch.arange(batch, device=vp.device), vcu.diff(), output_size=total)
-    pos = torch.arange(total, device=vp.device) - vcu[vid]
-    return vp[vid, pos]
-
-
 def norm_grad_coef(v: Tensor, beta: Tensor) -> Tensor:
     """beta / (|v| (|v| + eps)), 0 where v = 0 (torch's norm backward there): the centres' radial term."""
     s = v.norm(dim=-1)

@@ -30,7 +30,7 @@ from torch.utils.flop_counter import register_flop_formula
 from . import _triton_utils as tu
 from . import reference
 from ._dispatch import resolve_impl
-from .varlen import check_cu_seqlens, check_packed_meta
+from .varlen import check_cu_seqlens, check_packed_meta, pad, unpad
 
 
 def _check(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, w: float) -> None:
@@ -87,7 +87,7 @@ def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tens
     if max_m == 0:
         return ((1 - w) * x, *(x.new_zeros(s, dtype=acc) for s in _stats_shapes(n, d, batch, 0)))
     table = tu.block_table(cu, n)
-    y_pad = tu.pad_rows(y.to(acc), ycu, max_m)
+    y_pad = pad(y.to(acc), ycu, max_m)
     z = tu.empty((n, max_m), acc, x.device)
     out = tu.empty((n, d), x.dtype, x.device)
     with tu.device_ctx(x):
@@ -134,7 +134,7 @@ def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, y: Tensor, 
         return (1 - w) * gout.to(x.dtype), torch.zeros_like(y)
     z = z.contiguous()
     table = tu.block_table(cu, n)
-    y_pad = tu.pad_rows(y.to(acc), ycu, max_m)
+    y_pad = pad(y.to(acc), ycu, max_m)
     dx = tu.empty((n, d), x.dtype, x.device)
     with tu.device_ctx(x):
         # dU = (1 - w) Z gO: the forward's kernel with Z read back, streaming gO.
@@ -154,7 +154,7 @@ def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, y: Tensor, 
                               coef_g=1 - w, hs=hs, z=z)
         e, beta = stats[:, :max_m * d].view(batch, max_m, d), stats[:, max_m * d:]
         dy_pad = dy_pad + e - y_pad * tu.norm_grad_coef(y_pad, beta).unsqueeze(-1)
-    return dx, tu.unpad_rows(dy_pad, ycu, y.shape[0]).to(y.dtype)
+    return dx, unpad(dy_pad, ycu, y.shape[0]).to(y.dtype)
 
 
 @random_walk_bwd.register_fake

@@ -148,6 +148,27 @@ def segment_ids(cu_seqlens: Tensor, total: int) -> Tensor:
     return torch.repeat_interleave(ids, seqlens(cu_seqlens), output_size=total)
 
 
+def segment_positions(cu_seqlens: Tensor, total: int) -> tuple[Tensor, Tensor]:
+    """(N,) the sequence each packed row belongs to, and the row's position in it."""
+    seg = segment_ids(cu_seqlens, total)
+    return seg, torch.arange(total, device=cu_seqlens.device) - cu_seqlens[seg]
+
+
+def pad(values: Tensor, cu_seqlens: Tensor, width: int, fill: float = 0.0) -> Tensor:
+    """Packed (N, ...) -> (B, width, ...), ``fill`` past each sequence's end (width >= the longest)."""
+    out = values.new_full((cu_seqlens.numel() - 1, width, *values.shape[1:]), fill)
+    if values.shape[0]:
+        out = out.index_put(segment_positions(cu_seqlens, values.shape[0]), values)
+    return out
+
+
+def unpad(padded: Tensor, cu_seqlens: Tensor, total: int) -> Tensor:
+    """(B, width, ...) -> packed (total, ...): the inverse of :func:`pad`."""
+    if total == 0:
+        return padded.new_zeros(0, *padded.shape[2:])
+    return padded[segment_positions(cu_seqlens, total)]
+
+
 def segment_sum(values: Tensor, cu_seqlens: Tensor) -> Tensor:
     """(B, ...) sums over the rows of each sequence, in a fixed order (deterministic)."""
     return torch.segment_reduce(values, "sum", offsets=cu_seqlens, axis=0, initial=0)
