@@ -455,13 +455,19 @@ def _span(start: float, end: float, n: int) -> slice:
     return slice(min(n, max(0, int(start // SNIPPET_S))), min(n, max(0, int(np.ceil(end / SNIPPET_S)))))
 
 
+def _gaussian_taps(sigma: float) -> np.ndarray:
+    """The normalized taps of a Gaussian of sigma snippets, cut at 3 sigma (one tap at sigma = 0)."""
+    radius = int(np.ceil(3 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2) if radius else np.ones(1)
+    return taps / taps.sum()
+
+
 def _gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     """Smooth along axis 0 with a Gaussian of sigma snippets, edges reflected."""
-    radius = int(np.ceil(3 * sigma))
+    taps = _gaussian_taps(sigma)
+    radius = len(taps) // 2
     if radius == 0:
         return x
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps /= taps.sum()
     padded = np.pad(x, [(radius, radius)] + [(0, 0)] * (x.ndim - 1), mode="reflect" if len(x) > radius else "edge")
     return sum(w * padded[k:k + len(x)] for k, w in enumerate(taps))
 
@@ -561,9 +567,7 @@ def _softplus_(x: np.ndarray) -> np.ndarray:
 
 def _smoothing_variance(sigma: float) -> float:
     """Variance left in unit white noise after _gaussian_smooth (sum of squared taps)."""
-    radius = int(np.ceil(3 * sigma))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    return float(np.sum((taps / taps.sum()) ** 2))
+    return float(np.sum(_gaussian_taps(sigma) ** 2))
 
 
 # --- Writing ---------------------------------------------------------------------------------------
