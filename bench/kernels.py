@@ -11,10 +11,12 @@ Implementations:
   official  one video at a time, eager; the random walk by the dense T x T solve of Eq. 10
             (``reference.random_walk(method="dense")`` per video): how the published code trains
             (for ``pool`` the per-video matmul, which is also the reference);
-  reference the package's reference on the packed batch (Woodbury form);
-  compiled  ``torch.compile`` (dynamic shapes) of the reference's per-video function, called in
-            the reference's loop (not for ``pool``); the compile time (first calls minus a steady
-            call) is reported separately;
+  reference the package's reference on the packed batch (Woodbury form, a loop over the videos);
+  padded    batched PyTorch: the batch padded to its longest video, masked, one batched product
+            per step and one batched M x M solve (``rs_kernels.padded``): what a user writes
+            without kernels;
+  compiled  ``torch.compile`` (dynamic shapes) of the padded math (not for ``pool``); the compile
+            time (first calls minus a steady call) is reported separately;
   triton    the package's Triton op.
 Times are medians: ``triton.testing.do_bench`` on CUDA (CUDA events, warm-up), perf_counter on
 CPU. Achieved GB/s counts the bytes the Triton design must move (EM: x read once per iteration
@@ -50,12 +52,12 @@ import triton  # noqa: E402
 
 from _common import peak_mb, sync, thumos_lengths, time_ms  # noqa: E402
 
-from rs_kernels import em_attention, random_walk, reference, segment_matmul  # noqa: E402
-from rs_kernels.varlen import cu_seqlens_from_lengths, split, uniform_cu_seqlens  # noqa: E402
+from rs_kernels import em_attention, padded, random_walk, reference, segment_matmul  # noqa: E402
+from rs_kernels.varlen import cu_seqlens_from_lengths, split, uniform_cu_seqlens, unpad  # noqa: E402
 
 K, ITERS, TAU, W = 8, 2, 5.0, 0.5
 CLASSES = 21  # the head's C + 1 columns (THUMOS14's 20 actions and the background)
-IMPLS = ("official", "reference", "triton", "compiled")
+IMPLS = ("official", "reference", "padded", "triton", "compiled")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,39 +74,30 @@ def _rw_official(x, cu, y, ycu):
 
 
 def _compiled_fns():
-    em_video = torch.compile(reference.em_attention_video, dynamic=True)
-    rw_video = torch.compile(reference.random_walk_woodbury_video, dynamic=True)
+    """``torch.compile`` of the padded math (the batch padded to its longest video, one graph per
+    call, dynamic in T_max and M_max); the padding and unpadding stay eager, as in ``padded``."""
+    em_core = torch.compile(padded.em_attention_padded, dynamic=True)
+    rw_core = torch.compile(padded.random_walk_padded, dynamic=True)
 
     def em(x, cu, mu0):
-        return torch.stack([em_video(xb, mu0, ITERS, TAU) for xb in split(x, cu)])
+        return em_core(*padded.padded_with_mask(x, cu), mu0, ITERS, TAU)
 
     def rw(x, cu, y, ycu):
-        pairs = zip(split(x, cu), split(y, ycu))
-        return torch.cat([rw_video(xb, yb, W, TAU) for xb, yb in pairs])
+        out = rw_core(*padded.padded_with_mask(x, cu), *padded.padded_with_mask(y, ycu), W, TAU)
+        return unpad(out, cu, x.shape[0])
 
     return em, rw
 
 
 def make_ops(impls):
     compiled = _compiled_fns() if "compiled" in impls else (None, None)
-    em = {
-        "official": _em_official,
-        "reference": lambda x, cu, mu0: em_attention(x, cu, mu0, ITERS, TAU, impl="reference"),
-        "compiled": compiled[0],
-        "triton": lambda x, cu, mu0: em_attention(x, cu, mu0, ITERS, TAU, impl="triton"),
-    }
-    rw = {
-        "official": _rw_official,
-        "reference": lambda x, cu, y, ycu: random_walk(x, cu, y, ycu, W, TAU, impl="reference"),
-        "compiled": compiled[1],
-        "triton": lambda x, cu, y, ycu: random_walk(x, cu, y, ycu, W, TAU, impl="triton"),
-    }
-    pool = {
-        "official": lambda w, x, cu: reference.segment_matmul(w, x, cu),
-        "reference": lambda w, x, cu: segment_matmul(w, x, cu, impl="reference"),
-        "compiled": None,
-        "triton": lambda w, x, cu: segment_matmul(w, x, cu, impl="triton"),
-    }
+    em = {"official": _em_official, "compiled": compiled[0]}
+    rw = {"official": _rw_official, "compiled": compiled[1]}
+    pool = {"official": lambda w, x, cu: reference.segment_matmul(w, x, cu), "compiled": None}
+    for impl in ("reference", "padded", "triton"):
+        em[impl] = lambda x, cu, mu0, impl=impl: em_attention(x, cu, mu0, ITERS, TAU, impl=impl)
+        rw[impl] = lambda x, cu, y, ycu, impl=impl: random_walk(x, cu, y, ycu, W, TAU, impl=impl)
+        pool[impl] = lambda w, x, cu, impl=impl: segment_matmul(w, x, cu, impl=impl)
     return {"em": em, "rw": rw, "pool": pool}
 
 
@@ -212,19 +205,21 @@ def table(meta, rows) -> str:
 
 
 def summary(meta, rows) -> str:
-    """The short table: Triton's times and its speed-ups over the official and the reference paths."""
-    lines = [f"{meta['device']}: triton ops (ms, speed-up over official / reference)",
-             "| op | batch | fwd ms | fwd+bwd ms | vs official | vs reference | fwd+bwd % of copy BW |",
-             "|---|---|---|---|---|---|---|"]
+    """The short table: Triton's times and its forward / forward+backward speed-ups over the
+    official-style path, the padded batched PyTorch and its ``torch.compile``."""
+    baselines = ("official", "padded", "compiled")
+    lines = [f"{meta['device']}: triton ops (ms; speed-up fwd / fwd+bwd over each baseline)",
+             "| op | batch | fwd ms | fwd+bwd ms | " + " | ".join(f"vs {b}" for b in baselines) + " | fwd+bwd % of copy BW |",
+             "|---|---|---|---|" + "---|" * len(baselines) + "---|"]
     by_key = {(r["op"], r["batch"], r["impl"]): r for r in rows}
     for (op, batch, impl), r in by_key.items():
         if impl != "triton":
             continue
-        off, ref = by_key.get((op, batch, "official")), by_key.get((op, batch, "reference"))
         vs = lambda base: "-" if base is None else (  # noqa: E731
             f"{base['fwd_ms'] / r['fwd_ms']:.1f}x / {base['fwd_bwd_ms'] / r['fwd_bwd_ms']:.1f}x")
+        ratios = " | ".join(vs(by_key.get((op, batch, b))) for b in baselines)
         pct = 100 * r["fwd_bwd_gbps"] / meta["copy_gbps"]
-        lines.append(f"| {op} | {batch} | {r['fwd_ms']:.3f} | {r['fwd_bwd_ms']:.3f} | {vs(off)} | {vs(ref)} | {pct:.0f} |")
+        lines.append(f"| {op} | {batch} | {r['fwd_ms']:.3f} | {r['fwd_bwd_ms']:.3f} | {ratios} | {pct:.0f} |")
     return "\n".join(lines)
 
 

@@ -15,8 +15,11 @@ Training, one epoch in each phase: ``warm-up`` (main and intra-video branches, e
   official     ``rsnet.official_style``: one video at a time, eager, the dense T x T solve of the
                random walk, the losses of 10 videos summed before each optimizer step (Adam); after
                the warm-up the bank is read per class and fed by bench/membank.py's official loop;
-  reference    ``rsnet.train.Trainer.train_epoch`` on packed batches of 10, ``ops="reference"``;
-  compiled     the same with ``torch.compile(model, dynamic=True)``; warm-up epochs until one
+  reference    ``rsnet.train.Trainer.train_epoch`` on packed batches of 10, ``ops="reference"``
+               (the ops loop over the videos);
+  padded       the same with ``ops="padded"``: the ops as batched PyTorch over the batch padded to
+               its longest video (``rs_kernels.padded``), what a user writes without kernels;
+  compiled     padded with ``torch.compile(model, dynamic=True)``; warm-up epochs until one
                compiles no new graph, the compile time (their time beyond as many steady epochs)
                reported apart; a failure is reported in its row;
   triton       the same with ``ops="triton"`` (CUDA only: on CPU Triton runs only in its
@@ -84,7 +87,7 @@ N_CLASSES = DATASETS[DATASET].n_classes
 FPS_FACTOR = 25 / 16  # snippets per second
 MAX_WARMUP_EPOCHS = 6  # compiled: warm-up epochs until one compiles nothing new
 CPU_SCALE = 0.4  # default --scale on CPU: the whole script in about 70-90 s on a loaded 2-core machine
-MODES = ("official", "reference", "compiled", "triton", "triton-host")
+MODES = ("official", "reference", "padded", "compiled", "triton", "triton-host")
 PHASES = {"warmup": "epoch, warm-up", "inter": "epoch, after warm-up"}
 BF16_NOTE = "embed_precision=bf16: the embedding GEMM in bf16, the ops and heads in float32"
 TEST, EVAL, FILL, CKPT, FULL = "test pass", "evaluation", "bank fill (once)", "checkpoint save", "full run"
@@ -92,7 +95,7 @@ ANATOMY = "one step"
 # Beside the numbers: on an H100/H200 in fp32 (the official code measured on an H200).
 TARGETS = {
     ("epoch", "official"): "official code 4.17 s",
-    ("epoch", "reference"): "padded eager 0.42 s",
+    ("epoch", "padded"): "padded eager 0.42 s",
     ("epoch", "compiled"): "official compiled 0.18 s after 110 s compile",
     ("epoch", "triton"): "<= 60 ms",
     (TEST, "official"): "official code 0.69 s",
@@ -309,7 +312,7 @@ def warmup_epochs(epoch, device, compiled: bool) -> list[float]:
 
 def mode_config(base: Config, mode: str, precision: str = "fp32") -> Config:
     """The run's config in a mode; bf16 is the model's bf16 embedding (the ops stay float32)."""
-    ops = {"reference": "reference", "compiled": "reference", "official": "reference"}.get(mode, "triton")
+    ops = {"reference": "reference", "padded": "padded", "compiled": "padded", "official": "reference"}.get(mode, "triton")
     return dataclasses.replace(base, ops=ops, embed_precision="bf16" if precision == "bf16" else "fp32")
 
 
@@ -337,13 +340,15 @@ def bench_training(b: Bench, mode: str, precision: str, cfg: Config, dataset, de
                         b.row(FILL, mode, precision, [fill_ms], note="eval-mode pass over the training videos")
                 epochs = iter(range(epoch0, epoch0 + MAX_WARMUP_EPOCHS + reps))
                 warm = warmup_epochs(lambda: trainer.train_epoch(next(epochs)), device, compiled=mode == "compiled")
-                before = b.peak_reset()
+                before, graphs = b.peak_reset(), _graphs()
                 times = time_runs(lambda: trainer.train_epoch(next(epochs)), device, reps)
                 extra = {"peak_mb": b.peak_mb(before), "warmup_epochs_ms": warm}
                 row_note = note
                 if mode == "compiled":  # the compiling: the warm-up epochs beyond as many steady ones
                     extra["compile_s"] = max(sum(warm) - len(warm) * _median(times), 0.0) / 1e3
-                    row_note = "; ".join(filter(None, [note, f"{len(warm)} warm-up epochs, until one compiled no new graph"]))
+                    late = _graphs() - graphs  # graphs the timed epochs still compiled: their time includes it
+                    row_note = "; ".join(filter(None, [note, f"{len(warm)} warm-up epochs, until one compiled no new graph",
+                                                       f"{late} graphs compiled in the timed epochs" if late else ""]))
                 b.row(PHASES[phase], mode, precision, times, note=row_note, **extra)
                 # the fast mode's step anatomy (reference on CPU, where Triton does not run); ms: the
                 # timed epochs' steps. Not the reference on CUDA: profiling its ~8k calls a step is slow.
@@ -419,7 +424,7 @@ def bench_test_pass(b: Bench, cfg: Config, dataset, device, modes, precisions, r
         times = time_runs(lambda: official_test_pass(model, dataset), device, max(1, reps // 2))
         b.row(TEST, "official", "fp32", times)
     best = None
-    for mode in ("reference", "triton"):
+    for mode in ("reference", "padded", "triton"):
         if mode not in modes:
             continue
         for precision in precisions:
@@ -508,7 +513,8 @@ def extrapolated_full_runs(b: Bench, cfg: Config):
     by = {(r["section"], r["mode"], r["precision"]): r["ms"] for r in b.rows if r.get("ms") is not None}
     n_warm = min(cfg.warmup_epochs + 1, cfg.epochs)
     n_inter, n_eval = cfg.epochs - n_warm, math.ceil(cfg.epochs / cfg.eval_every)
-    for mode, evaluator in (("official", "official"), ("reference", "rsnet.evaluate"), ("triton", "rsnet.evaluate")):
+    for mode, evaluator in (("official", "official"), ("reference", "rsnet.evaluate"), ("padded", "rsnet.evaluate"),
+                            ("triton", "rsnet.evaluate")):
         parts = [by.get((PHASES["warmup"], mode, "fp32")), by.get((PHASES["inter"], mode, "fp32")),
                  by.get((TEST, mode, "fp32")), by.get((EVAL, evaluator, "fp32"))]
         if any(p is None for p in parts):
@@ -657,7 +663,7 @@ def main(argv=None) -> int:
     fast_trainer = None
     if "official" in modes:
         bench_official_training(b, cfg, dataset, device, phases, 1 if not on_cuda else max(1, reps // 5))
-    for mode in ("reference", "compiled", "triton"):
+    for mode in ("reference", "padded", "compiled", "triton"):
         if mode in modes:
             for precision in precisions if mode != "compiled" else ["fp32"]:
                 trainer = bench_training(b, mode, precision, cfg, dataset, device, phases, reps)

@@ -1,4 +1,5 @@
-"""Which implementation an op runs: ``auto`` (CUDA -> Triton, CPU -> reference), ``triton`` or ``reference``.
+"""Which implementation an op runs: ``auto`` (CUDA -> Triton, CPU -> reference), ``triton``,
+``reference`` or ``padded`` (batched PyTorch over padded videos, the benchmarks' baseline).
 
 The choice comes from the op's ``impl`` argument, else from ``RS_KERNELS_IMPL``. Forcing
 ``triton`` on CPU tensors is how CI runs the kernels under ``TRITON_INTERPRET=1``.
@@ -9,7 +10,7 @@ import os
 
 from torch import Tensor
 
-IMPLS = ("auto", "triton", "reference")
+IMPLS = ("auto", "triton", "reference", "padded")
 
 
 def resolve_impl(impl: str | None, x: Tensor) -> str:

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from . import _triton_utils as tu
-from . import reference
+from . import padded, reference
 from ._dispatch import resolve_impl
 from .varlen import check_cu_seqlens, check_packed_meta
 
@@ -160,9 +160,10 @@ def em_attention(x: Tensor, cu_seqlens: Tensor, mu0: Tensor, iters: int = 2, tau
                  impl: str | None = None) -> Tensor:
     """mu (B, K, D) from packed snippets x (N, D); mu0 (K, D) shared by all videos or (B, K, D)."""
     _check(x, cu_seqlens, mu0, iters)
-    if resolve_impl(impl, x) == "triton":
+    impl = resolve_impl(impl, x)
+    if impl == "triton":
         if iters == 0:
             return mu0.expand(cu_seqlens.shape[0] - 1, *mu0.shape[-2:]).clone()
         return torch.ops.rs_kernels.em_attention_fwd(x, cu_seqlens, mu0, iters, float(tau))[0]
     check_cu_seqlens(cu_seqlens, x.shape[0])
-    return reference.em_attention(x, cu_seqlens, mu0, iters, tau)
+    return (padded if impl == "padded" else reference).em_attention(x, cu_seqlens, mu0, iters, tau)

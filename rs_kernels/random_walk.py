@@ -28,8 +28,9 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from . import _triton_utils as tu
-from . import reference
+from . import padded, reference
 from ._dispatch import resolve_impl
+from .padded import solve_walk_system
 from .varlen import check_cu_seqlens, check_packed_meta, pad, unpad
 
 
@@ -45,16 +46,6 @@ def _check(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, w: fl
     if y_cu_seqlens.shape[0] != cu_seqlens.shape[0]:
         raise ValueError(f"y_cu_seqlens must have one offset per video like cu_seqlens ({cu_seqlens.shape[0]}), "
                          f"got {y_cu_seqlens.shape[0]}")
-
-
-def _solve(r: Tensor, b: Tensor) -> Tensor:
-    """R^{-1} b without torch.linalg.solve's singularity check, which is a host sync on a GPU.
-
-    R = I - w^2 G is never singular: row m of G = H / (c + eps) sums to c_m / (c_m + eps) < 1
-    (each snippet's assignments sum to 1) and 0 <= w < 1, so R is strictly diagonally dominant
-    (and R = I on the padded rows).
-    """
-    return torch.linalg.solve_ex(r, b).result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +91,7 @@ def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tens
         ce = (c + tu.MASS_EPS).unsqueeze(-1)
         g, q = h / ce, p / ce
         eye = torch.eye(max_m, dtype=acc, device=x.device)
-        wsol = _solve(eye - (w * w) * g, w * (g @ y_pad) + q).contiguous()  # LAPACK leaves it column-major
+        wsol = solve_walk_system(eye - (w * w) * g, w * (g @ y_pad) + q).contiguous()  # LAPACK leaves it column-major
         u = w * y_pad + (w * w) * wsol
         tu.mix(z, u, x, out, cu, table, coef=1 - w, add_x=True)
     return out, z, c, g, q, wsol, u
@@ -143,7 +134,7 @@ def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, y: Tensor, 
         du = (1 - w) * zg.view(batch, max_m, d)
         ce = (c + tu.MASS_EPS).unsqueeze(-1)
         rmat = torch.eye(max_m, dtype=acc, device=x.device) - (w * w) * g
-        dv = _solve(rmat.transpose(-1, -2), (w * w) * du)
+        dv = solve_walk_system(rmat.transpose(-1, -2), (w * w) * du)
         dy_pad = w * du + w * (g.transpose(-1, -2) @ dv)
         dg = (w * w) * (dv @ wsol.transpose(-1, -2)) + w * (dv @ y_pad.transpose(-1, -2))
         dh = dg / ce
@@ -214,9 +205,10 @@ def random_walk(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, 
                 tau: float = 5.0, impl: str | None = None) -> Tensor:
     """X* (N, D); video b walks toward y[y_cu_seqlens[b]:y_cu_seqlens[b+1]]."""
     _check(x, cu_seqlens, y, y_cu_seqlens, w)
-    if resolve_impl(impl, x) == "triton":
+    impl = resolve_impl(impl, x)
+    if impl == "triton":
         max_m = max(check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True))
         return torch.ops.rs_kernels.random_walk_fwd(x, cu_seqlens, y, y_cu_seqlens, max_m, float(w), float(tau))[0]
     check_cu_seqlens(cu_seqlens, x.shape[0])
     check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True)
-    return reference.random_walk(x, cu_seqlens, y, y_cu_seqlens, w, tau)
+    return (padded if impl == "padded" else reference).random_walk(x, cu_seqlens, y, y_cu_seqlens, w, tau)

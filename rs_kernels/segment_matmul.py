@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from . import _triton_utils as tu
-from . import reference
+from . import padded, reference
 from ._dispatch import resolve_impl
 from .varlen import check_cu_seqlens, check_packed_meta
 
@@ -112,7 +112,8 @@ def _bwd_flops(grad_shape, w_shape, x_shape, *args, **kwargs) -> int:
 def segment_matmul(w: Tensor, x: Tensor, cu_seqlens: Tensor, impl: str | None = None) -> Tensor:
     """(B, C, D): out[b] = w[rows of b]^T x[rows of b], for w (N, C) and x (N, D) packed alike."""
     _check(w, x, cu_seqlens)
-    if resolve_impl(impl, x) == "triton":
+    impl = resolve_impl(impl, x)
+    if impl == "triton":
         return torch.ops.rs_kernels.segment_matmul_fwd(w, x, cu_seqlens)
     check_cu_seqlens(cu_seqlens, x.shape[0])
-    return reference.segment_matmul(w, x, cu_seqlens)
+    return (padded if impl == "padded" else reference).segment_matmul(w, x, cu_seqlens)

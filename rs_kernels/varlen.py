@@ -33,6 +33,10 @@ def check_packed_meta(x: Tensor, offsets: dict[str, Tensor], same_device: dict[s
             raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
 
 
+# The host-int helpers run eagerly under torch.compile (a graph break each): the offsets are data a
+# graph cannot trace, and ints derived from them inside a dynamic-shape graph made inductor emit
+# code that names unbound symbols (torch 2.13; tests/test_padded.py compiles the model).
+@torch.compiler.disable
 def host_offsets(cu_seqlens: Tensor) -> tuple[int, ...]:
     """The offsets as Python ints, read from the tensor once and then kept on it.
 
@@ -73,6 +77,7 @@ def _remember(cu_seqlens: Tensor, offsets: tuple[int, ...]) -> tuple[int, ...]:
     return keep(cu_seqlens, _HOST_OFFSETS, offsets)
 
 
+@torch.compiler.disable
 def host_seqlens(cu_seqlens: Tensor) -> list[int]:
     return _lengths(host_offsets(cu_seqlens))
 
@@ -81,6 +86,7 @@ def _lengths(offsets: tuple[int, ...]) -> list[int]:
     return [end - start for start, end in zip(offsets, offsets[1:])]
 
 
+@torch.compiler.disable
 def check_cu_seqlens(cu_seqlens: Tensor, total: int, name: str = "cu_seqlens", allow_empty: bool = False) -> list[int]:
     """Raise a ValueError naming ``name`` unless it is a valid offsets vector for ``total`` rows;
     return the lengths (host ints)."""

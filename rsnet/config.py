@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from rs_kernels._dispatch import IMPLS
+
 
 @dataclass
 class Config:
@@ -26,7 +28,7 @@ class Config:
     out: str = "runs/rskp"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    ops: str = "auto"  # rs_kernels implementation: auto (CUDA -> triton) | triton | reference
+    ops: str = "auto"  # rs_kernels implementation: auto (CUDA -> triton) | triton | reference | padded
     epochs: int = 200
     warmup_epochs: int = 100  # the inter-video branch runs from 0-based epoch warmup_epochs + 1 on
     eval_every: int = 5
@@ -159,7 +161,7 @@ def validate(cfg: Config) -> None:
         (cfg.n_representatives >= 1 and cfg.bank_slots >= 1, "n_representatives and bank_slots must be >= 1"),
         (0.0 <= cfg.walk_weight < 1.0, "walk_weight must lie in [0, 1)"),
         (0.0 <= cfg.dropout < 1.0, "dropout must lie in [0, 1)"),
-        (cfg.ops in ("auto", "triton", "reference"), "ops must be auto, triton or reference"),
+        (cfg.ops in IMPLS, f"ops must be one of {', '.join(IMPLS)}"),
         (cfg.embed_precision in ("fp32", "bf16"), "embed_precision must be fp32 or bf16"),
         (not cfg.memory_bank or cfg.intra, "memory_bank needs intra (its candidates are the representatives)"),
     ]

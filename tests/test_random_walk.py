@@ -169,9 +169,11 @@ def test_errors_name_the_argument(impl):
             random_walk(x, cu, y, ycu, w=w, impl=impl)
 
 
+@pytest.mark.parametrize("ops", ["triton", "padded"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_model_training_steps_triton_equal_reference(device):
-    """Two Adam steps of the RSKP model (both branches) with ops=triton equal ops=reference to 1e-5."""
+def test_model_training_steps_equal_reference(device, ops):
+    """Two Adam steps of the RSKP model (both branches) with ops=triton (or the padded baseline)
+    equal ops=reference to 1e-5."""
     from rsnet.config import Config
     from rsnet.losses import rskp_loss
     from rsnet.model import RSKP
@@ -183,8 +185,8 @@ def test_model_training_steps_triton_equal_reference(device):
     labels = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0]], dtype=torch.float32, device=device)
     cu = cu_seqlens_from_lengths(lengths).to(device)
     runs = {}
-    for ops in ("reference", "triton"):
-        cfg = Config(feature_dim=32, embed_dim=24, ops=ops, lr=1e-2)
+    for impl in ("reference", ops):
+        cfg = Config(feature_dim=32, embed_dim=24, ops=impl, lr=1e-2)
         torch.manual_seed(0)  # same init and dropout masks: the ops draw no random numbers
         model = RSKP(cfg, n_classes).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -197,9 +199,9 @@ def test_model_training_steps_triton_equal_reference(device):
             grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
             opt.step()
             losses.append(loss.detach())
-        runs[ops] = torch.stack(losses), grads, torch.cat([p.detach().flatten() for p in model.parameters()])
-    (ref_loss, ref_grads, ref_params), (loss, grads, params) = runs["reference"], runs["triton"]
-    print(f"model {device}: loss {_rel(loss, ref_loss):.1e} grads {[f'{_rel(g, rg):.1e}' for g, rg in zip(grads, ref_grads)]} "
+        runs[impl] = torch.stack(losses), grads, torch.cat([p.detach().flatten() for p in model.parameters()])
+    (ref_loss, ref_grads, ref_params), (loss, grads, params) = runs["reference"], runs[ops]
+    print(f"model {ops} {device}: loss {_rel(loss, ref_loss):.1e} grads {[f'{_rel(g, rg):.1e}' for g, rg in zip(grads, ref_grads)]} "
           f"params {_rel(params, ref_params):.1e}")
     assert _rel(loss, ref_loss) <= 1e-5
     for g, rg in zip(grads, ref_grads):

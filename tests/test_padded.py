@@ -1,0 +1,122 @@
+"""The padded batched-PyTorch implementation (``impl="padded"``, the benchmarks' baseline) against
+the float64 reference: forward and every gradient on odd mixed-length batches, gradcheck, dispatch.
+
+A baseline that computed something else would make every speed ratio against it meaningless, so
+it is held to the reference as tightly as float64 allows.
+"""
+import pytest
+import torch
+
+from rs_kernels import em_attention, random_walk, reference, segment_matmul
+from rs_kernels.varlen import cu_seqlens_from_lengths
+from helpers import DEVICES, FWD_TOL, GRAD_TOL, rel_error
+
+F64_TOL = 1e-12  # padded and reference are the same float64 math in another summation order
+
+LENGTHS = [1, 17, 250, 5, 64]  # T = 1, odd, mixed: most of the (B, T_max) padding is masked
+MS = [5, 0, 20, 1, 8]  # M_b = 0 included: a video with no representative gets (1 - w) x
+
+
+def _tensors(*shapes, seed, dtype=torch.float64, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=gen, dtype=torch.float64).to(device, dtype) for shape in shapes]
+
+
+def _grads(fn, impl, inputs, grad):
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    out = fn(*leaves, impl=impl)
+    out.backward(grad)
+    return [out.detach()] + [leaf.grad for leaf in leaves]
+
+
+OPS = {  # name: (op with its packed offsets bound, input shapes for D)
+    "em_shared_mu0": (lambda x, mu0, impl: em_attention(x, CU, mu0, impl=impl), lambda d: [(sum(LENGTHS), d), (8, d)]),
+    "em_per_video_mu0": (lambda x, mu0, impl: em_attention(x, CU, mu0, iters=3, tau=2.0, impl=impl),
+                         lambda d: [(sum(LENGTHS), d), (len(LENGTHS), 8, d)]),
+    "random_walk": (lambda x, y, impl: random_walk(x, CU, y, YCU, w=0.5, impl=impl), lambda d: [(sum(LENGTHS), d), (sum(MS), d)]),
+    "segment_matmul": (lambda w, x, impl: segment_matmul(w, x, CU, impl=impl), lambda d: [(sum(LENGTHS), 21), (sum(LENGTHS), d)]),
+}
+CU, YCU = cu_seqlens_from_lengths(LENGTHS), cu_seqlens_from_lengths(MS)
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_float64_equals_reference(name):
+    fn, shapes = OPS[name]
+    inputs = _tensors(*shapes(33), seed=list(OPS).index(name))
+    ref_out = fn(*inputs, impl="reference")
+    (grad,) = _tensors(ref_out.shape, seed=7)
+    ref = _grads(fn, "reference", inputs, grad)
+    got = _grads(fn, "padded", inputs, grad)
+    for i, (a, b) in enumerate(zip(got, ref, strict=True)):
+        assert torch.isfinite(a).all(), f"output {i} has NaN/inf"
+        assert rel_error(a, b) <= F64_TOL, f"output {i}: {rel_error(a, b):.1e}"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", OPS)
+def test_float32_within_kernel_tolerances(name, device):
+    """The fp32 baseline is as accurate as the kernels are required to be (D = 2048, THUMOS14's width)."""
+    fn, shapes = OPS[name]
+    inputs = _tensors(*shapes(2048), seed=3)
+    (grad,) = _tensors(fn(*inputs, impl="reference").shape, seed=4)
+    ref = _grads(fn, "reference", inputs, grad)
+    got = _grads(fn, "padded", [t.to(device, torch.float32) for t in inputs], grad.to(device, torch.float32))
+    assert rel_error(got[0].cpu(), ref[0]) <= FWD_TOL
+    for a, b in zip(got[1:], ref[1:], strict=True):
+        assert rel_error(a.cpu(), b) <= GRAD_TOL
+
+
+def test_gradcheck():
+    lengths, ms = [1, 4, 3], [2, 0, 3]
+    cu, ycu = cu_seqlens_from_lengths(lengths), cu_seqlens_from_lengths(ms)
+    x, mu0, y, w = (t.requires_grad_() for t in _tensors((8, 5), (3, 5), (5, 5), (8, 4), seed=5))
+    assert torch.autograd.gradcheck(lambda x, mu0: em_attention(x, cu, mu0, impl="padded"), (x, mu0))
+    assert torch.autograd.gradcheck(lambda x, y: random_walk(x, cu, y, ycu, impl="padded"), (x, y))
+    assert torch.autograd.gradcheck(lambda w, x: segment_matmul(w, x, cu, impl="padded"), (w, x))
+
+
+def test_no_representative_anywhere():
+    """Every M_b = 0 (an empty y): X* = (1 - w) X, no NaN from softmaxes over nothing."""
+    (x,) = _tensors((sum(LENGTHS), 16), seed=6)
+    empty = cu_seqlens_from_lengths([0] * len(LENGTHS))
+    out = random_walk(x, CU, x[:0], empty, w=0.25, impl="padded")
+    assert torch.equal(out, 0.75 * x)
+
+
+def test_selected_by_impl_env_and_config(monkeypatch):
+    from rsnet.config import Config, validate
+
+    x, y = _tensors((sum(LENGTHS), 16), (sum(MS), 16), seed=8)
+    padded = random_walk(x, CU, y, YCU, impl="padded")
+    assert not torch.equal(padded, reference.random_walk(x, CU, y, YCU))  # another summation order: a real switch
+    monkeypatch.setenv("RS_KERNELS_IMPL", "padded")
+    assert torch.equal(random_walk(x, CU, y, YCU), padded)
+    validate(Config(ops="padded"))
+    with pytest.raises(ValueError, match="ops must be one of auto, triton, reference, padded"):
+        validate(Config(ops="dense"))
+
+
+def test_model_compiles_with_padded_ops():
+    """``torch.compile(model, dynamic=True)`` with ops=padded (bench/train_speed.py's compiled
+    baseline) runs batches of new lengths and equals eager: the host-offset reads stay out of the
+    graphs (an inductor failure on their symbolic ints once broke this mode)."""
+    from rsnet.config import Config
+    from rsnet.losses import rskp_loss
+    from rsnet.model import RSKP
+
+    torch.manual_seed(0)
+    model = RSKP(Config(feature_dim=16, embed_dim=12, ops="padded", dropout=0.0), 3)
+    compiled = torch.compile(model, dynamic=True)
+    gen = torch.Generator().manual_seed(9)
+    for lengths in ([3, 9, 1], [7, 2, 5], [4, 11, 6, 2]):
+        cu = cu_seqlens_from_lengths(lengths)
+        x = torch.randn(sum(lengths), 16, generator=gen).relu()
+        labels = torch.eye(3)[torch.arange(len(lengths)) % 3]
+        results = []
+        for fn in (model, compiled):
+            loss = rskp_loss(fn(x, cu), labels, cu, model.cfg, after_warmup=False).total
+            results.append((loss.detach(), torch.autograd.grad(loss, list(model.parameters()))))
+        (loss, grads), (loss_c, grads_c) = results
+        assert rel_error(loss_c, loss) <= 1e-5
+        for g, gc in zip(grads, grads_c, strict=True):
+            assert torch.isfinite(gc).all() and rel_error(gc, g) <= 1e-4
