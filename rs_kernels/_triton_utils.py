@@ -36,6 +36,8 @@ from torch import Tensor
 from . import varlen
 from .reference import MASS_EPS, NORM_EPS  # noqa: F401  (MASS_EPS: for the ops' host-side algebra)
 
+_KERNEL_NORM_EPS = tl.constexpr(NORM_EPS)  # the reference's guard, as a constant the kernels can read
+
 # Rows per program. A program reads its block of x twice (scores, then Z^T x): the second read
 # should hit L2, which favours small blocks; every block writes a C x D partial row, which favours
 # large ones. RS_KERNELS_BLOCK_T (16, 32, 64, 128) overrides it for tuning; results depend on it
@@ -155,7 +157,7 @@ def _cosine(dot, xx, cc, tau):
     """S = tau <c, x> / ((|x| + eps)(|c| + eps)) = tau n(c) n(x)^T, and the norms."""
     r = tl.sqrt(xx)
     s = tl.sqrt(cc)
-    scores = dot * tau / ((r + 1e-9)[:, None] * (s + 1e-9)[None, :])
+    scores = dot * tau / ((r + _KERNEL_NORM_EPS)[:, None] * (s + _KERNEL_NORM_EPS)[None, :])
     return scores, r, s
 
 
@@ -198,9 +200,9 @@ def _score_grad(z, dz, scores, r, s, tau):
     Returns Cy, alpha and this block's part of beta.
     """
     ds = z * (dz - tl.sum(z * dz, 1)[:, None])
-    cy = ds * tau / ((r + 1e-9)[:, None] * (s + 1e-9)[None, :])
+    cy = ds * tau / ((r + _KERNEL_NORM_EPS)[:, None] * (s + _KERNEL_NORM_EPS)[None, :])
     dss = ds * scores
-    den = r * (r + 1e-9)
+    den = r * (r + _KERNEL_NORM_EPS)
     alpha = tl.sum(dss, 1) / tl.where(r > 0, den, 1.0)
     beta = tl.sum(dss, 0)
     return cy, alpha, beta
