@@ -93,7 +93,7 @@ cat "$out/kernels.txt" 2>/dev/null | grep -v '^\.\.\. ' | tail -n 40
 # the official-style epoch (~4-5 s per phase) is timed once, the batched ones 5 times; no torch.compile here
 # (its compile alone takes ~2 minutes: run bench/train_speed.py --modes compiled apart)
 stage "training speed (bench/train_speed.py)" 90 10 train_speed.txt \
-  "$py" bench/train_speed.py --modes official,reference,triton,triton-host --json "$out/train_speed.json"
+  "$py" bench/train_speed.py --modes official,reference,padded,triton,triton-host --json "$out/train_speed.json"
 grep -v '^\.\.\. ' "$out/train_speed.txt" 2>/dev/null | tail -n 40
 
 stage "memory bank (bench/membank.py)" 20 0 membank.txt "$py" bench/membank.py --device all

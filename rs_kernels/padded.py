@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .reference import MASS_EPS, l2_normalize
-from .varlen import host_seqlens, pad, unpad
+from .varlen import max_seqlen, pad, seqlens, unpad
 
 
 def solve_walk_system(r: Tensor, b: Tensor) -> Tensor:
@@ -35,9 +35,8 @@ def solve_walk_system(r: Tensor, b: Tensor) -> Tensor:
 
 def padded_with_mask(values: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
     """(B, L_max, ...) zero-padded rows and the (B, L_max) mask of the real ones."""
-    lengths = host_seqlens(cu_seqlens)
-    width = max(lengths)
-    mask = torch.arange(width, device=values.device) < torch.tensor(lengths, device=values.device).unsqueeze(1)
+    width = max_seqlen(cu_seqlens)
+    mask = torch.arange(width, device=values.device) < seqlens(cu_seqlens).unsqueeze(1)
     return pad(values, cu_seqlens, width), mask
 
 
@@ -86,5 +85,5 @@ def random_walk(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, 
 
 def segment_matmul(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> Tensor:
     """(B, C, D): w_b^T x_b for each video b, one batched product over the padded videos."""
-    width = max(host_seqlens(cu_seqlens))
+    width = max_seqlen(cu_seqlens)
     return pad(w, cu_seqlens, width).transpose(1, 2) @ pad(x, cu_seqlens, width)

@@ -82,6 +82,12 @@ def host_seqlens(cu_seqlens: Tensor) -> list[int]:
     return _lengths(host_offsets(cu_seqlens))
 
 
+@torch.compiler.disable
+def max_seqlen(cu_seqlens: Tensor) -> int:
+    """The longest sequence's length (the width of a padded copy), from the host offsets."""
+    return max(host_seqlens(cu_seqlens))
+
+
 def _lengths(offsets: tuple[int, ...]) -> list[int]:
     return [end - start for start, end in zip(offsets, offsets[1:])]
 

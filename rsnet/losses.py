@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from rs_kernels.varlen import host_seqlens, pad, segment_sum, seqlens
+from rs_kernels.varlen import max_seqlen, pad, segment_sum, seqlens
 
 from .config import Config
 from .model import RSKPOutput
@@ -33,7 +33,7 @@ def normalized_cross_entropy(p: Tensor, target: Tensor) -> Tensor:
 
 def _padded(values: Tensor, cu_seqlens: Tensor, fill: float) -> Tensor:
     """(B, T_max) copy of a per-snippet vector, padded with ``fill``: cheap, unlike padding x."""
-    return pad(values, cu_seqlens, max(host_seqlens(cu_seqlens)), fill)
+    return pad(values, cu_seqlens, max_seqlen(cu_seqlens), fill)
 
 
 def attention_normalization_loss(attention: Tensor, cu_seqlens: Tensor) -> Tensor:
