@@ -28,8 +28,11 @@ def solve_walk_system(r: Tensor, b: Tensor) -> Tensor:
 
     R = I - w^2 G is never singular: row m of G = H / (c + eps) sums to c_m / (c_m + eps) < 1
     (each snippet's assignments sum to 1) and 0 <= w < 1, so R is strictly diagonally dominant
-    (and R = I on the padded rows).
+    (and R = I on the padded rows). Half-precision systems are solved in float32: LAPACK and
+    cuSOLVER have no half-precision LU.
     """
+    if r.dtype in (torch.float16, torch.bfloat16):
+        return torch.linalg.solve_ex(r.float(), b.float()).result.to(b.dtype)
     return torch.linalg.solve_ex(r, b).result
 
 
@@ -40,12 +43,18 @@ def padded_with_mask(values: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor
     return pad(values, cu_seqlens, width), mask
 
 
+def _normalized(v: Tensor, mask: Tensor) -> Tensor:
+    """n(v), zero on the padded rows: there n(0) is 0/0 in float16, whose eps rounds to 0, and a NaN
+    row would reach the real ones through the scores' product (forward and backward)."""
+    return l2_normalize(v).masked_fill(~mask.unsqueeze(-1), 0.0)
+
+
 def _assignments(x: Tensor, x_mask: Tensor, centres: Tensor, centre_mask: Tensor, tau: float) -> Tensor:
     """Z (B, M, T): softmax over each video's own centres, zero on padded centres and snippets.
 
     Padded centres get the dtype's lowest score rather than -inf, so a video without any centre
     gets a finite uniform softmax, which the mask then zeroes (no NaN, forward or backward)."""
-    scores = tau * l2_normalize(centres) @ l2_normalize(x).transpose(1, 2)
+    scores = tau * _normalized(centres, centre_mask) @ _normalized(x, x_mask).transpose(1, 2)
     scores = scores.masked_fill(~centre_mask.unsqueeze(-1), torch.finfo(scores.dtype).min)
     return torch.softmax(scores, dim=1) * (centre_mask.unsqueeze(-1) & x_mask.unsqueeze(1))
 
@@ -57,13 +66,14 @@ def em_attention_padded(xp: Tensor, x_mask: Tensor, mu0: Tensor, iters: int, tau
     for _ in range(iters):
         z = _assignments(xp, x_mask, mu, centre_mask, tau)
         mu = (z @ xp) / (z.sum(dim=2, keepdim=True) + MASS_EPS)
-    return mu.contiguous()  # a copy of mu0 when iters = 0, like the other implementations
+    return mu if iters else mu.clone(memory_format=torch.contiguous_format)  # a copy of mu0, as the others
 
 
 def random_walk_padded(xp: Tensor, x_mask: Tensor, yp: Tensor, y_mask: Tensor, w: float, tau: float) -> Tensor:
     """X* (B, T_max, D) of padded videos toward padded representatives yp (B, M_max, D), y_mask (B, M_max)."""
     z = _assignments(xp, x_mask, yp, y_mask, tau)  # (B, M, T)
-    n = z / (z.sum(dim=2, keepdim=True) + MASS_EPS)
+    mass = z.sum(dim=2, keepdim=True)
+    n = z / torch.where(mass > 0, mass + MASS_EPS, 1.0)  # padded centres: 0, not 0/0 (float16's eps is 0)
     g = n @ z.transpose(1, 2)  # (B, M, M)
     q = n @ xp  # (B, M, D)
     eye = torch.eye(yp.shape[1], dtype=xp.dtype, device=xp.device)
