@@ -71,13 +71,13 @@ def _step(cfg, model, bank, batch, inter: bool):
     return terms
 
 
-@pytest.mark.parametrize("ops", ["reference", "triton"])
+@pytest.mark.parametrize("ops", ["reference", "padded", "triton"])
 def test_a_warmup_step_reads_nothing_back(count_reads, ops):
     _step(*_setup(ops, "cpu"), inter=False)
     assert count_reads == []
 
 
-@pytest.mark.parametrize("ops", ["reference", "triton"])
+@pytest.mark.parametrize("ops", ["reference", "padded", "triton"])
 def test_an_inter_video_step_reads_only_the_bank_offsets(count_reads, ops):
     _step(*_setup(ops, "cpu"), inter=True)
     assert len(count_reads) == 1 and "rs_kernels/varlen.py" in count_reads[0], count_reads
