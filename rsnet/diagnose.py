@@ -20,12 +20,8 @@ from rs_kernels import reference
 from rs_kernels.varlen import split
 
 from . import checkpoint
-from .config import Config
+from .config import Config, apply_overrides
 from .train import Trainer, load_dataset
-
-
-def _config(saved: dict) -> Config:
-    return Config(**{k: tuple(v) if k == "betas" else v for k, v in saved.items()})
 
 
 @torch.no_grad()
@@ -70,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     state = checkpoint.load(args.checkpoint)
-    cfg = dataclasses.replace(_config(state["config"]), device=args.device)
+    cfg = dataclasses.replace(apply_overrides(Config(), state["config"], args.checkpoint), device=args.device)
     if not cfg.intra:
         parser.error("the run has no intra-video branch (--no-intra): nothing to diagnose")
     trainer = Trainer(cfg, load_dataset(cfg), torch.device(args.device))

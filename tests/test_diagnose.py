@@ -25,3 +25,18 @@ def test_diagnose_refuses_a_run_without_the_intra_branch(tmp_path):
                      lenient=True, device="cpu", intra=False, pseudo_label=False, memory_bank=False))
     with pytest.raises(SystemExit):
         diagnose.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt")])
+
+
+def test_identical_centres_give_exactly_uniform_assignments(tmp_path):
+    """With every mu0 row the same, EM keeps the K centres equal: each snippet's assignment is 1/K
+    to each, so the largest is 1/K and the normalized entropy 1 (the statistics' two bounds)."""
+    import torch
+
+    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
+    cfg = Config(data_root=str(root), embed_dim=48, lenient=True, device="cpu")
+    trainer = train.Trainer(cfg, train.load_dataset(cfg), torch.device("cpu"))
+    with torch.no_grad():
+        trainer.model.mu0.copy_(trainer.model.mu0[:1].expand_as(trainer.model.mu0))
+    stats = diagnose.assignment_statistics(trainer)
+    assert stats["largest_assignment"] == pytest.approx(1 / cfg.n_representatives, abs=1e-6)
+    assert stats["normalized_entropy"] == pytest.approx(1.0, abs=1e-6)
