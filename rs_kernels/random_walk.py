@@ -60,7 +60,7 @@ def _stats_shapes(n, d, batch, max_m):
 @torch.library.custom_op("rs_kernels::random_walk_fwd", mutates_args=())
 def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, max_m: int, w: float,
                     tau: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(x* (N, D), and for the backward: Z (N, max_m), c (B, max_m), H (B, max_m, max_m), P, U (B, max_m, D)).
+    """(x* (N, D), and for the backward: Z (N, max_m), c (B, max_m), G (B, max_m, max_m), Q, W, U (B, max_m, D)).
 
     max_m >= max_b M_b (like flash-attention's max_seqlen) fixes the padded size of the solve.
     """
