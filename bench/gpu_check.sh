@@ -91,7 +91,7 @@ stage "kernels (bench/kernels.py)" 90 55 kernels.txt \
 cat "$out/kernels.txt" 2>/dev/null | grep -v '^\.\.\. ' | tail -n 40
 
 # the official-style epoch (~4-5 s per phase) is timed once, the batched ones 5 times; no torch.compile here
-# (its compile alone takes ~2 minutes: run bench/train_speed.py --modes compiled apart)
+# (the issue measured 110 s of compiling for the padded model on an H200: run bench/train_speed.py --modes compiled apart)
 stage "training speed (bench/train_speed.py)" 90 10 train_speed.txt \
   "$py" bench/train_speed.py --modes official,reference,padded,triton,triton-host --json "$out/train_speed.json"
 grep -v '^\.\.\. ' "$out/train_speed.txt" 2>/dev/null | tail -n 40

@@ -41,8 +41,9 @@ checkpoint per epoch) on these data in the fast mode (triton; reference on CPU) 
                               [--precision fp32,tf32,bf16] [--repeats N] [--no-test] [--full]
                               [--json PATH|-] [--summary-from JSON...]
 
-On CPU the default is a reduced size (``--scale``, printed) and no ``compiled`` mode (its compile
-alone takes minutes on a 2-core machine): meant for a GPU (``bench/gpu_check.sh``).
+On CPU the default is a reduced size (``--scale``, printed) and no ``compiled`` mode (its warm-up
+epochs, until nothing new compiles, add about a minute per phase on a 2-core machine): meant for a
+GPU (``bench/gpu_check.sh``).
 """
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ from rsnet.data import DATASETS, Annotations, WTALCDataset, load_annotations  # 
 from rsnet.evaluate import detections, evaluate  # noqa: E402
 from rsnet.inference import predict_split  # noqa: E402
 from rsnet.model import RSKP  # noqa: E402
+from rs_kernels.varlen import host_seqlens  # noqa: E402
 
 ANNOTATIONS = ROOT.parent / "shared" / "data" / "Thumos14reduced-Annotations"
 DATASET = "Thumos14reduced"
@@ -324,7 +326,8 @@ def new_trainer(cfg: Config, dataset, device, seed: int) -> train.Trainer:
 def bench_training(b: Bench, mode: str, precision: str, cfg: Config, dataset, device, phases, reps: int):
     """Rows of one batched mode, per phase: warm-up epoch(s), then ``reps`` timed epochs."""
     trainer = new_trainer(mode_config(cfg, mode, precision), dataset, device, b.args.seed)
-    note = BF16_NOTE if precision == "bf16" else ""
+    note = "; ".join(filter(None, [BF16_NOTE if precision == "bf16" else "",
+                                   padding_note(trainer, 0) if trainer.cfg.ops == "padded" else ""]))
     if mode == "compiled":
         trainer.model = torch.compile(trainer.model, dynamic=True)
     with matmul_precision(precision):
@@ -362,6 +365,17 @@ def bench_training(b: Bench, mode: str, precision: str, cfg: Config, dataset, de
                 if mode == "compiled":
                     break
     return trainer
+
+
+def padding_note(trainer: train.Trainer, epoch: int) -> str:
+    """How many times its real snippets a step holds once padded to its longest video (B T_max / N),
+    over the steps of one epoch: the waste the padded modes pay."""
+    factors = []
+    for batch in trainer.dataset.train_batches(epoch, trainer.cfg.seed, trainer.cfg.videos_per_step):
+        lengths = host_seqlens(batch.cu_seqlens)
+        factors.append(len(lengths) * max(lengths) / sum(lengths))
+    return (f"padded steps hold {statistics.mean(factors):.1f}x their real snippets "
+            f"({min(factors):.1f}-{max(factors):.1f} over the epoch's {len(factors)} steps)")
 
 
 def steps_per_epoch(trainer: train.Trainer) -> int:
@@ -625,7 +639,7 @@ def main(argv=None) -> int:
                              "run on CUDA")
         if "compiled" in modes and args.modes is None:
             modes.remove("compiled")
-            notes.append("compiled: skipped by default on CPU (compiling took 1-3 minutes on this 2-core machine); "
+            notes.append("compiled: skipped by default on CPU (its warm-up epochs add about a minute per phase); "
                          "ask for it with --modes ...,compiled")
     precisions = [p for p in args.precision.split(",") if p]
     if set(precisions) - {"fp32", "tf32", "bf16"}:
