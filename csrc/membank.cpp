@@ -405,8 +405,9 @@ at::Tensor membank_momentum_read_meta(const at::Tensor& bank, const at::Tensor& 
 
 TORCH_LIBRARY(rs_kernels, m) {
   // membank_gather's output row count depends on the data, which only a Python fake kernel can
-  // express (an unbacked size): its fake kernel is in rs_kernels/membank.py, and it makes its
-  // checks by calling membank_gather_check. The other ops have Meta kernels here.
+  // express (an unbacked size): rs_kernels.membank.load_extension registers it when it loads this
+  // library, and it makes its checks by calling membank_gather_check. The other ops have Meta
+  // kernels here.
   m.set_python_module("rs_kernels.membank");
   // membank_gather returns its offsets on the host (CPU) whatever the bank's device: it must read
   // them to size its output, and the caller needs them there (rs_kernels.membank moves a copy).

@@ -7,8 +7,9 @@
 // the kernels equal it bit for bit.
 //
 // The checks below are the only ones: the metadata checks run in the CPU, CUDA and Meta kernels
-// alike (the Meta kernels are what FakeTensorMode and torch.compile run), so a traced call fails
-// as an eager one does. They read sizes as SymInts, so they also run on symbolic shapes. Value
+// alike (membank_gather's Python fake kernel reaches its check through the op
+// membank_gather_check); FakeTensorMode and torch.compile run those, so a traced call fails as an
+// eager one does. They read sizes as SymInts, so they also run on symbolic shapes. Value
 // checks (NaN scores, 0/1 labels, count and index ranges) read the data: the real kernels alone
 // make them, and on CUDA they cost one sync.
 #pragma once
