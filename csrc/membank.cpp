@@ -1,4 +1,4 @@
-// rs_kernels memory-bank extension: op schemas, argument checks and the CPU kernels.
+// rs_kernels memory-bank extension: op schemas, argument checks, the CPU and the Meta kernels.
 //
 // The CPU kernels are meant to read as a second reference: one loop over classes (or videos, or
 // bank positions) under at::parallel_for, each iteration touching only its own output, so they
@@ -19,6 +19,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 namespace rs_kernels {
@@ -27,75 +28,87 @@ namespace rs_kernels {
 // Checks
 // ================================================================================================
 
-void check_bank_meta(const at::Tensor& bank, const at::Tensor& count) {
-  TORCH_CHECK(bank.dim() == 3, "membank: bank must be (C, S, D); got shape ", bank.sizes());
-  TORCH_CHECK(at::isFloatingType(bank.scalar_type()), "membank: bank must be floating point; got ",
-              bank.scalar_type());
-  TORCH_CHECK(count.dim() == 1 && count.size(0) == bank.size(0), "membank: count must be (C,) with C = ",
-              bank.size(0), " (bank.size(0)); got shape ", count.sizes());
-  TORCH_CHECK(count.scalar_type() == at::kLong, "membank: count must be int64; got ", count.scalar_type());
-  TORCH_CHECK(count.device() == bank.device(), "membank: count is on ", count.device(), " but bank is on ",
+namespace {
+// Sizes are read as SymInts (sym_size, sym_sizes) so that the same checks run on the symbolic
+// shapes of a torch.compile trace; a comparison of SymInts guards on its result there.
+void check_same_device(const char* name, const at::Tensor& t, const at::Tensor& bank) {
+  TORCH_CHECK(t.device() == bank.device(), "membank: ", name, " is on ", t.device(), " but bank is on ",
               bank.device());
 }
 
-void check_labels_meta(const at::Tensor& labels, const at::Tensor& bank, int64_t n_class, int64_t batch) {
-  TORCH_CHECK(labels.dim() == 2 && labels.size(1) == n_class, "membank: labels must be (B, C) with C = ",
-              n_class, " (bank.size(0)); got shape ", labels.sizes());
-  TORCH_CHECK(batch < 0 || labels.size(0) == batch, "membank: labels must be (B, C) with B = ", batch,
-              " (cand.size(0)); got shape ", labels.sizes());
+void check_bank(const at::Tensor& bank, const at::Tensor& count) {
+  TORCH_CHECK(bank.dim() == 3, "membank: bank must be (C, S, D); got shape ", bank.sym_sizes());
+  TORCH_CHECK(at::isFloatingType(bank.scalar_type()), "membank: bank must be floating point; got ",
+              bank.scalar_type());
+  TORCH_CHECK(count.dim() == 1 && count.sym_size(0) == bank.sym_size(0), "membank: count must be (C,) with C = ",
+              bank.sym_size(0), " (bank.size(0)); got shape ", count.sym_sizes());
+  TORCH_CHECK(count.scalar_type() == at::kLong, "membank: count must be int64; got ", count.scalar_type());
+  check_same_device("count", count, bank);
+}
+
+// batch: the B that labels must have (cand.size(0)), if another argument sets it.
+void check_labels(const at::Tensor& labels, const at::Tensor& bank, const std::optional<c10::SymInt>& batch) {
+  const c10::SymInt n_class = bank.sym_size(0);
+  TORCH_CHECK(labels.dim() == 2 && labels.sym_size(1) == n_class, "membank: labels must be (B, C) with C = ",
+              n_class, " (bank.size(0)); got shape ", labels.sym_sizes());
+  TORCH_CHECK(!batch || labels.sym_size(0) == *batch, "membank: labels must be (B, C) with B = ", batch.value_or(-1),
+              " (cand.size(0)); got shape ", labels.sym_sizes());
   TORCH_CHECK(!at::isComplexType(labels.scalar_type()), "membank: labels must be bool (or hold only 0 and 1); got ",
               labels.scalar_type());
-  TORCH_CHECK(labels.device() == bank.device(), "membank: labels is on ", labels.device(), " but bank is on ",
-              bank.device());
+  check_same_device("labels", labels, bank);
+}
+}  // namespace
+
+void check_gather_meta(const at::Tensor& bank, const at::Tensor& count, const at::Tensor& labels) {
+  check_bank(bank, count);
+  check_labels(labels, bank, std::nullopt);
 }
 
 void check_insert_meta(const at::Tensor& bank, const at::Tensor& scores, const at::Tensor& count,
                        const at::Tensor& cand, const at::Tensor& cand_scores, const at::Tensor& labels) {
-  check_bank_meta(bank, count);
-  const int64_t n_class = bank.size(0), slots = bank.size(1), dim = bank.size(2);
-  TORCH_CHECK(scores.dim() == 2 && scores.size(0) == n_class && scores.size(1) == slots,
-              "membank: scores must be (C, S) = (", n_class, ", ", slots, ") like bank; got shape ", scores.sizes());
+  check_bank(bank, count);
+  const c10::SymInt n_class = bank.sym_size(0), slots = bank.sym_size(1), dim = bank.sym_size(2);
+  TORCH_CHECK(scores.dim() == 2 && scores.sym_size(0) == n_class && scores.sym_size(1) == slots,
+              "membank: scores must be (C, S) = (", n_class, ", ", slots, ") like bank; got shape ",
+              scores.sym_sizes());
   TORCH_CHECK(at::isFloatingType(scores.scalar_type()), "membank: scores must be floating point; got ",
               scores.scalar_type());
-  TORCH_CHECK(scores.device() == bank.device(), "membank: scores is on ", scores.device(), " but bank is on ",
-              bank.device());
-  TORCH_CHECK(cand.dim() == 3 && cand.size(2) == dim, "membank: cand must be (B, K, D) with D = ", dim,
-              " (bank.size(2)); got shape ", cand.sizes());
+  check_same_device("scores", scores, bank);
+  TORCH_CHECK(cand.dim() == 3 && cand.sym_size(2) == dim, "membank: cand must be (B, K, D) with D = ", dim,
+              " (bank.size(2)); got shape ", cand.sym_sizes());
   TORCH_CHECK(cand.scalar_type() == bank.scalar_type(), "membank: cand has dtype ", cand.scalar_type(),
               " but bank has ", bank.scalar_type());
-  TORCH_CHECK(cand.device() == bank.device(), "membank: cand is on ", cand.device(), " but bank is on ",
-              bank.device());
-  const int64_t batch = cand.size(0), k = cand.size(1);
-  TORCH_CHECK(cand_scores.dim() == 3 && cand_scores.size(0) == batch && cand_scores.size(1) == k &&
-                  cand_scores.size(2) == n_class,
+  check_same_device("cand", cand, bank);
+  const c10::SymInt batch = cand.sym_size(0), k = cand.sym_size(1);
+  TORCH_CHECK(cand_scores.dim() == 3 && cand_scores.sym_size(0) == batch && cand_scores.sym_size(1) == k &&
+                  cand_scores.sym_size(2) == n_class,
               "membank: cand_scores must be (B, K, C) = (", batch, ", ", k, ", ", n_class, "); got shape ",
-              cand_scores.sizes());
+              cand_scores.sym_sizes());
   TORCH_CHECK(cand_scores.scalar_type() == scores.scalar_type(), "membank: cand_scores has dtype ",
               cand_scores.scalar_type(), " but scores has ", scores.scalar_type());
-  TORCH_CHECK(cand_scores.device() == bank.device(), "membank: cand_scores is on ", cand_scores.device(),
-              " but bank is on ", bank.device());
-  check_labels_meta(labels, bank, n_class, batch);
+  check_same_device("cand_scores", cand_scores, bank);
+  check_labels(labels, bank, batch);
 }
 
-void check_momentum_meta(const at::Tensor& bank, const at::Tensor& index, const at::Tensor* cand, double m) {
-  TORCH_CHECK(bank.dim() == 3, "membank: bank must be (V, K, D); got shape ", bank.sizes());
+void check_momentum_read_meta(const at::Tensor& bank, const at::Tensor& index) {
+  TORCH_CHECK(bank.dim() == 3, "membank: bank must be (V, K, D); got shape ", bank.sym_sizes());
   TORCH_CHECK(at::isFloatingType(bank.scalar_type()), "membank: bank must be floating point; got ",
               bank.scalar_type());
-  TORCH_CHECK(index.dim() == 1, "membank: index must be (B,); got shape ", index.sizes());
+  TORCH_CHECK(index.dim() == 1, "membank: index must be (B,); got shape ", index.sym_sizes());
   TORCH_CHECK(index.scalar_type() == at::kLong, "membank: index must be int64; got ", index.scalar_type());
-  TORCH_CHECK(index.device() == bank.device(), "membank: index is on ", index.device(), " but bank is on ",
-              bank.device());
-  if (cand != nullptr) {
-    TORCH_CHECK(cand->dim() == 3 && cand->size(0) == index.size(0) && cand->size(1) == bank.size(1) &&
-                    cand->size(2) == bank.size(2),
-                "membank: cand must be (B, K, D) = (", index.size(0), ", ", bank.size(1), ", ", bank.size(2),
-                "); got shape ", cand->sizes());
-    TORCH_CHECK(cand->scalar_type() == bank.scalar_type(), "membank: cand has dtype ", cand->scalar_type(),
-                " but bank has ", bank.scalar_type());
-    TORCH_CHECK(cand->device() == bank.device(), "membank: cand is on ", cand->device(), " but bank is on ",
-                bank.device());
-    TORCH_CHECK(std::isfinite(m) && m >= 0.0 && m <= 1.0, "membank: momentum m must be in [0, 1]; got ", m);
-  }
+  check_same_device("index", index, bank);
+}
+
+void check_momentum_meta(const at::Tensor& bank, const at::Tensor& index, const at::Tensor& cand, double m) {
+  check_momentum_read_meta(bank, index);
+  TORCH_CHECK(cand.dim() == 3 && cand.sym_size(0) == index.sym_size(0) && cand.sym_size(1) == bank.sym_size(1) &&
+                  cand.sym_size(2) == bank.sym_size(2),
+              "membank: cand must be (B, K, D) = (", index.sym_size(0), ", ", bank.sym_size(1), ", ",
+              bank.sym_size(2), "); got shape ", cand.sym_sizes());
+  TORCH_CHECK(cand.scalar_type() == bank.scalar_type(), "membank: cand has dtype ", cand.scalar_type(),
+              " but bank has ", bank.scalar_type());
+  check_same_device("cand", cand, bank);
+  TORCH_CHECK(std::isfinite(m) && m >= 0.0 && m <= 1.0, "membank: momentum m must be in [0, 1]; got ", m);
 }
 
 namespace {
@@ -168,7 +181,7 @@ void write_back(at::Tensor& arg, const at::Tensor& work) {
 }
 
 MomentumInputs momentum_inputs(const at::Tensor& bank, const at::Tensor& index, const at::Tensor& cand, double m) {
-  check_momentum_meta(bank, index, &cand, m);
+  check_momentum_meta(bank, index, cand, m);
   check_index_values(index, bank.size(0));
   return {bank.contiguous(), index.contiguous(), cand.contiguous(), index.size(0), bank.size(1) * bank.size(2)};
 }
@@ -181,8 +194,7 @@ int64_t grain_for(int64_t elems_per_item) {
 
 std::tuple<at::Tensor, at::Tensor> membank_gather_cpu(const at::Tensor& bank_in, const at::Tensor& count_in,
                                                       const at::Tensor& labels_in) {
-  check_bank_meta(bank_in, count_in);
-  check_labels_meta(labels_in, bank_in, bank_in.size(0), -1);
+  check_gather_meta(bank_in, count_in, labels_in);
   const int64_t n_class = bank_in.size(0), slots = bank_in.size(1), dim = bank_in.size(2);
   check_count_values(count_in, slots);
   const auto bank = bank_in.contiguous();
@@ -347,7 +359,7 @@ void membank_momentum_cpu(at::Tensor& bank_arg, const at::Tensor& index_in, cons
 }
 
 at::Tensor membank_momentum_read_cpu(const at::Tensor& bank_in, const at::Tensor& index_in) {
-  check_momentum_meta(bank_in, index_in, nullptr, 0.0);
+  check_momentum_read_meta(bank_in, index_in);
   check_index_values(index_in, bank_in.size(0));
   const auto bank = bank_in.contiguous();
   const auto index = index_in.contiguous();
@@ -364,18 +376,43 @@ at::Tensor membank_momentum_read_cpu(const at::Tensor& bank_in, const at::Tensor
   return out;
 }
 
+// ================================================================================================
+// Meta kernels: the metadata checks and the outputs' metadata, no data. FakeTensorMode and
+// torch.compile run these, so a traced call fails with the messages of an eager one.
+// ================================================================================================
+
+namespace {
+void membank_insert_topk_meta(at::Tensor& bank, at::Tensor& scores, at::Tensor& count, const at::Tensor& cand,
+                              const at::Tensor& cand_scores, const at::Tensor& labels) {
+  check_insert_meta(bank, scores, count, cand, cand_scores, labels);
+}
+
+void membank_momentum_meta(at::Tensor& bank, const at::Tensor& index, const at::Tensor& cand, double m) {
+  check_momentum_meta(bank, index, cand, m);
+}
+
+at::Tensor membank_momentum_read_meta(const at::Tensor& bank, const at::Tensor& index) {
+  check_momentum_read_meta(bank, index);
+  return at::empty_symint({index.sym_size(0), bank.sym_size(1), bank.sym_size(2)}, bank.options());
+}
+}  // namespace
+
 }  // namespace rs_kernels
 
 // ================================================================================================
-// Registration: schema first; CPU kernels here, CUDA kernels in cuda/membank_cuda.cu.
+// Registration: schema first; CPU and Meta kernels here, CUDA kernels in cuda/membank_cuda.cu.
 // ================================================================================================
 
 TORCH_LIBRARY(rs_kernels, m) {
-  // Fake (meta) kernels live in Python, in rs_kernels/membank.py.
+  // membank_gather's output row count depends on the data, which only a Python fake kernel can
+  // express (an unbacked size): rs_kernels.membank.load_extension registers it when it loads this
+  // library, and it makes its checks by calling membank_gather_check. The other ops have Meta
+  // kernels here.
   m.set_python_module("rs_kernels.membank");
   // membank_gather returns its offsets on the host (CPU) whatever the bank's device: it must read
   // them to size its output, and the caller needs them there (rs_kernels.membank moves a copy).
   m.def("membank_gather(Tensor bank, Tensor count, Tensor labels) -> (Tensor, Tensor)");
+  m.def("membank_gather_check(Tensor bank, Tensor count, Tensor labels) -> ()");
   m.def(
       "membank_insert_topk_(Tensor(a!) bank, Tensor(b!) scores, Tensor(c!) count, Tensor cand, Tensor cand_scores, "
       "Tensor labels) -> ()");
@@ -390,10 +427,22 @@ TORCH_LIBRARY_IMPL(rs_kernels, CPU, m) {
   m.impl("membank_momentum_read", &rs_kernels::membank_momentum_read_cpu);
 }
 
+TORCH_LIBRARY_IMPL(rs_kernels, Meta, m) {
+  m.impl("membank_insert_topk_", &rs_kernels::membank_insert_topk_meta);
+  m.impl("membank_momentum_", &rs_kernels::membank_momentum_meta);
+  m.impl("membank_momentum_read", &rs_kernels::membank_momentum_read_meta);
+}
+
+// Metadata only, so one kernel serves every device, meta and fake tensors included.
+TORCH_LIBRARY_IMPL(rs_kernels, CompositeExplicitAutograd, m) {
+  m.impl("membank_gather_check", &rs_kernels::check_gather_meta);
+}
+
 // The bank is state, not a function of parameters: no gradient flows through these ops. The
 // fallback makes that explicit (a backward through them raises) and keeps version counters right.
 TORCH_LIBRARY_IMPL(rs_kernels, Autograd, m) {
   m.impl("membank_gather", torch::autograd::autogradNotImplementedFallback());
+  m.impl("membank_gather_check", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_insert_topk_", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_momentum_", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_momentum_read", torch::autograd::autogradNotImplementedFallback());

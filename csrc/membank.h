@@ -1,4 +1,4 @@
-// rs_kernels memory-bank extension: shared declarations and argument checks (DESIGN §1, §3).
+// rs_kernels memory-bank extension: shared declarations and argument checks (docs/design.md).
 //
 // A class-wise bank is (C, S, D) rows with (C, S) scores and (C,) int64 fill counts: slots
 // 0..count-1 of a class are filled, in descending score order; unfilled slots hold zero rows and
@@ -6,9 +6,12 @@
 // momentum. The spec of every op is the matching `membank_*` function of rs_kernels/reference.py;
 // the kernels equal it bit for bit.
 //
-// The checks below run in the CPU and the CUDA kernels alike (the fake kernels of
-// rs_kernels/membank.py repeat the metadata ones with the same messages). Value checks (NaN
-// scores, 0/1 labels, count and index ranges) read the data: on CUDA they cost one sync.
+// The checks below are the only ones: the metadata checks run in the CPU, CUDA and Meta kernels
+// alike (membank_gather's Python fake kernel reaches its check through the op
+// membank_gather_check); FakeTensorMode and torch.compile run those, so a traced call fails as an
+// eager one does. They read sizes as SymInts, so they also run on symbolic shapes. Value
+// checks (NaN scores, 0/1 labels, count and index ranges) read the data: the real kernels alone
+// make them, and on CUDA they cost one sync.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -17,12 +20,12 @@
 
 namespace rs_kernels {
 
-// ---- metadata checks (shape, dtype, device): also done by the fake kernels ----------------------
-void check_bank_meta(const at::Tensor& bank, const at::Tensor& count);
-void check_labels_meta(const at::Tensor& labels, const at::Tensor& bank, int64_t n_class, int64_t batch);
+// ---- metadata checks (shape, dtype, device), one per op: also the Meta kernels' --------------------
+void check_gather_meta(const at::Tensor& bank, const at::Tensor& count, const at::Tensor& labels);
 void check_insert_meta(const at::Tensor& bank, const at::Tensor& scores, const at::Tensor& count,
                        const at::Tensor& cand, const at::Tensor& cand_scores, const at::Tensor& labels);
-void check_momentum_meta(const at::Tensor& bank, const at::Tensor& index, const at::Tensor* cand, double m);
+void check_momentum_meta(const at::Tensor& bank, const at::Tensor& index, const at::Tensor& cand, double m);
+void check_momentum_read_meta(const at::Tensor& bank, const at::Tensor& index);
 
 // ---- value checks (read the data) ---------------------------------------------------------------
 // Returns labels as a contiguous bool tensor, after checking that a non-bool one holds only 0 and 1.

@@ -1,5 +1,5 @@
 """rs_kernels: fused ops for representative-snippet models on packed variable-length videos."""
-from . import membank  # loads the csrc/ extension: registers torch.ops.rs_kernels.membank_*
+from . import membank  # its ops load the csrc/ extension on their first call, not this import
 from .em_attention import em_attention
 from .random_walk import random_walk
 from .segment_matmul import segment_matmul

@@ -1,9 +1,10 @@
-"""Memory-bank ops of the csrc/ extension (DESIGN §1 "Memory bank", §3): the Python face.
+"""Memory-bank ops of the csrc/ extension (docs/design.md, "Memory bank"): the Python face.
 
-The ops live in the compiled extension ``rs_kernels._C`` (C++ CPU kernels in ``csrc/``, CUDA
-kernels in ``csrc/cuda/``) and are registered as ``torch.ops.rs_kernels.membank_*``. This module
-loads them, gives each a fake kernel (so ``torch.compile`` and ``FakeTensorMode`` trace them) and
-wraps each in a typed function. The spec of each op is the function of the same name in
+The ops live in the compiled extension ``rs_kernels._C`` (C++ CPU and Meta kernels in ``csrc/``,
+CUDA kernels in ``csrc/cuda/``) and are registered as ``torch.ops.rs_kernels.membank_*`` when it
+loads. Importing this module does not load it; the first call of an op does (``load_extension``),
+so the rest of the package imports and runs where the extension is not built. This module wraps
+each op in a typed function. The spec of each is the function of the same name in
 ``rs_kernels.reference``; the kernels equal it bit for bit, so either module can stand in for the
 other::
 
@@ -14,11 +15,12 @@ Layout. A class-wise bank is ``bank`` (C, S, D) rows with ``scores`` (C, S) and 
 int64: slots ``0..count[c]-1`` of class c are filled, in descending score order; unfilled slots
 hold zero rows and zero scores. The per-video bank of the supplementary's Table 2 is (V, K, D).
 
-Checks. The C++ kernels check every argument (``TORCH_CHECK``: a ``RuntimeError`` naming it);
-the wrappers add nothing to them (a step's ops cost tens of microseconds). The fake kernels here
-repeat the metadata checks (shape, dtype, device) with the same messages; the value checks (NaN
-scores, 0/1 labels, fill counts in [0, S], video indices in [0, V)) need the data, so only the
-real kernels make them -- on CUDA that costs one sync a call.
+Checks. The C++ ops check every argument (``TORCH_CHECK``: a ``RuntimeError`` naming it), once,
+in ``csrc/membank.cpp``; nothing here restates them. The metadata checks (shape, dtype, device)
+run in the CPU, CUDA and Meta kernels alike, so ``FakeTensorMode`` and ``torch.compile`` raise
+what an eager call raises. The value checks (NaN scores, 0/1 labels, fill counts in [0, S], video
+indices in [0, V)) need the data, so only the real kernels make them -- on CUDA that costs one
+sync a call.
 
 Bit for bit: the reference multiplies each kept row by one and each dropped row by zero; the
 kernels copy kept rows and multiply dropped ones. That is the same bits for every value but a
@@ -31,131 +33,47 @@ machines; ``FORCE_CUDA=1`` and ``TORCH_CUDA_ARCH_LIST`` for the CUDA kernels).
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 from .varlen import offsets_to
 
-try:
-    from . import _C  # noqa: F401  (loading the library registers torch.ops.rs_kernels.membank_*)
-except (ImportError, OSError) as err:  # not built, or built against another torch
-    raise ImportError(
-        "rs_kernels.membank needs the compiled extension rs_kernels._C, which could not be loaded "
-        f"({err}). Build it from the repository root with `pip install -e .` (add MAX_JOBS=1 on small "
-        "machines, FORCE_CUDA=1 for the CUDA kernels), against the torch you run with."
-    ) from err
-
-__all__ = ["membank_gather", "membank_insert_topk_", "membank_momentum_", "membank_momentum_read"]
-
-_ops = torch.ops.rs_kernels
-
-# c10 spells dtypes this way in TORCH_CHECK messages; we do too, so both messages read the same.
-_C10_NAMES = {
-    torch.float16: "Half", torch.bfloat16: "BFloat16", torch.float32: "Float", torch.float64: "Double",
-    torch.uint8: "Byte", torch.int8: "Char", torch.int16: "Short", torch.int32: "Int", torch.int64: "Long",
-    torch.bool: "Bool", torch.complex64: "ComplexFloat", torch.complex128: "ComplexDouble",
-}
+__all__ = ["membank_gather", "membank_insert_topk_", "membank_momentum_", "membank_momentum_read", "load_extension"]
 
 
-def _name(dtype: torch.dtype) -> str:
-    return _C10_NAMES.get(dtype, str(dtype).removeprefix("torch."))
+@torch.compiler.assume_constant_result  # torch.compile runs it eagerly: no graph break, nothing traced
+def load_extension() -> None:
+    """Loads ``rs_kernels._C``, which registers ``torch.ops.rs_kernels.membank_*``; every op below calls it first.
+
+    Raises ImportError, saying how to build the extension, when it cannot be loaded.
+    """
+    _load_once()
 
 
-def _shape(t: Tensor) -> str:
-    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+@functools.cache  # the one piece of state: whether the extension is loaded (a failure is not cached)
+def _load_once() -> None:
+    try:
+        from . import _C  # noqa: F401  (loading the library registers the ops)
+    except (ImportError, OSError) as err:  # not built, or built against another torch
+        raise ImportError(
+            "rs_kernels.membank needs the compiled extension rs_kernels._C, which could not be loaded "
+            f"({err}). Build it from the repository root with `pip install -e .` (add MAX_JOBS=1 on small "
+            "machines, FORCE_CUDA=1 for the CUDA kernels), against the torch you run with."
+        ) from err
+    torch.library.register_fake("rs_kernels::membank_gather")(_membank_gather_fake)
 
 
-def _check(ok, *msg) -> None:
-    if not ok:
-        raise RuntimeError("membank: " + "".join(str(m) for m in msg))
-
-
-def _check_same_device(name: str, t: Tensor, bank: Tensor) -> None:
-    _check(t.device == bank.device, name, " is on ", t.device, " but bank is on ", bank.device)
-
-
-def _check_bank(bank: Tensor, count: Tensor) -> None:
-    _check(bank.dim() == 3, "bank must be (C, S, D); got shape ", _shape(bank))
-    _check(bank.dtype.is_floating_point, "bank must be floating point; got ", _name(bank.dtype))
-    _check(count.dim() == 1 and count.shape[0] == bank.shape[0], "count must be (C,) with C = ", bank.shape[0],
-           " (bank.size(0)); got shape ", _shape(count))
-    _check(count.dtype == torch.int64, "count must be int64; got ", _name(count.dtype))
-    _check_same_device("count", count, bank)
-
-
-def _check_labels(labels: Tensor, bank: Tensor, n_class: int, batch: int) -> None:
-    _check(labels.dim() == 2 and labels.shape[1] == n_class, "labels must be (B, C) with C = ", n_class,
-           " (bank.size(0)); got shape ", _shape(labels))
-    _check(batch < 0 or labels.shape[0] == batch, "labels must be (B, C) with B = ", batch,
-           " (cand.size(0)); got shape ", _shape(labels))
-    _check(not labels.dtype.is_complex, "labels must be bool (or hold only 0 and 1); got ", _name(labels.dtype))
-    _check_same_device("labels", labels, bank)
-
-
-def _check_insert(bank: Tensor, scores: Tensor, count: Tensor, cand: Tensor, cand_scores: Tensor,
-                  labels: Tensor) -> None:
-    _check_bank(bank, count)
-    n_class, slots, dim = bank.shape
-    _check(scores.dim() == 2 and scores.shape[0] == n_class and scores.shape[1] == slots,
-           "scores must be (C, S) = (", n_class, ", ", slots, ") like bank; got shape ", _shape(scores))
-    _check(scores.dtype.is_floating_point, "scores must be floating point; got ", _name(scores.dtype))
-    _check_same_device("scores", scores, bank)
-    _check(cand.dim() == 3 and cand.shape[2] == dim, "cand must be (B, K, D) with D = ", dim,
-           " (bank.size(2)); got shape ", _shape(cand))
-    _check(cand.dtype == bank.dtype, "cand has dtype ", _name(cand.dtype), " but bank has ", _name(bank.dtype))
-    _check_same_device("cand", cand, bank)
-    batch, k = cand.shape[:2]
-    _check(cand_scores.dim() == 3 and cand_scores.shape[0] == batch and cand_scores.shape[1] == k
-           and cand_scores.shape[2] == n_class,
-           "cand_scores must be (B, K, C) = (", batch, ", ", k, ", ", n_class, "); got shape ", _shape(cand_scores))
-    _check(cand_scores.dtype == scores.dtype, "cand_scores has dtype ", _name(cand_scores.dtype),
-           " but scores has ", _name(scores.dtype))
-    _check_same_device("cand_scores", cand_scores, bank)
-    _check_labels(labels, bank, n_class, batch)
-
-
-def _check_momentum(bank: Tensor, index: Tensor, cand: Tensor | None, m: float) -> None:
-    _check(bank.dim() == 3, "bank must be (V, K, D); got shape ", _shape(bank))
-    _check(bank.dtype.is_floating_point, "bank must be floating point; got ", _name(bank.dtype))
-    _check(index.dim() == 1, "index must be (B,); got shape ", _shape(index))
-    _check(index.dtype == torch.int64, "index must be int64; got ", _name(index.dtype))
-    _check_same_device("index", index, bank)
-    if cand is None:
-        return
-    _check(cand.dim() == 3 and cand.shape[0] == index.shape[0] and cand.shape[1] == bank.shape[1]
-           and cand.shape[2] == bank.shape[2],
-           "cand must be (B, K, D) = (", index.shape[0], ", ", bank.shape[1], ", ", bank.shape[2], "); got shape ",
-           _shape(cand))
-    _check(cand.dtype == bank.dtype, "cand has dtype ", _name(cand.dtype), " but bank has ", _name(bank.dtype))
-    _check_same_device("cand", cand, bank)
-    _check(0.0 <= m <= 1.0, "momentum m must be in [0, 1]; got ", m)  # NaN fails too
-
-
-# --- fake kernels: metadata checks and output metadata, no data ----------------------------------
-
-@torch.library.register_fake("rs_kernels::membank_gather")
 def _membank_gather_fake(bank: Tensor, count: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    _check_bank(bank, count)
-    _check_labels(labels, bank, bank.shape[0], -1)
+    """membank_gather's fake kernel, for FakeTensorMode and torch.compile.
+
+    Its output row count depends on the data: a size only a Python fake kernel can make (an
+    unbacked one), so this op has no C++ Meta kernel. Its checks are the C++ ones all the same.
+    """
+    torch.ops.rs_kernels.membank_gather_check(bank, count, labels)
     rows = torch.library.get_ctx().new_dynamic_size()  # sum over videos of their classes' fill counts
     return bank.new_empty((rows, bank.shape[2])), torch.empty(labels.shape[0] + 1, dtype=torch.int64)  # host offsets
-
-
-@torch.library.register_fake("rs_kernels::membank_insert_topk_")
-def _membank_insert_topk_fake(bank: Tensor, scores: Tensor, count: Tensor, cand: Tensor, cand_scores: Tensor,
-                              labels: Tensor) -> None:
-    _check_insert(bank, scores, count, cand, cand_scores, labels)
-
-
-@torch.library.register_fake("rs_kernels::membank_momentum_")
-def _membank_momentum_fake(bank: Tensor, index: Tensor, cand: Tensor, m: float) -> None:
-    _check_momentum(bank, index, cand, m)
-
-
-@torch.library.register_fake("rs_kernels::membank_momentum_read")
-def _membank_momentum_read_fake(bank: Tensor, index: Tensor) -> Tensor:
-    _check_momentum(bank, index, None, 0.0)
-    return bank.new_empty((index.shape[0], bank.shape[1], bank.shape[2]))
 
 
 # --- the wrappers ------------------------------------------------------------------------------
@@ -183,7 +101,8 @@ def membank_gather(bank: Tensor, count: Tensor, labels: Tensor) -> tuple[Tensor,
     >>> y.flatten().tolist(), cu.tolist()
     ([0.0, 1.0, 3.0, 3.0], [0, 3, 3, 4])
     """
-    y, cu_host = _ops.membank_gather(bank, count, labels)
+    load_extension()
+    y, cu_host = torch.ops.rs_kernels.membank_gather(bank, count, labels)
     return y, offsets_to(cu_host, y.device, non_blocking=True)
 
 
@@ -205,7 +124,8 @@ def membank_insert_topk_(bank: Tensor, scores: Tensor, count: Tensor, cand: Tens
     >>> bank.flatten().tolist(), scores.flatten().tolist(), count.tolist()
     ([2.0, 1.0], [0.8999999761581421, 0.5], [2])
     """
-    _ops.membank_insert_topk_(bank, scores, count, cand, cand_scores, labels)
+    load_extension()
+    torch.ops.rs_kernels.membank_insert_topk_(bank, scores, count, cand, cand_scores, labels)
 
 
 def membank_momentum_(bank: Tensor, index: Tensor, cand: Tensor, m: float) -> None:
@@ -220,7 +140,8 @@ def membank_momentum_(bank: Tensor, index: Tensor, cand: Tensor, m: float) -> No
     >>> bank[:, 0, 0].tolist()
     [1.0, 1.0, 0.25]
     """
-    _ops.membank_momentum_(bank, index, cand, float(m))
+    load_extension()
+    torch.ops.rs_kernels.membank_momentum_(bank, index, cand, float(m))
 
 
 def membank_momentum_read(bank: Tensor, index: Tensor) -> Tensor:
@@ -233,4 +154,5 @@ def membank_momentum_read(bank: Tensor, index: Tensor) -> Tensor:
     >>> torch.equal(membank_momentum_read(bank, index), bank.index_select(0, index))
     True
     """
-    return _ops.membank_momentum_read(bank, index)
+    load_extension()
+    return torch.ops.rs_kernels.membank_momentum_read(bank, index)

@@ -77,7 +77,7 @@ def segment_matmul(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> Tensor:
     return torch.stack([wb.T @ xb for wb, xb in zip(split(w, cu_seqlens), split(x, cu_seqlens))])
 
 
-# --- Class-wise memory bank (DESIGN §1): the spec of the csrc/ extension's ops ---------------
+# --- Class-wise memory bank (docs/design.md): the spec of the csrc/ extension's ops ----------
 # A bank is (C, S, D) rows with (C, S) scores and (C,) int64 fill counts. Slots 0..count-1 of a
 # class are filled, in descending score order; unfilled slots hold zero rows and zero scores.
 

@@ -16,8 +16,14 @@ import zlib
 import pytest
 import torch
 
-try:  # (importing rs_kernels itself loads the extension, so both imports sit here)
-    from rs_kernels import membank, reference
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.fx.experimental.symbolic_shapes import ShapeEnv, free_unbacked_symbols
+
+from rs_kernels import membank, reference
+
+try:
+    membank.load_extension()
 except ImportError as err:  # the extension is optional: CI without a compiler skips these tests
     pytest.skip(f"the csrc/ extension rs_kernels._C is not built ({err}); build it with `pip install -e .`",
                 allow_module_level=True)
@@ -136,6 +142,7 @@ def opcheck_all(device):
     bank, scores, count, cand, cand_scores, labels = sample_class_bank(device)
     torch.library.opcheck(ops.membank_gather.default, (bank, count, labels))
     torch.library.opcheck(ops.membank_gather.default, (bank, count, labels[:0]))
+    torch.library.opcheck(ops.membank_gather_check.default, (bank, count, labels))
     torch.library.opcheck(ops.membank_insert_topk_.default, (bank, scores, count, cand, cand_scores, labels))
     torch.library.opcheck(ops.membank_insert_topk_.default,
                           (bank, scores, count, cand[:0], cand_scores[:0], labels[:0]))
@@ -147,6 +154,51 @@ def opcheck_all(device):
 
 def test_opcheck_cpu():
     opcheck_all("cpu")
+
+
+def test_symbolic_trace_has_each_output_shape():
+    """make_fx on symbolic shapes, as torch.compile(dynamic=True) traces: the Meta kernels (and the
+    gather's fake kernel) give every output's shape in the inputs' symbols -- the gathered rows an
+    unbacked size -- and the graph, run on the real inputs, equals the eager ops."""
+    state = sample_class_bank()  # bank (5, 4, 6), 3 videos, K = 7
+    per_video = torch.randn(7, 2, 9), torch.tensor([2, 0, 2, 6, 1]), torch.randn(5, 2, 9)  # bank, index, cand
+
+    def step(bank, scores, count, cand, cand_scores, labels, vbank, index, vcand):
+        y, cu = ops.membank_gather(bank, count, labels)
+        ops.membank_insert_topk_(bank, scores, count, cand, cand_scores, labels)
+        ops.membank_momentum_(vbank, index, vcand, 0.5)
+        return y, cu, ops.membank_momentum_read(vbank, index)
+
+    graph = make_fx(step, tracing_mode="symbolic")(*state, *per_video)
+    called = {n.target for n in graph.graph.nodes if n.op == "call_function"}
+    assert {ops.membank_gather.default, ops.membank_insert_topk_.default, ops.membank_momentum_.default,
+            ops.membank_momentum_read.default} <= called
+    y, cu, read = (n.meta["val"] for n in graph.graph.output_node().args[0])
+    assert free_unbacked_symbols(y.shape[0])  # the gathered rows: known only when the op runs
+    sizes = (y.shape[1], cu.shape[0], *read.shape)
+    assert all(isinstance(d, torch.SymInt) for d in sizes)  # in the inputs' symbols, not constants
+    assert [d.node.hint for d in sizes] == [6, 4, 5, 2, 9]
+
+    eager = [t.clone() for t in (*state, *per_video)]
+    traced = [t.clone() for t in (*state, *per_video)]
+    for got, want in zip(graph(*traced), step(*eager)):
+        assert_bits(got, want)
+    for got, want in zip(traced, eager):
+        assert_bits(got, want)
+
+
+def test_wrappers_compile_to_one_graph():
+    """torch.compile(fullgraph=True) goes through the wrappers and their extension loader."""
+    bank, scores, count, cand, cand_scores, labels = sample_class_bank()
+
+    def read_twice(bank, count, labels, vbank, index):
+        y, cu = membank.membank_gather(bank, count, labels)
+        return 2 * y, cu, membank.membank_momentum_read(vbank, index) + 1
+
+    vbank, index = torch.randn(4, 3, 6), torch.tensor([2, 0, 2])
+    compiled = torch.compile(read_twice, fullgraph=True, dynamic=True, backend="eager")
+    for got, want in zip(compiled(bank, count, labels, vbank, index), read_twice(bank, count, labels, vbank, index)):
+        assert_bits(got, want)
 
 
 def test_docstring_examples():
@@ -172,6 +224,7 @@ def test_namespace_shared_with_python_custom_ops():
         def probe(x: torch.Tensor) -> torch.Tensor:
             return x + 1
         import rs_kernels.membank as mb
+        mb.load_extension()  # loads the library here when before=False, after the probe's definition
         assert torch.equal(torch.ops.rs_kernels._coexist_probe(torch.zeros(2)), torch.ones(2))
         assert torch.ops.rs_kernels.em_attention_fwd is not None and torch.ops.rs_kernels.random_walk_fwd is not None
         y, cu = torch.ops.rs_kernels.membank_gather(torch.ones(2, 1, 3), torch.tensor([1, 1]),
@@ -338,7 +391,13 @@ INSERT_ERRORS = [
     (dict(cand_scores=torch.full((3, 7, 5), float("nan"))), "cand_scores holds NaN"),
     (dict(scores=torch.zeros(5, 4, device="meta")), "scores is on meta but bank is on cpu"),
 ]
-VALUE_CHECKS = ("hold only 0 and 1", "fill counts", "NaN")  # need data: not made by the fake kernels
+VALUE_CHECKS = ("hold only 0 and 1", "fill counts", "NaN")  # need data: not made by the Meta / fake kernels
+
+
+def call_on_fake_tensors(op, *args):
+    """``op`` as torch.compile traces it: on FakeTensors (metadata, no data), the sizes those of ``args``."""
+    with FakeTensorMode(shape_env=ShapeEnv()) as mode:
+        return op(*(mode.from_tensor(a, static_shapes=True) if isinstance(a, torch.Tensor) else a for a in args))
 
 
 @pytest.mark.parametrize("change,message", INSERT_ERRORS, ids=[m[:30] for _, m in INSERT_ERRORS])
@@ -349,8 +408,8 @@ def test_insert_errors_name_the_argument(change, message):
     with pytest.raises(RuntimeError, match=message):  # the same, through the Python wrapper
         membank.membank_insert_topk_(**args)
     if not any(v in message for v in VALUE_CHECKS) and "meta" not in message:
-        with pytest.raises(RuntimeError, match=message):  # the fake kernel
-            membank._membank_insert_topk_fake(**{k: v.to("meta") for k, v in args.items()})
+        with pytest.raises(RuntimeError, match=message):  # the same C++ check, in the Meta kernel
+            call_on_fake_tensors(ops.membank_insert_topk_, *args.values())
 
 
 GATHER_ERRORS = [
@@ -372,8 +431,8 @@ def test_gather_errors_name_the_argument(change, message):
     with pytest.raises(RuntimeError, match=message):
         membank.membank_gather(**args)
     if not any(v in message for v in VALUE_CHECKS):
-        with pytest.raises(RuntimeError, match=message):
-            membank._membank_gather_fake(**{k: v.to("meta") for k, v in args.items()})
+        with pytest.raises(RuntimeError, match=message):  # the Python fake kernel, through the C++ check op
+            call_on_fake_tensors(ops.membank_gather, *args.values())
 
 
 MOMENTUM_ERRORS = [
@@ -398,12 +457,14 @@ def test_momentum_errors_name_the_argument(change, message):
     with pytest.raises(RuntimeError, match=message):
         membank.membank_momentum_(**args)
     if "video rows" not in message:
-        meta = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in args.items()}
         with pytest.raises(RuntimeError, match=message):
-            membank._membank_momentum_fake(**meta)
+            call_on_fake_tensors(ops.membank_momentum_, *args.values())
     if "cand" not in message and "momentum m" not in message:
         with pytest.raises(RuntimeError, match=message):
             membank.membank_momentum_read(args["bank"], args["index"])
+        if "video rows" not in message:
+            with pytest.raises(RuntimeError, match=message):
+                call_on_fake_tensors(ops.membank_momentum_read, args["bank"], args["index"])
 
 
 def test_empty_batches():

@@ -177,8 +177,7 @@ __global__ void read_rows_kernel(const scalar_t* __restrict__ bank, const int64_
 
 std::tuple<at::Tensor, at::Tensor> membank_gather_cuda(const at::Tensor& bank_in, const at::Tensor& count_in,
                                                        const at::Tensor& labels_in) {
-  check_bank_meta(bank_in, count_in);
-  check_labels_meta(labels_in, bank_in, bank_in.size(0), -1);
+  check_gather_meta(bank_in, count_in, labels_in);
   const at::cuda::OptionalCUDAGuard guard(bank_in.device());
   const int64_t n_class = bank_in.size(0), slots = bank_in.size(1), dim = bank_in.size(2);
   const auto bank = bank_in.contiguous();
@@ -265,7 +264,7 @@ void membank_momentum_cuda(at::Tensor& bank_arg, const at::Tensor& index_in, con
 }
 
 at::Tensor membank_momentum_read_cuda(const at::Tensor& bank_in, const at::Tensor& index_in) {
-  check_momentum_meta(bank_in, index_in, nullptr, 0.0);
+  check_momentum_read_meta(bank_in, index_in);
   const at::cuda::OptionalCUDAGuard guard(bank_in.device());
   check_index_values(index_in, bank_in.size(0));
   const auto bank = bank_in.contiguous();

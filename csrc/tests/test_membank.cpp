@@ -3,7 +3,8 @@
 // Calls the ops through the dispatcher (torch.ops.rs_kernels.* as Python sees them) and compares
 // them bit for bit with a libtorch transcription of the spec, rs_kernels/reference.py, over long
 // random sequences of inserts (tied scores, +-inf, K > S, classes no video has, empty batches),
-// reads and momentum updates; then checks that bad arguments raise errors naming them.
+// reads and momentum updates; then checks that bad arguments raise errors naming them, in the CPU
+// kernels and in the Meta kernels alike.
 #include "../membank.h"
 
 #include <ATen/ATen.h>
@@ -216,6 +217,28 @@ void test_errors() {
   EXPECT(y.size(0) == 0 && cu.numel() == 1 && cu.item<int64_t>() == 0, "empty gather");
 }
 
+// The Meta kernels (what FakeTensorMode runs) make the same metadata checks on tensors without data.
+void test_meta_kernels() {
+  const auto meta = [](at::IntArrayRef shape, at::ScalarType dtype = at::kFloat) {
+    return at::empty(shape, at::TensorOptions().dtype(dtype).device(at::kMeta));
+  };
+  auto bank = meta({3, 2, 4}), scores = meta({3, 2}), count = meta({3}, at::kLong);
+  const auto cand = meta({2, 5, 4}), cand_scores = meta({2, 5, 3}), labels = meta({2, 3}, at::kBool);
+  insert(bank, scores, count, cand, cand_scores, labels);
+  EXPECT(throws_with([&] { insert(bank, scores, count, cand, meta({2, 5, 3}, at::kDouble), labels); },
+                     "cand_scores has dtype Double but scores has Float"), "meta: dtype mismatch");
+  EXPECT(throws_with([&] { insert(bank, scores, count, cand, cand_scores, meta({1, 3}, at::kBool)); },
+                     "labels must be (B, C) with B = 2"), "meta: labels of another batch");
+  auto vbank = meta({4, 2, 3});
+  momentum(vbank, meta({5}, at::kLong), meta({5, 2, 3}), 0.5);
+  EXPECT(throws_with([&] { momentum(vbank, meta({5}, at::kLong), meta({5, 2, 3}), -0.5); },
+                     "momentum m must be in [0, 1]"), "meta: m out of range");
+  const auto read = momentum_read(vbank, meta({7}, at::kLong));
+  EXPECT(read.is_meta() && read.sizes() == at::IntArrayRef({7, 2, 3}), "meta: momentum read shape");
+  EXPECT(throws_with([&] { momentum_read(vbank, meta({7}, at::kInt)); }, "index must be int64; got Int"),
+         "meta: int32 index");
+}
+
 }  // namespace
 
 int main() {
@@ -226,6 +249,7 @@ int main() {
   test_momentum_sequence(at::kFloat, 200);
   test_momentum_sequence(at::kBFloat16, 100);
   test_errors();
+  test_meta_kernels();
   if (failures) {
     std::cerr << failures << " check(s) failed\n";
     return 1;
