@@ -53,8 +53,8 @@ def _verified(data: bytes, path: Path) -> bytes:
     """``data`` without its hash comment, or a CheckpointError naming the file."""
     body, trailer = data[:-HASH_TRAILER_BYTES], data[-HASH_TRAILER_BYTES:]
     if len(data) <= HASH_TRAILER_BYTES or not trailer.startswith(HASH_MARK):
-        raise CheckpointError(f"{path} carries no rskp checksum: not a checkpoint written by rsnet "
-                              f"(a weights-only or foreign file?), or damaged at its end")
+        raise CheckpointError(f"{path} carries no rskp checksum: a weights-only or foreign file, one written "
+                              f"before rskp signed its checkpoints, or one damaged at its end")
     if hashlib.sha256(body).hexdigest().encode("ascii") != trailer[len(HASH_MARK):]:
         raise CheckpointError(f"{path} is damaged: its content does not match its SHA-256 checksum")
     return body

@@ -154,6 +154,8 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
     """The run files a new run will replace; refuses to start over a run it was not told to replace."""
     if resume and overwrite:
         raise UserError("--resume continues the run in OUT and --overwrite replaces it: give one of them")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
     found = [out / name for name in RUN_FILES if (out / name).exists()]
     if found and not (resume or overwrite):
         raise UserError(f"{out} holds a run ({', '.join(p.name for p in found)}): add --resume to continue it "

@@ -225,3 +225,10 @@ def test_predict_split_equals_one_video_at_a_time(tiny_root):
         assert np.allclose(scores[row], video_scores[0].numpy(), rtol=1e-5, atol=1e-7)
         assert cas[row].shape == tuple(video_cas.shape)
         assert np.allclose(cas[row], video_cas.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_an_out_that_is_a_file_is_refused_before_the_data_loads(tmp_path):
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(UserError, match="--out .* is a file, not a folder"):
+        train.run(_config(tmp_path / "no-data", tmp_path / "f"))
+    assert (tmp_path / "f").read_text() == "mine"
