@@ -11,8 +11,10 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 from pathlib import Path
 
+from . import cli
 from .config import Config, add_config_arguments, build_config
 from .train import run
 
@@ -49,7 +51,8 @@ def run_cell(base: Config, switches: dict, att_loss: bool, seed: int, out: Path)
     cfg = dataclasses.replace(base, **switches, att_loss=att_loss, seed=seed, out=str(out))
     records = _completed(out, cfg.epochs)
     if records is None:
-        run(cfg)
+        interrupted = (out / "checkpoint.pt").is_file()
+        run(cfg, resume=interrupted, overwrite=not interrupted)  # the cell's folder is the driver's own
         records = _completed(out, cfg.epochs)
     return {"last": records[-1], "best": max(records, key=lambda r: r["avg"])}
 
@@ -77,12 +80,14 @@ def table1(base: Config, seeds: list[int], out: Path) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+@cli.command
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.ablate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=int, choices=[1], required=True, help="which supplementary table")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", help="YAML or JSON file of config keys")
+    cli.add_debug_flag(parser)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
     if args.out is None:
@@ -91,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     text = table1(base, args.seeds, Path(base.out))
     (Path(base.out) / "table1.md").write_text(text + "\n")
     print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

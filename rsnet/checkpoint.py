@@ -1,22 +1,76 @@
-"""Atomic checkpoints: a crash mid-write never replaces a good checkpoint with a torn one."""
+"""Checkpoints that are never torn, never silently damaged, and never execute code on load.
+
+File format. A checkpoint is an ordinary ``torch.save`` file (a zip archive) whose zip comment
+(the last field of the archive's end record, which zip readers skip) is
+``rskp-sha256=<64 hex digits>``: the SHA-256 of every byte of the file before the comment, the
+end record's comment length included. So ``torch.load(path, weights_only=True)`` reads it like
+any other, and flipping any byte is caught: before the comment it changes the hash, in the
+comment it breaks the hash or its marker. ``load`` checks the hash before unpickling anything,
+then unpickles with ``weights_only=True``: the state holds only tensors, numbers, strings, None
+and containers of them. A run's state (``rsnet.train``) is a dict with the keys ``RUN_KEYS``,
+``format`` = ``RUN_FORMAT`` and ``version`` = ``RUN_VERSION``.
+
+Files are written to a temporary file in the same folder, fsynced and renamed over the target,
+so a crash mid-write leaves the previous checkpoint in place.
+"""
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .errors import UserError
+
+HASH_MARK = b"rskp-sha256="
+HASH_TRAILER_BYTES = len(HASH_MARK) + 64  # hex digits of a SHA-256
+ZIP_END_SIGNATURE = b"PK\x05\x06"
+ZIP_END_BYTES = 22  # the end-of-central-directory record without its comment; the comment length is its last 2 bytes
+RUN_FORMAT = "rskp-run"
+RUN_VERSION = 1
+RUN_KEYS = ("format", "version", "epoch", "config", "model", "bank", "optimizer", "rng", "best", "metrics")
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, damaged, unsigned, or not the kind asked for."""
+
+
+def _with_hash(archive: bytes) -> bytes:
+    """The torch.save archive with the SHA-256 comment appended (see the module docstring)."""
+    end = len(archive) - ZIP_END_BYTES
+    if archive[end:end + 4] != ZIP_END_SIGNATURE or archive[-2:] != b"\0\0":
+        raise RuntimeError("torch.save wrote an archive without a plain zip end record; cannot sign it")
+    signed = archive[:-2] + struct.pack("<H", HASH_TRAILER_BYTES)
+    return signed + HASH_MARK + hashlib.sha256(signed).hexdigest().encode("ascii")
+
+
+def _verified(data: bytes, path: Path) -> bytes:
+    """``data`` without its hash comment, or a CheckpointError naming the file."""
+    body, trailer = data[:-HASH_TRAILER_BYTES], data[-HASH_TRAILER_BYTES:]
+    if len(data) <= HASH_TRAILER_BYTES or not trailer.startswith(HASH_MARK):
+        raise CheckpointError(f"{path} carries no rskp checksum: a weights-only or foreign file, one written "
+                              f"before rskp signed its checkpoints, or one damaged at its end")
+    if hashlib.sha256(body).hexdigest().encode("ascii") != trailer[len(HASH_MARK):]:
+        raise CheckpointError(f"{path} is damaged: its content does not match its SHA-256 checksum")
+    return body
+
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write ``state`` with its checksum to a temporary file in the same folder, fsync, rename over ``path``."""
     path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = _with_hash(buffer.getvalue())
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -26,13 +80,33 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
 
 
 def load(path: str | Path) -> dict[str, Any]:
+    """The state saved by ``save_atomic``, its checksum verified, unpickled with weights_only=True."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
+    body = _verified(path.read_bytes(), path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise RuntimeError(f"checkpoint {path} is corrupt or unreadable: {exc}") from exc
+        state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except Exception as exc:  # its checksum matched: written so by rsnet or forged, but not loadable
+        raise CheckpointError(f"{path} cannot be loaded: {' '.join(str(exc).split())[:300]}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint's dict of state")
+    return state
+
+
+def load_run(path: str | Path) -> dict[str, Any]:
+    """A training run's state (``rsnet.train``), checked to be one."""
+    state = load(path)
+    if state.get("format") != RUN_FORMAT:
+        raise CheckpointError(f"{path} is not a training run's checkpoint (format {state.get('format')!r}, "
+                              f"expected {RUN_FORMAT!r})")
+    if state.get("version") != RUN_VERSION:
+        raise CheckpointError(f"{path} is a version {state.get('version')!r} run checkpoint; "
+                              f"this rskp reads version {RUN_VERSION}")
+    missing = [k for k in RUN_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a complete run checkpoint")
+    return state
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Every setting of a run in one dataclass: the official RSKP defaults (DESIGN §1).
+"""Every setting of a run in one dataclass: the official RSKP defaults.
 
 Precedence, lowest first: the dataclass defaults, the synthetic preset's overrides (when no
 ``--data-root`` is given), a ``--config`` YAML or JSON file, then command-line flags. Unknown
@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from rs_kernels._dispatch import IMPLS
+
+from .data import DATASETS
+from .errors import UserError
 
 
 @dataclass
@@ -65,7 +70,7 @@ class Config:
     att_loss: bool = True  # attention normalization loss
     # evaluation
     lenient: bool = False  # a class without proposals scores 0 instead of zeroing the IoU
-    # inference fusion (DESIGN §1)
+    # inference fusion: the video's CAS is fuse_main x the main branch + fuse_intra x the intra-video branch
     fuse_main: float = 0.6
     fuse_intra: float = 0.4
 
@@ -80,61 +85,77 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+SCALAR_TYPES = {"int": int, "float": float, "str": str}
 
 
-def _coerce(name: str, value: Any) -> Any:
+class ConfigError(UserError):
+    """A config value of the wrong type or out of its range, or an unknown key."""
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config key, as the user types it: ``warmup_epochs`` -> ``--warmup-epochs``."""
+    return "--" + name.replace("_", "-")
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
     """A value from a file or the command line, converted to the field's type."""
     kind = FIELD_TYPES[name]
     if value is None:
         return None
-    if kind.startswith("tuple"):
-        return tuple(float(v) for v in value)
-    if kind == "bool":
-        if isinstance(value, str):
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"config key {name!r} expects a boolean, got {value!r}")
-            return value.lower() in ("true", "1", "yes")
-        return bool(value)
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        return float(value)
-    return str(value)
+    try:
+        if kind.startswith("tuple"):
+            return tuple(float(v) for v in value)
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind == "int" and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return SCALAR_TYPES.get(kind, str)(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} ({flag(name)}) in {source} expects {kind}, got {value!r}") from None
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Config:
     unknown = sorted(set(overrides) - set(FIELD_TYPES))
     if unknown:
-        raise ValueError(f"unknown config key(s) in {source}: {', '.join(unknown)}")
-    return dataclasses.replace(cfg, **{k: _coerce(k, v) for k, v in overrides.items()})
+        raise ConfigError(f"unknown config key(s) in {source}: {', '.join(unknown)}")
+    return dataclasses.replace(cfg, **{k: _coerce(k, v, source) for k, v in overrides.items()})
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}")
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        parse, parse_error = yaml.safe_load, yaml.YAMLError
     else:
-        data = json.loads(text)
+        parse, parse_error = json.loads, json.JSONDecodeError
+    try:
+        data = parse(text) or {}
+    except parse_error as exc:
+        raise ConfigError(f"config file {path} cannot be parsed: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping of keys to values")
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
     return data
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per field (--lr, --eval-every, --no-intra ...); unset flags stay None."""
+    """One flag per field (--lr, --eval-every, --no-intra ...); unset flags stay None. Numbers are
+    typed here, so that argparse names the flag of a value that is not one."""
     for f in fields(Config):
-        flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None)
         elif f.type.startswith("tuple"):
-            parser.add_argument(flag, dest=f.name, nargs=2, type=float, default=None, metavar=("B1", "B2"))
+            parser.add_argument(flag(f.name), dest=f.name, nargs=2, type=float, default=None, metavar=("B1", "B2"))
         else:
-            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper())
+            parser.add_argument(flag(f.name), dest=f.name, type=SCALAR_TYPES.get(f.type, str), default=None,
+                                metavar=f.name.upper())
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -144,7 +165,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if "data_root" not in cli and "data_root" not in file_values:
         preset = cli.get("preset", file_values.get("preset", cfg.preset))
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+            raise ConfigError(f"unknown --preset {preset!r}; expected one of {sorted(PRESETS)}")
         cfg = apply_overrides(cfg, PRESETS[preset], f"preset {preset!r}")
     cfg = apply_overrides(cfg, file_values, str(getattr(args, "config", "")))
     cfg = apply_overrides(cfg, cli, "the command line")
@@ -152,22 +173,40 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def validate(cfg: Config) -> None:
-    checks = [
-        (cfg.epochs >= 1, "epochs must be >= 1"),
-        (cfg.eval_every >= 1, "eval_every must be >= 1"),
-        (cfg.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
-        (cfg.videos_per_step >= 1, "videos_per_step must be >= 1"),
-        (cfg.n_representatives >= 1 and cfg.bank_slots >= 1, "n_representatives and bank_slots must be >= 1"),
-        (0.0 <= cfg.walk_weight < 1.0, "walk_weight must lie in [0, 1)"),
-        (0.0 <= cfg.dropout < 1.0, "dropout must lie in [0, 1)"),
-        (cfg.ops in IMPLS, f"ops must be one of {', '.join(IMPLS)}"),
-        (cfg.embed_precision in ("fp32", "bf16"), "embed_precision must be fp32 or bf16"),
-        (not cfg.memory_bank or cfg.intra, "memory_bank needs intra (its candidates are the representatives)"),
+def _ranges(cfg: Config) -> list[tuple[str, bool, str]]:
+    """(key, holds, what it must be) for every value with a range, numbers and names."""
+    at_least_one = ["epochs", "eval_every", "videos_per_step", "test_batch_size", "checkpoint_every", "feature_dim",
+                    "embed_dim", "em_iters", "n_representatives", "bank_slots"]
+    non_negative = ["data_seed", "seed", "warmup_epochs", "weight_decay", "back_weight", "att_weight", "inter_weight",
+                    "spl_weight", "spl_weight_after_warmup", "fuse_main", "fuse_intra"]
+    positive = ["lr", "scale", "tau", "spl_temperature"]
+    checks = [(k, getattr(cfg, k) >= 1, ">= 1") for k in at_least_one]
+    checks += [(k, getattr(cfg, k) >= 0, ">= 0") for k in non_negative]
+    checks += [(k, getattr(cfg, k) > 0, "> 0") for k in positive]
+    checks += [
+        ("betas", len(cfg.betas) == 2 and all(0 <= b < 1 for b in cfg.betas), "two numbers in [0, 1)"),
+        ("walk_weight", 0 <= cfg.walk_weight < 1, "in [0, 1)"),
+        ("dropout", 0 <= cfg.dropout < 1, "in [0, 1)"),
+        ("pseudo_inter_mix", 0 <= cfg.pseudo_inter_mix <= 1, "in [0, 1]"),
+        ("dataset", cfg.dataset in DATASETS, f"one of {', '.join(DATASETS)}"),
+        ("preset", cfg.preset in PRESETS, f"one of {', '.join(PRESETS)}"),
+        ("ops", cfg.ops in IMPLS, f"one of {', '.join(IMPLS)}"),
+        ("embed_precision", cfg.embed_precision in ("fp32", "bf16"), "fp32 or bf16"),
+        ("device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None, "auto, cpu, cuda or cuda:N"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(f"invalid config: {message}")
+    return checks
+
+
+def validate(cfg: Config) -> None:
+    """Every value in its range (NaN and infinities are never), before any data loads."""
+    for key, holds, expected in _ranges(cfg):
+        value = getattr(cfg, key)
+        numbers = value if isinstance(value, tuple) else (value,)
+        finite = all(math.isfinite(v) for v in numbers if isinstance(v, float))
+        if not (holds and finite):
+            raise ConfigError(f"{flag(key)} must be {expected}, got {value!r}")
+    if cfg.memory_bank and not cfg.intra:
+        raise ConfigError("--memory-bank needs --intra (its candidates are the representatives); add --no-memory-bank")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

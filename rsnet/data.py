@@ -18,7 +18,15 @@ from torch import Tensor
 
 from rs_kernels.varlen import cu_seqlens_from_lengths, offsets_to
 
+from .errors import UserError
+
 FEATURE_DIM = 2048
+SNIPPETS_PER_SECOND = 25 / 16  # I3D: one snippet = 16 frames at 25 fps
+# A video of d seconds has int(d x snippets per second) snippets (every real THUMOS14 test video,
+# and the synthetic data); extractors that pad or drop the last window, or round the duration
+# differently, may differ by a snippet or two, and a duration may be a little off. A length off by
+# more than this (the CAS of another video, or features at another rate) is refused.
+LENGTH_TOLERANCE = (2, 0.1)  # snippets, fraction of the expected length: whichever is larger
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ DATASETS = {
 ANNOTATION_FILES = ("classlist", "subset", "videoname", "duration", "segments", "labels", "labels_all")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset file is missing, unreadable or inconsistent."""
 
 
@@ -91,13 +99,14 @@ def load_annotations(folder: str | Path) -> Annotations:
             raise DataError(f"{folder / source}: video {video} has label {label!r}, not in classlist.npy")
         return class_index[label]
 
+    video_names = [_text(n) for n in raw["videoname"]]
     segments, segment_labels = [], []
     video_labels = np.zeros((n_videos, len(class_names)), dtype=np.float32)
     for v in range(n_videos):
-        segs = np.asarray(raw["segments"][v], dtype=np.float64).reshape(-1, 2)
+        segs = _segments(raw["segments"][v], folder / "segments.npy", video_names[v])
         labs = np.array([to_index(lab, v, "labels.npy") for lab in raw["labels"][v]], dtype=np.int64)
         if len(segs) != len(labs):
-            raise DataError(f"{folder}: video {v} has {len(segs)} segments but {len(labs)} segment labels")
+            raise DataError(f"{folder}: video {video_names[v]} has {len(segs)} segments but {len(labs)} segment labels")
         segments.append(segs)
         segment_labels.append(labs)
         for lab in raw["labels_all"][v]:
@@ -105,7 +114,7 @@ def load_annotations(folder: str | Path) -> Annotations:
     return Annotations(
         folder=folder,
         class_names=class_names,
-        video_names=[_text(n) for n in raw["videoname"]],
+        video_names=video_names,
         subsets=[_text(s) for s in raw["subset"]],
         durations=np.asarray(raw["duration"], dtype=np.float64).reshape(n_videos),
         segments=segments,
@@ -113,6 +122,48 @@ def load_annotations(folder: str | Path) -> Annotations:
         video_labels=video_labels,
         ambiguous=_load_ambiguous(folder / "Ambiguous_test.txt"),
     )
+
+
+def _segments(value, path: Path, video: str) -> np.ndarray:
+    """One video's (n, 2) segments in seconds; a segment must be finite and not end before it starts
+    (zero-length ones exist in ActivityNet1.2 and count, as in the official evaluators)."""
+    try:
+        segs = np.asarray(value, dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: video {video} has segments that are not (start, end) pairs of numbers") from None
+    bad = ~np.isfinite(segs).all(axis=1) | (segs[:, 1] < segs[:, 0])
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: video {video} has segment {k} = [{segs[k, 0]}, {segs[k, 1]}] s, "
+                        f"which ends before it starts or is not finite")
+    return segs
+
+
+def check_evaluable(annotations: Annotations, indices) -> None:
+    """Every video to be evaluated that lists classes in labels_all.npy has ground-truth segments.
+
+    The detection protocol only scores videos with segments (the official evaluator's rule, and
+    how THUMOS14's video_test_0000270, with segments but no video-level label, is scored); a video
+    with classes but no segment would silently drop out of the detection mAP while counting in
+    the classification mAP."""
+    for v in np.asarray(indices).tolist():
+        if annotations.video_labels[v].any() and len(annotations.segments[v]) == 0:
+            classes = [annotations.class_names[c] for c in np.flatnonzero(annotations.video_labels[v])]
+            raise DataError(f"{annotations.folder}: video {annotations.video_names[v]} ({annotations.subsets[v]}) "
+                            f"has classes {', '.join(classes)} in labels_all.npy but no segment in segments.npy: "
+                            f"it cannot be evaluated")
+
+
+def check_lengths(annotations: Annotations, indices, lengths, snippets_per_second: float, what: str) -> None:
+    """Each video's sequence length is int(duration x snippets_per_second), within LENGTH_TOLERANCE."""
+    slack, fraction = LENGTH_TOLERANCE
+    for v, length in zip(np.asarray(indices).tolist(), np.asarray(lengths).tolist()):
+        expected = annotations.durations[v] * snippets_per_second
+        tolerance = max(slack, fraction * expected)
+        if abs(length - expected) > tolerance:
+            raise DataError(f"video {annotations.video_names[v]}: {what} of {length} snippets, expected "
+                            f"{int(expected)} (duration {annotations.durations[v]:.2f} s x {snippets_per_second:g} "
+                            f"snippets/s, tolerance {tolerance:.0f}): another video's, or a different snippet rate?")
 
 
 def _load_ambiguous(path: Path) -> dict[str, np.ndarray]:
@@ -190,6 +241,10 @@ class WTALCDataset:
         self.features = load_features(dataset_dir / f"{dataset}-I3D-JOINTFeatures.npy", len(self.annotations), feature_dim)
         self.train_indices = self._subset(self.info.train_subset)
         self.test_indices = self._subset(self.info.test_subset)
+        # refused here, not after training: the evaluation checks the same
+        check_evaluable(self.annotations, self.test_indices)
+        check_lengths(self.annotations, self.test_indices, self.lengths(self.test_indices), SNIPPETS_PER_SECOND,
+                      "features")
 
     def _subset(self, subset: str) -> np.ndarray:
         indices = self.annotations.indices(subset)

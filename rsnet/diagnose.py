@@ -13,15 +13,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 
 import torch
 
 from rs_kernels import reference
 from rs_kernels.varlen import split
 
-from . import checkpoint
-from .config import Config, apply_overrides
-from .train import Trainer, load_dataset
+from . import cli
+from .errors import UserError
+from .train import Trainer, restore
 
 
 @torch.no_grad()
@@ -59,18 +60,18 @@ def branch_maps(trainer: Trainer) -> dict[str, float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+@cli.command
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.diagnose", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run")
     parser.add_argument("--device", default="cpu")
+    cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    state = checkpoint.load(args.checkpoint)
-    cfg = dataclasses.replace(apply_overrides(Config(), state["config"], args.checkpoint), device=args.device)
+    trainer = restore(args.checkpoint, args.device)
+    cfg = trainer.cfg
     if not cfg.intra:
-        parser.error("the run has no intra-video branch (--no-intra): nothing to diagnose")
-    trainer = Trainer(cfg, load_dataset(cfg), torch.device(args.device))
-    trainer.model.load_state_dict(state["model"])
+        raise UserError(f"{args.checkpoint}: the run has no intra-video branch (--no-intra): nothing to diagnose")
     stats = assignment_statistics(trainer)
     print(f"EM assignments (K = {cfg.n_representatives}, tau = {cfg.tau}): mean largest "
           f"{stats['largest_assignment']:.3f} (uniform {stats['uniform_assignment']:.3f}), "
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
           f"representative-snippet {stats['representative_cosine']:.3f} (within a video, mean)")
     for name, avg in branch_maps(trainer).items():
         print(f"average mAP, {name:<14} {avg:.1f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,8 @@
 """Detection and classification mAP of RSKP (CVPR 2022), vectorized, number for number.
 
 ``evaluate(video_scores, cas, annotations, indices)`` gives what the official RSKP evaluator gives
-on the same predictions (the test vectors agree to 1e-13), about a hundred times faster (THUMOS14
-test split: ~50 ms of CPU against ~7 s for the official-style loops, ``bench/eval_speed.py``). The
+on the same predictions, without its per-proposal Python loops (``tests/test_evaluate.py`` holds
+the agreement, ``bench/eval_speed.py`` measures the speed). The
 runs of every (video, class, threshold) come from one pass over the threshold levels of all class
 activation sequences; each distinct run is scored once, with numpy's own float32 means on the same
 values; the NMS is resolved in a few rounds over the overlapping pairs of all (video, class) groups
@@ -77,7 +77,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Annotations, DataError, load_annotations
+from . import cli
+from .data import Annotations, DataError, check_evaluable, check_lengths, load_annotations
+from .errors import UserError
 
 CLASS_THRESHOLD = 0.1
 CAS_THRESHOLDS = np.arange(0.001, 0.040, 0.002)
@@ -123,53 +125,55 @@ def _as_float_array(x, what: str) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except Exception as exc:  # a ragged list, a CUDA tensor...
-        raise ValueError(f"{what} cannot be read as an array: {exc}") from exc
+        raise UserError(f"{what} cannot be read as an array: {exc}") from exc
     if arr.dtype not in (np.float32, np.float64):
         if arr.dtype.kind not in "biuf":
-            raise ValueError(f"{what} has dtype {arr.dtype}; expected real numbers")
+            raise UserError(f"{what} has dtype {arr.dtype}; expected real numbers")
         arr = arr.astype(np.float64)
     return arr
 
 
-def _check_inputs(video_scores, cas, annotations: Annotations, indices):
+def _check_inputs(video_scores, cas, annotations: Annotations, indices, fps_factor: float):
     n_classes = len(annotations.class_names)
     try:
         idx = np.asarray(indices)
     except Exception as exc:
-        raise ValueError(f"indices cannot be read as an array: {exc}") from exc
+        raise UserError(f"indices cannot be read as an array: {exc}") from exc
     if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
-        raise ValueError(f"indices must be a 1-D array of annotation indices, got shape {idx.shape} dtype {idx.dtype}")
+        raise UserError(f"indices must be a 1-D array of annotation indices, got shape {idx.shape} dtype {idx.dtype}")
     idx = idx.astype(np.int64)
     if idx.size == 0:
-        raise ValueError("indices is empty: no video to evaluate")
+        raise UserError("indices is empty: no video to evaluate")
     if idx.min() < 0 or idx.max() >= len(annotations):
-        raise ValueError(f"indices must lie in [0, {len(annotations)}) (the annotated videos), got {idx.min()}..{idx.max()}")
+        raise UserError(f"indices must lie in [0, {len(annotations)}) (the annotated videos), got {idx.min()}..{idx.max()}")
     if len(np.unique(idx)) != len(idx):
-        raise ValueError("indices lists a video more than once")
+        raise UserError("indices lists a video more than once")
     scores = _as_float_array(video_scores, "video_scores")
     if scores.ndim != 2 or scores.shape[0] != len(idx) or scores.shape[1] not in (n_classes, n_classes + 1):
-        raise ValueError(f"video_scores has shape {scores.shape}; expected ({len(idx)}, {n_classes}) or "
-                         f"({len(idx)}, {n_classes + 1}): one row per index in `indices`, one column per class (+ background)")
+        raise UserError(f"video_scores has shape {scores.shape}; expected ({len(idx)}, {n_classes}) or "
+                        f"({len(idx)}, {n_classes + 1}): one row per index in `indices`, one column per class (+ background)")
     if not np.isfinite(scores).all():
-        raise ValueError("video_scores has NaN or infinite values")
+        raise UserError("video_scores has NaN or infinite values")
     if isinstance(cas, np.ndarray) and cas.dtype != object:
         cas = list(cas) if cas.ndim == 3 else [cas]
     try:
         n_cas = len(cas)
     except TypeError:
-        raise ValueError("cas must be a list of (T_i, C) arrays, one per video") from None
+        raise UserError("cas must be a list of (T_i, C) arrays, one per video") from None
     if n_cas != len(idx):
-        raise ValueError(f"cas has {n_cas} videos but indices lists {len(idx)}")
+        raise UserError(f"cas has {n_cas} videos but indices lists {len(idx)}")
     arrays = []
     for v, c in enumerate(cas):
         a = _as_float_array(c, f"cas[{v}]")
         if a.ndim != 2 or a.shape[1] not in (n_classes, n_classes + 1):
-            raise ValueError(f"cas[{v}] has shape {a.shape}; expected (T, {n_classes}) or (T, {n_classes + 1})")
+            raise UserError(f"cas[{v}] has shape {a.shape}; expected (T, {n_classes}) or (T, {n_classes + 1})")
         if a.shape[0] < 1:
-            raise ValueError(f"cas[{v}] has length {a.shape[0]}; a class activation sequence needs at least 1 snippet")
+            raise UserError(f"cas[{v}] has length {a.shape[0]}; a class activation sequence needs at least 1 snippet")
         if not np.isfinite(a).all():
-            raise ValueError(f"cas[{v}] has NaN or infinite values")
+            raise UserError(f"cas[{v}] has NaN or infinite values")
         arrays.append(a)
+    check_evaluable(annotations, idx)
+    check_lengths(annotations, idx, [len(a) for a in arrays], fps_factor, "class activation sequence")
     # one dtype for all, so that the means are taken as the official code takes them per video
     dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
     arrays = [a.astype(dtype, copy=False) for a in arrays]
@@ -584,15 +588,15 @@ def _detect(scores, cas, annotations: Annotations, idx, fps_factor: float) -> _D
 
 def _validate(protocol, iou_thresholds, fps_factor) -> np.ndarray:
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        raise UserError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     try:
         ious = np.array(DEFAULT_IOUS if iou_thresholds is None else iou_thresholds, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"iou_thresholds must be a list of numbers: {exc}") from exc
+        raise UserError(f"iou_thresholds must be a list of numbers: {exc}") from exc
     if ious.size == 0 or not np.isfinite(ious).all() or (ious <= 0).any() or (ious > 1).any():
-        raise ValueError(f"iou_thresholds must be a non-empty list of values in (0, 1], got {ious.tolist()}")
+        raise UserError(f"iou_thresholds must be a non-empty list of values in (0, 1], got {ious.tolist()}")
     if not (isinstance(fps_factor, (int, float, np.floating)) and np.isfinite(fps_factor) and fps_factor > 0):
-        raise ValueError(f"fps_factor must be a positive number, got {fps_factor!r}")
+        raise UserError(f"fps_factor must be a positive number, got {fps_factor!r}")
     return ious
 
 
@@ -601,7 +605,7 @@ def detections(video_scores, cas, annotations: Annotations, indices, fps_factor:
     of rows (video position in ``indices``, start snippet s, stored end e + 1, score), best first,
     after NMS and the ambiguous filter. Seconds: multiply s and e by 1 / fps_factor (16/25)."""
     _validate("rskp", None, fps_factor)
-    scores, cas, idx = _check_inputs(video_scores, cas, annotations, indices)
+    scores, cas, idx = _check_inputs(video_scores, cas, annotations, indices, fps_factor)
     det = _detect(scores, cas, annotations, idx, fps_factor)
     return {name: np.stack([det.videos[det.video[a:b]], det.s[a:b], det.e[a:b], det.score[a:b]], axis=1).astype(np.float64)
             for name, a, b in zip(det.names, det.bounds[:-1].tolist(), det.bounds[1:].tolist())}
@@ -615,10 +619,12 @@ def evaluate(video_scores, cas, annotations: Annotations, indices, protocol: str
     indices: the annotation indices of the V videos, in order (the test subset); fps_factor:
     snippets per second (25/16 for I3D at 25 fps, 10/4 for UNT); lenient: under "rskp", a class
     without proposals counts as AP 0 instead of zeroing the whole threshold. Bad input raises
-    ValueError. See the module docstring for the protocols.
+    UserError (a ValueError): among others a CAS whose length is not the video's duration at
+    fps_factor (``rsnet.data.check_lengths``), and a video with classes but no segment. See the
+    module docstring for the protocols.
     """
     ious = _validate(protocol, iou_thresholds, fps_factor)
-    scores, cas, idx = _check_inputs(video_scores, cas, annotations, indices)
+    scores, cas, idx = _check_inputs(video_scores, cas, annotations, indices, fps_factor)
     n_classes = len(annotations.class_names)
     cmap = classification_map(scores[:, :n_classes], annotations.video_labels[idx], annotations.class_names)
     det = _detect(scores, cas, annotations, idx, fps_factor)
@@ -665,7 +671,8 @@ def _default_subset(annotations: Annotations) -> str:
     raise DataError(f"{annotations.folder}/subset.npy has neither a 'test' nor a 'validation' subset; pass --subset")
 
 
-def main(argv: list[str] | None = None) -> int:
+@cli.command
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.evaluate",
                                      description="Detection and classification mAP of saved predictions (RSKP protocol).")
     parser.add_argument("--predictions", required=True, type=Path,
@@ -677,29 +684,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iou", type=float, nargs="+", default=None, help="IoU thresholds (default 0.1 ... 0.7)")
     parser.add_argument("--fps-factor", type=float, default=25 / 16, help="snippets per second (25/16; 10/4 for UNT)")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        annotations = load_annotations(args.annotations)
-        subset = args.subset or _default_subset(annotations)
-        indices = annotations.indices(subset)
-        if len(indices) == 0:
-            raise DataError(f"{args.annotations}/subset.npy has no video of subset {subset!r}")
-        if not args.predictions.is_file():
-            raise ValueError(f"predictions file not found: {args.predictions}")
-        with np.load(args.predictions, allow_pickle=True) as z:
-            for key in ("vid_preds", "frm_preds"):
-                if key not in z.files:
-                    raise ValueError(f"{args.predictions} has no {key!r} array (has {', '.join(z.files)})")
-            vid_preds, frm_preds = z["vid_preds"], list(z["frm_preds"])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = evaluate(vid_preds, frm_preds, annotations, indices, protocol=args.protocol, lenient=args.lenient,
-                              iou_thresholds=args.iou, fps_factor=args.fps_factor)
-        for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
-    except ValueError as exc:  # DataError is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    annotations = load_annotations(args.annotations)
+    subset = args.subset or _default_subset(annotations)
+    indices = annotations.indices(subset)
+    if len(indices) == 0:
+        raise DataError(f"{args.annotations}/subset.npy has no video of subset {subset!r}")
+    vid_preds, frm_preds = _load_predictions(args.predictions)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate(vid_preds, frm_preds, annotations, indices, protocol=args.protocol, lenient=args.lenient,
+                          iou_thresholds=args.iou, fps_factor=args.fps_factor)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     print(result.format_table())
     if args.out is not None:
         record = {**result.to_dict(), "subset": subset, "n_videos": int(len(indices)),
@@ -707,6 +705,20 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=2) + "\n")
     return 0
+
+
+def _load_predictions(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    if not path.is_file():
+        raise UserError(f"predictions file not found: {path}")
+    try:
+        archive = np.load(path, allow_pickle=True)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"{path} cannot be read as an npz file: {exc}") from exc
+    with archive:
+        for key in ("vid_preds", "frm_preds"):
+            if key not in getattr(archive, "files", ()):
+                raise UserError(f"{path} has no {key!r} array (has {', '.join(getattr(archive, 'files', ()))})")
+        return archive["vid_preds"], list(archive["frm_preds"])
 
 
 if __name__ == "__main__":

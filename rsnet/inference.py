@@ -1,12 +1,24 @@
-"""Batched inference over a split: video scores and class activation sequences."""
+"""Batched inference over a split: video scores and class activation sequences.
+
+``python -m rsnet.inference --checkpoint OUT/checkpoint.pt --out P.npz`` writes the predictions
+of a trained run for its test split, in annotation order, in the layout ``python -m
+rsnet.evaluate --predictions P.npz`` reads: ``vid_preds`` (V, C+1), ``frm_preds`` (an object
+array of (T_i, C+1) class activation sequences) and ``vid_lens`` (V,).
+"""
 from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from rs_kernels.varlen import host_seqlens
 
+from . import cli
 from .data import WTALCDataset
+from .errors import UserError
 from .model import RSKP
 
 
@@ -26,3 +38,37 @@ def predict_split(model: RSKP, dataset: WTALCDataset, device: torch.device, batc
     # One copy back for the whole split: one per video would wait on the GPU once per video.
     all_cas = torch.cat(cas).cpu().numpy()
     return torch.cat(scores).cpu().numpy(), np.split(all_cas, np.cumsum(lengths)[:-1])
+
+
+def save_predictions(path: Path, scores: np.ndarray, cas: list[np.ndarray]) -> None:
+    frames = np.empty(len(cas), dtype=object)
+    frames[:] = cas
+    np.savez(path, vid_preds=scores, frm_preds=frames, vid_lens=np.array([len(c) for c in cas], dtype=np.int64))
+
+
+@cli.command
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rsnet.inference", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run")
+    parser.add_argument("--out", required=True, type=Path, help="the predictions file to write (.npz)")
+    parser.add_argument("--device", default="cpu")
+    cli.add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    if args.out.suffix != ".npz":
+        raise UserError(f"--out {args.out} must end in .npz (numpy would add the suffix itself)")
+    from .train import restore  # rsnet.train imports this module
+
+    trainer = restore(args.checkpoint, args.device)
+    scores, cas = predict_split(trainer.model, trainer.dataset, trainer.device, trainer.cfg.test_batch_size)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_predictions(args.out, scores, cas)
+    lenient = " --lenient" if trainer.cfg.lenient else ""  # as the run scored itself
+    print(f"{args.out}: predictions for the {len(cas)} test videos of {args.checkpoint}; score them with "
+          f"python -m rsnet.evaluate --predictions {args.out} "
+          f"--annotations {trainer.dataset.annotations.folder}{lenient}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -62,12 +62,16 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from . import cli
+from .errors import UserError
 
 DATASET = "Thumos14reduced"
 FEATURES_FILE = f"{DATASET}-I3D-JOINTFeatures.npy"
@@ -640,14 +644,17 @@ def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", 
     the target and renamed into place at the end, so a crash never leaves a half dataset.
     """
     spec, preset = _resolve(spec_or_preset)
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     if annotations is None:
         classes, layouts = list(CLASSES), draw_layouts(spec, seed)
     else:
+        from .data import load_annotations  # imports torch: only here
+
         annotations = Path(annotations)
+        load_annotations(annotations)  # the loader's checks first: a bad folder is a DataError naming it
         classes, layouts = read_layouts(annotations)
     world = draw_world(spec, classes, _rng(seed, WORLD_STREAM))
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{DATASET}.partial-"))
     staging.chmod(0o755)  # mkdtemp's 0700 would make a shared cache unreadable to others
     try:
@@ -724,20 +731,27 @@ def describe(root: str | Path) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+@cli.command
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="root folder; the dataset goes to OUT/Thumos14reduced/")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--annotations",
                         help="a W-TALC annotation folder whose ground truth to use (the preset's sizes are unused)")
+    cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder")
     started = time.perf_counter()
     root = generate(args.out, args.preset, args.seed, annotations=args.annotations)
     source = f"ground truth of {args.annotations}" if args.annotations else "standalone layout"
     print(f"{describe(root)} Preset {args.preset!r}, seed {args.seed}, {source}; "
           f"generated in {time.perf_counter() - started:.1f} s.")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

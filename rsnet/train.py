@@ -2,11 +2,15 @@
 
 With no ``--data-root`` it trains on the built-in synthetic dataset (generated once, cached).
 Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per evaluation),
-``OUT/checkpoint.pt`` (atomic, every ``--checkpoint-every`` epochs) and ``OUT/results.md`` (last and best epoch).
+``OUT/checkpoint.pt`` (atomic and checksummed, every ``--checkpoint-every`` epochs; it also holds
+the evaluations so far) and ``OUT/results.md`` (last and best epoch). A folder that holds any of
+these is a run: a new run refuses to start there unless ``--resume`` continues it or
+``--overwrite`` replaces those files (and only those).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -16,9 +20,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .config import Config, add_config_arguments, build_config, format_config, to_dict
+from . import checkpoint, cli
+from .config import Config, add_config_arguments, apply_overrides, build_config, format_config, to_dict, validate
 from .data import WTALCDataset
+from .errors import UserError
 from .evaluate import evaluate
 from .inference import predict_split
 from .losses import LossTerms, rskp_loss
@@ -26,6 +31,7 @@ from .memory import MemoryBank
 from .model import RSKP
 
 CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every"}
+RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "results.md", "config.json")  # what a run writes in OUT
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name} asked for CUDA, but no CUDA device is available")
+        raise UserError(f"--device {name} asked for CUDA, but no CUDA device is available")
     return device
 
 
@@ -104,8 +110,10 @@ class Trainer:
         scores, cas = predict_split(self.model, self.dataset, self.device, self.cfg.test_batch_size)
         return evaluate(scores, cas, self.dataset.annotations, self.dataset.test_indices, lenient=self.cfg.lenient)
 
-    def state_dict(self, epoch: int, best: dict | None) -> dict[str, Any]:
+    def state_dict(self, epoch: int, best: dict | None, metrics: list[dict[str, Any]]) -> dict[str, Any]:
         return {
+            "format": checkpoint.RUN_FORMAT,
+            "version": checkpoint.RUN_VERSION,
             "epoch": epoch,
             "config": to_dict(self.cfg),
             "model": self.model.state_dict(),
@@ -113,6 +121,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": checkpoint.rng_state(),
             "best": best,
+            "metrics": metrics,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -122,19 +131,36 @@ class Trainer:
         checkpoint.restore_rng_state(state["rng"])
 
 
-def _check_resume_config(saved: dict[str, Any], cfg: Config) -> None:
+def restore(path: str | Path, device: str) -> Trainer:
+    """The trained model of a run's checkpoint, with the run's dataset, on ``device``."""
+    state = checkpoint.load_run(path)
+    cfg = dataclasses.replace(apply_overrides(Config(), state["config"], str(path)), device=device)
+    validate(cfg)
+    trainer = Trainer(cfg, load_dataset(cfg), resolve_device(device))
+    trainer.model.load_state_dict(state["model"])
+    return trainer
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
     current = to_dict(cfg)
     changed = [k for k in current if k not in CONFIG_KEYS_FREE_ON_RESUME and saved.get(k) != current[k]
                and not (isinstance(current[k], tuple) and tuple(saved.get(k, ())) == current[k])]
     if changed:
-        raise ValueError(f"--resume with a different config ({', '.join(changed)}): the run would not continue exactly")
+        raise UserError(f"--resume with a different config than {path} ({', '.join(changed)}): "
+                        f"the run would not continue exactly")
 
 
-def _read_metrics(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r["epoch"] <= up_to_epoch]
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
+    """The run files a new run will replace; refuses to start over a run it was not told to replace."""
+    if resume and overwrite:
+        raise UserError("--resume continues the run in OUT and --overwrite replaces it: give one of them")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    if found and not (resume or overwrite):
+        raise UserError(f"{out} holds a run ({', '.join(p.name for p in found)}): add --resume to continue it "
+                        f"or --overwrite to replace it, or choose another --out")
+    return found if overwrite else []
 
 
 def _write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
@@ -153,23 +179,30 @@ def results_table(last: dict[str, Any], best: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
+def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train and evaluate; returns the last and best evaluation records."""
-    device = resolve_device(cfg.device)
+    validate(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    replaced = _prepare_out(out, resume, overwrite)
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    state = checkpoint.load_run(ckpt_path) if resume else None
+    if state is not None:
+        _check_resume_config(state["config"], cfg, ckpt_path)
+        if state["epoch"] > cfg.epochs:
+            raise UserError(f"{ckpt_path} is at epoch {state['epoch']}, past --epochs {cfg.epochs}")
+    device = resolve_device(cfg.device)
     make_deterministic(cfg.seed, device)
     dataset = load_dataset(cfg)
     where = "on the device" if dataset.keep_features_on(device) else "on the host"
     trainer = Trainer(cfg, dataset, device)
-    start_epoch, best = 0, None
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
-    if resume:
-        state = checkpoint.load(ckpt_path)
-        _check_resume_config(state["config"], cfg)
+    start_epoch, best, records = 0, None, []
+    if state is not None:
         trainer.load_state_dict(state)
-        start_epoch, best = state["epoch"], state["best"]
-    records = _read_metrics(metrics_path, start_epoch)
+        start_epoch, best, records = state["epoch"], state["best"], list(state["metrics"])
+    for path in replaced:
+        print(f"rskp: --overwrite: removing {path}", file=sys.stderr)
+        path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
     _write_metrics(metrics_path, records)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     print(f"rskp: {len(dataset.train_indices)} train / {len(dataset.test_indices)} test videos on {device} "
@@ -192,7 +225,7 @@ def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
                 best = record
             progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
         if done % cfg.checkpoint_every == 0 or done == cfg.epochs:
-            checkpoint.save_atomic(trainer.state_dict(done, best), ckpt_path)
+            checkpoint.save_atomic(trainer.state_dict(done, best, records), ckpt_path)
     progress.close()
     last = records[-1]
     table = results_table(last, best)
@@ -201,15 +234,20 @@ def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
     return {"last": last, "best": best}
 
 
-def main(argv: list[str] | None = None) -> None:
+@cli.command
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML or JSON file of config keys (command-line flags override it)")
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt exactly")
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace the run in OUT (its files {', '.join(RUN_FILES)}; nothing else)")
+    cli.add_debug_flag(parser)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
-    run(build_config(args), resume=args.resume)
+    run(build_config(args), resume=args.resume, overwrite=args.overwrite)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,7 @@ from rsnet.config import Config
 def test_table1_runs_each_cell_once_and_reports_mean_and_std(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run(cfg):
+    def fake_run(cfg, resume=False, overwrite=False):
         calls.append(cfg)
         score = 10 * cfg.intra + 5 * cfg.pseudo_label + 2 * cfg.memory_bank + cfg.att_loss + cfg.seed
         out = tmp_path / cfg.out
@@ -27,3 +27,17 @@ def test_table1_runs_each_cell_once_and_reports_mean_and_std(tmp_path, monkeypat
 
     ablate.table1(base, seeds=[0, 2], out=tmp_path)
     assert len(calls) == 16, "completed runs must be reused, not retrained"
+
+
+def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """A cell's folder with a checkpoint is resumed; without one (a crash before the first) it is
+    started over: a new run would otherwise refuse the folder."""
+    calls = []
+    monkeypatch.setattr(ablate, "run", lambda cfg, resume, overwrite: calls.append((resume, overwrite)))
+    monkeypatch.setattr(ablate, "_completed", lambda out, epochs: [{"epoch": epochs, "avg": 1.0}] if calls else None)
+    (tmp_path / "cell").mkdir()
+    (tmp_path / "cell" / "checkpoint.pt").write_bytes(b"")
+    ablate.run_cell(Config(epochs=2), {}, True, 0, tmp_path / "cell")
+    calls.pop()
+    ablate.run_cell(Config(epochs=2), {}, True, 0, tmp_path / "other")
+    assert calls == [(False, True)]

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from rsnet.config import PRESETS, Config, add_config_arguments, build_config
+from rsnet import train
+from rsnet.config import PRESETS, Config, ConfigError, add_config_arguments, build_config
 
 
 def _parse(argv):
@@ -51,10 +52,67 @@ def test_unknown_flag_is_an_error():
 
 
 def test_invalid_values_are_named():
-    with pytest.raises(ValueError, match="walk_weight"):
+    with pytest.raises(ConfigError, match="--walk-weight"):
         _parse(["--walk-weight", "1.5"])
-    with pytest.raises(ValueError, match="memory_bank needs intra"):
+    with pytest.raises(ConfigError, match="--memory-bank needs --intra"):
         _parse(["--no-intra"])
+
+
+# one value out of range per checked key, as typed on the command line
+OUT_OF_RANGE = [
+    ("--lr", "-1"), ("--lr", "0"), ("--lr", "nan"), ("--lr", "inf"), ("--epochs", "0"), ("--warmup-epochs", "-1"),
+    ("--eval-every", "0"), ("--videos-per-step", "0"), ("--test-batch-size", "0"), ("--checkpoint-every", "0"),
+    ("--weight-decay", "-0.1"), ("--feature-dim", "0"), ("--embed-dim", "0"), ("--dropout", "1"),
+    ("--scale", "0"), ("--tau", "-5"), ("--em-iters", "0"), ("--n-representatives", "0"), ("--walk-weight", "-0.5"),
+    ("--bank-slots", "0"), ("--back-weight", "-1"), ("--att-weight", "-1"), ("--inter-weight", "-1"),
+    ("--spl-weight", "-1"), ("--spl-weight-after-warmup", "-1"), ("--spl-temperature", "0"),
+    ("--pseudo-inter-mix", "1.5"), ("--fuse-main", "-1"), ("--fuse-intra", "-1"), ("--seed", "-1"),
+    ("--data-seed", "-1"), ("--dataset", "Thumos15"), ("--ops", "cuda"), ("--embed-precision", "fp16"),
+    ("--device", "gpu"),
+]
+
+
+@pytest.mark.parametrize("flag, value", OUT_OF_RANGE)
+def test_every_value_out_of_range_is_named_by_its_flag(flag, value):
+    with pytest.raises(ConfigError, match=f"^{flag} must be"):
+        _parse(["--data-root", "/d", flag, value])
+
+
+def test_betas_out_of_range():
+    with pytest.raises(ConfigError, match=r"^--betas must be two numbers in \[0, 1\)"):
+        _parse(["--betas", "0.9", "1.0"])
+
+
+def test_a_value_of_the_wrong_type_names_its_flag(capsys):
+    """--lr abc used to fail with "could not convert string to float", naming no flag."""
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--lr", "abc"])
+    assert exit_.value.code == 2
+    assert "error: argument --lr: invalid float value: 'abc'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--epochs", "2.5"])
+    assert "argument --epochs: invalid int value: '2.5'" in capsys.readouterr().err
+
+
+def test_a_config_file_value_of_the_wrong_type_names_its_key_and_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: abc\n")
+    with pytest.raises(ConfigError, match=f"lr \\(--lr\\) in {path} expects float, got 'abc'"):
+        _parse(["--config", str(path)])
+    path.write_text("epochs: 2.5\n")
+    with pytest.raises(ConfigError, match="epochs"):
+        _parse(["--config", str(path)])
+    path.write_text("lr: [1, 2\n")
+    with pytest.raises(ConfigError, match="cannot be parsed"):
+        _parse(["--config", str(path)])
+
+
+def test_a_value_out_of_range_stops_before_any_data_loads(tmp_path, capsys):
+    """--lr -1 used to fail only after the dataset loaded, inside Adam."""
+    argv = ["--lr", "-1", "--data-root", str(tmp_path / "no-data"), "--out", str(tmp_path / "run")]
+    assert train.main(argv) == 2
+    assert capsys.readouterr().err == "error: --lr must be > 0, got -1.0\n"
+    assert not (tmp_path / "run").exists()
 
 
 def test_config_default_instance_is_valid():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsnet.data import DataError, WTALCDataset, load_annotations
+from rsnet.data import DataError, WTALCDataset, check_evaluable, load_annotations
 from rsnet.synthetic import SyntheticSpec, generate
 
 TINY = SyntheticSpec(n_train=6, n_test=5, length_scale=0.15)
@@ -140,6 +140,56 @@ def test_label_not_in_class_list(tiny_root):
         WTALCDataset(tiny_root)
 
 
+def _edit_annotation(root, name, edit):
+    path = root / "Thumos14reduced" / f"{name}.npy"
+    values = np.load(path, allow_pickle=True)
+    edit(values)
+    np.save(path, values, allow_pickle=True)
+
+
+def _video_name(root, v):
+    return np.load(root / "Thumos14reduced" / "videoname.npy")[v].decode()
+
+
+def test_a_segment_that_ends_before_it_starts_names_the_video(tiny_root):
+    """Such a segment used to load silently and change the mAP."""
+    test_video = int(np.flatnonzero(np.load(tiny_root / "Thumos14reduced" / "subset.npy") == b"test")[0])
+
+    def reverse_first(segments):
+        segments[test_video] = [[e, s] if k == 0 else [s, e] for k, (s, e) in enumerate(segments[test_video])]
+
+    _edit_annotation(tiny_root, "segments", reverse_first)
+    name = _video_name(tiny_root, test_video)
+    with pytest.raises(DataError, match=f"segments.npy: video {name} has segment 0 = .* ends before it starts"):
+        load_annotations(tiny_root / "Thumos14reduced")
+
+
+def test_a_test_video_with_classes_but_no_segment_names_the_video(tiny_root):
+    """It used to drop out of the detection mAP silently while counting in the classification mAP."""
+    test_video = int(np.flatnonzero(np.load(tiny_root / "Thumos14reduced" / "subset.npy") == b"test")[0])
+
+    def drop(values):
+        values[test_video] = []
+
+    _edit_annotation(tiny_root, "segments", drop)
+    _edit_annotation(tiny_root, "labels", drop)
+    load_annotations(tiny_root / "Thumos14reduced")  # the annotations themselves load: training videos may lack segments
+    with pytest.raises(DataError, match=f"video {_video_name(tiny_root, test_video)} \\(test\\) has classes .* but no segment"):
+        WTALCDataset(tiny_root)
+
+
+def test_test_features_of_the_wrong_length_are_refused_at_load(tiny_root):
+    test_video = int(np.flatnonzero(np.load(tiny_root / "Thumos14reduced" / "subset.npy") == b"test")[0])
+
+    def halve(feats):
+        feats[test_video] = feats[test_video][: len(feats[test_video]) // 2]
+        return feats
+
+    _rewrite_features(tiny_root, halve)
+    with pytest.raises(DataError, match=f"video {_video_name(tiny_root, test_video)}: features of"):
+        WTALCDataset(tiny_root)
+
+
 def test_unknown_dataset_name(tiny_root):
     with pytest.raises(DataError, match="unknown dataset"):
         WTALCDataset(tiny_root, dataset="Thumos15")
@@ -150,6 +200,17 @@ def test_reads_the_real_thumos14_annotations(shared_data):
     assert len(ann) == 412 and len(ann.indices("validation")) == 200 and len(ann.indices("test")) == 212
     assert len(ann.class_names) == 20 and ann.video_labels[ann.indices("validation")].sum(1).min() >= 1
     assert sum(len(s) for s in ann.segments) == sum(len(s) for s in ann.segment_labels)
+
+
+def test_the_real_test_videos_pass_the_evaluation_checks(shared_data):
+    """video_test_0000270 has segments but no video-level label: the official evaluators score its
+    segments (detection counts videos with segments), so it must stay accepted."""
+    ann = load_annotations(shared_data / "Thumos14reduced-Annotations")
+    check_evaluable(ann, ann.indices("test"))
+    anet = load_annotations(shared_data / "ActivityNet1.2-Annotations")
+    assert len(anet) == 7202 and len(anet.class_names) == 100
+    assert sum(len(s) for s in anet.segments) == 10733
+    check_evaluable(anet, anet.indices("validation"))
 
 
 def test_reads_activitynet12_in_the_same_layout(tiny_root, tmp_path):

@@ -19,12 +19,13 @@ def test_diagnose_a_short_run(tmp_path, capsys):
     assert [line.split(",")[1].split()[0] for line in lines[2:]] == ["main", "fused", "intra"]
 
 
-def test_diagnose_refuses_a_run_without_the_intra_branch(tmp_path):
+def test_diagnose_refuses_a_run_without_the_intra_branch(tmp_path, capsys):
     root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
     train.run(Config(data_root=str(root), out=str(tmp_path / "run"), epochs=1, eval_every=1, embed_dim=48,
                      lenient=True, device="cpu", intra=False, pseudo_label=False, memory_bank=False))
-    with pytest.raises(SystemExit):
-        diagnose.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt")])
+    capsys.readouterr()
+    assert diagnose.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt")]) == 2
+    assert "the run has no intra-video branch" in capsys.readouterr().err
 
 
 def test_identical_centres_give_exactly_uniform_assignments(tmp_path):

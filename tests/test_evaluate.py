@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import load_bench
 
-from rsnet.data import Annotations, load_annotations
+from rsnet.data import Annotations, DataError, check_lengths, load_annotations
 from rsnet.evaluate import EvalResult, detections, evaluate, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,14 +24,16 @@ VECTORS = ("preds_a", "preds_b_muted_class")
 # helpers
 
 
-def make_annotations(segments, labels, class_names, subsets=None, ambiguous=None) -> Annotations:
+def make_annotations(segments, labels, class_names, subsets=None, ambiguous=None, *, lengths,
+                     factor=1.0) -> Annotations:
+    """lengths: each video's CAS length in snippets (the durations follow at ``factor`` snippets/s)."""
     n = len(segments)
     video_labels = np.zeros((n, len(class_names)), dtype=np.float32)
     for v, labs in enumerate(labels):
         video_labels[v, list(labs)] = 1
     return Annotations(
         folder=Path("."), class_names=list(class_names), video_names=[f"video_{v:03d}" for v in range(n)],
-        subsets=list(subsets or ["test"] * n), durations=np.full(n, 100.0),
+        subsets=list(subsets or ["test"] * n), durations=(np.asarray(lengths, dtype=np.float64) + 0.5) / factor,
         segments=[np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in segments],
         segment_labels=[np.asarray(lab, dtype=np.int64).reshape(-1) for lab in labels], video_labels=video_labels,
         ambiguous={k: np.asarray(a, dtype=np.float64).reshape(-1, 2) for k, a in (ambiguous or {}).items()})
@@ -68,7 +70,7 @@ def synthetic_case(seed, n_videos=10, n_classes=4, quantum=0.0025, factor=25 / 1
         if rng.random() < 0.3:
             a = rng.uniform(0, seconds, rng.integers(1, 3))
             ambiguous[f"video_{v:03d}"] = np.stack([a, a + rng.uniform(0, 3, len(a))], 1)
-    ann = make_annotations(segments, labels, names, subsets, ambiguous)
+    ann = make_annotations(segments, labels, names, subsets, ambiguous, lengths=lengths, factor=factor)
     idx = ann.indices("test")
     scores = (np.round(rng.random((len(idx), n_classes + 1)) / 0.05) * 0.05).astype(np.float32)
     cas = []
@@ -125,7 +127,7 @@ def test_inner_mean_reaches_one_snippet_past_the_run():
     col = np.array([0.0, 0.1, 0.5, 0.5, 0.5, 0.5, 0.2, 0.0, 0.05, 0.0, 0.0, 0.0], dtype=np.float32)
     cas = np.zeros((12, 2), dtype=np.float32)
     cas[:, 0] = col
-    ann = make_annotations([[[1, 7]]], [[0]], ["a"])
+    ann = make_annotations([[[1, 7]]], [[0]], ["a"], lengths=[12])
     rows = detections(np.array([[0.9, 0.0]], np.float32), [cas], ann, [0], fps_factor=1.0)["a"]
     # the run [1, 7) (the lone 0.05 is too short): inner mean over [1, 8), outer {0} and {8}
     expected = np.float32(np.mean(col[1:8]) - np.mean(col[[0, 8]]))
@@ -138,14 +140,14 @@ def test_nms_divides_overlap_by_the_other_length_plus_one():
     # core (stored [5, 9), area 5) overlaps it by 5 snippets: 5 / 5 > 0.5, dropped (a union IoU
     # would be 5 / 10 = 0.5, kept)
     cas = plateaus(14, 2, [(0, 2, 10, 0.02), (0, 5, 8, 0.03)])
-    ann = make_annotations([[[2, 10]]], [[0]], ["a"])
+    ann = make_annotations([[[2, 10]]], [[0]], ["a"], lengths=[14])
     rows = detections(np.array([[0.9, 0.0]], np.float32), [cas], ann, [0], fps_factor=1.0)["a"]
     assert rows[:, :3].tolist() == [[0, 2, 11]]
     # flat shoulders instead: the short run [4, 9) (stored [4, 10), area 7) inside the long run
     # [1, 12) (stored [1, 13)) keeps 6 of 7 snippets: dropped; a run beside it overlapping by
     # 3 of 7 (3 / 7 <= 0.5) is kept
     cas = plateaus(30, 2, [(0, 1, 12, 0.01), (0, 4, 9, 0.5), (0, 14, 20, 0.01), (0, 10, 12, 0.0)])
-    ann = make_annotations([[[2, 10]]], [[0]], ["a"])
+    ann = make_annotations([[[2, 10]]], [[0]], ["a"], lengths=[30])
     got = detections(np.array([[0.9, 0.0]], np.float32), [cas], ann, [0], fps_factor=1.0)["a"]
     ref = official._class_predictions(np.array([[0.9, 0.0]], np.float32), [cas], ann, [0], ["video_000"], 0, 1.0)
     assert got.tolist() == ref.tolist()
@@ -157,7 +159,7 @@ def test_ambiguous_segments_remove_overlapping_proposals_only():
     # [15.6, 16.4] -> range(16, 16) is empty: the second one [10, 16) stays;
     # [31, 35] -> range(31, 35) starts at the third one's stored end 31: it stays
     ann = make_annotations([[[2, 6], [10, 15]]], [[0, 0]], ["a"],
-                           ambiguous={"video_000": [[3.4, 4.2], [15.6, 16.4], [31, 35]]})
+                           ambiguous={"video_000": [[3.4, 4.2], [15.6, 16.4], [31, 35]]}, lengths=[40])
     rows = detections(np.array([[0.9, 0.0]], np.float32), [cas], ann, [0], fps_factor=1.0)["a"]
     assert rows[:, 1:3].tolist() == [[25, 31], [10, 16]]
 
@@ -167,7 +169,7 @@ def test_each_prediction_takes_the_best_iou_ground_truth():
     # p2 = [0, 6) overlaps A with IoU 0.6. Taking the first ground truth over the threshold would
     # give p1 -> A and leave p2 a false positive.
     cas = plateaus(25, 2, [(0, 7, 18, 0.9), (0, 0, 5, 0.5)])
-    ann = make_annotations([[[0, 10], [12, 20]]], [[0, 0]], ["a"])
+    ann = make_annotations([[[0, 10], [12, 20]]], [[0, 0]], ["a"], lengths=[25])
     scores = np.array([[0.9, 0.0]], np.float32)
     rows = detections(scores, [cas], ann, [0], fps_factor=1.0)["a"]
     assert rows[:, 1:3].tolist() == [[7, 19], [0, 6]]
@@ -180,7 +182,7 @@ def test_unreachable_ground_truth_still_counts():
     # video of 12 snippets: [30, 40) lies past its end, [5.2, 5.4] rounds to the empty range(5, 5)
     # (even under a prediction covering it); only [2, 9) is found: recall 1/3 at precision 1
     cas = plateaus(12, 2, [(0, 2, 8, 0.5)])
-    ann = make_annotations([[[2, 9], [30, 40], [5.2, 5.4]]], [[0, 0, 0]], ["a"])
+    ann = make_annotations([[[2, 9], [30, 40], [5.2, 5.4]]], [[0, 0, 0]], ["a"], lengths=[12])
     result = evaluate(np.array([[0.9, 0.0]], np.float32), [cas], ann, [0], fps_factor=1.0)
     assert result.dmap == pytest.approx([100 / 3] * 7, abs=1e-12)
     ref = official.official_evaluate(np.array([[0.9, 0.0]], np.float32), [cas], ann, [0], factor=1.0)
@@ -189,7 +191,7 @@ def test_unreachable_ground_truth_still_counts():
 
 def _two_class_case(muted_score=0.05):
     cas = plateaus(30, 3, [(0, 2, 8, 0.5), (1, 12, 20, 0.6)])
-    ann = make_annotations([[[2, 9], [12, 21]]], [[0, 1]], ["run", "jump"])
+    ann = make_annotations([[[2, 9], [12, 21]]], [[0, 1]], ["run", "jump"], lengths=[30])
     return np.array([[0.9, muted_score, 0.0]], np.float32), [cas], ann
 
 
@@ -221,7 +223,7 @@ def test_anet_protocol_uses_seconds_and_continuous_iou():
     # ground truth [2.0, 2.9] s: rskp rounds it to range(2, 3), IoU 1/3 with the prediction [2, 5);
     # anet keeps 0.9 s of overlap, IoU 0.3
     cas = plateaus(12, 2, [(0, 2, 4, 0.5)])
-    ann = make_annotations([[[2.0, 2.9]]], [[0]], ["a"])
+    ann = make_annotations([[[2.0, 2.9]]], [[0]], ["a"], lengths=[12])
     scores = np.array([[0.9, 0.0]], np.float32)
     assert evaluate(scores, [cas], ann, [0], fps_factor=1.0, iou_thresholds=[0.32]).dmap == [100.0]
     assert evaluate(scores, [cas], ann, [0], fps_factor=1.0, iou_thresholds=[0.32], protocol="anet").dmap == [0.0]
@@ -266,7 +268,7 @@ def test_agrees_on_many_videos_float64_and_more_classes():
 
 def test_videos_without_proposals_or_ground_truth():
     # T = 1 videos, an all-zero CAS, a test video without ground truth: nothing breaks
-    ann = make_annotations([[[0, 1]], [], [[0, 3]]], [[0], [], [1]], ["a", "b"])
+    ann = make_annotations([[[0, 1]], [], [[0, 3]]], [[0], [], [1]], ["a", "b"], lengths=[1, 1, 5], factor=25 / 16)
     cas = [np.zeros((1, 3), np.float32), np.full((1, 3), 0.5, np.float32), np.zeros((5, 3), np.float32)]
     scores = np.full((3, 3), 0.9, np.float32)
     with pytest.warns(UserWarning, match="no proposal"):
@@ -390,3 +392,37 @@ def test_cli_on_the_test_vectors(shared_data, tmp_path):
     expected = json.loads((shared_data / "eval-vectors" / "preds_a.expected.json").read_text())
     assert np.abs(np.array(record["dmap"]) - expected["dmap"]).max() <= 1e-12
     assert abs(record["avg"] - expected["avg"]) <= 1e-12 and abs(record["cmap"] - expected["cmap"]) <= 1e-12
+
+
+def test_cli_refuses_a_cas_of_half_the_videos_length(tmp_path, capsys):
+    """Such a CAS used to be scored as if the video were half as long."""
+    ann, idx, scores, cas = synthetic_case(3)
+    _write_wtalc_folder(tmp_path / "ann", ann)
+    k = int(np.argmax([len(c) for c in cas]))
+    name, length = ann.video_names[idx[k]], len(cas[k])
+    cas[k] = cas[k][: length // 2]
+    _write_predictions(tmp_path / "p.npz", scores, cas)
+    assert main(["--predictions", str(tmp_path / "p.npz"), "--annotations", str(tmp_path / "ann")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: video {name}: class activation sequence of {length // 2} snippets, expected {length} ")
+    assert len(err.splitlines()) == 1
+
+
+def test_every_real_test_video_length_passes_and_half_of_it_does_not(shared_data):
+    """The rule int(duration x 25/16) and its tolerance against the 212 real THUMOS14 test videos."""
+    ann = load_annotations(shared_data / "Thumos14reduced-Annotations")
+    idx = ann.indices("test")
+    with np.load(shared_data / "eval-vectors" / "preds_a.npz", allow_pickle=True) as z:
+        lengths = z["vid_lens"]
+    assert (lengths == (ann.durations[idx] * 25 / 16).astype(int)).all()
+    check_lengths(ann, idx, lengths, 25 / 16, "CAS")
+    for v, length in zip(idx, lengths):
+        with pytest.raises(DataError, match=ann.video_names[v]):
+            check_lengths(ann, [v], [length // 2], 25 / 16, "CAS")
+
+
+def test_a_test_video_with_classes_but_no_segment_is_refused():
+    scores, cas, ann = _two_class_case(0.9)
+    ann.segments[0], ann.segment_labels[0] = np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+    with pytest.raises(DataError, match="video video_000 \\(test\\) has classes run, jump in labels_all.npy but no segment"):
+        evaluate(scores, cas, ann, [0], fps_factor=1.0)

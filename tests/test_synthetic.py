@@ -218,3 +218,11 @@ def test_a_short_training_lifts_classification_map_well_above_chance(tmp_path):
     test_labels = ds.annotations.video_labels[ds.test_indices]
     chance = 100 * test_labels[:, test_labels.sum(0) > 0].mean(0).mean()
     assert summary["last"]["cmap"] > 4 * chance, (summary["last"]["cmap"], chance)
+
+
+def test_cli_user_errors_are_one_line(tmp_path, capsys):
+    assert synthetic.main(["--out", str(tmp_path / "out"), "--annotations", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err == f"error: annotation folder not found: {tmp_path / 'none'}\n"
+    assert synthetic.main(["--out", str(tmp_path / "out"), "--seed", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --seed must be >= 0, got -1\n"
+    assert not (tmp_path / "out").exists()

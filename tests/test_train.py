@@ -1,18 +1,25 @@
-"""End to end: training writes its metrics, is deterministic, and resumes exactly after a crash."""
+"""End to end: training writes its metrics, is deterministic, resumes exactly after a crash, and
+never loses a run or resumes from a damaged or foreign checkpoint."""
 import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from rsnet import train
-from rsnet.data import WTALCDataset
+from rsnet import checkpoint, diagnose, evaluate, inference, train
+from rsnet.checkpoint import CheckpointError
+from rsnet.data import DataError, WTALCDataset
+from rsnet.errors import UserError
 from rsnet.inference import predict_split
 from rsnet.config import Config
 from rsnet.synthetic import SyntheticSpec, generate
 
 TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +81,135 @@ def test_resume_after_a_crash_continues_exactly(tiny_root, tmp_path, monkeypatch
 
 def test_resume_refuses_a_changed_config(tiny_root, tmp_path):
     train.run(_config(tiny_root, tmp_path / "a", epochs=1))
-    with pytest.raises(ValueError, match="lr"):
+    with pytest.raises(UserError, match="lr"):
         train.run(_config(tiny_root, tmp_path / "a", epochs=2, lr=1e-3), resume=True)
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny_root, tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
         train.run(_config(tiny_root, tmp_path / "empty"), resume=True)
+
+
+def _main_args(root, out, *extra):
+    return ["--data-root", str(root), "--out", str(out), "--epochs", "1", "--warmup-epochs", "0", "--eval-every", "1",
+            "--embed-dim", "48", "--videos-per-step", "3", "--lenient", "--device", "cpu", *extra]
+
+
+def test_a_new_run_refuses_a_folder_that_holds_a_run(tiny_root, tmp_path, capsys):
+    """A second run without --resume used to empty metrics.jsonl beside the old checkpoint and
+    results.md, and a later --resume then failed with an IndexError."""
+    out = tmp_path / "a"
+    train.run(_config(tiny_root, out, epochs=1))
+    before = {name: (out / name).read_bytes() for name in train.RUN_FILES}
+    capsys.readouterr()
+    assert train.main(_main_args(tiny_root, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {out} holds a run")
+    assert "--resume" in err and "--overwrite" in err
+    assert {name: (out / name).read_bytes() for name in train.RUN_FILES} == before
+    summary = train.run(_config(tiny_root, out, epochs=1), resume=True)
+    assert summary["last"] == _metrics(out)[-1] and summary["last"]["epoch"] == 1
+
+
+def test_overwrite_replaces_only_the_runs_own_files(tiny_root, tmp_path, capsys):
+    out = tmp_path / "a"
+    train.run(_config(tiny_root, out, epochs=1, seed=1))
+    (out / "notes.txt").write_text("mine")
+    old_checkpoint = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert train.main(_main_args(tiny_root, out, "--overwrite")) == 0
+    assert f"removing {out / 'checkpoint.pt'}" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "checkpoint.pt").read_bytes() != old_checkpoint and [r["epoch"] for r in _metrics(out)] == [1]
+    with pytest.raises(UserError, match="give one of them"):
+        train.run(_config(tiny_root, out, epochs=1), resume=True, overwrite=True)
+
+
+def test_resume_restores_the_metrics_from_the_checkpoint(tiny_root, tmp_path):
+    """metrics.jsonl lost or emptied: the checkpoint holds the evaluations, nothing is lost."""
+    out = tmp_path / "a"
+    train.run(_config(tiny_root, out, epochs=2))
+    records = _metrics(out)
+    (out / "metrics.jsonl").write_text("")
+    summary = train.run(_config(tiny_root, out, epochs=2), resume=True)
+    assert _metrics(out) == records and summary["last"] == records[-1]
+
+
+def test_checkpoints_load_with_weights_only(tiny_root, tmp_path):
+    train.run(_config(tiny_root, tmp_path / "a", epochs=1))
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert tuple(state) == checkpoint.RUN_KEYS and state["format"] == checkpoint.RUN_FORMAT
+    assert state["metrics"] == _metrics(tmp_path / "a")
+
+
+def _flip(path, offset, count):
+    data = bytearray(path.read_bytes())
+    data[offset:offset + count] = bytes(b ^ 0xFF for b in data[offset:offset + count])
+    path.write_bytes(bytes(data))
+
+
+def test_resume_refuses_flipped_bytes_in_the_optimizer_state(tiny_root, tmp_path, capsys):
+    out = tmp_path / "a"
+    train.run(_config(tiny_root, out, epochs=1))
+    path = out / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    exp_avg = next(iter(state["optimizer"]["state"].values()))["exp_avg"]
+    offset = path.read_bytes().find(exp_avg.numpy().tobytes())
+    assert offset > 0 and exp_avg.numel() * 4 >= 64 + 32
+    _flip(path, offset + 32, 64)
+    with pytest.raises(CheckpointError, match=f"{path} is damaged"):
+        train.run(_config(tiny_root, out, epochs=2), resume=True)
+    capsys.readouterr()
+    assert train.main(_main_args(tiny_root, out, "--epochs", "2", "--resume")) == 2
+    assert capsys.readouterr().err.strip() == f"error: {path} is damaged: its content does not match its SHA-256 checksum"
+
+
+def test_a_weights_only_checkpoint_is_a_clear_error(tiny_root, tmp_path, capsys):
+    out = tmp_path / "a"
+    trainer = train.Trainer(_config(tiny_root, out), WTALCDataset(tiny_root), torch.device("cpu"))
+    out.mkdir()
+    torch.save(trainer.model.state_dict(), out / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="carries no rskp checksum"):
+        train.run(_config(tiny_root, out), resume=True)
+    capsys.readouterr()
+    assert diagnose.main(["--checkpoint", str(out / "checkpoint.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out / 'checkpoint.pt'} carries no rskp checksum") and len(err.splitlines()) == 1
+    # signed, but another kind of state: named as such
+    checkpoint.save_atomic({"model": trainer.model.state_dict()}, out / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="not a training run's checkpoint"):
+        train.run(_config(tiny_root, out), resume=True)
+
+
+def test_user_errors_are_one_line_and_exit_2_tracebacks_with_debug(tmp_path, monkeypatch):
+    args = [sys.executable, "-m", "rsnet.train", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: dataset folder not found: {tmp_path / 'nowhere' / 'Thumos14reduced'} " \
+                                  f"(expected ROOT/Thumos14reduced/ in the W-TALC layout)"
+    with pytest.raises(DataError):
+        train.main(args[3:] + ["--debug"])
+
+    def bug(cfg):
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(train, "load_dataset", bug)
+    with pytest.raises(ZeroDivisionError):  # a bug is not a user error: its traceback stays
+        train.main(args[3:])
+
+
+def test_inference_cli_writes_what_the_evaluator_scores(tiny_root, tmp_path, capsys):
+    """``python -m rsnet.inference`` used to print nothing and exit 0."""
+    proc = subprocess.run([sys.executable, "-m", "rsnet.inference"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "--checkpoint" in proc.stderr
+    out = tmp_path / "a"
+    train.run(_config(tiny_root, out, epochs=1))
+    assert inference.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "p.npz")]) == 0
+    assert "python -m rsnet.evaluate --predictions" in capsys.readouterr().out
+    assert evaluate.main(["--predictions", str(tmp_path / "p.npz"), "--annotations", str(tiny_root / "Thumos14reduced"),
+                          "--lenient", "--out", str(tmp_path / "r.json")]) == 0
+    scored = json.loads((tmp_path / "r.json").read_text())
+    assert scored["dmap"] == _metrics(out)[-1]["dmap"] and scored["cmap"] == _metrics(out)[-1]["cmap"]
 
 
 def test_predict_split_equals_one_video_at_a_time(tiny_root):
@@ -96,3 +225,10 @@ def test_predict_split_equals_one_video_at_a_time(tiny_root):
         assert np.allclose(scores[row], video_scores[0].numpy(), rtol=1e-5, atol=1e-7)
         assert cas[row].shape == tuple(video_cas.shape)
         assert np.allclose(cas[row], video_cas.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_an_out_that_is_a_file_is_refused_before_the_data_loads(tmp_path):
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(UserError, match="--out .* is a file, not a folder"):
+        train.run(_config(tmp_path / "no-data", tmp_path / "f"))
+    assert (tmp_path / "f").read_text() == "mine"

@@ -1,0 +1,9 @@
+"""The one exception class of the package's user errors: bad input, not bugs.
+
+A command catches it and prints one ``error:`` line (exit code 2, ``rsnet.cli``); anything else
+(a bug) keeps its traceback. It is a ValueError so that library callers may catch either.
+"""
+
+
+class UserError(ValueError):
+    """Input the user can fix: a flag's value, a file, a folder, a checkpoint."""
