@@ -260,9 +260,9 @@ def main(argv=None) -> None:
     batches = {k: batches[k] for k in args.batches.split(",") if k}  # in the order asked
 
     name = torch.cuda.get_device_name(device) if not on_cpu else f"CPU ({platform.processor() or platform.machine()})"
-    from rs_kernels import _triton_utils
+    from rs_kernels.kernels import launch
     meta = {"device": name, "torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version(),
-            "k": K, "iters": ITERS, "tau": TAU, "w": W, "dtype": "float32", "block_t": _triton_utils.BLOCK_T, "num_warps": _triton_utils.NUM_WARPS,
+            "k": K, "iters": ITERS, "tau": TAU, "w": W, "dtype": "float32", "block_t": launch.BLOCK_T, "num_warps": launch.NUM_WARPS,
             "interpreter": on_cpu and interp, "copy_gbps": float("nan")}
     ops = make_ops(impls)
     rows = []

@@ -6,12 +6,13 @@ video's snippets with its own attention weights. In plain PyTorch it is one smal
 three branches of every step, so on a GPU it was the largest share of a step's kernel launches.
 
 Triton path (``rs_kernels::segment_matmul_fwd`` / ``_bwd``):
-  forward: ``_triton_utils._assign_fwd_kernel`` with the weights as its assignments (LOAD_Z): the
-    block partials of W^T x, reduced per video in a fixed order (deterministic);
+  forward (``kernels/segment_matmul.py``): the block partials of W^T x, reduced per video in a
+    fixed order (deterministic);
   backward (g = dL/dout): one pass over each T block, dx_t = sum_c w_tc g_{b(t),c} and
-    dw_tc = <x_t, g_{b(t),c}> (``_triton_utils._mix_kernel``).
+    dw_tc = <x_t, g_{b(t),c}> (``kernels/mix.py``).
 Narrower than the matmuls it replaces: w and x must share a dtype (no autocast casting), both
 gradients are always computed, and there is no double backward.
+The custom ops import their kernels when they run: Triton is loaded on the Triton path only.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from . import _triton_utils as tu
 from . import padded, reference
 from ._dispatch import resolve_impl
+from .kernels import launch
 from .varlen import check_cu_seqlens, check_packed_meta
 
 
@@ -41,17 +42,18 @@ def _check(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> None:
 @torch.library.custom_op("rs_kernels::segment_matmul_fwd", mutates_args=())
 def segment_matmul_fwd(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> Tensor:
     """(B, C, D) per-video W^T X."""
+    from .kernels import segment_matmul as kernel
+
     _check(w, x, cu_seqlens)
     check_cu_seqlens(cu_seqlens, x.shape[0])
-    tu.check_launchable(x, "segment_matmul")
+    launch.check_launchable(x, "segment_matmul")
     w, x = w.contiguous(), x.contiguous()
     cu = cu_seqlens.to(torch.int64).contiguous()
     (n, d), c, batch = x.shape, w.shape[1], cu.numel() - 1
     if c == 0:
         return x.new_zeros(batch, 0, d)
-    with tu.device_ctx(x):
-        sums = tu.assign_fwd(x, x, cu, tu.block_table(cu, n), 0.0, cmax=c, stride_cb=0, z=w, load_z=True,
-                             with_mass=False)
+    with launch.device_ctx(x):
+        sums = kernel.segment_matmul(w, x, cu, launch.block_table(cu, n))
     return sums.view(batch, c, d).to(x.dtype)
 
 
@@ -64,15 +66,17 @@ def _(w, x, cu_seqlens):
 @torch.library.custom_op("rs_kernels::segment_matmul_bwd", mutates_args=())
 def segment_matmul_bwd(grad_out: Tensor, w: Tensor, x: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
     """(dw (N, C), dx (N, D)) from dL/dout (B, C, D)."""
-    tu.check_launchable(x, "segment_matmul")
+    from .kernels.mix import mix
+
+    launch.check_launchable(x, "segment_matmul")
     w, x, g = w.contiguous(), x.contiguous(), grad_out.contiguous()
     cu = cu_seqlens.to(torch.int64).contiguous()
     (n, d), c = x.shape, w.shape[1]
     if c == 0:
         return torch.zeros_like(w), torch.zeros_like(x)
-    dw, dx = tu.empty((n, c), w.dtype, x.device), tu.empty((n, d), x.dtype, x.device)
-    with tu.device_ctx(x):
-        tu.mix(w, g, x, dx, cu, tu.block_table(cu, n), dz=dw)
+    dw, dx = launch.empty((n, c), w.dtype, x.device), launch.empty((n, d), x.dtype, x.device)
+    with launch.device_ctx(x):
+        mix(w, g, x, dx, cu, launch.block_table(cu, n), dz=dw)
     return dw, dx
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import rs_kernels._triton_utils as tu
 from rs_kernels import varlen
+from rs_kernels.kernels import launch
 from rsnet.config import Config
 from rsnet.data import PackedBatch
 from rsnet.losses import rskp_loss
@@ -126,9 +126,9 @@ def test_block_table_is_built_once_per_offsets_and_rows():
     """The ops of a step share cu_seqlens: their kernels' block table is built once, and again only
     for other rows or after an in-place change."""
     cu = varlen.cu_seqlens_from_lengths([40, 1, 33])
-    table = tu.block_table(cu, 74)
-    assert tu.block_table(cu, 74) is table
-    assert tu.block_table(cu, 80) is not table
+    table = launch.block_table(cu, 74)
+    assert launch.block_table(cu, 74) is table
+    assert launch.block_table(cu, 80) is not table
     cu[2] = 2
-    rebuilt = tu.block_table(cu, 74)
+    rebuilt = launch.block_table(cu, 74)
     assert rebuilt is not table and not torch.equal(rebuilt[1], table[1])
