@@ -33,7 +33,7 @@ from ._dispatch import resolve_impl
 from .kernels import launch
 from .padded import solve_walk_system
 from .reference import MASS_EPS
-from .varlen import check_cu_seqlens, check_packed_meta, pad, unpad
+from .varlen import BlockTable, Varlen, as_varlen, check_packed_meta, check_varlen, pad, unpad
 
 
 def _check(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, w: float) -> None:
@@ -60,29 +60,31 @@ def _stats_shapes(n, d, batch, max_m):
 
 
 @torch.library.custom_op("rs_kernels::random_walk_fwd", mutates_args=())
-def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, max_m: int, w: float,
+def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, block_video: Tensor, block_first: Tensor, y: Tensor,
+                    y_cu_seqlens: Tensor, max_m: int, w: float,
                     tau: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(x* (N, D), and for the backward: Z (N, max_m), c (B, max_m), G (B, max_m, max_m), Q, W, U (B, max_m, D)).
 
-    max_m >= max_b M_b (like flash-attention's max_seqlen) fixes the padded size of the solve.
+    block_video, block_first: the block table of x's offsets (``Varlen.block_table(launch.BLOCK_T)``).
+    max_m >= max_b M_b (like flash-attention's max_seqlen) fixes the padded size of the solve. The
+    caller (:func:`random_walk`) checks both offsets against the rows on the host; max_m is checked
+    here on the device (an error on the CPU, a device-side assert on a GPU: no sync).
     """
     _check(x, cu_seqlens, y, y_cu_seqlens, w)
-    check_cu_seqlens(cu_seqlens, x.shape[0])
-    real_max = max(check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True))
-    if max_m < real_max:
-        raise ValueError(f"max_m = {max_m} is below the largest number of representatives of a video, {real_max}")
+    torch._assert_async((y_cu_seqlens.diff() <= max_m).all(),
+                        f"max_m = {max_m} is below the largest number of representatives of a video")
     from .kernels.assign import assign_fwd
     from .kernels.mix import mix
 
     launch.check_launchable(x, "random_walk")
     x, y = x.contiguous(), y.contiguous()
-    cu, ycu = cu_seqlens.to(torch.int64).contiguous(), y_cu_seqlens.to(torch.int64).contiguous()
+    cu, ycu = cu_seqlens.contiguous(), y_cu_seqlens.contiguous()
     n, d = x.shape
     batch = cu.numel() - 1
     acc = launch.acc_dtype(x.dtype)
     if max_m == 0:
         return ((1 - w) * x, *(x.new_zeros(s, dtype=acc) for s in _stats_shapes(n, d, batch, 0)))
-    table = launch.block_table(cu, n)
+    table = BlockTable(block_video, block_first)
     y_pad = pad(y.to(acc), ycu, max_m)
     z = launch.empty((n, max_m), acc, x.device)
     out = launch.empty((n, d), x.dtype, x.device)
@@ -102,7 +104,7 @@ def random_walk_fwd(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tens
 
 
 @random_walk_fwd.register_fake
-def _(x, cu_seqlens, y, y_cu_seqlens, max_m, w, tau):
+def _(x, cu_seqlens, block_video, block_first, y, y_cu_seqlens, max_m, w, tau):
     _check(x, cu_seqlens, y, y_cu_seqlens, w)
     n, d = x.shape
     acc = launch.acc_dtype(x.dtype)
@@ -115,23 +117,23 @@ def _(x, cu_seqlens, y, y_cu_seqlens, max_m, w, tau):
 # ---------------------------------------------------------------------------------------------
 
 @torch.library.custom_op("rs_kernels::random_walk_bwd", mutates_args=())
-def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, z: Tensor,
-                    c: Tensor, g: Tensor, q: Tensor, wsol: Tensor, u: Tensor, w: float,
-                    tau: float) -> tuple[Tensor, Tensor]:
+def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, block_video: Tensor, block_first: Tensor,
+                    y: Tensor, y_cu_seqlens: Tensor, z: Tensor, c: Tensor, g: Tensor, q: Tensor, wsol: Tensor,
+                    u: Tensor, w: float, tau: float) -> tuple[Tensor, Tensor]:
     """(dx (N, D), dy (sum M_b, D)) from dL/dx* and what the forward saved."""
     from .kernels.assign import assign_bwd, norm_grad_coef
     from .kernels.segment_matmul import segment_matmul
 
     launch.check_launchable(x, "random_walk")
     x, y, gout = x.contiguous(), y.contiguous(), grad_out.contiguous()
-    cu, ycu = cu_seqlens.to(torch.int64).contiguous(), y_cu_seqlens.to(torch.int64).contiguous()
+    cu, ycu = cu_seqlens.contiguous(), y_cu_seqlens.contiguous()
     n, d = x.shape
     batch, max_m = cu.numel() - 1, z.shape[1]
     acc = launch.acc_dtype(x.dtype)
     if max_m == 0:
         return (1 - w) * gout.to(x.dtype), torch.zeros_like(y)
     z = z.contiguous()
-    table = launch.block_table(cu, n)
+    table = BlockTable(block_video, block_first)
     y_pad = pad(y.to(acc), ycu, max_m)
     dx = launch.empty((n, d), x.dtype, x.device)
     with launch.device_ctx(x):
@@ -154,23 +156,23 @@ def random_walk_bwd(grad_out: Tensor, x: Tensor, cu_seqlens: Tensor, y: Tensor, 
 
 
 @random_walk_bwd.register_fake
-def _(grad_out, x, cu_seqlens, y, y_cu_seqlens, z, c, g, q, wsol, u, w, tau):
+def _(grad_out, x, cu_seqlens, block_video, block_first, y, y_cu_seqlens, z, c, g, q, wsol, u, w, tau):
     return torch.empty_like(x), torch.empty_like(y)
 
 
 def _setup_context(ctx, inputs, output):
-    x, cu_seqlens, y, y_cu_seqlens, max_m, w, tau = inputs
+    x, cu_seqlens, block_video, block_first, y, y_cu_seqlens, max_m, w, tau = inputs
     _, *saved = output
-    ctx.save_for_backward(x, cu_seqlens, y, y_cu_seqlens, *saved)
+    ctx.save_for_backward(x, cu_seqlens, block_video, block_first, y, y_cu_seqlens, *saved)
     ctx.w, ctx.tau = w, tau
     ctx.mark_non_differentiable(*saved)
 
 
 def _backward(ctx, grad_out, *_grads_of_saved):
     if grad_out is None:
-        return (None,) * 7
+        return (None,) * 9
     dx, dy = torch.ops.rs_kernels.random_walk_bwd(grad_out, *ctx.saved_tensors, ctx.w, ctx.tau)
-    return dx, None, dy, None, None, None, None
+    return dx, None, None, None, dy, None, None, None, None
 
 
 random_walk_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -187,7 +189,7 @@ def _solve_flops(batch, m, d) -> int:
 
 
 @register_flop_formula(torch.ops.rs_kernels.random_walk_fwd)
-def _rw_fwd_flops(x_shape, cu_shape, y_shape, ycu_shape, max_m, *args, **kwargs) -> int:
+def _rw_fwd_flops(x_shape, cu_shape, video_shape, first_shape, y_shape, ycu_shape, max_m, *args, **kwargs) -> int:
     n, d = x_shape
     m, batch = _mean_m(y_shape, cu_shape), cu_shape[0] - 1
     # scores, Z^T x, Z^T Z (pass 1); G y and the solve; Z U (pass 2)
@@ -195,7 +197,8 @@ def _rw_fwd_flops(x_shape, cu_shape, y_shape, ycu_shape, max_m, *args, **kwargs)
 
 
 @register_flop_formula(torch.ops.rs_kernels.random_walk_bwd)
-def _rw_bwd_flops(grad_shape, x_shape, cu_shape, y_shape, ycu_shape, z_shape, *args, **kwargs) -> int:
+def _rw_bwd_flops(grad_shape, x_shape, cu_shape, video_shape, first_shape, y_shape, ycu_shape, z_shape, *args,
+                  **kwargs) -> int:
     n, d = x_shape
     m, batch, max_m = _mean_m(y_shape, cu_shape), cu_shape[0] - 1, z_shape[1]
     # Z gO; x y^T, x dP^T, gO U^T; Z Hs; Z dP, Cy y, Cy^T x; the small algebra (one solve, three products)
@@ -206,14 +209,19 @@ def _rw_bwd_flops(grad_shape, x_shape, cu_shape, y_shape, ycu_shape, z_shape, *a
 # public function
 # ---------------------------------------------------------------------------------------------
 
-def random_walk(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, w: float = 0.5,
+def random_walk(x: Tensor, cu_seqlens: Varlen | Tensor, y: Tensor, y_cu_seqlens: Varlen | Tensor, w: float = 0.5,
                 tau: float = 5.0, impl: str | None = None) -> Tensor:
-    """X* (N, D); video b walks toward y[y_cu_seqlens[b]:y_cu_seqlens[b+1]]."""
-    _check(x, cu_seqlens, y, y_cu_seqlens, w)
+    """X* (N, D); video b walks toward y[y_cu_seqlens[b]:y_cu_seqlens[b+1]].
+
+    Each offsets argument: a :class:`~rs_kernels.varlen.Varlen`, or an offsets tensor (then read once).
+    """
+    seqs, yseqs = as_varlen(cu_seqlens), as_varlen(y_cu_seqlens)
+    _check(x, seqs.cu_seqlens, y, yseqs.cu_seqlens, w)
+    check_varlen(seqs, x.shape[0])
+    ms = check_varlen(yseqs, y.shape[0], name="y_cu_seqlens", allow_empty=True)
     impl = resolve_impl(impl, x)
     if impl == "triton":
-        max_m = max(check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True))
-        return torch.ops.rs_kernels.random_walk_fwd(x, cu_seqlens, y, y_cu_seqlens, max_m, float(w), float(tau))[0]
-    check_cu_seqlens(cu_seqlens, x.shape[0])
-    check_cu_seqlens(y_cu_seqlens, y.shape[0], name="y_cu_seqlens", allow_empty=True)
-    return (padded if impl == "padded" else reference).random_walk(x, cu_seqlens, y, y_cu_seqlens, w, tau)
+        table = seqs.block_table(launch.BLOCK_T)
+        return torch.ops.rs_kernels.random_walk_fwd(x, seqs.cu_seqlens, *table, y, yseqs.cu_seqlens, max(ms),
+                                                    float(w), float(tau))[0]
+    return (padded if impl == "padded" else reference).random_walk(x, seqs, y, yseqs, w, tau)

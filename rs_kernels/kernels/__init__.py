@@ -15,8 +15,8 @@ Nothing here is imported until an op takes its Triton path (``rs_kernels`` works
 
 Layout and determinism
   * packed rows: video b owns rows cu[b]:cu[b+1] of x (N, D); T blocks of BLOCK_T rows never
-    straddle two videos. The grid is one program per (video, T block), enumerated by a block
-    table; its size is a bound known from shapes alone (no host sync).
+    straddle two videos. The grid is one program per (video, T block), enumerated by the batch's
+    block table (``rs_kernels.varlen.Varlen.block_table``, sized from the host offsets: no sync).
   * per-video centres are padded to (B, CMAX, D) (EM: CMAX = K; walk: CMAX = max M_b, with the
     count of video b in ccu) and padded inside the kernels to CP >= 16 rows, masked.
   * per-video sums: each program writes its block's partial row; ``reduce.segment_reduce`` adds the

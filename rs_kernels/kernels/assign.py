@@ -231,7 +231,8 @@ def assign_fwd(x: Tensor, centres: Tensor, cu: Tensor, table, tau: float, *, cma
     """
     d = x.shape[1]
     acc = launch.acc_dtype(x.dtype)
-    blk_vid, blk_cu, bound = table
+    blk_vid, blk_cu = table
+    bound = blk_vid.shape[0]  # programs: one per T block
     width = cmax * d + cmax + (cmax * cmax if with_h else 0)
     part = launch.empty((bound, width), acc, x.device)
     _assign_fwd_kernel[(bound,)](
@@ -254,7 +255,8 @@ def assign_bwd(x: Tensor, centres: Tensor, pa: Tensor, dcm: Tensor, dx: Tensor, 
     d = x.shape[1]
     cmax = centres.shape[1]
     acc = launch.acc_dtype(x.dtype)
-    blk_vid, blk_cu, bound = table
+    blk_vid, blk_cu = table
+    bound = blk_vid.shape[0]  # programs: one per T block
     width = cmax * d + cmax
     part = launch.empty((bound, width), acc, x.device)
     _assign_bwd_kernel[(bound,)](

@@ -55,7 +55,8 @@ def mix(z: Tensor, m: Tensor, x: Tensor, out: Tensor, cu: Tensor, table, *, coef
     d = x.shape[1]
     cmax = z.shape[1]
     acc = launch.acc_dtype(x.dtype)
-    blk_vid, blk_cu, bound = table
+    blk_vid, blk_cu = table
+    bound = blk_vid.shape[0]  # programs: one per T block
     _mix_kernel[(bound,)](
         z, m, x, out, dz, cu, blk_vid, blk_cu, cmax, d, float(coef),
         ADD_X=add_x, WITH_DZ=dz is not None, CP=centre_pad(cmax), BLOCK_T=launch.BLOCK_T, BLOCK_D=block_d(d),

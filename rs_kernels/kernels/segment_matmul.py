@@ -36,7 +36,8 @@ def segment_matmul(w: Tensor, x: Tensor, cu: Tensor, table) -> Tensor:
     """(B, C*D) per-video sums w_b^T x_b in the accumulation dtype; w (N, C), x (N, D) contiguous."""
     d, c = x.shape[1], w.shape[1]
     acc = launch.acc_dtype(x.dtype)
-    blk_vid, blk_cu, bound = table
+    blk_vid, blk_cu = table
+    bound = blk_vid.shape[0]  # programs: one per T block
     part = launch.empty((bound, c * d), acc, x.device)
     _segment_matmul_kernel[(bound,)](
         w, x, part, cu, blk_vid, blk_cu, c, d,
