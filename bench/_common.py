@@ -1,6 +1,6 @@
 """Helpers shared by the benchmarks in bench/: THUMOS14-like lengths, timing, device and versions.
 
-Timing follows DESIGN §5: medians over repeats, CUDA events (or ``triton.testing.do_bench``) on
+Timing follows docs/performance.md ('How figures are measured'): medians over repeats, CUDA events (or ``triton.testing.do_bench``) on
 the GPU, ``time.perf_counter`` on CPU; the device and the versions are printed beside the numbers.
 """
 from __future__ import annotations

@@ -53,7 +53,7 @@ import triton  # noqa: E402
 from _common import peak_mb, sync, thumos_lengths, time_ms  # noqa: E402
 
 from rs_kernels import em_attention, padded, random_walk, reference, segment_matmul  # noqa: E402
-from rs_kernels.varlen import cu_seqlens_from_lengths, split, uniform_cu_seqlens, unpad  # noqa: E402
+from rs_kernels.varlen import Varlen, split, unpad  # noqa: E402
 
 K, ITERS, TAU, W = 8, 2, 5.0, 0.5
 CLASSES = 21  # the head's C + 1 columns (THUMOS14's 20 actions and the background)
@@ -124,11 +124,11 @@ def make_batch(lengths, d, device, seed=0):
     gen = torch.Generator().manual_seed(seed)
     n = sum(lengths)
     x = torch.randn(n, d, generator=gen).relu_().to(device)
-    cu = cu_seqlens_from_lengths(lengths, device)
+    cu = Varlen.from_lengths(lengths, device)
     mu0 = (torch.randn(K, d, generator=gen) / math.sqrt(d)).to(device)
     batch = len(lengths)
     y = torch.randn(batch * K, d, generator=gen).relu_().to(device)  # the K representatives of each video
-    ycu = uniform_cu_seqlens(batch, K, device)
+    ycu = Varlen.uniform(batch, K, device)
     weights = torch.rand(n, CLASSES, generator=gen).to(device)  # the head's class-wise attention shares
     return x, cu, mu0, y, ycu, weights
 
@@ -140,19 +140,19 @@ def bench_case(op, impl, fn, batch, device, d) -> dict:
     if op == "pool":
         pg = weights.detach().clone().requires_grad_()
         fwd = lambda: fn(weights, x, cu)  # noqa: E731
-        out_grad = torch.randn(cu.numel() - 1, CLASSES, d, device=device)
+        out_grad = torch.randn(cu.batch_size, CLASSES, d, device=device)
         both = lambda: fn(pg, xg, cu).backward(out_grad)  # noqa: E731
     elif op == "em":
         pg = mu0.detach().clone().requires_grad_()
         fwd = lambda: fn(x, cu, mu0)  # noqa: E731
-        out_grad = torch.randn(cu.numel() - 1, K, d, device=device)
+        out_grad = torch.randn(cu.batch_size, K, d, device=device)
         both = lambda: fn(xg, cu, pg).backward(out_grad)  # noqa: E731
     else:
         pg = y.detach().clone().requires_grad_()
         fwd = lambda: fn(x, cu, y, ycu)  # noqa: E731
         out_grad = torch.randn(n, d, device=device)
         both = lambda: fn(xg, cu, pg, ycu).backward(out_grad)  # noqa: E731
-    row = {"op": op, "impl": impl, "n": n, "videos": cu.numel() - 1, "d": d}
+    row = {"op": op, "impl": impl, "n": n, "videos": cu.batch_size, "d": d}
     compile_s = None
     if impl == "compiled":  # first calls compile (forward, then backward graphs)
         sync(device)
@@ -260,9 +260,9 @@ def main(argv=None) -> None:
     batches = {k: batches[k] for k in args.batches.split(",") if k}  # in the order asked
 
     name = torch.cuda.get_device_name(device) if not on_cpu else f"CPU ({platform.processor() or platform.machine()})"
-    from rs_kernels import _triton_utils
+    from rs_kernels.kernels import launch
     meta = {"device": name, "torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version(),
-            "k": K, "iters": ITERS, "tau": TAU, "w": W, "dtype": "float32", "block_t": _triton_utils.BLOCK_T, "num_warps": _triton_utils.NUM_WARPS,
+            "k": K, "iters": ITERS, "tau": TAU, "w": W, "dtype": "float32", "block_t": launch.BLOCK_T, "num_warps": launch.NUM_WARPS,
             "interpreter": on_cpu and interp, "copy_gbps": float("nan")}
     ops = make_ops(impls)
     rows = []

@@ -32,7 +32,7 @@ try:
 except ImportError:  # `python bench/macs.py` from a clone that was not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rs_kernels.varlen import uniform_cu_seqlens  # noqa: E402
+from rs_kernels.varlen import Varlen  # noqa: E402
 from rsnet import official_style  # noqa: E402
 from rsnet.config import Config  # noqa: E402
 from rsnet.model import RSKP  # noqa: E402
@@ -227,7 +227,7 @@ def row_walk_woodbury(s: Setup) -> int:
     """The intra-video random walk alone, as the package runs it (Woodbury: an M x M solve)."""
     x, mu = _walk_inputs(s)
     k = mu.shape[0]
-    return count_macs(lambda: s.rskp.propagate(x, s.cu, mu, uniform_cu_seqlens(1, k)))
+    return count_macs(lambda: s.rskp.propagate(x, s.cu, mu, Varlen.uniform(1, k)))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ if not torch.cuda.is_available():
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rs_kernels.varlen import cu_seqlens_from_lengths  # noqa: E402
+from rs_kernels.varlen import Varlen  # noqa: E402
 from rsnet.config import Config  # noqa: E402
 from rsnet.losses import rskp_loss  # noqa: E402
 from rsnet.memory import MemoryBank  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
     labels[torch.arange(VIDEOS), torch.arange(VIDEOS) % CLASSES] = 1
     bank.insert(torch.randn(VIDEOS, cfg.n_representatives, DIM, device=device),
                 torch.rand(VIDEOS, cfg.n_representatives, CLASSES, device=device), labels)
-    x, cu = torch.rand(sum(lengths), DIM, device=device), cu_seqlens_from_lengths(lengths, device)
+    x, cu = torch.rand(sum(lengths), DIM, device=device), Varlen.from_lengths(lengths, device)
 
     def step(inter: bool) -> None:
         memory = bank.read(labels) if inter else None

@@ -1,6 +1,6 @@
 """Training speed of RSKP: an epoch, the test pass and the evaluation, official-style against batched.
 
-A benchmark (DESIGN §5), everything in one process and on one device. THUMOS14-shaped data: the
+A benchmark (docs/performance.md, 'How figures are measured'), everything in one process and on one device. THUMOS14-shaped data: the
 200 training videos with the real training lengths (duration x 25/16 of the 'validation' videos of
 ``../shared/data/Thumos14reduced-Annotations`` when that folder is there, else the built-in length
 distribution of ``bench/_common.py``) and the 212 test videos likewise; random non-negative
@@ -81,7 +81,6 @@ from rsnet.data import DATASETS, Annotations, WTALCDataset, load_annotations  # 
 from rsnet.evaluate import detections, evaluate  # noqa: E402
 from rsnet.inference import predict_split  # noqa: E402
 from rsnet.model import RSKP  # noqa: E402
-from rs_kernels.varlen import host_seqlens  # noqa: E402
 
 ANNOTATIONS = ROOT.parent / "shared" / "data" / "Thumos14reduced-Annotations"
 DATASET = "Thumos14reduced"
@@ -372,7 +371,7 @@ def padding_note(trainer: train.Trainer, epoch: int) -> str:
     over the steps of one epoch: the waste the padded modes pay."""
     factors = []
     for batch in trainer.dataset.train_batches(epoch, trainer.cfg.seed, trainer.cfg.videos_per_step):
-        lengths = host_seqlens(batch.cu_seqlens)
+        lengths = batch.varlen.lengths
         factors.append(len(lengths) * max(lengths) / sum(lengths))
     return (f"padded steps hold {statistics.mean(factors):.1f}x their real snippets "
             f"({min(factors):.1f}-{max(factors):.1f} over the epoch's {len(factors)} steps)")

@@ -3,6 +3,6 @@ from . import membank  # its ops load the csrc/ extension on their first call, n
 from .em_attention import em_attention
 from .random_walk import random_walk
 from .segment_matmul import segment_matmul
-from .varlen import cu_seqlens_from_lengths
+from .varlen import Varlen, cu_seqlens_from_lengths
 
-__all__ = ["em_attention", "random_walk", "segment_matmul", "cu_seqlens_from_lengths"]
+__all__ = ["em_attention", "random_walk", "segment_matmul", "Varlen", "cu_seqlens_from_lengths"]

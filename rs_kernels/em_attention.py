@@ -1,9 +1,9 @@
-"""EM attention: K representative snippets per video (DESIGN §1), as a differentiable custom op.
+"""EM attention: K representative snippets per video (docs/design.md), as a differentiable custom op.
 
 Per video, per iteration: Z = softmax_k(tau n(mu) n(x)^T) (K, T); mu <- (Z x) / (sum_t Z + 1e-9).
 
 Triton path (``rs_kernels::em_attention_fwd`` / ``_bwd``): each iteration is one streaming pass
-over x (``_triton_utils._assign_fwd_kernel``: norms, scores, softmax over K, the block's Z^T x and
+over x (``kernels/assign.py``: norms, scores, softmax over K, the block's Z^T x and
 sum Z) plus a fixed-order per-video reduction of the block partials; the division by the mass is
 a (B, K, D) torch op. The forward keeps every iterate mu_i and mass c_i (tiny); the backward
 recomputes Z from x and mu_i (cheaper than storing N x K per iteration and reading it back).
@@ -11,9 +11,10 @@ recomputes Z from x and mu_i (cheaper than storing N x K per iteration and readi
 Backward, per iteration from the last (g = dL/dmu_{i+1}, c = sum_t Z, A = Z x, mu_{i+1} = A / (c + eps)):
   dA_k = g_k / (c_k + eps)          dc_k = -<g_k, mu_{i+1,k}> / (c_k + eps)
   dZ_kt = <dA_k, x_t> + dc_k        dx_t += sum_k Z_kt dA_k
-and through the scores (``_triton_utils._score_grad``): dx_t += sum_k Cy_tk mu_k - alpha_t x_t,
+and through the scores (``kernels/assign.py``, ``_score_grad``): dx_t += sum_k Cy_tk mu_k - alpha_t x_t,
   dmu_i,k = sum_t Cy_tk x_t - mu_k beta_k / (|mu_k| (|mu_k| + eps)).
 x receives a term from every iteration (the kernel adds into dx after the first).
+The custom ops import their kernels when they run: Triton is loaded on the Triton path only.
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from . import _triton_utils as tu
 from . import padded, reference
 from ._dispatch import resolve_impl
-from .varlen import check_cu_seqlens, check_packed_meta
+from .kernels import launch
+from .reference import MASS_EPS
+from .varlen import BlockTable, Varlen, as_varlen, check_packed_meta, check_varlen
 
 
 def _check(x: Tensor, cu_seqlens: Tensor, mu0: Tensor, iters: int) -> None:
@@ -47,38 +49,44 @@ def _check(x: Tensor, cu_seqlens: Tensor, mu0: Tensor, iters: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 @torch.library.custom_op("rs_kernels::em_attention_fwd", mutates_args=())
-def em_attention_fwd(x: Tensor, cu_seqlens: Tensor, mu0: Tensor, iters: int, tau: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(mu (B, K, D), mus (iters+1, B, K, D) every iterate in fp32/fp64, cs (iters, B, K) the masses)."""
+def em_attention_fwd(x: Tensor, cu_seqlens: Tensor, block_video: Tensor, block_first: Tensor, mu0: Tensor, iters: int,
+                     tau: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(mu (B, K, D), mus (iters+1, B, K, D) every iterate in fp32/fp64, cs (iters, B, K) the masses).
+
+    block_video, block_first: the offsets' block table (``Varlen.block_table(launch.BLOCK_T)``);
+    the offsets are checked against the rows by the caller (:func:`em_attention`).
+    """
+    from .kernels.assign import assign_fwd
+
     _check(x, cu_seqlens, mu0, iters)
-    check_cu_seqlens(cu_seqlens, x.shape[0])
-    tu.check_launchable(x, "em_attention")
+    launch.check_launchable(x, "em_attention")
     x = x.contiguous()
-    cu = cu_seqlens.to(torch.int64).contiguous()
+    cu = cu_seqlens.contiguous()
     mu0 = mu0.contiguous()
     n, d = x.shape
     batch, k = cu.numel() - 1, mu0.shape[-2]
-    acc = tu.acc_dtype(x.dtype)
-    mus = tu.empty((iters + 1, batch, k, d), acc, x.device)
-    cs = tu.empty((iters, batch, k), acc, x.device)
+    acc = launch.acc_dtype(x.dtype)
+    mus = launch.empty((iters + 1, batch, k, d), acc, x.device)
+    cs = launch.empty((iters, batch, k), acc, x.device)
     mus[0] = mu0
-    table = tu.block_table(cu, n)
-    with tu.device_ctx(x):
+    table = BlockTable(block_video, block_first)
+    with launch.device_ctx(x):
         mu, stride = mu0, (0 if mu0.dim() == 2 else k * d)
         for i in range(iters):
-            stats = tu.assign_fwd(x, mu, cu, table, tau, cmax=k, stride_cb=stride)
+            stats = assign_fwd(x, mu, cu, table, tau, cmax=k, stride_cb=stride)
             c = stats[:, k * d:]
             cs[i] = c
-            mu = stats[:, :k * d].view(batch, k, d) / (c + tu.MASS_EPS).unsqueeze(-1)
+            mu = stats[:, :k * d].view(batch, k, d) / (c + MASS_EPS).unsqueeze(-1)
             mus[i + 1] = mu
             stride = k * d
     return mus[iters].to(x.dtype, copy=True), mus, cs
 
 
 @em_attention_fwd.register_fake
-def _(x, cu_seqlens, mu0, iters, tau):
+def _(x, cu_seqlens, block_video, block_first, mu0, iters, tau):
     _check(x, cu_seqlens, mu0, iters)
     batch, k, d = cu_seqlens.shape[0] - 1, mu0.shape[-2], x.shape[1]
-    acc = tu.acc_dtype(x.dtype)
+    acc = launch.acc_dtype(x.dtype)
     return (x.new_empty(batch, k, d), x.new_empty(iters + 1, batch, k, d, dtype=acc),
             x.new_empty(iters, batch, k, dtype=acc))
 
@@ -88,52 +96,53 @@ def _(x, cu_seqlens, mu0, iters, tau):
 # ---------------------------------------------------------------------------------------------
 
 @torch.library.custom_op("rs_kernels::em_attention_bwd", mutates_args=())
-def em_attention_bwd(grad_mu: Tensor, x: Tensor, cu_seqlens: Tensor, mus: Tensor, cs: Tensor, tau: float,
-                     shared: bool) -> tuple[Tensor, Tensor]:
+def em_attention_bwd(grad_mu: Tensor, x: Tensor, cu_seqlens: Tensor, block_video: Tensor, block_first: Tensor,
+                     mus: Tensor, cs: Tensor, tau: float, shared: bool) -> tuple[Tensor, Tensor]:
     """(dx (N, D), dmu0 ((K, D) if shared else (B, K, D))) from dL/dmu and the saved iterates."""
-    tu.check_launchable(x, "em_attention")
+    from .kernels.assign import assign_bwd, norm_grad_coef
+
+    launch.check_launchable(x, "em_attention")
     x = x.contiguous()
-    cu = cu_seqlens.to(torch.int64).contiguous()
+    cu = cu_seqlens.contiguous()
     iters = cs.shape[0]
     n, d = x.shape
-    acc = tu.acc_dtype(x.dtype)
+    acc = launch.acc_dtype(x.dtype)
     g = grad_mu.to(acc, copy=True).contiguous()
-    table = tu.block_table(cu, n)
-    dx = tu.empty((n, d), acc, x.device) if iters > 0 else torch.zeros(n, d, dtype=acc, device=x.device)
+    table = BlockTable(block_video, block_first)
+    dx = launch.empty((n, d), acc, x.device) if iters > 0 else torch.zeros(n, d, dtype=acc, device=x.device)
     batch, k = g.shape[0], g.shape[1]
-    with tu.device_ctx(x):
+    with launch.device_ctx(x):
         for i in reversed(range(iters)):
-            ce = cs[i] + tu.MASS_EPS
+            ce = cs[i] + MASS_EPS
             mu_i = mus[i].contiguous()
             pa = (g / ce.unsqueeze(-1)).contiguous()  # dA
             dcm = (-(g * mus[i + 1]).sum(-1) / ce).contiguous()  # dc
-            stats = tu.assign_bwd(x, mu_i, pa, dcm, dx, cu, table, tau, accumulate=i != iters - 1)
+            stats = assign_bwd(x, mu_i, pa, dcm, dx, cu, table, tau, accumulate=i != iters - 1)
             e, beta = stats[:, :k * d].view(batch, k, d), stats[:, k * d:]
-            g = e - mu_i * tu.norm_grad_coef(mu_i, beta).unsqueeze(-1)
+            g = e - mu_i * norm_grad_coef(mu_i, beta).unsqueeze(-1)
     dmu0 = g.sum(0) if shared else g
     return dx.to(x.dtype), dmu0.to(x.dtype)
 
 
 @em_attention_bwd.register_fake
-def _(grad_mu, x, cu_seqlens, mus, cs, tau, shared):
+def _(grad_mu, x, cu_seqlens, block_video, block_first, mus, cs, tau, shared):
     dmu0 = grad_mu.new_empty(grad_mu.shape[1:]) if shared else grad_mu.new_empty(grad_mu.shape)
     return torch.empty_like(x), dmu0.to(x.dtype)
 
 
 def _setup_context(ctx, inputs, output):
-    x, cu_seqlens, mu0, iters, tau = inputs
+    x, cu_seqlens, block_video, block_first, mu0, iters, tau = inputs
     _, mus, cs = output
-    ctx.save_for_backward(x, cu_seqlens, mus, cs)
+    ctx.save_for_backward(x, cu_seqlens, block_video, block_first, mus, cs)
     ctx.tau, ctx.shared = tau, mu0.dim() == 2
     ctx.mark_non_differentiable(mus, cs)
 
 
 def _backward(ctx, grad_mu, _grad_mus, _grad_cs):
-    x, cu_seqlens, mus, cs = ctx.saved_tensors
     if grad_mu is None:
-        return None, None, None, None, None
-    dx, dmu0 = torch.ops.rs_kernels.em_attention_bwd(grad_mu, x, cu_seqlens, mus, cs, ctx.tau, ctx.shared)
-    return dx, None, dmu0, None, None
+        return (None,) * 7
+    dx, dmu0 = torch.ops.rs_kernels.em_attention_bwd(grad_mu, *ctx.saved_tensors, ctx.tau, ctx.shared)
+    return dx, None, None, None, dmu0, None, None
 
 
 em_attention_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -141,13 +150,13 @@ em_attention_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 # FLOPs as the kernels do them (2 per multiply-add of the dots; norms and softmax not counted).
 @register_flop_formula(torch.ops.rs_kernels.em_attention_fwd)
-def _em_fwd_flops(x_shape, cu_shape, mu0_shape, iters, tau, *args, **kwargs) -> int:
+def _em_fwd_flops(x_shape, cu_shape, video_shape, first_shape, mu0_shape, iters, tau, *args, **kwargs) -> int:
     n, d = x_shape
     return iters * 4 * n * mu0_shape[-2] * d  # scores x mu^T and Z^T x
 
 
 @register_flop_formula(torch.ops.rs_kernels.em_attention_bwd)
-def _em_bwd_flops(grad_shape, x_shape, cu_shape, mus_shape, cs_shape, *args, **kwargs) -> int:
+def _em_bwd_flops(grad_shape, x_shape, cu_shape, video_shape, first_shape, mus_shape, cs_shape, *args, **kwargs) -> int:
     n, d = x_shape
     return cs_shape[0] * 10 * n * grad_shape[1] * d  # x mu^T, x dA^T, Z dA, Cy mu, Cy^T x
 
@@ -156,14 +165,19 @@ def _em_bwd_flops(grad_shape, x_shape, cu_shape, mus_shape, cs_shape, *args, **k
 # public function
 # ---------------------------------------------------------------------------------------------
 
-def em_attention(x: Tensor, cu_seqlens: Tensor, mu0: Tensor, iters: int = 2, tau: float = 5.0,
+def em_attention(x: Tensor, cu_seqlens: Varlen | Tensor, mu0: Tensor, iters: int = 2, tau: float = 5.0,
                  impl: str | None = None) -> Tensor:
-    """mu (B, K, D) from packed snippets x (N, D); mu0 (K, D) shared by all videos or (B, K, D)."""
-    _check(x, cu_seqlens, mu0, iters)
+    """mu (B, K, D) from packed snippets x (N, D); mu0 (K, D) shared by all videos or (B, K, D).
+
+    cu_seqlens: the batch's :class:`~rs_kernels.varlen.Varlen`, or its offsets tensor (then read once).
+    """
+    seqs = as_varlen(cu_seqlens)
+    _check(x, seqs.cu_seqlens, mu0, iters)
+    check_varlen(seqs, x.shape[0])
     impl = resolve_impl(impl, x)
     if impl == "triton":
         if iters == 0:
-            return mu0.expand(cu_seqlens.shape[0] - 1, *mu0.shape[-2:]).clone()
-        return torch.ops.rs_kernels.em_attention_fwd(x, cu_seqlens, mu0, iters, float(tau))[0]
-    check_cu_seqlens(cu_seqlens, x.shape[0])
-    return (padded if impl == "padded" else reference).em_attention(x, cu_seqlens, mu0, iters, tau)
+            return mu0.expand(seqs.batch_size, *mu0.shape[-2:]).clone()
+        table = seqs.block_table(launch.BLOCK_T)
+        return torch.ops.rs_kernels.em_attention_fwd(x, seqs.cu_seqlens, *table, mu0, iters, float(tau))[0]
+    return (padded if impl == "padded" else reference).em_attention(x, seqs, mu0, iters, tau)

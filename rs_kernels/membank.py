@@ -9,7 +9,7 @@ each op in a typed function. The spec of each is the function of the same name i
 other::
 
     from rs_kernels import membank, reference
-    y, y_cu = membank.membank_gather(bank, count, labels)   # == reference.membank_gather(...)
+    y, y_cu = membank.membank_gather(bank, count, labels)   # y, y_cu.cu_seqlens == reference.membank_gather(...)
 
 Layout. A class-wise bank is ``bank`` (C, S, D) rows with ``scores`` (C, S) and ``count`` (C,)
 int64: slots ``0..count[c]-1`` of class c are filled, in descending score order; unfilled slots
@@ -38,7 +38,7 @@ import functools
 import torch
 from torch import Tensor
 
-from .varlen import offsets_to
+from .varlen import Varlen
 
 __all__ = ["membank_gather", "membank_insert_topk_", "membank_momentum_", "membank_momentum_read", "load_extension"]
 
@@ -78,7 +78,7 @@ def _membank_gather_fake(bank: Tensor, count: Tensor, labels: Tensor) -> tuple[T
 
 # --- the wrappers ------------------------------------------------------------------------------
 
-def membank_gather(bank: Tensor, count: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+def membank_gather(bank: Tensor, count: Tensor, labels: Tensor) -> tuple[Tensor, Varlen]:
     """The filled slots of each video's classes, in ascending class order, packed.
 
     bank (C, S, D), count (C,) int64, labels (B, C) bool (or 0/1 values). Returns
@@ -92,18 +92,19 @@ def membank_gather(bank: Tensor, count: Tensor, labels: Tensor) -> tuple[Tensor,
     propagates toward zero rows; here those rows are not read (M_b counts filled slots only).
 
     The output size depends on the data: on CUDA the op syncs once to learn it, reading the offsets
-    to the host in the same read; ``y_cu_seqlens`` comes back on the bank's device with those host
-    values kept (``rs_kernels.varlen.host_offsets``), so no caller reads them back. (The raw op,
-    ``torch.ops.rs_kernels.membank_gather``, returns the offsets on the host.)
+    to the host in the same read; the offsets come back as a :class:`~rs_kernels.varlen.Varlen` on
+    the bank's device that carries those host values, so no caller reads them back. (The raw op,
+    ``torch.ops.rs_kernels.membank_gather``, returns the offsets tensor on the host;
+    ``reference.membank_gather`` returns it on the bank's device.)
 
     >>> bank = torch.arange(2 * 3 * 1, dtype=torch.float32).reshape(2, 3, 1)
     >>> y, cu = membank_gather(bank, torch.tensor([2, 1]), torch.tensor([[True, True], [False, False], [False, True]]))
-    >>> y.flatten().tolist(), cu.tolist()
-    ([0.0, 1.0, 3.0, 3.0], [0, 3, 3, 4])
+    >>> y.flatten().tolist(), cu.offsets
+    ([0.0, 1.0, 3.0, 3.0], (0, 3, 3, 4))
     """
     load_extension()
     y, cu_host = torch.ops.rs_kernels.membank_gather(bank, count, labels)
-    return y, offsets_to(cu_host, y.device, non_blocking=True)
+    return y, Varlen.from_cu_seqlens(cu_host).to(y.device, non_blocking=True)
 
 
 def membank_insert_topk_(bank: Tensor, scores: Tensor, count: Tensor, cand: Tensor, cand_scores: Tensor,

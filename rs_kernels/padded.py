@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .reference import MASS_EPS, l2_normalize
-from .varlen import max_seqlen, pad, seqlens, unpad
+from .varlen import Varlen, max_seqlen, pad, seqlens, unpad
 
 
 def solve_walk_system(r: Tensor, b: Tensor) -> Tensor:
@@ -36,7 +36,7 @@ def solve_walk_system(r: Tensor, b: Tensor) -> Tensor:
     return torch.linalg.solve_ex(r, b).result
 
 
-def padded_with_mask(values: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
+def padded_with_mask(values: Tensor, cu_seqlens: Varlen | Tensor) -> tuple[Tensor, Tensor]:
     """(B, L_max, ...) zero-padded rows and the (B, L_max) mask of the real ones."""
     width = max_seqlen(cu_seqlens)
     mask = torch.arange(width, device=values.device) < seqlens(cu_seqlens).unsqueeze(1)
@@ -81,19 +81,19 @@ def random_walk_padded(xp: Tensor, x_mask: Tensor, yp: Tensor, y_mask: Tensor, w
     return (1 - w) * xp + (1 - w) * (z.transpose(1, 2) @ u)
 
 
-def em_attention(x: Tensor, cu_seqlens: Tensor, mu0: Tensor, iters: int = 2, tau: float = 5.0) -> Tensor:
+def em_attention(x: Tensor, cu_seqlens: Varlen | Tensor, mu0: Tensor, iters: int = 2, tau: float = 5.0) -> Tensor:
     """mu (B, K, D) for packed x (N, D); mu0 is (K, D), shared by all videos, or (B, K, D)."""
     return em_attention_padded(*padded_with_mask(x, cu_seqlens), mu0, iters, tau)
 
 
-def random_walk(x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor, w: float = 0.5,
+def random_walk(x: Tensor, cu_seqlens: Varlen | Tensor, y: Tensor, y_cu_seqlens: Varlen | Tensor, w: float = 0.5,
                 tau: float = 5.0) -> Tensor:
     """X* (N, D): each video's snippets propagated toward its representatives (Woodbury form)."""
     out = random_walk_padded(*padded_with_mask(x, cu_seqlens), *padded_with_mask(y, y_cu_seqlens), w, tau)
     return unpad(out, cu_seqlens, x.shape[0])
 
 
-def segment_matmul(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+def segment_matmul(w: Tensor, x: Tensor, cu_seqlens: Varlen | Tensor) -> Tensor:
     """(B, C, D): w_b^T x_b for each video b, one batched product over the padded videos."""
     width = max_seqlen(cu_seqlens)
     return pad(w, cu_seqlens, width).transpose(1, 2) @ pad(x, cu_seqlens, width)

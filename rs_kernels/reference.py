@@ -2,7 +2,7 @@
 (the head's class-wise pooling) on packed input, and the memory-bank ops.
 
 Plain PyTorch, one video at a time, float64-capable, no tricks: every faster implementation in
-this package is tested against these functions. DESIGN.md §1 states the math; the names follow it.
+this package is tested against these functions. docs/design.md states the math; the names follow it.
 """
 from __future__ import annotations
 

@@ -6,12 +6,13 @@ video's snippets with its own attention weights. In plain PyTorch it is one smal
 three branches of every step, so on a GPU it was the largest share of a step's kernel launches.
 
 Triton path (``rs_kernels::segment_matmul_fwd`` / ``_bwd``):
-  forward: ``_triton_utils._assign_fwd_kernel`` with the weights as its assignments (LOAD_Z): the
-    block partials of W^T x, reduced per video in a fixed order (deterministic);
+  forward (``kernels/segment_matmul.py``): the block partials of W^T x, reduced per video in a
+    fixed order (deterministic);
   backward (g = dL/dout): one pass over each T block, dx_t = sum_c w_tc g_{b(t),c} and
-    dw_tc = <x_t, g_{b(t),c}> (``_triton_utils._mix_kernel``).
+    dw_tc = <x_t, g_{b(t),c}> (``kernels/mix.py``).
 Narrower than the matmuls it replaces: w and x must share a dtype (no autocast casting), both
 gradients are always computed, and there is no double backward.
+The custom ops import their kernels when they run: Triton is loaded on the Triton path only.
 """
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from . import _triton_utils as tu
 from . import padded, reference
 from ._dispatch import resolve_impl
-from .varlen import check_cu_seqlens, check_packed_meta
+from .kernels import launch
+from .varlen import BlockTable, Varlen, as_varlen, check_packed_meta, check_varlen
 
 
 def _check(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> None:
@@ -39,57 +40,58 @@ def _check(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> None:
 # ---------------------------------------------------------------------------------------------
 
 @torch.library.custom_op("rs_kernels::segment_matmul_fwd", mutates_args=())
-def segment_matmul_fwd(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> Tensor:
-    """(B, C, D) per-video W^T X."""
+def segment_matmul_fwd(w: Tensor, x: Tensor, cu_seqlens: Tensor, block_video: Tensor, block_first: Tensor) -> Tensor:
+    """(B, C, D) per-video W^T X; the offsets' block table as in ``rs_kernels::em_attention_fwd``."""
+    from .kernels import segment_matmul as kernel
+
     _check(w, x, cu_seqlens)
-    check_cu_seqlens(cu_seqlens, x.shape[0])
-    tu.check_launchable(x, "segment_matmul")
+    launch.check_launchable(x, "segment_matmul")
     w, x = w.contiguous(), x.contiguous()
-    cu = cu_seqlens.to(torch.int64).contiguous()
-    (n, d), c, batch = x.shape, w.shape[1], cu.numel() - 1
+    cu = cu_seqlens.contiguous()
+    d, c, batch = x.shape[1], w.shape[1], cu.numel() - 1
     if c == 0:
         return x.new_zeros(batch, 0, d)
-    with tu.device_ctx(x):
-        sums = tu.assign_fwd(x, x, cu, tu.block_table(cu, n), 0.0, cmax=c, stride_cb=0, z=w, load_z=True,
-                             with_mass=False)
+    with launch.device_ctx(x):
+        sums = kernel.segment_matmul(w, x, cu, BlockTable(block_video, block_first))
     return sums.view(batch, c, d).to(x.dtype)
 
 
 @segment_matmul_fwd.register_fake
-def _(w, x, cu_seqlens):
+def _(w, x, cu_seqlens, block_video, block_first):
     _check(w, x, cu_seqlens)
     return x.new_empty(cu_seqlens.shape[0] - 1, w.shape[1], x.shape[1])
 
 
 @torch.library.custom_op("rs_kernels::segment_matmul_bwd", mutates_args=())
-def segment_matmul_bwd(grad_out: Tensor, w: Tensor, x: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
+def segment_matmul_bwd(grad_out: Tensor, w: Tensor, x: Tensor, cu_seqlens: Tensor, block_video: Tensor,
+                       block_first: Tensor) -> tuple[Tensor, Tensor]:
     """(dw (N, C), dx (N, D)) from dL/dout (B, C, D)."""
-    tu.check_launchable(x, "segment_matmul")
+    from .kernels.mix import mix
+
+    launch.check_launchable(x, "segment_matmul")
     w, x, g = w.contiguous(), x.contiguous(), grad_out.contiguous()
-    cu = cu_seqlens.to(torch.int64).contiguous()
+    cu = cu_seqlens.contiguous()
     (n, d), c = x.shape, w.shape[1]
     if c == 0:
         return torch.zeros_like(w), torch.zeros_like(x)
-    dw, dx = tu.empty((n, c), w.dtype, x.device), tu.empty((n, d), x.dtype, x.device)
-    with tu.device_ctx(x):
-        tu.mix(w, g, x, dx, cu, tu.block_table(cu, n), dz=dw)
+    dw, dx = launch.empty((n, c), w.dtype, x.device), launch.empty((n, d), x.dtype, x.device)
+    with launch.device_ctx(x):
+        mix(w, g, x, dx, cu, BlockTable(block_video, block_first), dz=dw)
     return dw, dx
 
 
 @segment_matmul_bwd.register_fake
-def _(grad_out, w, x, cu_seqlens):
+def _(grad_out, w, x, cu_seqlens, block_video, block_first):
     return torch.empty_like(w), torch.empty_like(x)
 
 
 def _setup_context(ctx, inputs, output):
-    w, x, cu_seqlens = inputs
-    ctx.save_for_backward(w, x, cu_seqlens)
+    ctx.save_for_backward(*inputs)
 
 
 def _backward(ctx, grad_out):
-    w, x, cu_seqlens = ctx.saved_tensors
-    dw, dx = torch.ops.rs_kernels.segment_matmul_bwd(grad_out, w, x, cu_seqlens)
-    return dw, dx, None
+    dw, dx = torch.ops.rs_kernels.segment_matmul_bwd(grad_out, *ctx.saved_tensors)
+    return dw, dx, None, None, None
 
 
 segment_matmul_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -109,11 +111,15 @@ def _bwd_flops(grad_shape, w_shape, x_shape, *args, **kwargs) -> int:
 # public function
 # ---------------------------------------------------------------------------------------------
 
-def segment_matmul(w: Tensor, x: Tensor, cu_seqlens: Tensor, impl: str | None = None) -> Tensor:
-    """(B, C, D): out[b] = w[rows of b]^T x[rows of b], for w (N, C) and x (N, D) packed alike."""
-    _check(w, x, cu_seqlens)
+def segment_matmul(w: Tensor, x: Tensor, cu_seqlens: Varlen | Tensor, impl: str | None = None) -> Tensor:
+    """(B, C, D): out[b] = w[rows of b]^T x[rows of b], for w (N, C) and x (N, D) packed alike.
+
+    cu_seqlens: a :class:`~rs_kernels.varlen.Varlen`, or an offsets tensor (then read once).
+    """
+    seqs = as_varlen(cu_seqlens)
+    _check(w, x, seqs.cu_seqlens)
+    check_varlen(seqs, x.shape[0])
     impl = resolve_impl(impl, x)
     if impl == "triton":
-        return torch.ops.rs_kernels.segment_matmul_fwd(w, x, cu_seqlens)
-    check_cu_seqlens(cu_seqlens, x.shape[0])
-    return (padded if impl == "padded" else reference).segment_matmul(w, x, cu_seqlens)
+        return torch.ops.rs_kernels.segment_matmul_fwd(w, x, seqs.cu_seqlens, *seqs.block_table(launch.BLOCK_T))
+    return (padded if impl == "padded" else reference).segment_matmul(w, x, seqs)

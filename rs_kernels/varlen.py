@@ -1,19 +1,151 @@
-"""Packed variable-length batches (flash-attention's varlen convention).
+"""Packed variable-length batches (flash-attention's varlen convention) and their metadata.
 
-The snippets of B videos are concatenated into one (N, D) tensor; ``cu_seqlens`` (B+1,) int64
-holds the offsets, so video b owns rows ``cu_seqlens[b]:cu_seqlens[b+1]``. Shared by the kernels,
-the references and the model so that every layer agrees on one layout.
+The snippets of B videos are concatenated into one (N, D) tensor; ``cu_seqlens`` (B+1,) int32 or
+int64 holds the offsets, so video b owns rows ``cu_seqlens[b]:cu_seqlens[b+1]``. Shared by the
+kernels, the references and the model so that every layer agrees on one layout.
+
+Every layer of a step needs the offsets on the host too (checks, per-video splits, the longest
+length, the kernels' grid); on a GPU each read of a device tensor is a host sync that stalls the
+launch queue. So a batch's offsets travel as a :class:`Varlen`, built once per batch from host
+values (as flash-attention passes ``max_seqlen`` and FLA ``cu_seqlens_cpu`` beside the device
+offsets): the device offsets, the same offsets as host ints, and the kernels' block table, built
+on first request and held by the object. The ops also take a plain ``cu_seqlens`` tensor, read
+once per call into a :class:`Varlen` (free on the CPU, a sync on a GPU).
+
+Across the ``torch.library.custom_op`` boundary (whose schemas take tensors and scalars, not
+objects) only device tensors go: ``cu_seqlens`` and the block table's two tensors, whose length
+is the kernels' grid. The host offsets stay on the Python side of the op: the public functions
+check the packed rows against them before calling it, and derive from them what the op needs as
+plain ints (the walk's ``max_m``).
+
+The helpers that read host values run eagerly under ``torch.compile`` (``torch.compiler.disable``,
+a graph break each): ints derived from the offsets inside a dynamic-shape graph made inductor emit
+code that names unbound symbols (torch 2.13; tests/test_padded.py compiles the model), and
+guards on them would recompile the graph for every batch's lengths.
 """
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_HOST_OFFSETS = "_rs_host_offsets"  # attribute of an offsets tensor: its values as ints (see keep)
+OFFSET_DTYPES = (torch.int32, torch.int64)
+
+
+class BlockTable(NamedTuple):
+    """The kernels' grid over a packed batch: T blocks of ``block_t`` rows, none straddling two videos."""
+
+    video: Tensor  # (G,) int64: the video of each block, -1 for none (a batch with no rows: G = 1)
+    first: Tensor  # (B+1,) int64: video b's blocks are first[b]:first[b+1]
+
+
+@dataclass(frozen=True, eq=False)
+class Varlen:
+    """The offsets of one packed batch, on the device and on the host.
+
+    ``cu_seqlens`` (B+1,) int32 or int64 on the ops' device; ``offsets`` the same values as host
+    ints. Build it with :meth:`from_lengths`, :meth:`uniform`, :meth:`tile` or :meth:`to` (which
+    know the host values), or :meth:`from_cu_seqlens` (one read of the tensor). The two must agree:
+    edit neither in place. A copy (``copy.copy``) shares the block tables built so far. B = 0 (an
+    empty memory-bank read) is a valid layout; the ops themselves need B >= 1.
+    """
+
+    cu_seqlens: Tensor
+    offsets: tuple[int, ...]
+    _block_tables: dict[int, BlockTable] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self):
+        cu, offsets = self.cu_seqlens, self.offsets
+        if cu.dim() != 1 or cu.dtype not in OFFSET_DTYPES or cu.shape[0] != len(offsets) or not offsets:
+            raise ValueError(f"cu_seqlens must be a 1-D int32/int64 tensor of B+1 >= 1 offsets matching the host "
+                             f"offsets ({len(offsets)}), got {tuple(cu.shape)} {cu.dtype}")
+        lens = self.lengths
+        if offsets[0] != 0 or min(lens, default=0) < 0:
+            raise ValueError(f"offsets must start at 0 and never decrease, got {list(offsets[:17])}")
+
+    @classmethod
+    def from_lengths(cls, lengths, device=None, dtype: torch.dtype = torch.int64) -> Varlen:
+        """Offsets of sequences of the given lengths (host ints)."""
+        offsets = (0, *itertools.accumulate(int(n) for n in lengths))
+        # non_blocking: CUDA stages the few bytes and returns; a blocking copy would wait for the GPU
+        return cls(torch.tensor(offsets, dtype=dtype).to(device, non_blocking=True), offsets)
+
+    @classmethod
+    @torch.compiler.disable
+    def uniform(cls, batch: int, length: int, device=None) -> Varlen:
+        """``batch`` sequences of the same ``length`` (e.g. K representatives per video), built on the device."""
+        cu = torch.arange(batch + 1, dtype=torch.int64, device=device) * length
+        return cls(cu, tuple(b * length for b in range(batch + 1)))
+
+    @classmethod
+    @torch.compiler.disable
+    def from_cu_seqlens(cls, cu_seqlens: Tensor) -> Varlen:
+        """The metadata of an offsets tensor: its values are read to the host (a sync on a GPU)."""
+        if cu_seqlens.dim() != 1 or cu_seqlens.dtype not in OFFSET_DTYPES:
+            raise ValueError(f"cu_seqlens must be a 1-D int32/int64 tensor, got {tuple(cu_seqlens.shape)} {cu_seqlens.dtype}")
+        return cls(cu_seqlens, tuple(cu_seqlens.tolist()))
+
+    @torch.compiler.disable
+    def tile(self, copies: int) -> Varlen:
+        """``copies`` packed batches of the same sequences laid one after another, built on the device."""
+        total = self.total
+        cu = torch.cat([self.cu_seqlens, *(self.cu_seqlens[1:] + i * total for i in range(1, copies))])
+        return Varlen(cu, self.offsets + tuple(o + i * total for i in range(1, copies) for o in self.offsets[1:]))
+
+    def to(self, device, non_blocking: bool = False) -> Varlen:
+        """The same offsets on ``device`` (this object if they are there already)."""
+        moved = self.cu_seqlens.to(device, non_blocking=non_blocking)
+        return self if moved is self.cu_seqlens else Varlen(moved, self.offsets)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def total(self) -> int:
+        """N, the packed rows."""
+        return self.offsets[-1]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [end - start for start, end in zip(self.offsets, self.offsets[1:])]
+
+    @property
+    def max_seqlen(self) -> int:
+        return max(self.lengths, default=0)
+
+    @torch.compiler.disable
+    def block_table(self, block_t: int) -> BlockTable:
+        """The kernels' grid for blocks of ``block_t`` rows, built once per block size and held here."""
+        table = self._block_tables.get(block_t)
+        if table is None:
+            table = self._block_tables[block_t] = _build_block_table(self, block_t)
+        return table
+
+
+def _build_block_table(varlen: Varlen, block_t: int) -> BlockTable:
+    """Built on the device from cu_seqlens (no host-to-device copy); its size from the host lengths."""
+    cu = varlen.cu_seqlens
+    nblk = (cu[1:] - cu[:-1] + block_t - 1) // block_t
+    first = torch.zeros(varlen.batch_size + 1, dtype=torch.int64, device=cu.device)
+    first[1:] = nblk.cumsum(0)
+    grid = max(sum((n + block_t - 1) // block_t for n in varlen.lengths), 1)
+    video = torch.searchsorted(first[1:], torch.arange(grid, dtype=torch.int64, device=cu.device), right=True)
+    return BlockTable(torch.where(video < varlen.batch_size, video, -1), first)
+
+
+@torch.compiler.disable
+def as_varlen(cu_seqlens: Varlen | Tensor) -> Varlen:
+    """A :class:`Varlen` as it is, or one read from an offsets tensor."""
+    return cu_seqlens if isinstance(cu_seqlens, Varlen) else Varlen.from_cu_seqlens(cu_seqlens)
+
+
+def device_offsets(cu_seqlens: Varlen | Tensor) -> Tensor:
+    return cu_seqlens.cu_seqlens if isinstance(cu_seqlens, Varlen) else cu_seqlens
 
 
 def check_packed_meta(x: Tensor, offsets: dict[str, Tensor], same_device: dict[str, Tensor]) -> None:
@@ -25,7 +157,7 @@ def check_packed_meta(x: Tensor, offsets: dict[str, Tensor], same_device: dict[s
     if x.dtype not in FLOAT_DTYPES:
         raise ValueError(f"x must be a floating tensor, got {x.dtype}")
     for name, cu in offsets.items():
-        if cu.dim() != 1 or cu.shape[0] < 2 or cu.dtype not in (torch.int32, torch.int64):
+        if cu.dim() != 1 or cu.shape[0] < 2 or cu.dtype not in OFFSET_DTYPES:
             raise ValueError(f"{name} must be a 1-D int32/int64 tensor of B+1 >= 2 offsets, got "
                              f"{tuple(cu.shape)} {cu.dtype}")
     for name, t in {**offsets, **same_device}.items():
@@ -33,159 +165,73 @@ def check_packed_meta(x: Tensor, offsets: dict[str, Tensor], same_device: dict[s
             raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
 
 
-# The host-int helpers run eagerly under torch.compile (a graph break each): the offsets are data a
-# graph cannot trace, and ints derived from them inside a dynamic-shape graph made inductor emit
-# code that names unbound symbols (torch 2.13; tests/test_padded.py compiles the model).
 @torch.compiler.disable
-def host_offsets(cu_seqlens: Tensor) -> tuple[int, ...]:
-    """The offsets as Python ints, read from the tensor once and then kept on it.
-
-    Every layer of a step needs the same offsets on the host (checks, per-video splits, the largest
-    length); on a GPU each read is a host sync that stalls the launch queue. So the first read is
-    remembered on the tensor with its version counter (an in-place change is read again), and
-    offsets built from host values (:func:`cu_seqlens_from_lengths`, :func:`uniform_cu_seqlens`,
-    :func:`offsets_to`, :func:`tile_offsets`) carry them from the start: the model's layers and ops
-    read none back. Writes that bypass the version counter (``t.data[i] = v``, a NumPy or DLPack
-    view of the memory) are not seen: offsets are not meant to be edited in place.
-    """
-    cached = _cached(cu_seqlens)
-    return cached if cached is not None else _remember(cu_seqlens, tuple(cu_seqlens.tolist()))
-
-
-def kept(t: Tensor, name: str, key=None):
-    """What :func:`keep` stored on ``t`` under ``name`` and ``key``, if ``t`` has not changed since."""
-    stored = getattr(t, name, None)
-    if stored is None or t.is_inference() or stored[:2] != (t._version, key):
-        return None
-    return stored[2]
-
-
-def keep(t: Tensor, name: str, value, key=None):
-    """Store ``value``, derived from ``t``'s data, on ``t`` with its version counter (an in-place
-    change invalidates it; inference tensors have no version: nothing is kept). Returns ``value``."""
-    if not t.is_inference():
-        setattr(t, name, (t._version, key, value))
-    return value
-
-
-def _cached(cu_seqlens: Tensor) -> tuple[int, ...] | None:
-    return kept(cu_seqlens, _HOST_OFFSETS)
-
-
-def _remember(cu_seqlens: Tensor, offsets: tuple[int, ...]) -> tuple[int, ...]:
-    """Keep ``offsets``, the values of ``cu_seqlens``, on it."""
-    return keep(cu_seqlens, _HOST_OFFSETS, offsets)
-
-
-@torch.compiler.disable
-def host_seqlens(cu_seqlens: Tensor) -> list[int]:
-    return _lengths(host_offsets(cu_seqlens))
-
-
-@torch.compiler.disable
-def max_seqlen(cu_seqlens: Tensor) -> int:
-    """The longest sequence's length (the width of a padded copy), from the host offsets."""
-    return max(host_seqlens(cu_seqlens))
-
-
-def _lengths(offsets: tuple[int, ...]) -> list[int]:
-    return [end - start for start, end in zip(offsets, offsets[1:])]
-
-
-@torch.compiler.disable
-def check_cu_seqlens(cu_seqlens: Tensor, total: int, name: str = "cu_seqlens", allow_empty: bool = False) -> list[int]:
-    """Raise a ValueError naming ``name`` unless it is a valid offsets vector for ``total`` rows;
-    return the lengths (host ints)."""
-    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
-        raise ValueError(f"{name} must be a 1-D tensor of B+1 >= 2 offsets, got shape {tuple(cu_seqlens.shape)}")
-    if cu_seqlens.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"{name} must be int32 or int64, got {cu_seqlens.dtype}")
-    offsets = host_offsets(cu_seqlens)
-    if offsets[0] != 0 or offsets[-1] != total:
-        raise ValueError(f"{name} must run from 0 to {total} (the packed rows), got {offsets[0]}..{offsets[-1]}")
-    lens = _lengths(offsets)
-    if min(lens) < 0 or (not allow_empty and min(lens) == 0):
-        bad = "decreasing" if min(lens) < 0 else "empty (zero-length) sequences"
-        raise ValueError(f"{name} has {bad}: lengths {lens[:16]}")
+def check_varlen(varlen: Varlen, total: int, name: str = "cu_seqlens", allow_empty: bool = False) -> list[int]:
+    """Raise a ValueError naming ``name`` unless its offsets run over ``total`` rows (and, unless
+    ``allow_empty``, every sequence has one); return the lengths. Host values only."""
+    if varlen.total != total:
+        raise ValueError(f"{name} must run from 0 to {total} (the packed rows), got 0..{varlen.total}")
+    lens = varlen.lengths
+    if not allow_empty and min(lens) == 0:
+        raise ValueError(f"{name} has empty (zero-length) sequences: lengths {lens[:16]}")
     return lens
 
 
-def seqlens(cu_seqlens: Tensor) -> Tensor:
-    return cu_seqlens.diff()
+@torch.compiler.disable
+def max_seqlen(cu_seqlens: Varlen | Tensor) -> int:
+    """The longest sequence's length (the width of a padded copy), from the host offsets."""
+    return as_varlen(cu_seqlens).max_seqlen
+
+
+def seqlens(cu_seqlens: Varlen | Tensor) -> Tensor:
+    return device_offsets(cu_seqlens).diff()
 
 
 def cu_seqlens_from_lengths(lengths, device=None) -> Tensor:
-    """Offsets of sequences of the given lengths (a tensor, or host ints, whose offsets are kept)."""
+    """The offsets tensor (int64) of sequences of the given lengths (a tensor, or host ints).
+
+    What the ops take in the simplest form; a :class:`Varlen` (``Varlen.from_lengths``) also carries
+    the host offsets, so that the ops need not read them back from a GPU."""
     if isinstance(lengths, Tensor):
         lengths = lengths.to(device=device, dtype=torch.int64)
         return torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
-    offsets = (0, *itertools.accumulate(int(n) for n in lengths))
-    cu = torch.tensor(offsets, dtype=torch.int64)
-    _remember(cu, offsets)
-    # non_blocking: CUDA stages the few bytes and returns; a blocking copy would wait for the GPU
-    return offsets_to(cu, device, non_blocking=True) if device is not None else cu
+    return Varlen.from_lengths(lengths, device).cu_seqlens
 
 
-def uniform_cu_seqlens(batch: int, length: int, device=None) -> Tensor:
-    """Offsets of ``batch`` sequences of the same ``length`` (e.g. K representatives per video)."""
-    cu = torch.arange(batch + 1, dtype=torch.int64, device=device) * length
-    _remember(cu, tuple(b * length for b in range(batch + 1)))
-    return cu
-
-
-def tile_offsets(cu_seqlens: Tensor, copies: int) -> Tensor:
-    """Offsets of ``copies`` packed batches of the same sequences laid one after another.
-
-    Built on the device from ``cu_seqlens`` (no host-to-device copy), with host offsets kept.
-    """
-    offsets = host_offsets(cu_seqlens)
-    total = offsets[-1]
-    tiled = torch.cat([cu_seqlens, *(cu_seqlens[1:] + i * total for i in range(1, copies))])
-    _remember(tiled, offsets + tuple(o + i * total for i in range(1, copies) for o in offsets[1:]))
-    return tiled
-
-
-def offsets_to(cu_seqlens: Tensor, device, non_blocking: bool = False) -> Tensor:
-    """cu_seqlens on ``device``, keeping its host offsets (kept ones, or read from a CPU tensor: free)."""
-    moved = cu_seqlens.to(device, non_blocking=non_blocking)
-    if moved is not cu_seqlens and (cu_seqlens.device.type == "cpu" or _cached(cu_seqlens) is not None):
-        _remember(moved, host_offsets(cu_seqlens))
-    return moved
-
-
-def segment_ids(cu_seqlens: Tensor, total: int) -> Tensor:
+def segment_ids(cu_seqlens: Varlen | Tensor, total: int) -> Tensor:
     """(N,) index of the sequence each packed row belongs to."""
-    batch = cu_seqlens.numel() - 1
-    ids = torch.arange(batch, device=cu_seqlens.device)
-    return torch.repeat_interleave(ids, seqlens(cu_seqlens), output_size=total)
+    cu = device_offsets(cu_seqlens)
+    ids = torch.arange(cu.numel() - 1, device=cu.device)
+    return torch.repeat_interleave(ids, cu.diff(), output_size=total)
 
 
-def segment_positions(cu_seqlens: Tensor, total: int) -> tuple[Tensor, Tensor]:
+def segment_positions(cu_seqlens: Varlen | Tensor, total: int) -> tuple[Tensor, Tensor]:
     """(N,) the sequence each packed row belongs to, and the row's position in it."""
     seg = segment_ids(cu_seqlens, total)
-    return seg, torch.arange(total, device=cu_seqlens.device) - cu_seqlens[seg]
+    return seg, torch.arange(total, device=seg.device) - device_offsets(cu_seqlens)[seg]
 
 
-def pad(values: Tensor, cu_seqlens: Tensor, width: int, fill: float = 0.0) -> Tensor:
+def pad(values: Tensor, cu_seqlens: Varlen | Tensor, width: int, fill: float = 0.0) -> Tensor:
     """Packed (N, ...) -> (B, width, ...), ``fill`` past each sequence's end (width >= the longest)."""
-    out = values.new_full((cu_seqlens.numel() - 1, width, *values.shape[1:]), fill)
+    out = values.new_full((device_offsets(cu_seqlens).numel() - 1, width, *values.shape[1:]), fill)
     if values.shape[0]:
         out = out.index_put(segment_positions(cu_seqlens, values.shape[0]), values)
     return out
 
 
-def unpad(padded: Tensor, cu_seqlens: Tensor, total: int) -> Tensor:
+def unpad(padded: Tensor, cu_seqlens: Varlen | Tensor, total: int) -> Tensor:
     """(B, width, ...) -> packed (total, ...): the inverse of :func:`pad`."""
     if total == 0:
         return padded.new_zeros(0, *padded.shape[2:])
     return padded[segment_positions(cu_seqlens, total)]
 
 
-def segment_sum(values: Tensor, cu_seqlens: Tensor) -> Tensor:
+def segment_sum(values: Tensor, cu_seqlens: Varlen | Tensor) -> Tensor:
     """(B, ...) sums over the rows of each sequence, in a fixed order (deterministic)."""
-    return torch.segment_reduce(values, "sum", offsets=cu_seqlens, axis=0, initial=0)
+    return torch.segment_reduce(values, "sum", offsets=device_offsets(cu_seqlens), axis=0, initial=0)
 
 
-def split(values: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, ...]:
-    """The per-sequence views of a packed tensor (lengths from :func:`host_offsets`)."""
-    return torch.split(values, host_seqlens(cu_seqlens))
+@torch.compiler.disable
+def split(values: Tensor, cu_seqlens: Varlen | Tensor) -> tuple[Tensor, ...]:
+    """The per-sequence views of a packed tensor (lengths from the host offsets)."""
+    return torch.split(values, as_varlen(cu_seqlens).lengths)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rs_kernels.varlen import cu_seqlens_from_lengths, offsets_to
+from rs_kernels.varlen import Varlen
 
 from .errors import UserError
 
@@ -210,16 +210,22 @@ def _annotation_folder(dataset_dir: Path, dataset: str) -> Path:
 
 @dataclass
 class PackedBatch:
-    """B videos concatenated: x (N, D), cu_seqlens (B+1,), labels (B, C) multi-hot, index (B,) video ids."""
+    """B videos concatenated: x (N, D), varlen their offsets (device and host, built once per batch:
+    what the model and losses take), labels (B, C) multi-hot, index (B,) video ids."""
 
     x: Tensor
-    cu_seqlens: Tensor
+    varlen: Varlen
     labels: Tensor
     index: Tensor
 
+    @property
+    def cu_seqlens(self) -> Tensor:
+        """The (B+1,) offsets on the batch's device."""
+        return self.varlen.cu_seqlens
+
     def to(self, device) -> "PackedBatch":
-        """The batch on ``device``; cu_seqlens keeps its host offsets (no read back from the device)."""
-        return PackedBatch(self.x.to(device, non_blocking=True), offsets_to(self.cu_seqlens, device, non_blocking=True),
+        """The batch on ``device``; its offsets keep their host values (no read back from the device)."""
+        return PackedBatch(self.x.to(device, non_blocking=True), self.varlen.to(device, non_blocking=True),
                            self.labels.to(device, non_blocking=True), self.index.to(device, non_blocking=True))
 
 
@@ -279,7 +285,7 @@ class WTALCDataset:
         x = torch.cat(videos) if isinstance(videos[0], Tensor) else torch.from_numpy(np.concatenate(videos))
         return PackedBatch(
             x=x,
-            cu_seqlens=cu_seqlens_from_lengths(self.lengths(indices)),
+            varlen=Varlen.from_lengths(self.lengths(indices)),
             labels=torch.from_numpy(self.annotations.video_labels[indices]),
             index=torch.from_numpy(indices),
         )

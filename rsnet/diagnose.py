@@ -32,8 +32,8 @@ def assignment_statistics(trainer: Trainer) -> dict[str, float]:
     for batch in trainer.dataset.test_batches(cfg.test_batch_size):
         batch = batch.to(trainer.device)
         x = model.embed(batch.x)
-        mu = model.representatives(x, batch.cu_seqlens)
-        for xb, mb in zip(split(x, batch.cu_seqlens), mu):
+        mu = model.representatives(x, batch.varlen)
+        for xb, mb in zip(split(x, batch.varlen), mu):
             z = reference.assignments(xb, mb, cfg.tau)  # (K, T)
             largest.append(z.max(0).values.mean())
             entropy.append((-(z * z.clamp_min(1e-12).log()).sum(0) / math.log(z.shape[0])).mean())

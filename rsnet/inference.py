@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rs_kernels.varlen import host_seqlens
-
 from . import cli
 from .data import WTALCDataset
 from .errors import UserError
@@ -30,10 +28,10 @@ def predict_split(model: RSKP, dataset: WTALCDataset, device: torch.device, batc
     scores, cas, lengths = [], [], []
     for batch in dataset.test_batches(batch_size):
         batch = batch.to(device)
-        video_scores, snippet_cas = model.predict(batch.x, batch.cu_seqlens)
+        video_scores, snippet_cas = model.predict(batch.x, batch.varlen)
         scores.append(video_scores.float())
         cas.append(snippet_cas.float())
-        lengths.extend(host_seqlens(batch.cu_seqlens))
+        lengths.extend(batch.varlen.lengths)
     model.train(was_training)
     # One copy back for the whole split: one per video would wait on the GPU once per video.
     all_cas = torch.cat(cas).cpu().numpy()

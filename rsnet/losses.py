@@ -1,4 +1,4 @@
-"""RSKP's training objective on packed batches (DESIGN §1, Losses).
+"""RSKP's training objective on packed batches (docs/design.md, Losses).
 
 Every term is computed per video and summed over the videos of a step, as the official code sums
 the losses of the 10 videos between two optimizer steps.
@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from rs_kernels.varlen import max_seqlen, pad, segment_sum, seqlens
+from rs_kernels.varlen import Varlen, max_seqlen, pad, segment_sum, seqlens
 
 from .config import Config
 from .model import RSKPOutput
@@ -31,12 +31,12 @@ def normalized_cross_entropy(p: Tensor, target: Tensor) -> Tensor:
     return -(target / (target.sum(-1, keepdim=True) + LABEL_EPS) * torch.log(p)).sum(-1)
 
 
-def _padded(values: Tensor, cu_seqlens: Tensor, fill: float) -> Tensor:
+def _padded(values: Tensor, cu_seqlens: Varlen | Tensor, fill: float) -> Tensor:
     """(B, T_max) copy of a per-snippet vector, padded with ``fill``: cheap, unlike padding x."""
     return pad(values, cu_seqlens, max_seqlen(cu_seqlens), fill)
 
 
-def attention_normalization_loss(attention: Tensor, cu_seqlens: Tensor) -> Tensor:
+def attention_normalization_loss(attention: Tensor, cu_seqlens: Varlen | Tensor) -> Tensor:
     """(B,) mean of the k lowest minus mean of the k highest attentions, k = max(T // 8, 1)."""
     k = torch.clamp(seqlens(cu_seqlens) // 8, min=1)
 
@@ -49,14 +49,14 @@ def attention_normalization_loss(attention: Tensor, cu_seqlens: Tensor) -> Tenso
     return mean_of_first_k(bottom) - mean_of_first_k(top)
 
 
-def pseudo_label_loss(logits: Tensor, target_logits: Tensor, cu_seqlens: Tensor, temperature: float) -> Tensor:
+def pseudo_label_loss(logits: Tensor, target_logits: Tensor, cu_seqlens: Varlen | Tensor, temperature: float) -> Tensor:
     """(B,) snippet-mean cross-entropy of softmax(logits / t) against the detached softmax(target / t)."""
     target = torch.softmax(target_logits.detach() / temperature, dim=-1)
     per_snippet = -(target * torch.log_softmax(logits / temperature, dim=-1)).sum(-1)
     return segment_sum(per_snippet, cu_seqlens) / seqlens(cu_seqlens)
 
 
-def rskp_loss(out: RSKPOutput, labels: Tensor, cu_seqlens: Tensor, cfg: Config, after_warmup: bool) -> LossTerms:
+def rskp_loss(out: RSKPOutput, labels: Tensor, cu_seqlens: Varlen | Tensor, cfg: Config, after_warmup: bool) -> LossTerms:
     """L = L_fore + 0.2 L_back + 0.1 L_att + lambda_s L_spl, summed over the batch's videos."""
     no_background = torch.cat([labels, labels.new_zeros(labels.shape[0], 1)], dim=1)
     with_background = torch.cat([labels, labels.new_ones(labels.shape[0], 1)], dim=1)

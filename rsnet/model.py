@@ -1,8 +1,10 @@
-"""The RSKP model on packed variable-length batches (DESIGN §1).
+"""The RSKP model on packed variable-length batches (docs/design.md).
 
 Main branch o = P(X); intra-video branch m = P(RW(X, mu)) with mu the EM representatives;
 inter-video branch r = P(RW(X, Y_e)) with Y_e read from the class-wise memory bank. The heavy
 ops (EM attention, random walk) come from ``rs_kernels``; ``ops`` picks their implementation.
+The batch's offsets arrive as a ``rs_kernels.varlen.Varlen`` (or a plain offsets tensor, read once)
+and go as that object to every op, so no layer reads them back from the device.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from torch import Tensor, nn
 
 import rs_kernels
 from rs_kernels.reference import l2_normalize
-from rs_kernels.varlen import segment_ids, segment_sum, tile_offsets, uniform_cu_seqlens
+from rs_kernels.varlen import Varlen, as_varlen, segment_ids, segment_sum
 
 from .config import Config
 
@@ -47,8 +49,9 @@ class PredictionModule(nn.Module):
         nn.init.xavier_uniform_(self.class_centres)
         self.fg_centre = nn.Parameter(-self.class_centres.detach()[-1:].clone())  # f = -A[C]
 
-    def forward(self, x: Tensor, cu_seqlens: Tensor, ops: str = "auto") -> Prediction:
+    def forward(self, x: Tensor, cu_seqlens: Varlen | Tensor, ops: str = "auto") -> Prediction:
         """``ops`` picks the class-wise pooling's implementation (the model passes its config's)."""
+        cu_seqlens = as_varlen(cu_seqlens)
         centres = l2_normalize(self.class_centres)
         nx = l2_normalize(x)
         logits = self.scale * nx @ centres.T  # S (N, C+1)
@@ -65,16 +68,17 @@ class PredictionModule(nn.Module):
         p_cw = torch.softmax(self.scale * (l2_normalize(class_feats) * centres).sum(-1), dim=-1)  # (B, C+1)
         return Prediction(p_ca, p_cw, attention, logits)
 
-    def forward_each(self, xs: list[Tensor], cu_seqlens: Tensor, ops: str = "auto") -> list[Prediction]:
+    def forward_each(self, xs: list[Tensor], cu_seqlens: Varlen | Tensor, ops: str = "auto") -> list[Prediction]:
         """P(X) of several feature sets of the same videos (the branches) in one call.
 
         The sets go in as one packed batch of len(xs) x B videos, so each layer of the head runs
         once per step instead of once per branch: on a GPU, a third of the kernel launches.
         """
+        cu_seqlens = as_varlen(cu_seqlens)
         if len(xs) == 1:
             return [self(xs[0], cu_seqlens, ops)]
-        joint = self(torch.cat(xs), tile_offsets(cu_seqlens, len(xs)), ops)
-        videos, snippets = [cu_seqlens.numel() - 1] * len(xs), [x.shape[0] for x in xs]
+        joint = self(torch.cat(xs), cu_seqlens.tile(len(xs)), ops)
+        videos, snippets = [cu_seqlens.batch_size] * len(xs), [x.shape[0] for x in xs]
         parts = (joint.p_ca.split(videos), joint.p_cw.split(videos), joint.attention.split(snippets),
                  joint.logits.split(snippets))
         return [Prediction(*branch) for branch in zip(*parts, strict=True)]
@@ -102,14 +106,14 @@ class RSKP(nn.Module):
             h = self.embedding(x)
         return self.dropout(torch.relu(h))
 
-    def representatives(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+    def representatives(self, x: Tensor, cu_seqlens: Varlen | Tensor) -> Tensor:
         return rs_kernels.em_attention(x, cu_seqlens, self.mu0, self.cfg.em_iters, self.cfg.tau, impl=self.cfg.ops)
 
-    def propagate(self, x: Tensor, cu_seqlens: Tensor, y: Tensor, y_cu_seqlens: Tensor) -> Tensor:
+    def propagate(self, x: Tensor, cu_seqlens: Varlen | Tensor, y: Tensor, y_cu_seqlens: Varlen | Tensor) -> Tensor:
         return rs_kernels.random_walk(x, cu_seqlens, y, y_cu_seqlens, self.cfg.walk_weight, self.cfg.tau,
                                       impl=self.cfg.ops)
 
-    def bank_candidates(self, x: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
+    def bank_candidates(self, x: Tensor, cu_seqlens: Varlen | Tensor) -> tuple[Tensor, Tensor]:
         """(mu, p_mu) of packed snippets: what the memory bank takes, without the walks and the heads."""
         mu = self.representatives(self.embed(x), cu_seqlens)
         return mu, self.class_probabilities(mu)
@@ -118,22 +122,24 @@ class RSKP(nn.Module):
         """p_mu (B, K, C+1): how each representative scores against the class centres."""
         return torch.softmax(self.cfg.scale * l2_normalize(mu) @ l2_normalize(self.head.class_centres).T, dim=-1)
 
-    def forward(self, x: Tensor, cu_seqlens: Tensor, memory: tuple[Tensor, Tensor] | None = None) -> RSKPOutput:
-        """x (N, D_in) packed snippets; memory = (Y_e, its cu_seqlens) enables the inter-video branch."""
+    def forward(self, x: Tensor, cu_seqlens: Varlen | Tensor,
+                memory: tuple[Tensor, Varlen | Tensor] | None = None) -> RSKPOutput:
+        """x (N, D_in) packed snippets; memory = (Y_e, its offsets) enables the inter-video branch."""
+        cu_seqlens = as_varlen(cu_seqlens)
         x = self.embed(x)
         if not self.cfg.intra:
             return RSKPOutput(self.head(x, cu_seqlens, self.cfg.ops), None, None, None, None)
         mu = self.representatives(x, cu_seqlens)
         batch, k, dim = mu.shape
-        branches = [x, self.propagate(x, cu_seqlens, mu.reshape(batch * k, dim), uniform_cu_seqlens(batch, k, x.device))]
+        branches = [x, self.propagate(x, cu_seqlens, mu.reshape(batch * k, dim), Varlen.uniform(batch, k, x.device))]
         if memory is not None:
             branches.append(self.propagate(x, cu_seqlens, *memory))
         main, intra, *inter = self.head.forward_each(branches, cu_seqlens, self.cfg.ops)
         return RSKPOutput(main, intra, inter[0] if inter else None, mu, self.class_probabilities(mu))
 
     @torch.no_grad()
-    def predict(self, x: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
-        """Video scores (B, C+1) and the class activation sequence (N, C+1) (DESIGN §1, Inference)."""
+    def predict(self, x: Tensor, cu_seqlens: Varlen | Tensor) -> tuple[Tensor, Tensor]:
+        """Video scores (B, C+1) and the class activation sequence (N, C+1) (docs/design.md, Inference)."""
         out = self.forward(x, cu_seqlens)
         main = out.main
         if out.intra is None:

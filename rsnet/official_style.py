@@ -1,6 +1,6 @@
-"""The published code's way of training, written from DESIGN §1: one video at a time, eager,
-einsum over a batch dimension of 1, a dense T x T solve for the random walk, and the memory bank
-read per class. It shares the parameters of an ``RSKP`` model but none of its code, so it is the
+"""The published code's way of training, written from docs/design.md ('Model', 'Losses', 'Training
+schedule'): one video at a time, eager, einsum over a batch dimension of 1, a dense T x T solve
+for the random walk, and the memory bank read per class. It shares the parameters of an ``RSKP`` model but none of its code, so it is the
 oracle of the parity test and the baseline of the speed benchmarks.
 """
 from __future__ import annotations

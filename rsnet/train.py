@@ -80,8 +80,8 @@ class Trainer:
         for batch in self.dataset.train_batches(epoch, self.cfg.seed, self.cfg.videos_per_step):
             batch = batch.to(self.device)
             memory = self.bank.read(batch.labels) if inter else None
-            out = self.model(batch.x, batch.cu_seqlens, memory)
-            terms = rskp_loss(out, batch.labels, batch.cu_seqlens, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
+            out = self.model(batch.x, batch.varlen, memory)
+            terms = rskp_loss(out, batch.labels, batch.varlen, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
             if not torch.isfinite(terms.total):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}: {terms}")
             self.optimizer.zero_grad(set_to_none=True)
@@ -102,7 +102,7 @@ class Trainer:
         self.bank.reset()
         for batch in self.dataset.batches_in_order(self.dataset.train_indices, self.cfg.test_batch_size):
             batch = batch.to(self.device)
-            mu, p_mu = self.model.bank_candidates(batch.x, batch.cu_seqlens)
+            mu, p_mu = self.model.bank_candidates(batch.x, batch.varlen)
             self.bank.insert(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
         self.model.train()
 

@@ -27,12 +27,12 @@ def shared_data() -> Path:
 @pytest.fixture
 def nan_buffers(monkeypatch):
     """Every Triton launcher buffer starts as NaN: an element a kernel forgets to write fails the test."""
-    import rs_kernels._triton_utils as tu
+    from rs_kernels.kernels import launch
 
     def empty(shape, dtype, device):
         return torch.full(shape, float("nan"), dtype=dtype, device=device)
 
-    monkeypatch.setattr(tu, "empty", empty)
+    monkeypatch.setattr(launch, "empty", empty)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from rs_kernels.kernels import launch
+from rs_kernels.varlen import as_varlen
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 # Kernel tests against the float64 reference: forward and gradients, relative (rel_error).
 FWD_TOL, GRAD_TOL = 1e-5, 1e-4
@@ -15,6 +18,12 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     """||out - ref|| / ||ref||, computed in float64."""
     return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
+def op_offsets(cu_seqlens) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The offsets as the ops' custom ops take them: the tensor and the kernels' block table."""
+    seqs = as_varlen(cu_seqlens)
+    return (seqs.cu_seqlens, *seqs.block_table(launch.BLOCK_T))
 
 
 def load_bench(name: str):

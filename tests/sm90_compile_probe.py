@@ -97,10 +97,10 @@ def main() -> None:
     records: list = []
     driver.set_active(_Sm90Driver())
     _compile_instead_of_launch(records)
-    import rs_kernels._triton_utils as tu
+    from rs_kernels.kernels import launch
 
-    tu.check_launchable = lambda x, op: None  # CPU tensors stand in for CUDA ones: nothing is launched
-    tu.empty = lambda shape, dtype, device: torch.zeros(shape, dtype=dtype, device=device)
+    launch.check_launchable = lambda x, op: None  # CPU tensors stand in for CUDA ones: nothing is launched
+    launch.empty = lambda shape, dtype, device: torch.zeros(shape, dtype=dtype, device=device)
     for dtype, d, lengths, counts, columns in _cases():
         start = len(records)
         _drive_ops(dtype, d, lengths, counts, columns)

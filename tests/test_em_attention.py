@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rs_kernels import em_attention, reference
 from rs_kernels.varlen import cu_seqlens_from_lengths
-from helpers import DEVICES, FWD_TOL, GRAD_TOL
+from helpers import DEVICES, FWD_TOL, GRAD_TOL, op_offsets
 from helpers import rel_error as _rel
 
 
@@ -129,9 +129,10 @@ def test_gradcheck_float64_triton():
 
 def test_opcheck():
     x, cu, mu0, grad = _inputs([1, 3], 16, k=3, seed=4)
-    opcheck(torch.ops.rs_kernels.em_attention_fwd, (x, cu, mu0, 2, 5.0))
-    _, mus, cs = torch.ops.rs_kernels.em_attention_fwd(x, cu, mu0, 2, 5.0)
-    opcheck(torch.ops.rs_kernels.em_attention_bwd, (grad[:, :3], x, cu, mus, cs, 5.0, True))
+    offsets = op_offsets(cu)
+    opcheck(torch.ops.rs_kernels.em_attention_fwd, (x, *offsets, mu0, 2, 5.0))
+    _, mus, cs = torch.ops.rs_kernels.em_attention_fwd(x, *offsets, mu0, 2, 5.0)
+    opcheck(torch.ops.rs_kernels.em_attention_bwd, (grad[:, :3], x, *offsets, mus, cs, 5.0, True))
 
 
 def test_flop_formulas_registered():

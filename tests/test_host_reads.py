@@ -1,13 +1,13 @@
 """A training step reads back from the device only what it cannot know on the host.
 
 On a GPU every read of a tensor's values from Python (.tolist(), .item(), int(), bool()) or a
-data-dependent op is a host sync that drains the launch queue. A batch's offsets carry their host
-values (rs_kernels.varlen.host_offsets), so the layers, ops and losses of a step read none of
-them back; what is left is the memory bank's (its read, which sizes its output and hands the
-offsets over on the host in one sync, and the insert's input check) and the trainer's finite-loss
-check. On the CPU the reads are counted where our code makes them (the bank's offsets are read
+data-dependent op is a host sync that drains the launch queue. A batch's offsets travel as a
+rs_kernels.varlen.Varlen, which holds their host values and the kernels' block table, so the
+layers, ops and losses of a step read none of them back; what is left is the memory bank's (its
+read, which sizes its output, and the insert's input check) and the trainer's finite-loss check. On the CPU the reads are counted where our code makes them (the bank's offsets are read
 there from a CPU tensor: free on a GPU); on a GPU the step runs under torch.cuda.set_sync_debug_mode.
 """
+import copy
 import dataclasses
 import sys
 import warnings
@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import rs_kernels._triton_utils as tu
+import rs_kernels
 from rs_kernels import varlen
+from rs_kernels.varlen import Varlen
 from rsnet.config import Config
 from rsnet.data import PackedBatch
 from rsnet.losses import rskp_loss
@@ -27,6 +28,7 @@ from rsnet.model import RSKP
 PACKAGES = tuple(str(Path(__file__).resolve().parents[1] / name) for name in ("rs_kernels", "rsnet"))
 READS = ("item", "tolist", "__bool__", "__int__", "__index__", "__float__")
 LENGTHS, N_CLASSES = (23, 1, 40, 9), 5
+MS = (2, 0, 3, 1)  # representatives per video, one video without any
 
 
 @pytest.fixture
@@ -56,15 +58,15 @@ def _setup(ops: str, device: str):
     labels[2, 4] = 1
     bank.insert(torch.randn(len(LENGTHS), cfg.n_representatives, cfg.embed_dim, device=device),
                 torch.rand(len(LENGTHS), cfg.n_representatives, N_CLASSES, device=device), labels.to(device))
-    batch = PackedBatch(torch.rand(sum(LENGTHS), cfg.feature_dim), varlen.cu_seqlens_from_lengths(LENGTHS),
-                        labels, torch.arange(len(LENGTHS)))
+    batch = PackedBatch(torch.rand(sum(LENGTHS), cfg.feature_dim), Varlen.from_lengths(LENGTHS), labels,
+                        torch.arange(len(LENGTHS)))
     return cfg, model, bank, batch.to(device)
 
 
 def _step(cfg, model, bank, batch, inter: bool):
     memory = bank.read(batch.labels) if inter else None
-    out = model(batch.x, batch.cu_seqlens, memory)
-    terms = rskp_loss(out, batch.labels, batch.cu_seqlens, cfg, after_warmup=inter)
+    out = model(batch.x, batch.varlen, memory)
+    terms = rskp_loss(out, batch.labels, batch.varlen, cfg, after_warmup=inter)
     terms.total.backward()
     if inter:
         bank.insert(out.mu, out.p_mu[..., :N_CLASSES], batch.labels)
@@ -79,29 +81,33 @@ def test_a_warmup_step_reads_nothing_back(count_reads, ops):
 
 @pytest.mark.parametrize("ops", ["reference", "padded", "triton"])
 def test_an_inter_video_step_reads_only_the_bank_offsets(count_reads, ops):
+    """The bank's read hands its offsets over as a tensor (a CPU one here): they are read once."""
     _step(*_setup(ops, "cpu"), inter=True)
     assert len(count_reads) == 1 and "rs_kernels/varlen.py" in count_reads[0], count_reads
 
 
-def test_host_offsets_follow_in_place_changes():
-    cu = varlen.cu_seqlens_from_lengths([2, 3])
-    assert varlen.host_offsets(cu) == (0, 2, 5)
-    cu[2] = 4
-    assert varlen.host_offsets(cu) == (0, 2, 4)
-    with pytest.raises(ValueError, match="must run from 0 to 5"):
-        varlen.check_cu_seqlens(cu, 5)
+def test_varlen_checks_its_offsets():
+    with pytest.raises(ValueError, match="never decrease"):
+        Varlen.from_lengths([3, -1])
+    with pytest.raises(ValueError, match="matching the host offsets"):
+        Varlen(torch.tensor([0, 2, 5]), (0, 2))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Varlen.from_lengths([2]).offsets = (0, 3)
+    with pytest.raises(ValueError, match="must run from 0 to 6"):
+        rs_kernels.segment_matmul(torch.ones(6, 2), torch.ones(6, 3), Varlen.from_lengths([2, 3]))
 
 
 def test_offsets_keep_their_host_values_when_moved():
-    """Moved to the meta device, whose tensors have no values to read: only kept offsets can answer."""
-    cu = varlen.cu_seqlens_from_lengths([4, 0, 1])
-    assert varlen.host_seqlens(varlen.offsets_to(cu, "meta")) == [4, 0, 1]
-    assert varlen.host_seqlens(varlen.uniform_cu_seqlens(3, 8, "meta")) == [8] * 3
-    assert varlen.host_seqlens(varlen.tile_offsets(varlen.offsets_to(cu, "meta"), 2)) == [4, 0, 1] * 2
-    batch = PackedBatch(torch.zeros(5, 2), cu, torch.zeros(3, 1), torch.arange(3)).to("meta")
-    assert varlen.host_seqlens(batch.cu_seqlens) == [4, 0, 1]
-    with pytest.raises(NotImplementedError):  # what an offsets tensor without kept values does there
-        varlen.host_offsets(torch.tensor([0, 4], device="meta"))
+    """Moved to the meta device, whose tensors have no values to read: only held offsets can answer."""
+    seqs = Varlen.from_lengths([4, 0, 1])
+    assert seqs.to("meta").lengths == [4, 0, 1]
+    assert Varlen.uniform(3, 8, "meta").lengths == [8] * 3
+    assert seqs.to("meta").tile(2).lengths == [4, 0, 1] * 2
+    assert seqs.to("meta").tile(2).cu_seqlens.device.type == "meta"
+    batch = PackedBatch(torch.zeros(5, 2), seqs, torch.zeros(3, 1), torch.arange(3)).to("meta")
+    assert batch.varlen.lengths == [4, 0, 1] and batch.cu_seqlens.device.type == "meta"
+    with pytest.raises(NotImplementedError):  # what an offsets tensor alone does there
+        varlen.as_varlen(torch.tensor([0, 4], device="meta"))
 
 
 @pytest.mark.gpu
@@ -122,13 +128,47 @@ def test_gpu_step_syncs(inter, allowed):
     assert len(syncs) <= allowed, syncs
 
 
-def test_block_table_is_built_once_per_offsets_and_rows():
-    """The ops of a step share cu_seqlens: their kernels' block table is built once, and again only
-    for other rows or after an in-place change."""
-    cu = varlen.cu_seqlens_from_lengths([40, 1, 33])
-    table = tu.block_table(cu, 74)
-    assert tu.block_table(cu, 74) is table
-    assert tu.block_table(cu, 80) is not table
-    cu[2] = 2
-    rebuilt = tu.block_table(cu, 74)
-    assert rebuilt is not table and not torch.equal(rebuilt[1], table[1])
+@pytest.fixture
+def count_builds(monkeypatch):
+    """Counts the block tables built (by block size)."""
+    builds: list[int] = []
+    real = varlen._build_block_table
+    monkeypatch.setattr(varlen, "_build_block_table", lambda seqs, block_t: builds.append(block_t) or real(seqs, block_t))
+    return builds
+
+
+def _triton_ops_forward_backward(cu_seqlens, y_cu_seqlens) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(n, 16, generator=gen).relu().requires_grad_() for n in (sum(LENGTHS), sum(MS)))
+    mu0, w = torch.randn(3, 16, generator=gen), torch.rand(sum(LENGTHS), 5, generator=gen)
+    (rs_kernels.em_attention(x, cu_seqlens, mu0, impl="triton").sum()
+     + rs_kernels.random_walk(x, cu_seqlens, y, y_cu_seqlens, impl="triton").sum()
+     + rs_kernels.segment_matmul(w, x, cu_seqlens, impl="triton").sum()).backward()
+
+
+def test_block_table_is_built_once_per_batch_and_block_size(count_builds):
+    seqs = Varlen.from_lengths([40, 1, 33])
+    table = seqs.block_table(32)
+    assert seqs.block_table(32) is table and copy.copy(seqs).block_table(32) is table
+    assert seqs.to("cpu") is seqs
+    assert seqs.block_table(16) is not table and count_builds == [32, 16]
+    assert table.first.tolist() == [0, 2, 3, 5] and table.video.tolist() == [0, 0, 1, 2, 2]
+
+
+def test_int32_and_copied_offsets_read_nothing_and_build_one_table(count_reads, count_builds):
+    """The ops of a batch, forward and backward, with int32 offsets and copies of the metadata (as
+    a data loader or a user's code may hand over): no host read, one block table for all of them."""
+    seqs, yseqs = Varlen.from_lengths(LENGTHS, dtype=torch.int32), Varlen.from_lengths(MS, dtype=torch.int32)
+    _triton_ops_forward_backward(seqs, yseqs)
+    for same in (copy.copy(seqs), copy.deepcopy(seqs)):
+        _triton_ops_forward_backward(same, yseqs)
+    assert count_reads == [] and len(count_builds) == 1
+
+
+def test_plain_offsets_tensors_are_read_at_each_call(count_reads, count_builds):
+    """The control of the test above, and what hidden host offsets on a tensor came to for int32
+    offsets or a clone: each op call reads the offsets back and builds its own block table."""
+    cu, ycu = (Varlen.from_lengths(n, dtype=torch.int32).cu_seqlens.clone() for n in (LENGTHS, MS))
+    _triton_ops_forward_backward(cu, ycu)
+    assert len(count_reads) == 4 and all("rs_kernels/varlen.py" in r for r in count_reads), count_reads
+    assert len(count_builds) == 3

@@ -9,7 +9,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from rs_kernels import em_attention, random_walk, reference
-from rs_kernels.varlen import cu_seqlens_from_lengths, uniform_cu_seqlens
+from rs_kernels.varlen import Varlen, cu_seqlens_from_lengths
 
 T, D, M = 1500, 32, 8  # one long video: a T x T float32 is 9 MB, x is 0.19 MB
 
@@ -25,7 +25,7 @@ def _inputs():
     x = torch.randn(T, D, generator=gen).relu().requires_grad_()
     y = torch.randn(M, D, generator=gen).relu().requires_grad_()
     mu0 = torch.randn(M, D, generator=gen).requires_grad_()
-    return x, cu_seqlens_from_lengths([T]), y, uniform_cu_seqlens(1, M), mu0
+    return x, cu_seqlens_from_lengths([T]), y, Varlen.uniform(1, M), mu0
 
 
 @pytest.mark.parametrize("impl", ["triton", "padded"])

@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rs_kernels import random_walk, reference
 from rs_kernels.varlen import cu_seqlens_from_lengths
-from helpers import DEVICES, FWD_TOL, GRAD_TOL
+from helpers import DEVICES, FWD_TOL, GRAD_TOL, op_offsets
 from helpers import rel_error as _rel
 
 
@@ -115,9 +115,10 @@ def test_gradcheck_float64_triton():
 
 def test_opcheck():
     x, cu, y, ycu, grad = _inputs([1, 3], [2, 0], 16, seed=4)
-    opcheck(torch.ops.rs_kernels.random_walk_fwd, (x, cu, y, ycu, 2, 0.5, 5.0))
-    _, *saved = torch.ops.rs_kernels.random_walk_fwd(x, cu, y, ycu, 2, 0.5, 5.0)
-    opcheck(torch.ops.rs_kernels.random_walk_bwd, (grad, x, cu, y, ycu, *saved, 0.5, 5.0))
+    offsets = op_offsets(cu)
+    opcheck(torch.ops.rs_kernels.random_walk_fwd, (x, *offsets, y, ycu, 2, 0.5, 5.0))
+    _, *saved = torch.ops.rs_kernels.random_walk_fwd(x, *offsets, y, ycu, 2, 0.5, 5.0)
+    opcheck(torch.ops.rs_kernels.random_walk_bwd, (grad, x, *offsets, y, ycu, *saved, 0.5, 5.0))
 
 
 def test_flop_formulas_registered():
@@ -135,10 +136,10 @@ def test_flop_formulas_registered():
 def test_max_m_larger_than_needed_is_fine_and_smaller_fails():
     x, cu, y, ycu, _ = _inputs([5, 11], [3, 2], 16, seed=6)
     ref = reference.random_walk(x.double(), cu, y.double(), ycu)
-    out = torch.ops.rs_kernels.random_walk_fwd(x, cu, y, ycu, 7, 0.5, 5.0)[0]
+    out = torch.ops.rs_kernels.random_walk_fwd(x, *op_offsets(cu), y, ycu, 7, 0.5, 5.0)[0]
     assert _rel(out, ref) <= FWD_TOL
-    with pytest.raises(ValueError, match="max_m"):
-        torch.ops.rs_kernels.random_walk_fwd(x, cu, y, ycu, 2, 0.5, 5.0)
+    with pytest.raises(RuntimeError, match="max_m = 2 is below"):
+        torch.ops.rs_kernels.random_walk_fwd(x, *op_offsets(cu), y, ycu, 2, 0.5, 5.0)
 
 
 def test_dispatch():

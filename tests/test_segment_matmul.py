@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rs_kernels import reference, segment_matmul
 from rs_kernels.varlen import cu_seqlens_from_lengths
-from helpers import DEVICES, FWD_TOL, GRAD_TOL
+from helpers import DEVICES, FWD_TOL, GRAD_TOL, op_offsets
 from helpers import rel_error as _rel
 
 
@@ -83,8 +83,8 @@ def test_gradcheck_float64_triton():
 
 def test_opcheck():
     w, x, cu, grad = _inputs([1, 3], 4, 16, seed=4)
-    opcheck(torch.ops.rs_kernels.segment_matmul_fwd, (w, x, cu))
-    opcheck(torch.ops.rs_kernels.segment_matmul_bwd, (grad, w, x, cu))
+    opcheck(torch.ops.rs_kernels.segment_matmul_fwd, (w, x, *op_offsets(cu)))
+    opcheck(torch.ops.rs_kernels.segment_matmul_bwd, (grad, w, x, *op_offsets(cu)))
 
 
 def test_flop_formulas_registered():

@@ -17,7 +17,7 @@ pytest.importorskip("triton")
 
 PROBE = Path(__file__).with_name("sm90_compile_probe.py")
 ROOT = PROBE.parents[1]
-KERNELS = {"_assign_fwd_kernel", "_assign_bwd_kernel", "_segment_reduce_kernel", "_mix_kernel"}
+KERNELS = {"_assign_fwd_kernel", "_assign_bwd_kernel", "_segment_reduce_kernel", "_mix_kernel", "_segment_matmul_kernel"}
 SHARED_BYTES = 1024  # what every kernel uses today (the SM holds 227 KiB): a jump means a layout change
 
 

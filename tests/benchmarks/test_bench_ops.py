@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rs_kernels import em_attention, membank, random_walk, segment_matmul
-from rs_kernels.varlen import cu_seqlens_from_lengths, uniform_cu_seqlens
+from rs_kernels.varlen import Varlen, cu_seqlens_from_lengths
 
 LENGTHS = [37, 250, 64, 120, 8, 401]  # one small step of THUMOS14-like videos
 D, K, ITERS, TAU, W = 256, 8, 2, 5.0, 0.5
@@ -29,7 +29,7 @@ def packed(device):
     cu = cu_seqlens_from_lengths(LENGTHS, device)
     mu0 = (torch.randn(K, D, generator=gen) / math.sqrt(D)).to(device)
     y = torch.randn(len(LENGTHS) * K, D, generator=gen).relu_().to(device)
-    return x, cu, mu0, y, uniform_cu_seqlens(len(LENGTHS), K, device)
+    return x, cu, mu0, y, Varlen.uniform(len(LENGTHS), K, device)
 
 
 def _bench(benchmark, run, name, device, impl, backward, op, args, trained, grad):
