@@ -32,6 +32,7 @@ def _latin1_bytes(text: str, encoding: str) -> bytes:
 # module (numpy.core in 1.x, numpy._core in 2.x) it keeps them in.
 _RECONSTRUCT = np.zeros(0).__reduce__()[0]
 _SCALAR = np.float64(0).__reduce__()[0]
+_FROMBUFFER = np.zeros(0).__reduce_ex__(5)[0]
 
 # (module, name) as the pickle names it -> the object it resolves to. Both numpy module spellings
 # are listed because files written by numpy 1.x name numpy.core and by 2.x numpy._core.
@@ -39,6 +40,8 @@ ALLOWED_GLOBALS = {
     # ndarray.__reduce__: _reconstruct(ndarray, shape, typecode) then __setstate__(its data)
     **{(module, "_reconstruct"): _RECONSTRUCT for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
     ("numpy", "ndarray"): np.ndarray,
+    # ndarray.__reduce_ex__ at protocol 5: _frombuffer(data, dtype, shape, order)
+    **{(module, "_frombuffer"): _FROMBUFFER for module in ("numpy.core.numeric", "numpy._core.numeric")},
     # an array's dtype, and a numpy scalar's
     ("numpy", "dtype"): np.dtype,
     # numpy scalars (np.float64, np.bytes_, ...) held by an object array: scalar(dtype, raw bytes)
