@@ -3,8 +3,11 @@
 ``ROOT/<dataset>/`` holds ``<dataset>-I3D-JOINTFeatures.npy`` (a pickled object array of per-video
 (T, 2048) float arrays: RGB 1024 then flow 1024, one snippet = 16 frames at 25 fps) and the
 annotation files ``classlist, subset, videoname, duration, segments, labels, labels_all .npy``
-(strings stored as bytes) plus ``Ambiguous_test.txt``. Every inconsistency is an error that names
-the file and the problem: a silently wrong dataset costs a researcher days.
+(strings stored as bytes), THUMOS14 also ``Ambiguous_test.txt`` (ActivityNet1.2 has none; its
+``url.npy``, the YouTube addresses, is not needed here). Every file is read through
+``rsnet.safe_npy``, which refuses a pickle naming anything but numpy arrays, dtypes and strings.
+Every inconsistency is an error that names the file and the problem: a silently wrong dataset
+costs a researcher days.
 """
 from __future__ import annotations
 
