@@ -24,7 +24,8 @@ def _latin1_bytes(text: str, encoding: str) -> bytes:
     """What ``_codecs.encode`` does for the only call pickle makes of it: bytes at protocol 2 are
     written as ``encode(str(b, 'latin1'), 'latin1')``. Other codecs are not needed and refused."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"_codecs.encode is allowed only as encode(str, 'latin1'), got encoding {encoding!r}")
+        raise pickle.UnpicklingError(f"_codecs.encode is allowed only as encode(str, 'latin1'), "
+                                     f"not encode({type(text).__name__}, {encoding!r})")
     return text.encode("latin1")
 
 
@@ -56,8 +57,9 @@ ALLOWED_GLOBALS = {
 
 class _AllowListUnpickler(pickle.Unpickler):
     def __init__(self, file: BinaryIO, path: Path):
-        # np.load's defaults: Python 2 str read as ASCII text, Python 2 module names mapped
-        super().__init__(file, encoding="ASCII", fix_imports=True)
+        # np.load's default: a Python 2 str is read as ASCII text. Python 2 module names are not
+        # mapped to Python 3's (that happens in the find_class replaced here): the allow-list has both.
+        super().__init__(file, encoding="ASCII")
         self.path = path
 
     def find_class(self, module: str, name: str):
@@ -66,10 +68,6 @@ class _AllowListUnpickler(pickle.Unpickler):
         except KeyError:
             raise DataError(f"{self.path}: refuses to unpickle {module}.{name}: only numpy arrays, dtypes and "
                             f"strings are allowed (a file naming other code may run it when loaded)") from None
-
-    def persistent_load(self, pid):
-        raise DataError(f"{self.path}: refuses to unpickle a persistent id: only numpy arrays, dtypes and "
-                        f"strings are allowed")
 
 
 def _read_array(file: BinaryIO, path: Path) -> np.ndarray:
