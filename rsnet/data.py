@@ -3,8 +3,11 @@
 ``ROOT/<dataset>/`` holds ``<dataset>-I3D-JOINTFeatures.npy`` (a pickled object array of per-video
 (T, 2048) float arrays: RGB 1024 then flow 1024, one snippet = 16 frames at 25 fps) and the
 annotation files ``classlist, subset, videoname, duration, segments, labels, labels_all .npy``
-(strings stored as bytes) plus ``Ambiguous_test.txt``. Every inconsistency is an error that names
-the file and the problem: a silently wrong dataset costs a researcher days.
+(strings stored as bytes), THUMOS14 also ``Ambiguous_test.txt`` (ActivityNet1.2 has none; its
+``url.npy``, the YouTube addresses, is not needed here). Every file is read through
+``rsnet.safe_npy``, which refuses a pickle naming anything but numpy arrays, dtypes and strings.
+Every inconsistency is an error that names the file and the problem: a silently wrong dataset
+costs a researcher days.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from torch import Tensor
 
 from rs_kernels.varlen import Varlen
 
-from .errors import UserError
+from .errors import DataError
+from .safe_npy import load_npy
 
 FEATURE_DIM = 2048
 SNIPPETS_PER_SECOND = 25 / 16  # I3D: one snippet = 16 frames at 25 fps
@@ -43,21 +47,8 @@ DATASETS = {
 ANNOTATION_FILES = ("classlist", "subset", "videoname", "duration", "segments", "labels", "labels_all")
 
 
-class DataError(UserError):
-    """A dataset file is missing, unreadable or inconsistent."""
-
-
 def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise DataError(f"missing dataset file: {path}")
-    try:
-        return np.load(path, allow_pickle=True)
-    except Exception as exc:  # a truncated or foreign file: say which one
-        raise DataError(f"cannot read {path}: {exc}") from exc
 
 
 @dataclass
@@ -85,7 +76,7 @@ def load_annotations(folder: str | Path) -> Annotations:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"annotation folder not found: {folder}")
-    raw = {name: _load_npy(folder / f"{name}.npy") for name in ANNOTATION_FILES}
+    raw = {name: load_npy(folder / f"{name}.npy") for name in ANNOTATION_FILES}
     n_videos = len(raw["videoname"])
     for name, arr in raw.items():
         if name != "classlist" and len(arr) != n_videos:
@@ -183,7 +174,7 @@ def _load_ambiguous(path: Path) -> dict[str, np.ndarray]:
 
 def load_features(path: Path, n_videos: int, feature_dim: int = FEATURE_DIM) -> list[np.ndarray]:
     """Per-video float32 (T, D) arrays, checked for count, shape and finiteness."""
-    raw = _load_npy(path)
+    raw = load_npy(path)
     if len(raw) != n_videos:
         raise DataError(f"{path} holds {len(raw)} videos but the annotations list {n_videos}")
     features = []

@@ -80,6 +80,7 @@ import numpy as np
 from . import cli
 from .data import Annotations, DataError, check_evaluable, check_lengths, load_annotations
 from .errors import UserError
+from .safe_npy import load_npz
 
 CLASS_THRESHOLD = 0.1
 CAS_THRESHOLDS = np.arange(0.001, 0.040, 0.002)
@@ -710,15 +711,11 @@ def main(argv: list[str]) -> int:
 def _load_predictions(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
     if not path.is_file():
         raise UserError(f"predictions file not found: {path}")
-    try:
-        archive = np.load(path, allow_pickle=True)
-    except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"{path} cannot be read as an npz file: {exc}") from exc
-    with archive:
-        for key in ("vid_preds", "frm_preds"):
-            if key not in getattr(archive, "files", ()):
-                raise UserError(f"{path} has no {key!r} array (has {', '.join(getattr(archive, 'files', ()))})")
-        return archive["vid_preds"], list(archive["frm_preds"])
+    archive = load_npz(path)
+    for key in ("vid_preds", "frm_preds"):
+        if key not in archive:
+            raise UserError(f"{path} has no {key!r} array (has {', '.join(archive)})")
+    return archive["vid_preds"], list(archive["frm_preds"])
 
 
 if __name__ == "__main__":

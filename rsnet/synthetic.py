@@ -72,6 +72,7 @@ import numpy as np
 
 from . import cli
 from .errors import UserError
+from .safe_npy import load_npy
 
 DATASET = "Thumos14reduced"
 FEATURES_FILE = f"{DATASET}-I3D-JOINTFeatures.npy"
@@ -366,7 +367,7 @@ def draw_layouts(spec: SyntheticSpec, seed: int) -> list[VideoLayout]:
 def read_layouts(annotations: Path) -> tuple[list[str], list[VideoLayout]]:
     """The class list and ground truth of a W-TALC annotation folder, in file order."""
     def load(name):
-        return np.load(annotations / f"{name}.npy", allow_pickle=True)
+        return load_npy(annotations / f"{name}.npy")
 
     def text(value) -> str:
         return value.decode() if isinstance(value, bytes) else str(value)
@@ -708,7 +709,7 @@ def describe(root: str | Path) -> str:
     folder = Path(root) / DATASET
 
     def load(name):
-        return np.load(folder / f"{name}.npy", allow_pickle=True)
+        return load_npy(folder / f"{name}.npy")
 
     subsets = [s.decode() for s in load("subset")]
     durations = load("duration").reshape(-1)

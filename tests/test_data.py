@@ -229,3 +229,38 @@ def test_reads_activitynet12_in_the_same_layout(tiny_root, tmp_path):
     ds = WTALCDataset(tmp_path / "anet", dataset="ActivityNet1.2")
     assert ds.n_classes == 100 and len(ds.train_indices) == 6 and len(ds.test_indices) == 5
     assert next(ds.test_batches(5)).labels.shape == (5, 100)
+
+
+def _activitynet_root(shared_data, tmp_path, feature_dim):
+    """ROOT/ActivityNet1.2/ with the real annotations (no Ambiguous_test.txt; url.npy) and random
+    features of int(duration x 25/16) snippets per video, as W-TALC's ActivityNet1.2 files hold."""
+    dataset_dir = tmp_path / "anet" / "ActivityNet1.2"
+    dataset_dir.mkdir(parents=True)
+    for path in (shared_data / "ActivityNet1.2-Annotations").iterdir():
+        (dataset_dir / path.name).write_bytes(path.read_bytes())
+    durations = np.load(dataset_dir / "duration.npy")
+    rng = np.random.default_rng(0)
+    features = np.empty(len(durations), dtype=object)
+    features[:] = [rng.random((int(d * 25 / 16), feature_dim), dtype=np.float32) for d in durations]
+    np.save(dataset_dir / "ActivityNet1.2-I3D-JOINTFeatures.npy", features, allow_pickle=True)
+    return dataset_dir.parent, features
+
+
+def test_loads_the_real_activitynet12_annotations_with_features(shared_data, tmp_path):
+    root, features = _activitynet_root(shared_data, tmp_path, feature_dim=3)
+    assert not (root / "ActivityNet1.2" / "Ambiguous_test.txt").exists()
+    ds = WTALCDataset(root, dataset="ActivityNet1.2", feature_dim=3)
+    assert ds.n_classes == 100 and len(ds.train_indices) == 4819 and len(ds.test_indices) == 2383
+    assert ds.annotations.ambiguous == {}
+    assert all(np.array_equal(got, want) for got, want in zip(ds.features, features, strict=True))
+    batch = next(ds.test_batches(7))
+    assert batch.x.shape == (sum(len(f) for f in features[ds.test_indices[:7]]), 3)
+    assert batch.labels.shape == (7, 100) and (batch.labels.sum(1) >= 1).all()
+
+
+@pytest.mark.parametrize("name", ["labels_all.npy", "segments.npy", "ActivityNet1.2-I3D-JOINTFeatures.npy"])
+def test_a_missing_activitynet12_file_is_named(shared_data, tmp_path, name):
+    root, _ = _activitynet_root(shared_data, tmp_path, feature_dim=1)
+    (root / "ActivityNet1.2" / name).unlink()
+    with pytest.raises(DataError, match=f"missing file: .*ActivityNet1.2/{name}"):
+        WTALCDataset(root, dataset="ActivityNet1.2", feature_dim=1)
