@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
+import re
 import struct
 import tempfile
 from pathlib import Path
@@ -60,6 +62,12 @@ def _verified(data: bytes, path: Path) -> bytes:
     return body
 
 
+def _refused_global(exc: pickle.UnpicklingError) -> str:
+    """`` (it names io.open)`` when torch's message names the function or class it refused, else ''."""
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+    return f" (it names {found.group(1)})" if found else ""
+
+
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` with its checksum to a temporary file in the same folder, fsync, rename over ``path``."""
     path = Path(path)
@@ -87,6 +95,9 @@ def load(path: str | Path) -> dict[str, Any]:
     body = _verified(path.read_bytes(), path)
     try:
         state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # the weights-only unpickler met something it does not build
+        raise CheckpointError(f"{path} holds objects other than tensors/numbers/strings/containers"
+                              f"{_refused_global(exc)}: refused, since unpickling them could run code") from exc
     except Exception as exc:  # its checksum matched: written so by rsnet or forged, but not loadable
         raise CheckpointError(f"{path} cannot be loaded: {' '.join(str(exc).split())[:300]}") from exc
     if not isinstance(state, dict):

@@ -1,10 +1,24 @@
 """The checkpoint file: a torch.save archive anyone can torch.load(weights_only=True), signed with
-a SHA-256 of every byte before its signature, so that no flipped byte goes unnoticed."""
+a SHA-256 of every byte before its signature, so that no flipped byte goes unnoticed; no command
+that reads one runs code from it."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from rsnet import checkpoint
+from rsnet import checkpoint, diagnose, inference, train
 from rsnet.checkpoint import CheckpointError
+from rsnet.synthetic import SyntheticSpec, generate
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("data") / "tiny", TINY, seed=2)
 
 
 def _state():
@@ -51,3 +65,63 @@ def test_a_signed_file_that_is_not_a_run_is_named(tmp_path):
     checkpoint.save_atomic({"format": checkpoint.RUN_FORMAT, "version": checkpoint.RUN_VERSION, "epoch": 1}, path)
     with pytest.raises(CheckpointError, match="lacks config, model"):
         checkpoint.load_run(path)
+
+
+class _CreatesFile:
+    """Unpickles as ``open(path, "w")``: a file appears if the loader runs code from the checkpoint."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def _booby_trapped_run(path: Path, canary: Path, signed: bool) -> None:
+    """A run checkpoint whose model entry creates ``canary`` when unpickled; ``signed`` with the
+    package's own checksum, so that only weights-only unpickling stands in the way."""
+    state = {"format": checkpoint.RUN_FORMAT, "version": checkpoint.RUN_VERSION, "epoch": 1, "config": {},
+             "model": _CreatesFile(canary), "bank": {}, "optimizer": {}, "rng": {}, "best": None, "metrics": []}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if signed:
+        checkpoint.save_atomic(state, path)
+    else:
+        torch.save(state, path)
+    torch.load(path, weights_only=False)  # the trap is live: a loader that unpickles freely runs it
+    assert canary.exists()
+    canary.unlink()
+
+
+def _entry_points(tiny_root, out):
+    """Each command that reads a checkpoint, as (main, argv), reading ``out/checkpoint.pt``."""
+    ckpt = str(out / "checkpoint.pt")
+    resume = ["--data-root", str(tiny_root), "--out", str(out), "--epochs", "2", "--warmup-epochs", "0",
+              "--embed-dim", "48", "--lenient", "--device", "cpu", "--resume"]
+    return {"train": (train.main, resume),
+            "inference": (inference.main, ["--checkpoint", ckpt, "--out", str(out / "p.npz")]),
+            "diagnose": (diagnose.main, ["--checkpoint", ckpt])}
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_no_command_runs_code_from_a_checkpoint(tiny_root, tmp_path, capsys, signed):
+    canary, path = tmp_path / "created-by-the-checkpoint", tmp_path / "run" / "checkpoint.pt"
+    _booby_trapped_run(path, canary, signed)
+    why = "holds objects other than tensors/numbers/strings/containers (it names io.open): refused" if signed \
+        else "carries no rskp checksum"
+    for name, (main, argv) in _entry_points(tiny_root, path.parent).items():
+        capsys.readouterr()
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path} {why}") and len(err.splitlines()) == 1, (name, err)
+        assert not canary.exists(), name
+
+
+@pytest.mark.parametrize("module", ["train", "inference", "diagnose"])
+def test_no_command_runs_code_from_a_signed_checkpoint_as_a_process(tiny_root, tmp_path, module):
+    canary, path = tmp_path / "created-by-the-checkpoint", tmp_path / "run" / "checkpoint.pt"
+    _booby_trapped_run(path, canary, signed=True)
+    _, argv = _entry_points(tiny_root, path.parent)[module]
+    proc = subprocess.run([sys.executable, "-m", f"rsnet.{module}", *argv], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and not canary.exists()
+    assert proc.stderr.startswith(f"error: {path} holds objects other than tensors/numbers/strings/containers")
+    assert len(proc.stderr.splitlines()) == 1
