@@ -1,15 +1,19 @@
 """The checkpoint file: a torch.save archive anyone can torch.load(weights_only=True), signed with
 a SHA-256 of every byte before its signature, so that no flipped byte goes unnoticed; no command
 that reads one runs code from it."""
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from rsnet import checkpoint, diagnose, inference, train
 from rsnet.checkpoint import CheckpointError
+from rsnet.config import Config
+from rsnet.data import WTALCDataset
 from rsnet.synthetic import SyntheticSpec, generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,3 +129,106 @@ def test_no_command_runs_code_from_a_signed_checkpoint_as_a_process(tiny_root, t
     assert proc.returncode == 2 and not canary.exists()
     assert proc.stderr.startswith(f"error: {path} holds objects other than tensors/numbers/strings/containers")
     assert len(proc.stderr.splitlines()) == 1
+
+
+def _tiny_run(tiny_root, out):
+    cfg = Config(data_root=str(tiny_root), out=str(out), epochs=1, warmup_epochs=0, eval_every=1, embed_dim=48,
+                 videos_per_step=3, test_batch_size=4, lenient=True, device="cpu")
+    train.run(cfg)
+    return out / "checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_root, tmp_path_factory):
+    """A tiny run (its memory bank filled) and its weights exported by the command."""
+    out = tmp_path_factory.mktemp("run")
+    ckpt = _tiny_run(tiny_root, out)
+    weights = out / "model.safetensors"
+    assert checkpoint.main(["export", str(out), "--out", str(weights)]) == 0
+    return ckpt, weights
+
+
+def _predictions(ckpt, out):
+    assert inference.main(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    with np.load(out, allow_pickle=True) as saved:
+        return saved["vid_preds"], list(saved["frm_preds"])
+
+
+def test_exported_weights_predict_bit_for_bit_as_the_checkpoint(exported, tmp_path):
+    ckpt, weights = exported
+    run, shared = checkpoint.load_run(ckpt), checkpoint.load_trained(weights)
+    assert int(run["bank"]["count"].sum()) > 0
+    assert shared.class_names == WTALCDataset(shared.config["data_root"]).annotations.class_names
+    for part in ("model", "bank"):
+        assert shared._asdict()[part].keys() == run[part].keys()
+        for name, value in run[part].items():
+            assert value.dtype == shared._asdict()[part][name].dtype and torch.equal(value, shared._asdict()[part][name])
+    assert shared.config == json.loads(json.dumps({**run["config"], "device": "cpu"}))
+    scores, cas = _predictions(ckpt, tmp_path / "run.npz")
+    shared_scores, shared_cas = _predictions(weights, tmp_path / "shared.npz")
+    assert scores.tobytes() == shared_scores.tobytes()
+    assert len(cas) == len(shared_cas) and all(a.tobytes() == b.tobytes() for a, b in zip(cas, shared_cas))
+
+
+def test_diagnose_reads_exported_weights_as_the_checkpoint(exported, capsys):
+    printed = []
+    for path in exported:
+        capsys.readouterr()
+        assert diagnose.main(["--checkpoint", str(path)]) == 0
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1] and "average mAP" in printed[0]
+
+
+def test_a_flipped_byte_in_exported_weights_is_an_error_naming_the_file(exported, tmp_path, capsys):
+    good = exported[1].read_bytes()
+    path = tmp_path / "model.safetensors"
+    header_end = 8 + int.from_bytes(good[:8], "little")
+    for offset in [*range(header_end + 64), *range(header_end + 64, len(good), 997), len(good) - 1]:
+        damaged = bytearray(good)
+        damaged[offset] ^= 0x01
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(CheckpointError, match=str(path)):
+            checkpoint.load_trained(path)
+    capsys.readouterr()
+    assert inference.main(["--checkpoint", str(path), "--out", str(tmp_path / "p.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {path} is damaged: its content does not match its SHA-256 checksum\n"
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_safetensors_not_exported_by_rskp_are_refused(exported, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"model.embedding.weight": torch.ones(2, 3)}, str(path), metadata={"format": checkpoint.WEIGHTS_FORMAT})
+    with pytest.raises(CheckpointError, match=f"{path} carries no rskp checksum"):
+        checkpoint.load_trained(path)
+    path.write_bytes(b"not safetensors at all")
+    with pytest.raises(CheckpointError, match=f"{path} is not a safetensors file"):
+        checkpoint.load_trained(path)
+
+
+def test_weights_of_other_classes_than_the_dataset_are_refused(exported, tmp_path):
+    shared = checkpoint.load_trained(exported[1])
+    path = tmp_path / "model.safetensors"
+    checkpoint.save_weights(shared._replace(class_names=shared.class_names[::-1]), path)
+    with pytest.raises(CheckpointError, match=f"{path} was trained on other classes"):
+        train.restore(path, "cpu")
+
+
+def test_export_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
+    ckpt, _ = exported
+    for argv, message in [(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.safetensors")],
+                           f"error: checkpoint not found: {tmp_path / 'nowhere'}"),
+                          (["export", str(ckpt), "--out", str(tmp_path / "m.pt")],
+                           f"error: --out {tmp_path / 'm.pt'} must end in .safetensors")]:
+        capsys.readouterr()
+        assert checkpoint.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(message) and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+    proc = subprocess.run([sys.executable, "-m", "rsnet.checkpoint", "export", str(tmp_path / "nowhere"),
+                           "--out", str(tmp_path / "m.safetensors")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr == f"error: checkpoint not found: {tmp_path / 'nowhere'}\n"
+    proc = subprocess.run([sys.executable, "-m", "rsnet.checkpoint"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "export" in proc.stderr
