@@ -18,6 +18,11 @@ writes a run's trained model: a safetensors file (no pickle at all) of the model
 command that takes ``--checkpoint`` (``rsnet.inference``, ``rsnet.diagnose``) reads such a file as
 it reads ``checkpoint.pt``, through ``load_trained``; a flipped byte is an error naming the file.
 
+The published code's checkpoints. ``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset
+Thumos14reduced --data-root ROOT --out model.safetensors`` maps the state_dict the published RSKP
+code saves (``OFFICIAL_KEYS``) onto this model, with the default config at the sizes its weights
+have; a key that does not fit is an error naming it.
+
 Files are written to a temporary file in the same folder, fsynced and renamed over the target,
 so a crash mid-write leaves the previous checkpoint in place.
 """
@@ -40,7 +45,11 @@ import torch
 from torch import Tensor
 
 from . import cli
+from .config import Config, to_dict, validate
+from .data import DATASETS
 from .errors import UserError
+from .memory import MemoryBank
+from .model import RSKP
 
 HASH_MARK = b"rskp-sha256="
 HASH_TRAILER_BYTES = len(HASH_MARK) + 64  # hex digits of a SHA-256
@@ -54,6 +63,13 @@ WEIGHTS_VERSION = "1"  # safetensors metadata values are strings
 WEIGHTS_SUFFIX = ".safetensors"
 WEIGHTS_HASH_KEY = "rskp_sha256"
 WEIGHTS_HASH_UNSET = "0" * 64
+OFFICIAL_KEYS = {  # the published RSKP code's model (WSTAL) state_dict -> RSKP's
+    "feature_embedding.0.weight": "embedding.weight",
+    "feature_embedding.0.bias": "embedding.bias",
+    "mu": "mu0",
+    "ac_center": "head.class_centres",
+    "fg_center": "head.fg_centre",
+}
 
 
 class CheckpointError(UserError):
@@ -112,13 +128,17 @@ def load(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    body = _verified(path.read_bytes(), path)
+    return _unpickled(_verified(path.read_bytes(), path), path)
+
+
+def _unpickled(data: bytes, path: Path) -> dict[str, Any]:
+    """A torch.save archive's dict, unpickled with weights_only=True, or a CheckpointError naming the file."""
     try:
-        state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # the weights-only unpickler met something it does not build
         raise CheckpointError(f"{path} holds objects other than tensors/numbers/strings/containers"
                               f"{_refused_global(exc)}: refused, since unpickling them could run code") from exc
-    except Exception as exc:  # its checksum matched: written so by rsnet or forged, but not loadable
+    except Exception as exc:  # not a torch.save archive, or a damaged one
         raise CheckpointError(f"{path} cannot be loaded: {' '.join(str(exc).split())[:300]}") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint's dict of state")
@@ -228,11 +248,14 @@ def load_weights(path: str | Path) -> TrainedModel:
     return TrainedModel(config, parts["model"], parts["bank"], class_names)
 
 
-def export(source: Path, out: Path) -> TrainedModel:
-    """Export the run in ``source`` (its folder or checkpoint.pt) to ``out`` (.safetensors)."""
+def _check_weights_out(out: Path) -> None:
     if out.suffix != WEIGHTS_SUFFIX:
         raise UserError(f"--out {out} must end in {WEIGHTS_SUFFIX}: the commands that read it go by the suffix")
-    from .config import to_dict
+
+
+def export(source: Path, out: Path) -> TrainedModel:
+    """Export the run in ``source`` (its folder or checkpoint.pt) to ``out`` (.safetensors)."""
+    _check_weights_out(out)
     from .train import restore  # rsnet.train imports this module
 
     trainer = restore(source / "checkpoint.pt" if source.is_dir() else source, "cpu")
@@ -240,6 +263,37 @@ def export(source: Path, out: Path) -> TrainedModel:
                            trainer.dataset.annotations.class_names)
     save_weights(trained, out)
     return trained
+
+
+def convert_official(path: Path, dataset: str, data_root: str | None = None) -> TrainedModel:
+    """The model of the published RSKP code's checkpoint (its ``state_dict``, ``N.pkl``) as ours:
+    the default config for ``dataset`` with the sizes the weights have, an empty memory bank (the
+    published code does not save its bank; inference does not read it) and no class names."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    official = _unpickled(path.read_bytes(), path)
+    unknown, missing = sorted(set(official) - set(OFFICIAL_KEYS)), sorted(set(OFFICIAL_KEYS) - set(official))
+    if unknown or missing:
+        raise CheckpointError(f"{path} is not the published RSKP model's state_dict: "
+                              f"unknown keys {unknown or 'none'}, missing keys {missing or 'none'}")
+    not_tensors = [key for key, value in official.items() if not isinstance(value, Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"{path}: {', '.join(not_tensors)} should hold tensors")
+    weight, mu = official["feature_embedding.0.weight"], official["mu"]
+    if weight.dim() != 2 or mu.dim() != 2:
+        raise CheckpointError(f"{path}: feature_embedding.0.weight and mu should be matrices; their shapes are "
+                              f"{tuple(weight.shape)} and {tuple(mu.shape)}")
+    (embed_dim, feature_dim), n_representatives = weight.shape, mu.shape[0]
+    cfg = Config(dataset=dataset, data_root=data_root, feature_dim=feature_dim, embed_dim=embed_dim,
+                 n_representatives=n_representatives)
+    validate(cfg)
+    expected = RSKP(cfg, DATASETS[dataset].n_classes).state_dict()
+    for key, ours in OFFICIAL_KEYS.items():
+        if official[key].shape != expected[ours].shape:
+            raise CheckpointError(f"{path}: {key} has shape {tuple(official[key].shape)}; {dataset} with "
+                                  f"{feature_dim}-d features into {embed_dim}-d needs {tuple(expected[ours].shape)}")
+    bank = MemoryBank(DATASETS[dataset].n_classes, cfg.bank_slots, embed_dim).state_dict()
+    return TrainedModel(to_dict(cfg), {OFFICIAL_KEYS[key]: value for key, value in official.items()}, bank, None)
 
 
 def rng_state() -> dict[str, Any]:
@@ -262,12 +316,23 @@ def main(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     exporting = commands.add_parser("export", help="a run's trained model as signed .safetensors to share")
     exporting.add_argument("source", type=Path, help="a run's folder (OUT) or its checkpoint.pt")
-    exporting.add_argument("--out", required=True, type=Path, help="the file to write (.safetensors)")
-    cli.add_debug_flag(exporting)
+    converting = commands.add_parser("convert", help="a checkpoint of the published RSKP code as .safetensors")
+    converting.add_argument("official", type=Path, help="the published code's checkpoint (ckpt/<dataset>/<id>/<epoch>.pkl)")
+    converting.add_argument("--dataset", required=True, help=f"the dataset it was trained on: {', '.join(DATASETS)}")
+    converting.add_argument("--data-root", help="the folder holding DATASET/ (default: the synthetic data)")
+    for subcommand in (exporting, converting):
+        subcommand.add_argument("--out", required=True, type=Path, help="the file to write (.safetensors)")
+        cli.add_debug_flag(subcommand)
     args = parser.parse_args(argv)
-    trained = export(args.source, args.out)
-    print(f"{args.out}: the model, memory bank, {len(trained.class_names)} class names and config of "
-          f"{args.source}; read it with python -m rsnet.inference --checkpoint {args.out}")
+    if args.command == "export":
+        trained = export(args.source, args.out)
+        print(f"{args.out}: the model, memory bank, {len(trained.class_names)} class names and config of "
+              f"{args.source}; read it with python -m rsnet.inference --checkpoint {args.out}")
+    else:
+        _check_weights_out(args.out)
+        save_weights(convert_official(args.official, args.dataset, args.data_root), args.out)
+        print(f"{args.out}: the model of {args.official} for {args.dataset}; read it with "
+              f"python -m rsnet.inference --checkpoint {args.out}")
     return 0
 
 

@@ -14,7 +14,9 @@ from rsnet import checkpoint, diagnose, inference, train
 from rsnet.checkpoint import CheckpointError
 from rsnet.config import Config
 from rsnet.data import WTALCDataset
+from rsnet.model import RSKP
 from rsnet.synthetic import SyntheticSpec, generate
+from rs_kernels.varlen import cu_seqlens_from_lengths
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
@@ -232,3 +234,63 @@ def test_export_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
     assert proc.returncode == 2 and proc.stderr == f"error: checkpoint not found: {tmp_path / 'nowhere'}\n"
     proc = subprocess.run([sys.executable, "-m", "rsnet.checkpoint"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "export" in proc.stderr
+
+
+OFFICIAL_OF_OURS = {ours: official for official, ours in checkpoint.OFFICIAL_KEYS.items()}
+
+
+def _official_layout(model):
+    """The state_dict the published RSKP code would save for ``model``'s weights."""
+    return {OFFICIAL_OF_OURS[name]: value.clone() for name, value in model.state_dict().items()}
+
+
+def test_a_converted_official_checkpoint_predicts_as_the_model_it_holds(tmp_path, capsys):
+    torch.manual_seed(4)
+    cfg = Config(feature_dim=96, embed_dim=40, n_representatives=5, ops="reference")
+    original = RSKP(cfg, 20).double().eval()
+    path = tmp_path / "official" / "200.pkl"
+    path.parent.mkdir()
+    torch.save(_official_layout(original), path)
+    out = tmp_path / "model.safetensors"
+    assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--out", str(out)]) == 0
+    converted = checkpoint.load_trained(out)
+    assert converted.config["feature_dim"] == 96 and converted.config["n_representatives"] == 5
+    assert converted.class_names is None and int(converted.bank["count"].sum()) == 0
+    torch.manual_seed(5)  # other initial weights: only the conversion can make the models agree
+    restored = RSKP(Config(**{**converted.config, "ops": "reference"}), 20).double().eval()
+    restored.load_state_dict(converted.model)
+    lengths = [1, 17, 6]
+    x, cu = torch.rand(sum(lengths), 96, dtype=torch.float64), cu_seqlens_from_lengths(lengths)
+    for want, got in zip(original.predict(x, cu), restored.predict(x, cu), strict=True):
+        assert torch.equal(want, got)
+
+
+def test_an_official_checkpoint_that_does_not_fit_names_the_key(tmp_path, capsys):
+    layout = _official_layout(RSKP(Config(feature_dim=96, embed_dim=40), 20))
+    path = tmp_path / "200.pkl"
+    cases = [({**layout, "module.mu": layout["mu"]}, "unknown keys ['module.mu'], missing keys none"),
+             ({k: v for k, v in layout.items() if k != "fg_center"}, "unknown keys none, missing keys ['fg_center']"),
+             ({**layout, "ac_center": layout["ac_center"][:-1]}, "ac_center has shape (20, 40); Thumos14reduced"),
+             ({**layout, "mu": layout["mu"][:, :-1]}, "mu has shape (8, 39)")]
+    for state, message in cases:
+        torch.save(state, path)
+        capsys.readouterr()
+        assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced",
+                                "--out", str(tmp_path / "m.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}") and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_inference_reads_a_converted_official_checkpoint(exported, tiny_root, tmp_path):
+    ckpt, _ = exported
+    run = checkpoint.load_run(ckpt)
+    path, out = tmp_path / "200.pkl", tmp_path / "model.safetensors"
+    torch.save({OFFICIAL_OF_OURS[name]: value for name, value in run["model"].items()}, path)
+    assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--data-root", str(tiny_root),
+                            "--out", str(out)]) == 0
+    scores, cas = _predictions(ckpt, tmp_path / "run.npz")
+    converted_scores, converted_cas = _predictions(out, tmp_path / "converted.npz")
+    # the converted config is the default one (test batches of 32 videos, not 4): equal up to rounding
+    assert np.allclose(scores, converted_scores, rtol=1e-5, atol=1e-7)
+    assert all(np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(cas, converted_cas, strict=True))
