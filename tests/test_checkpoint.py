@@ -244,7 +244,7 @@ def _official_layout(model):
     return {OFFICIAL_OF_OURS[name]: value.clone() for name, value in model.state_dict().items()}
 
 
-def test_a_converted_official_checkpoint_predicts_as_the_model_it_holds(tmp_path, capsys):
+def test_a_converted_official_checkpoint_predicts_as_the_model_it_holds(tmp_path):
     torch.manual_seed(4)
     cfg = Config(feature_dim=96, embed_dim=40, n_representatives=5, ops="reference")
     original = RSKP(cfg, 20).double().eval()
