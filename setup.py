@@ -45,6 +45,7 @@ setup(
         "numpy>=1.24",
         "tqdm>=4.60",
         "pyyaml>=6.0",
+        "safetensors>=0.4",
     ],
     extras_require={
         "triton": ["triton>=3.0"],

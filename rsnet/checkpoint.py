@@ -10,22 +10,46 @@ then unpickles with ``weights_only=True``: the state holds only tensors, numbers
 and containers of them. A run's state (``rsnet.train``) is a dict with the keys ``RUN_KEYS``,
 ``format`` = ``RUN_FORMAT`` and ``version`` = ``RUN_VERSION``.
 
+Weights to share. ``python -m rsnet.checkpoint export RUN_DIR_OR_CKPT --out model.safetensors``
+writes a run's trained model: a safetensors file (no pickle at all) of the model's tensors
+(``model.<name>``) and the memory bank's (``bank.<name>``), whose metadata holds, as strings,
+``format`` = ``WEIGHTS_FORMAT``, ``version``, ``config`` and ``class_names`` (JSON) and
+``rskp_sha256``: the SHA-256 of the whole file with those 64 hex digits written as zeros. Every
+command that takes ``--checkpoint`` (``rsnet.inference``, ``rsnet.diagnose``) reads such a file as
+it reads ``checkpoint.pt``, through ``load_trained``; a flipped byte is an error naming the file.
+
+The published code's checkpoints. ``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset
+Thumos14reduced --data-root ROOT --out model.safetensors`` maps the state_dict the published RSKP
+code saves (``OFFICIAL_KEYS``) onto this model, with the default config at the sizes its weights
+have; a key that does not fit is an error naming it.
+
 Files are written to a temporary file in the same folder, fsynced and renamed over the target,
 so a crash mid-write leaves the previous checkpoint in place.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
+import json
 import os
+import pickle
+import re
 import struct
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+from torch import Tensor
 
+from . import cli
+from .config import Config, to_dict, validate
+from .data import DATASETS
 from .errors import UserError
+from .memory import MemoryBank
+from .model import RSKP
 
 HASH_MARK = b"rskp-sha256="
 HASH_TRAILER_BYTES = len(HASH_MARK) + 64  # hex digits of a SHA-256
@@ -34,6 +58,18 @@ ZIP_END_BYTES = 22  # the end-of-central-directory record without its comment; t
 RUN_FORMAT = "rskp-run"
 RUN_VERSION = 1
 RUN_KEYS = ("format", "version", "epoch", "config", "model", "bank", "optimizer", "rng", "best", "metrics")
+WEIGHTS_FORMAT = "rskp-weights"
+WEIGHTS_VERSION = "1"  # safetensors metadata values are strings
+WEIGHTS_SUFFIX = ".safetensors"
+WEIGHTS_HASH_KEY = "rskp_sha256"
+WEIGHTS_HASH_UNSET = "0" * 64
+OFFICIAL_KEYS = {  # the published RSKP code's model (WSTAL) state_dict -> RSKP's
+    "feature_embedding.0.weight": "embedding.weight",
+    "feature_embedding.0.bias": "embedding.bias",
+    "mu": "mu0",
+    "ac_center": "head.class_centres",
+    "fg_center": "head.fg_centre",
+}
 
 
 class CheckpointError(UserError):
@@ -60,12 +96,20 @@ def _verified(data: bytes, path: Path) -> bytes:
     return body
 
 
+def _refused_global(exc: pickle.UnpicklingError) -> str:
+    """`` (it names io.open)`` when torch's message names the function or class it refused, else ''."""
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+    return f" (it names {found.group(1)})" if found else ""
+
+
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` with its checksum to a temporary file in the same folder, fsync, rename over ``path``."""
-    path = Path(path)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    data = _with_hash(buffer.getvalue())
+    _write_atomic(_with_hash(buffer.getvalue()), Path(path))
+
+
+def _write_atomic(data: bytes, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -84,10 +128,17 @@ def load(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    body = _verified(path.read_bytes(), path)
+    return _unpickled(_verified(path.read_bytes(), path), path)
+
+
+def _unpickled(data: bytes, path: Path) -> dict[str, Any]:
+    """A torch.save archive's dict, unpickled with weights_only=True, or a CheckpointError naming the file."""
     try:
-        state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
-    except Exception as exc:  # its checksum matched: written so by rsnet or forged, but not loadable
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # the weights-only unpickler met something it does not build
+        raise CheckpointError(f"{path} holds objects other than tensors/numbers/strings/containers"
+                              f"{_refused_global(exc)}: refused, since unpickling them could run code") from exc
+    except Exception as exc:  # not a torch.save archive, or a damaged one
         raise CheckpointError(f"{path} cannot be loaded: {' '.join(str(exc).split())[:300]}") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint's dict of state")
@@ -109,6 +160,142 @@ def load_run(path: str | Path) -> dict[str, Any]:
     return state
 
 
+class TrainedModel(NamedTuple):
+    """What the commands that use a trained model need, from a run's checkpoint or exported weights."""
+
+    config: dict[str, Any]  # the run's config keys
+    model: dict[str, Tensor]  # RSKP's state_dict
+    bank: dict[str, Tensor]  # MemoryBank's state_dict
+    class_names: list[str] | None  # the dataset's classes, in label order; None: not recorded (checkpoint.pt)
+
+
+def load_trained(path: str | Path) -> TrainedModel:
+    """The trained model of a run's checkpoint (``checkpoint.pt``) or of its exported ``.safetensors``."""
+    if Path(path).suffix == WEIGHTS_SUFFIX:
+        return load_weights(path)
+    state = load_run(path)
+    return TrainedModel(state["config"], state["model"], state["bank"], None)
+
+
+def _hash_field(digest: str) -> bytes:
+    """The digest's key and value as the safetensors header (compact JSON) holds them."""
+    return json.dumps({WEIGHTS_HASH_KEY: digest}, separators=(",", ":"))[1:-1].encode("ascii")
+
+
+def save_weights(trained: TrainedModel, path: str | Path) -> None:
+    """Write ``trained`` as signed safetensors (see the module docstring), atomically."""
+    from safetensors.torch import save
+
+    tensors = {f"{part}.{name}": value.detach().cpu().contiguous()
+               for part, state in (("model", trained.model), ("bank", trained.bank)) for name, value in state.items()}
+    metadata = {"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "config": json.dumps(trained.config),
+                "class_names": json.dumps(trained.class_names), WEIGHTS_HASH_KEY: WEIGHTS_HASH_UNSET}
+    unsigned = save(tensors, metadata)
+    header_end = 8 + struct.unpack("<Q", unsigned[:8])[0]
+    if unsigned.count(_hash_field(WEIGHTS_HASH_UNSET), 0, header_end) != 1:
+        raise RuntimeError("safetensors wrote a header without the checksum field as expected; cannot sign it")
+    signed_header = unsigned[:header_end].replace(_hash_field(WEIGHTS_HASH_UNSET),
+                                                  _hash_field(hashlib.sha256(unsigned).hexdigest()))
+    _write_atomic(signed_header + unsigned[header_end:], Path(path))
+
+
+def _weights_header(data: bytes, path: Path) -> tuple[int, dict[str, Any]]:
+    """(where the safetensors header ends, the header), or a CheckpointError naming the file."""
+    header_end = 8 + struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else 0
+    try:
+        header = json.loads(data[8:header_end]) if 8 < header_end <= len(data) else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a safetensors file, or is damaged in its header")
+    return header_end, header
+
+
+def _verified_weights(data: bytes, path: Path) -> dict[str, str]:
+    """The metadata of signed safetensors whose checksum matches, or a CheckpointError naming the file."""
+    header_end, header = _weights_header(data, path)
+    metadata = header.get("__metadata__")
+    digest = metadata.get(WEIGHTS_HASH_KEY) if isinstance(metadata, dict) else None
+    field = _hash_field(digest) if isinstance(digest, str) else b""
+    if not (isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest) and data.count(field, 0, header_end) == 1):
+        raise CheckpointError(f"{path} carries no rskp checksum: safetensors not exported by "
+                              f"python -m rsnet.checkpoint export, or damaged in its header")
+    unsigned = data[:header_end].replace(field, _hash_field(WEIGHTS_HASH_UNSET)) + data[header_end:]
+    if hashlib.sha256(unsigned).hexdigest() != digest:
+        raise CheckpointError(f"{path} is damaged: its content does not match its SHA-256 checksum")
+    return metadata
+
+
+def load_weights(path: str | Path) -> TrainedModel:
+    """The trained model exported by ``save_weights``, its checksum verified."""
+    from safetensors.torch import load
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights not found: {path}")
+    data = path.read_bytes()
+    metadata = _verified_weights(data, path)
+    if metadata.get("format") != WEIGHTS_FORMAT or metadata.get("version") != WEIGHTS_VERSION:
+        raise CheckpointError(f"{path} holds format {metadata.get('format')!r} version {metadata.get('version')!r}; "
+                              f"this rskp reads {WEIGHTS_FORMAT!r} version {WEIGHTS_VERSION}")
+    try:  # its checksum matched: exported so by rsnet or forged, but not readable
+        tensors = load(data)
+        config, class_names = json.loads(metadata["config"]), json.loads(metadata["class_names"])
+    except Exception as exc:
+        raise CheckpointError(f"{path} cannot be read: {' '.join(str(exc).split())[:300]}") from exc
+    parts = {part: {name.split(".", 1)[1]: value for name, value in tensors.items() if name.startswith(part + ".")}
+             for part in ("model", "bank")}
+    return TrainedModel(config, parts["model"], parts["bank"], class_names)
+
+
+def _check_weights_out(out: Path) -> None:
+    if out.suffix != WEIGHTS_SUFFIX:
+        raise UserError(f"--out {out} must end in {WEIGHTS_SUFFIX}: the commands that read it go by the suffix")
+
+
+def export(source: Path, out: Path) -> TrainedModel:
+    """Export the run in ``source`` (its folder or checkpoint.pt) to ``out`` (.safetensors)."""
+    _check_weights_out(out)
+    from .train import restore  # rsnet.train imports this module
+
+    trainer = restore(source / "checkpoint.pt" if source.is_dir() else source, "cpu")
+    trained = TrainedModel(to_dict(trainer.cfg), trainer.model.state_dict(), trainer.bank.state_dict(),
+                           trainer.dataset.annotations.class_names)
+    save_weights(trained, out)
+    return trained
+
+
+def convert_official(path: Path, dataset: str, data_root: str | None = None) -> TrainedModel:
+    """The model of the published RSKP code's checkpoint (its ``state_dict``, ``N.pkl``) as ours:
+    the default config for ``dataset`` with the sizes the weights have, an empty memory bank (the
+    published code does not save its bank; inference does not read it) and no class names."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    official = _unpickled(path.read_bytes(), path)
+    unknown, missing = sorted(set(official) - set(OFFICIAL_KEYS)), sorted(set(OFFICIAL_KEYS) - set(official))
+    if unknown or missing:
+        raise CheckpointError(f"{path} is not the published RSKP model's state_dict: "
+                              f"unknown keys {unknown or 'none'}, missing keys {missing or 'none'}")
+    not_tensors = [key for key, value in official.items() if not isinstance(value, Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"{path}: {', '.join(not_tensors)} should hold tensors")
+    weight, mu = official["feature_embedding.0.weight"], official["mu"]
+    if weight.dim() != 2 or mu.dim() != 2:
+        raise CheckpointError(f"{path}: feature_embedding.0.weight and mu should be matrices; their shapes are "
+                              f"{tuple(weight.shape)} and {tuple(mu.shape)}")
+    (embed_dim, feature_dim), n_representatives = weight.shape, mu.shape[0]
+    cfg = Config(dataset=dataset, data_root=data_root, feature_dim=feature_dim, embed_dim=embed_dim,
+                 n_representatives=n_representatives)
+    validate(cfg)
+    expected = RSKP(cfg, DATASETS[dataset].n_classes).state_dict()
+    for key, ours in OFFICIAL_KEYS.items():
+        if official[key].shape != expected[ours].shape:
+            raise CheckpointError(f"{path}: {key} has shape {tuple(official[key].shape)}; {dataset} with "
+                                  f"{feature_dim}-d features into {embed_dim}-d needs {tuple(expected[ours].shape)}")
+    bank = MemoryBank(DATASETS[dataset].n_classes, cfg.bank_slots, embed_dim).state_dict()
+    return TrainedModel(to_dict(cfg), {OFFICIAL_KEYS[key]: value for key, value in official.items()}, bank, None)
+
+
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -120,3 +307,34 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@cli.command
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rsnet.checkpoint", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    exporting = commands.add_parser("export", help="a run's trained model as signed .safetensors to share")
+    exporting.add_argument("source", type=Path, help="a run's folder (OUT) or its checkpoint.pt")
+    converting = commands.add_parser("convert", help="a checkpoint of the published RSKP code as .safetensors")
+    converting.add_argument("official", type=Path, help="the published code's checkpoint (ckpt/<dataset>/<id>/<epoch>.pkl)")
+    converting.add_argument("--dataset", required=True, help=f"the dataset it was trained on: {', '.join(DATASETS)}")
+    converting.add_argument("--data-root", help="the folder holding DATASET/ (default: the synthetic data)")
+    for subcommand in (exporting, converting):
+        subcommand.add_argument("--out", required=True, type=Path, help="the file to write (.safetensors)")
+        cli.add_debug_flag(subcommand)
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        trained = export(args.source, args.out)
+        print(f"{args.out}: the model, memory bank, {len(trained.class_names)} class names and config of "
+              f"{args.source}; read it with python -m rsnet.inference --checkpoint {args.out}")
+    else:
+        _check_weights_out(args.out)
+        save_weights(convert_official(args.official, args.dataset, args.data_root), args.out)
+        print(f"{args.out}: the model of {args.official} for {args.dataset}; read it with "
+              f"python -m rsnet.inference --checkpoint {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -64,7 +64,7 @@ def branch_maps(trainer: Trainer) -> dict[str, float]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.diagnose", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run")
+    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run, or its weights exported by python -m rsnet.checkpoint export")
     parser.add_argument("--device", default="cpu")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)

@@ -48,7 +48,7 @@ def save_predictions(path: Path, scores: np.ndarray, cas: list[np.ndarray]) -> N
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.inference", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run")
+    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run, or its weights exported by python -m rsnet.checkpoint export")
     parser.add_argument("--out", required=True, type=Path, help="the predictions file to write (.npz)")
     parser.add_argument("--device", default="cpu")
     cli.add_debug_flag(parser)

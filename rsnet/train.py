@@ -132,12 +132,18 @@ class Trainer:
 
 
 def restore(path: str | Path, device: str) -> Trainer:
-    """The trained model of a run's checkpoint, with the run's dataset, on ``device``."""
-    state = checkpoint.load_run(path)
-    cfg = dataclasses.replace(apply_overrides(Config(), state["config"], str(path)), device=device)
+    """The trained model and memory bank of a run's checkpoint.pt or exported .safetensors, with the
+    run's dataset, on ``device``."""
+    trained = checkpoint.load_trained(path)
+    cfg = dataclasses.replace(apply_overrides(Config(), trained.config, str(path)), device=device)
     validate(cfg)
     trainer = Trainer(cfg, load_dataset(cfg), resolve_device(device))
-    trainer.model.load_state_dict(state["model"])
+    classes = trainer.dataset.annotations.class_names
+    if trained.class_names is not None and trained.class_names != classes:
+        raise checkpoint.CheckpointError(f"{path} was trained on other classes ({', '.join(trained.class_names)}) "
+                                         f"than {trainer.dataset.annotations.folder} lists ({', '.join(classes)})")
+    trainer.model.load_state_dict(trained.model)
+    trainer.bank.load_state_dict(trained.bank)
     return trainer
 
 

@@ -1,10 +1,30 @@
 """The checkpoint file: a torch.save archive anyone can torch.load(weights_only=True), signed with
-a SHA-256 of every byte before its signature, so that no flipped byte goes unnoticed."""
+a SHA-256 of every byte before its signature, so that no flipped byte goes unnoticed; no command
+that reads one runs code from it."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
-from rsnet import checkpoint
+from rsnet import checkpoint, diagnose, inference, train
 from rsnet.checkpoint import CheckpointError
+from rsnet.config import Config
+from rsnet.data import WTALCDataset
+from rsnet.model import RSKP
+from rsnet.synthetic import SyntheticSpec, generate
+from rs_kernels.varlen import cu_seqlens_from_lengths
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("data") / "tiny", TINY, seed=2)
 
 
 def _state():
@@ -51,3 +71,226 @@ def test_a_signed_file_that_is_not_a_run_is_named(tmp_path):
     checkpoint.save_atomic({"format": checkpoint.RUN_FORMAT, "version": checkpoint.RUN_VERSION, "epoch": 1}, path)
     with pytest.raises(CheckpointError, match="lacks config, model"):
         checkpoint.load_run(path)
+
+
+class _CreatesFile:
+    """Unpickles as ``open(path, "w")``: a file appears if the loader runs code from the checkpoint."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def _booby_trapped_run(path: Path, canary: Path, signed: bool) -> None:
+    """A run checkpoint whose model entry creates ``canary`` when unpickled; ``signed`` with the
+    package's own checksum, so that only weights-only unpickling stands in the way."""
+    state = {"format": checkpoint.RUN_FORMAT, "version": checkpoint.RUN_VERSION, "epoch": 1, "config": {},
+             "model": _CreatesFile(canary), "bank": {}, "optimizer": {}, "rng": {}, "best": None, "metrics": []}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if signed:
+        checkpoint.save_atomic(state, path)
+    else:
+        torch.save(state, path)
+    torch.load(path, weights_only=False)  # the trap is live: a loader that unpickles freely runs it
+    assert canary.exists()
+    canary.unlink()
+
+
+def _entry_points(tiny_root, out):
+    """Each command that reads a checkpoint, as (main, argv), reading ``out/checkpoint.pt``."""
+    ckpt = str(out / "checkpoint.pt")
+    resume = ["--data-root", str(tiny_root), "--out", str(out), "--epochs", "2", "--warmup-epochs", "0",
+              "--embed-dim", "48", "--lenient", "--device", "cpu", "--resume"]
+    return {"train": (train.main, resume),
+            "inference": (inference.main, ["--checkpoint", ckpt, "--out", str(out / "p.npz")]),
+            "diagnose": (diagnose.main, ["--checkpoint", ckpt])}
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_no_command_runs_code_from_a_checkpoint(tiny_root, tmp_path, capsys, signed):
+    canary, path = tmp_path / "created-by-the-checkpoint", tmp_path / "run" / "checkpoint.pt"
+    _booby_trapped_run(path, canary, signed)
+    why = "holds objects other than tensors/numbers/strings/containers (it names io.open): refused" if signed \
+        else "carries no rskp checksum"
+    for name, (main, argv) in _entry_points(tiny_root, path.parent).items():
+        capsys.readouterr()
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path} {why}") and len(err.splitlines()) == 1, (name, err)
+        assert not canary.exists(), name
+
+
+@pytest.mark.parametrize("module", ["train", "inference", "diagnose"])
+def test_no_command_runs_code_from_a_signed_checkpoint_as_a_process(tiny_root, tmp_path, module):
+    canary, path = tmp_path / "created-by-the-checkpoint", tmp_path / "run" / "checkpoint.pt"
+    _booby_trapped_run(path, canary, signed=True)
+    _, argv = _entry_points(tiny_root, path.parent)[module]
+    proc = subprocess.run([sys.executable, "-m", f"rsnet.{module}", *argv], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and not canary.exists()
+    assert proc.stderr.startswith(f"error: {path} holds objects other than tensors/numbers/strings/containers")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def _tiny_run(tiny_root, out):
+    cfg = Config(data_root=str(tiny_root), out=str(out), epochs=1, warmup_epochs=0, eval_every=1, embed_dim=48,
+                 videos_per_step=3, test_batch_size=4, lenient=True, device="cpu")
+    train.run(cfg)
+    return out / "checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_root, tmp_path_factory):
+    """A tiny run (its memory bank filled) and its weights exported by the command."""
+    out = tmp_path_factory.mktemp("run")
+    ckpt = _tiny_run(tiny_root, out)
+    weights = out / "model.safetensors"
+    assert checkpoint.main(["export", str(out), "--out", str(weights)]) == 0
+    return ckpt, weights
+
+
+def _predictions(ckpt, out):
+    assert inference.main(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    with np.load(out, allow_pickle=True) as saved:
+        return saved["vid_preds"], list(saved["frm_preds"])
+
+
+def test_exported_weights_predict_bit_for_bit_as_the_checkpoint(exported, tmp_path):
+    ckpt, weights = exported
+    run, shared = checkpoint.load_run(ckpt), checkpoint.load_trained(weights)
+    assert int(run["bank"]["count"].sum()) > 0
+    assert shared.class_names == WTALCDataset(shared.config["data_root"]).annotations.class_names
+    for part in ("model", "bank"):
+        assert shared._asdict()[part].keys() == run[part].keys()
+        for name, value in run[part].items():
+            assert value.dtype == shared._asdict()[part][name].dtype and torch.equal(value, shared._asdict()[part][name])
+    assert shared.config == json.loads(json.dumps({**run["config"], "device": "cpu"}))
+    scores, cas = _predictions(ckpt, tmp_path / "run.npz")
+    shared_scores, shared_cas = _predictions(weights, tmp_path / "shared.npz")
+    assert scores.tobytes() == shared_scores.tobytes()
+    assert len(cas) == len(shared_cas) and all(a.tobytes() == b.tobytes() for a, b in zip(cas, shared_cas))
+
+
+def test_diagnose_reads_exported_weights_as_the_checkpoint(exported, capsys):
+    printed = []
+    for path in exported:
+        capsys.readouterr()
+        assert diagnose.main(["--checkpoint", str(path)]) == 0
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1] and "average mAP" in printed[0]
+
+
+def test_a_flipped_byte_in_exported_weights_is_an_error_naming_the_file(exported, tmp_path, capsys):
+    good = exported[1].read_bytes()
+    path = tmp_path / "model.safetensors"
+    header_end = 8 + int.from_bytes(good[:8], "little")
+    for offset in [*range(header_end + 64), *range(header_end + 64, len(good), 997), len(good) - 1]:
+        damaged = bytearray(good)
+        damaged[offset] ^= 0x01
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(CheckpointError, match=str(path)):
+            checkpoint.load_trained(path)
+    capsys.readouterr()
+    assert inference.main(["--checkpoint", str(path), "--out", str(tmp_path / "p.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {path} is damaged: its content does not match its SHA-256 checksum\n"
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_safetensors_not_exported_by_rskp_are_refused(exported, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"model.embedding.weight": torch.ones(2, 3)}, str(path), metadata={"format": checkpoint.WEIGHTS_FORMAT})
+    with pytest.raises(CheckpointError, match=f"{path} carries no rskp checksum"):
+        checkpoint.load_trained(path)
+    path.write_bytes(b"not safetensors at all")
+    with pytest.raises(CheckpointError, match=f"{path} is not a safetensors file"):
+        checkpoint.load_trained(path)
+
+
+def test_weights_of_other_classes_than_the_dataset_are_refused(exported, tmp_path):
+    shared = checkpoint.load_trained(exported[1])
+    path = tmp_path / "model.safetensors"
+    checkpoint.save_weights(shared._replace(class_names=shared.class_names[::-1]), path)
+    with pytest.raises(CheckpointError, match=f"{path} was trained on other classes"):
+        train.restore(path, "cpu")
+
+
+def test_export_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
+    ckpt, _ = exported
+    for argv, message in [(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.safetensors")],
+                           f"error: checkpoint not found: {tmp_path / 'nowhere'}"),
+                          (["export", str(ckpt), "--out", str(tmp_path / "m.pt")],
+                           f"error: --out {tmp_path / 'm.pt'} must end in .safetensors")]:
+        capsys.readouterr()
+        assert checkpoint.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(message) and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+    proc = subprocess.run([sys.executable, "-m", "rsnet.checkpoint", "export", str(tmp_path / "nowhere"),
+                           "--out", str(tmp_path / "m.safetensors")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr == f"error: checkpoint not found: {tmp_path / 'nowhere'}\n"
+    proc = subprocess.run([sys.executable, "-m", "rsnet.checkpoint"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "export" in proc.stderr
+
+
+OFFICIAL_OF_OURS = {ours: official for official, ours in checkpoint.OFFICIAL_KEYS.items()}
+
+
+def _official_layout(model):
+    """The state_dict the published RSKP code would save for ``model``'s weights."""
+    return {OFFICIAL_OF_OURS[name]: value.clone() for name, value in model.state_dict().items()}
+
+
+def test_a_converted_official_checkpoint_predicts_as_the_model_it_holds(tmp_path):
+    torch.manual_seed(4)
+    cfg = Config(feature_dim=96, embed_dim=40, n_representatives=5, ops="reference")
+    original = RSKP(cfg, 20).double().eval()
+    path = tmp_path / "official" / "200.pkl"
+    path.parent.mkdir()
+    torch.save(_official_layout(original), path)
+    out = tmp_path / "model.safetensors"
+    assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--out", str(out)]) == 0
+    converted = checkpoint.load_trained(out)
+    assert converted.config["feature_dim"] == 96 and converted.config["n_representatives"] == 5
+    assert converted.class_names is None and int(converted.bank["count"].sum()) == 0
+    torch.manual_seed(5)  # other initial weights: only the conversion can make the models agree
+    restored = RSKP(Config(**{**converted.config, "ops": "reference"}), 20).double().eval()
+    restored.load_state_dict(converted.model)
+    lengths = [1, 17, 6]
+    x, cu = torch.rand(sum(lengths), 96, dtype=torch.float64), cu_seqlens_from_lengths(lengths)
+    for want, got in zip(original.predict(x, cu), restored.predict(x, cu), strict=True):
+        assert torch.equal(want, got)
+
+
+def test_an_official_checkpoint_that_does_not_fit_names_the_key(tmp_path, capsys):
+    layout = _official_layout(RSKP(Config(feature_dim=96, embed_dim=40), 20))
+    path = tmp_path / "200.pkl"
+    cases = [({**layout, "module.mu": layout["mu"]}, "unknown keys ['module.mu'], missing keys none"),
+             ({k: v for k, v in layout.items() if k != "fg_center"}, "unknown keys none, missing keys ['fg_center']"),
+             ({**layout, "ac_center": layout["ac_center"][:-1]}, "ac_center has shape (20, 40); Thumos14reduced"),
+             ({**layout, "mu": layout["mu"][:, :-1]}, "mu has shape (8, 39)")]
+    for state, message in cases:
+        torch.save(state, path)
+        capsys.readouterr()
+        assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced",
+                                "--out", str(tmp_path / "m.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}") and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_inference_reads_a_converted_official_checkpoint(exported, tiny_root, tmp_path):
+    ckpt, _ = exported
+    run = checkpoint.load_run(ckpt)
+    path, out = tmp_path / "200.pkl", tmp_path / "model.safetensors"
+    torch.save({OFFICIAL_OF_OURS[name]: value for name, value in run["model"].items()}, path)
+    assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--data-root", str(tiny_root),
+                            "--out", str(out)]) == 0
+    scores, cas = _predictions(ckpt, tmp_path / "run.npz")
+    converted_scores, converted_cas = _predictions(out, tmp_path / "converted.npz")
+    # the converted config is the default one (test batches of 32 videos, not 4): equal up to rounding
+    assert np.allclose(scores, converted_scores, rtol=1e-5, atol=1e-7)
+    assert all(np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(cas, converted_cas, strict=True))
