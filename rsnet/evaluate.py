@@ -63,7 +63,9 @@ precision envelope. Different:
   ActivityNet1.2).
 
 Command line: ``python -m rsnet.evaluate --predictions P.npz --annotations DIR [--protocol
-rskp|anet] [--lenient] [--subset S] [--out R.json]``.
+rskp|anet] [--lenient] [--subset S] [--out R.json]``; ``--detections D.json`` instead of
+``--predictions`` scores a detections file in the ActivityNet results format (``python -m
+rsnet.infer`` writes one) with the same matching and AP (``evaluate_detections``).
 """
 from __future__ import annotations
 
@@ -92,9 +94,10 @@ PROTOCOLS = ("rskp", "anet")
 
 @dataclass
 class EvalResult:
-    """Detection mAP (x100) per IoU threshold, their average, and the classification mAP (x100)."""
+    """Detection mAP (x100) per IoU threshold, their average, and the classification mAP (x100;
+    None when scoring a detections file, which has no video scores)."""
 
-    cmap: float
+    cmap: float | None
     dmap: list[float]
     iou: list[float]
     avg: float
@@ -107,14 +110,14 @@ class EvalResult:
             "iou": [float(t) for t in self.iou],
             "dmap": [float(d) for d in self.dmap],
             "avg": float(self.avg),
-            "cmap": float(self.cmap),
+            "cmap": None if self.cmap is None else float(self.cmap),
             "classes_without_proposals": list(self.classes_without_proposals),
         }
 
     def format_table(self) -> str:
         head = "| protocol | " + " | ".join(f"mAP@{t:g}" for t in self.iou) + " | avg | cmAP |"
         rule = "|" + "---|" * (len(self.iou) + 3)
-        row = f"| {self.protocol} | " + " | ".join(f"{d:.2f}" for d in self.dmap) + f" | {self.avg:.2f} | {self.cmap:.2f} |"
+        row = f"| {self.protocol} | " + " | ".join(f"{d:.2f}" for d in self.dmap) + f" | {self.avg:.2f} | {'-' if self.cmap is None else f'{self.cmap:.2f}'} |"
         return "\n".join([head, rule, row])
 
 
@@ -231,7 +234,7 @@ def _means(x: np.ndarray, lengths: np.ndarray, index_of) -> np.ndarray:
 
 
 @dataclass
-class _Proposals:
+class Proposals:
     """Kept proposals, one row each: class rank, video (position among videos with ground truth),
     stored bounds [s, e) (e = run end + 1) and score (float64 of the CAS-dtype value)."""
 
@@ -242,13 +245,17 @@ class _Proposals:
     score: np.ndarray
 
 
-def _proposals(scores: np.ndarray, cas: list[np.ndarray], videos: np.ndarray, classes: np.ndarray) -> _Proposals:
+def proposals(scores: np.ndarray, cas: list[np.ndarray], videos: np.ndarray, classes: np.ndarray) -> Proposals:
+    """The protocol's proposals of the given classes in the given videos (the evaluator's and
+    ``rsnet.infer``'s: one code): threshold runs of the CAS, their outer-inner-contrast scores,
+    NMS per (video, class). scores (V, C[+1]) and cas (T_i, C[+1]) as checked by ``evaluate``, in
+    one float dtype; rows by class rank, video position (in ``videos``), then best first."""
     eligible = ~(scores[videos][:, classes] < CLASS_THRESHOLD)  # (Vg, K), the official comparison
     g_video, g_rank = np.nonzero(eligible)  # groups, video-major then class rank
     n_groups = len(g_video)
     if n_groups == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return _Proposals(empty, empty, empty, empty, np.zeros(0))
+        return Proposals(empty, empty, empty, empty, np.zeros(0))
     g_len = np.array([cas[k].shape[0] for k in videos], dtype=np.int64)[g_video]
     g_off = 1 + np.concatenate(([0], np.cumsum(g_len + 1)[:-1]))
     x = np.full(int(g_off[-1] + g_len[-1] + 1), -np.inf, dtype=cas[0].dtype)  # -inf before, between, after
@@ -264,7 +271,7 @@ def _proposals(scores: np.ndarray, cas: list[np.ndarray], videos: np.ndarray, cl
     ps, pe = s, e + 1  # stored bounds
     keep = _nms(desc, gid, s_abs, ps, pe)
     keep = keep[np.lexsort((g_video[gid[keep]], g_rank[gid[keep]]))]  # class rank, video, best first
-    return _Proposals(cls=g_rank[gid[keep]], video=g_video[gid[keep]], s=ps[keep], e=pe[keep], score=score[keep])
+    return Proposals(cls=g_rank[gid[keep]], video=g_video[gid[keep]], s=ps[keep], e=pe[keep], score=score[keep])
 
 
 def _levels(x: np.ndarray) -> np.ndarray:
@@ -425,7 +432,7 @@ def _snippet_range(seconds: np.ndarray, factor: float) -> tuple[np.ndarray, np.n
     return np.rint(seconds[:, 0] * factor).astype(np.int64), np.rint(seconds[:, 1] * factor).astype(np.int64)
 
 
-def _ambiguous(props: _Proposals, names: list[str], annotations: Annotations, factor: float) -> np.ndarray:
+def _ambiguous(props: Proposals, names: list[str], annotations: Annotations, factor: float) -> np.ndarray:
     """True for proposals sharing a snippet with an ambiguous segment of their video."""
     spans = [np.asarray(annotations.ambiguous.get(n, np.zeros((0, 2))), dtype=np.float64).reshape(-1, 2) for n in names]
     count = np.array([len(a) for a in spans], dtype=np.int64)
@@ -552,13 +559,34 @@ class _Detections:
         return [self.names[r] for r in range(len(self.classes)) if self.bounds[r] == self.bounds[r + 1]]
 
 
-def _detect(scores, cas, annotations: Annotations, idx, fps_factor: float) -> _Detections:
+@dataclass
+class _Evaluated:
+    """What the protocol evaluates among ``indices``: the positions of the videos with ground truth,
+    their annotation indices and segment labels, and the classes of that ground truth (by name)."""
+
+    videos: np.ndarray
+    gt_videos: list[int]
+    seg_labels: list[np.ndarray]
+    names: list[str]
+    classes: np.ndarray
+
+
+def _evaluated(annotations: Annotations, idx) -> _Evaluated:
     videos = np.array([k for k, v in enumerate(idx) if len(annotations.segments[v])], dtype=np.int64)
     gt_videos = [int(idx[k]) for k in videos]
     seg_labels = [np.asarray(annotations.segment_labels[v], dtype=np.int64).reshape(-1) for v in gt_videos]
     names = sorted({annotations.class_names[c] for labs in seg_labels for c in labs.tolist()})
     classes = np.array([annotations.class_names.index(n) for n in names], dtype=np.int64)
-    props = _proposals(scores, cas, videos, classes)
+    return _Evaluated(videos, gt_videos, seg_labels, names, classes)
+
+
+def _detect(scores, cas, annotations: Annotations, idx, fps_factor: float) -> _Detections:
+    ev = _evaluated(annotations, idx)
+    return _rank(proposals(scores, cas, ev.videos, ev.classes), ev, annotations, fps_factor)
+
+
+def _rank(props: Proposals, ev: _Evaluated, annotations: Annotations, fps_factor: float) -> _Detections:
+    videos, gt_videos, seg_labels, names, classes = ev.videos, ev.gt_videos, ev.seg_labels, ev.names, ev.classes
     drop = _ambiguous(props, [annotations.video_names[v] for v in gt_videos], annotations, fps_factor)
     # per class: sort, filter, sort again, each time with the official argsort on the same array
     cut = np.searchsorted(props.cls, np.arange(len(classes) + 1))
@@ -628,9 +656,13 @@ def evaluate(video_scores, cas, annotations: Annotations, indices, protocol: str
     scores, cas, idx = _check_inputs(video_scores, cas, annotations, indices, fps_factor)
     n_classes = len(annotations.class_names)
     cmap = classification_map(scores[:, :n_classes], annotations.video_labels[idx], annotations.class_names)
-    det = _detect(scores, cas, annotations, idx, fps_factor)
+    return _score(_detect(scores, cas, annotations, idx, fps_factor), cmap, ious, protocol, lenient, fps_factor)
+
+
+def _score(det: _Detections, cmap: float | None, ious: np.ndarray, protocol: str, lenient: bool,
+           fps_factor: float) -> EvalResult:
     if len(det.classes) == 0:
-        warnings.warn("no evaluated video has a ground-truth segment: detection mAP is 0", stacklevel=2)
+        warnings.warn("no evaluated video has a ground-truth segment: detection mAP is 0", stacklevel=3)
         return EvalResult(cmap=cmap, dmap=[0.0] * len(ious), iou=ious.tolist(), avg=0.0, protocol=protocol)
 
     p_key = det.cls * len(det.videos) + det.video
@@ -650,13 +682,108 @@ def evaluate(video_scores, cas, annotations: Annotations, indices, protocol: str
         what = ("the official RSKP evaluator returns 0 at every IoU threshold (lenient=True counts its AP as 0)"
                 if zero_all else "its AP counts as 0")
         warnings.warn(f"no proposal left for class{'es' if len(missing) > 1 else ''} {', '.join(missing)}: {what}",
-                      stacklevel=2)
+                      stacklevel=3)
     dmap = [0.0 if zero_all else float(100 * np.mean(aps[j])) for j in range(len(ious))]
     total = 0.0
     for d in dmap:
         total = total + d
     return EvalResult(cmap=cmap, dmap=dmap, iou=ious.tolist(), avg=float(total / len(dmap)), protocol=protocol,
                       classes_without_proposals=missing)
+
+
+# ----------------------------------------------------------------------------------------------
+# detections files (ActivityNet results format)
+
+
+def evaluate_detections(results: dict, annotations: Annotations, indices, protocol: str = "rskp", lenient: bool = False,
+                        iou_thresholds=None, fps_factor: float = 25 / 16) -> EvalResult:
+    """Detection mAP of ``results`` ({video name: [{"label", "score", "segment": [start_s, end_s]}]},
+    the "results" of an ActivityNet results file, as ``python -m rsnet.infer`` writes) on the videos
+    ``indices``, with the matching and AP of ``evaluate`` (cmap None: there are no video scores).
+
+    Segments are taken back to snippets as ``round(t * fps_factor)``: the snippet bounds written by
+    ``rsnet.infer`` come back exactly. The detections of a (video, class) are taken in the file's
+    order, which is where ``np.argsort`` puts equal scores: in ``rsnet.infer``'s order the result is
+    the one ``evaluate`` gives on the same predictions. Detections of classes that no evaluated
+    video has in its ground truth, and of videos without ground truth, are not scored (the
+    protocol proposes none there). Unknown or missing videos, unknown labels and segments outside
+    [0, duration + one snippet] are UserErrors naming them.
+    """
+    ious = _validate(protocol, iou_thresholds, fps_factor)
+    idx = np.asarray(indices, dtype=np.int64)
+    ev = _evaluated(annotations, idx)
+    props = _read_detections(results, annotations, idx, ev, fps_factor)
+    return _score(_rank(props, ev, annotations, fps_factor), None, ious, protocol, lenient, fps_factor)
+
+
+def _listed(names) -> str:
+    names = sorted(names)
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _read_detections(results, annotations: Annotations, idx: np.ndarray, ev: _Evaluated, fps_factor: float) -> Proposals:
+    if not isinstance(results, dict):
+        raise UserError(f"detections: 'results' must map video names to lists of detections, got {type(results).__name__}")
+    position = {annotations.video_names[v]: k for k, v in enumerate(idx.tolist())}
+    unknown = set(results) - set(position)
+    if unknown:
+        known = unknown & set(annotations.video_names)
+        raise UserError(f"detections for video{'s' if len(unknown) > 1 else ''} {_listed(unknown)} "
+                        + ("not in the evaluated subset" if known == unknown else "not in the annotations"))
+    missing = set(position) - set(results)
+    if missing:
+        raise UserError(f"detections have no entry for video{'s' if len(missing) > 1 else ''} {_listed(missing)} "
+                        f"of the evaluated subset (a video without detections is listed with [])")
+    rank_of = {name: r for r, name in enumerate(ev.names)}
+    video_of = {int(k): j for j, k in enumerate(ev.videos.tolist())}
+    rows = []  # (class rank, video, s, e, score), in the file's order within each (video, class)
+    for name, dets in results.items():
+        v = int(idx[position[name]])
+        limit = annotations.durations[v] + 1 / fps_factor
+        if not isinstance(dets, list):
+            raise UserError(f"detections of video {name} must be a list, got {type(dets).__name__}")
+        for n, det in enumerate(dets):
+            label, score, (start, end) = _detection_fields(det, f"video {name} detection {n}")
+            if label not in annotations.class_names:
+                raise UserError(f"video {name} detection {n}: unknown label {label!r} (not in the annotations' classlist)")
+            if not 0 <= start <= end <= limit:
+                raise UserError(f"video {name} detection {n}: segment [{start}, {end}] s is outside the video "
+                                f"([0, {annotations.durations[v]:.2f}] s + one snippet)")
+            j = video_of.get(position[name])
+            if j is not None and label in rank_of:
+                rows.append((rank_of[label], j, start, end, score))
+    if not rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return Proposals(empty, empty, empty, empty, np.zeros(0))
+    cls, video = np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.int64)
+    seconds = np.array([(r[2], r[3]) for r in rows], dtype=np.float64)
+    s, e = _snippet_range(seconds, fps_factor)
+    order = np.lexsort((video, cls))  # stable: the file's order within a (video, class)
+    score = np.array([r[4] for r in rows], dtype=np.float64)
+    return Proposals(cls=cls[order], video=video[order], s=s[order], e=e[order], score=score[order])
+
+
+def _detection_fields(det, where: str) -> tuple[str, float, tuple[float, float]]:
+    try:
+        label, score, segment = det["label"], float(det["score"]), [float(t) for t in det["segment"]]
+    except (TypeError, KeyError, ValueError) as exc:
+        raise UserError(f"{where}: expected {{'label', 'score', 'segment': [start, end]}}, got {det!r}") from exc
+    if len(segment) != 2 or not np.isfinite(segment + [score]).all():
+        raise UserError(f"{where}: segment must be 2 finite seconds and score finite, got {det!r}")
+    return str(label), score, (segment[0], segment[1])
+
+
+def load_detections(path: Path) -> dict:
+    """The "results" of an ActivityNet results JSON file."""
+    if not path.is_file():
+        raise UserError(f"detections file not found: {path}")
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not a JSON file: {exc}") from exc
+    if not isinstance(record, dict) or "results" not in record:
+        raise UserError(f"{path} has no 'results' (expected the ActivityNet results format)")
+    return record["results"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -676,7 +803,10 @@ def _default_subset(annotations: Annotations) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.evaluate",
                                      description="Detection and classification mAP of saved predictions (RSKP protocol).")
-    parser.add_argument("--predictions", required=True, type=Path,
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--detections", type=Path,
+                       help="a detections JSON in the ActivityNet results format, as python -m rsnet.infer writes")
+    given.add_argument("--predictions", type=Path,
                         help="npz with vid_preds (V, C+1), frm_preds (object array of (T_i, C+1)), as the test vectors")
     parser.add_argument("--annotations", required=True, type=Path, help="annotation folder in the W-TALC layout")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="rskp")
@@ -692,17 +822,19 @@ def main(argv: list[str]) -> int:
     indices = annotations.indices(subset)
     if len(indices) == 0:
         raise DataError(f"{args.annotations}/subset.npy has no video of subset {subset!r}")
-    vid_preds, frm_preds = _load_predictions(args.predictions)
+    options = dict(protocol=args.protocol, lenient=args.lenient, iou_thresholds=args.iou, fps_factor=args.fps_factor)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = evaluate(vid_preds, frm_preds, annotations, indices, protocol=args.protocol, lenient=args.lenient,
-                          iou_thresholds=args.iou, fps_factor=args.fps_factor)
+        if args.detections is not None:
+            result = evaluate_detections(load_detections(args.detections), annotations, indices, **options)
+        else:
+            result = evaluate(*_load_predictions(args.predictions), annotations, indices, **options)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print(result.format_table())
     if args.out is not None:
         record = {**result.to_dict(), "subset": subset, "n_videos": int(len(indices)),
-                  "predictions": str(args.predictions), "annotations": str(args.annotations)}
+                  "predictions": str(args.detections or args.predictions), "annotations": str(args.annotations)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=2) + "\n")
     return 0

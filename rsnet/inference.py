@@ -23,10 +23,16 @@ from .model import RSKP
 @torch.no_grad()
 def predict_split(model: RSKP, dataset: WTALCDataset, device: torch.device, batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """(video scores (V, C+1), CAS per video (T_i, C+1)) for the test split, in annotation order."""
+    return predict_batches(model, dataset.test_batches(batch_size), device)
+
+
+@torch.no_grad()
+def predict_batches(model: RSKP, batches, device: torch.device) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(video scores (V, C+1), CAS per video (T_i, C+1)) of the videos of packed ``batches``, in order."""
     was_training = model.training
     model.eval()
     scores, cas, lengths = [], [], []
-    for batch in dataset.test_batches(batch_size):
+    for batch in batches:
         batch = batch.to(device)
         video_scores, snippet_cas = model.predict(batch.x, batch.varlen)
         scores.append(video_scores.float())

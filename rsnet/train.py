@@ -131,11 +131,13 @@ class Trainer:
         checkpoint.restore_rng_state(state["rng"])
 
 
-def restore(path: str | Path, device: str) -> Trainer:
+def restore(path: str | Path, device: str, data_root: str | None = None) -> Trainer:
     """The trained model and memory bank of a run's checkpoint.pt or exported .safetensors, with the
-    run's dataset, on ``device``."""
+    run's dataset (or its dataset under ``data_root``), on ``device``."""
     trained = checkpoint.load_trained(path)
     cfg = dataclasses.replace(apply_overrides(Config(), trained.config, str(path)), device=device)
+    if data_root is not None:
+        cfg = dataclasses.replace(cfg, data_root=data_root)
     validate(cfg)
     trainer = Trainer(cfg, load_dataset(cfg), resolve_device(device))
     classes = trainer.dataset.annotations.class_names
