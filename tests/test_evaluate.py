@@ -12,7 +12,8 @@ import pytest
 from helpers import load_bench
 
 from rsnet.data import Annotations, DataError, check_lengths, load_annotations
-from rsnet.evaluate import EvalResult, detections, evaluate, main
+from rsnet.evaluate import EvalResult, detections, evaluate, evaluate_detections, main
+from rsnet.infer import detections_by_video
 
 ROOT = Path(__file__).resolve().parents[1]
 official = load_bench("official_eval")
@@ -257,6 +258,39 @@ def test_agrees_with_official_style_loops(seed):
         ref = np.zeros((0, 4)) if ref is None else ref.copy()
         ref[:, 0] = np.array(videos)[ref[:, 0].astype(int)] if len(ref) else ref[:, 0]
         assert rows.tolist() == ref.tolist()
+
+
+def _as_json_results(ann, idx, scores, cas, factor):
+    """What python -m rsnet.infer writes for these predictions, through a JSON text."""
+    per_video = detections_by_video(scores, cas, ann.class_names, 1 / factor)
+    return json.loads(json.dumps({ann.video_names[v]: d for v, d in zip(idx.tolist(), per_video)}))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_detections_file_scores_exactly_as_the_predictions(seed):
+    """Ties in scores (quantized CAS), ambiguous segments, classes and videos the protocol does not
+    evaluate, both protocols and rates: the detections file gives evaluate's numbers exactly."""
+    factor = 25 / 16 if seed < 6 else 10 / 4
+    ann, idx, scores, cas = synthetic_case(seed, quantum=0.0025 if seed % 2 == 0 else 0.0, factor=factor,
+                                           max_segments=5 if seed < 3 else 16)
+    results = _as_json_results(ann, idx, scores, cas, factor)
+    for protocol, lenient in (("rskp", False), ("rskp", True), ("anet", False)):
+        ours = quiet(evaluate, scores, cas, ann, idx, protocol=protocol, lenient=lenient, fps_factor=factor)
+        got = quiet(evaluate_detections, results, ann, idx, protocol=protocol, lenient=lenient, fps_factor=factor)
+        assert got.dmap == ours.dmap and got.avg == ours.avg and got.cmap is None
+        assert got.classes_without_proposals == ours.classes_without_proposals
+
+
+def test_detections_file_order_decides_equal_scores():
+    """Equal scores are ranked by np.argsort on the file's order (as the evaluator ranks them on its
+    own arrays): another order of the equal scores can score differently, which is why rsnet.infer
+    writes them in the evaluator's order."""
+    ann, idx, scores, cas = synthetic_case(5, quantum=0.0025)
+    results = _as_json_results(ann, idx, scores, cas, 25 / 16)
+    ours = quiet(evaluate, scores, cas, ann, idx, lenient=True)
+    reordered = {v: sorted(d, key=lambda x: (-x["score"], -x["segment"][0])) for v, d in results.items()}
+    assert quiet(evaluate_detections, reordered, ann, idx, lenient=True).dmap != ours.dmap
+    assert quiet(evaluate_detections, results, ann, idx, lenient=True).dmap == ours.dmap
 
 
 def test_agrees_on_many_videos_float64_and_more_classes():
