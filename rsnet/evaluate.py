@@ -802,7 +802,7 @@ def _default_subset(annotations: Annotations) -> str:
 @cli.command
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.evaluate",
-                                     description="Detection and classification mAP of saved predictions (RSKP protocol).")
+                                     description="Detection and classification mAP of saved predictions, or detection mAP of a detections file.")
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--detections", type=Path,
                        help="a detections JSON in the ActivityNet results format, as python -m rsnet.infer writes")

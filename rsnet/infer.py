@@ -5,7 +5,8 @@
 
 - a W-TALC dataset: ``--data-root ROOT [--split S]`` (default: the dataset recorded in the
   checkpoint's config, and its test split), or
-- ``--features PATH``: a folder of ``VIDEO_ID.npy`` arrays (T, feature_dim), or one such ``.npy``,
+- ``--features PATH``: a folder of ``VIDEO_ID.npy`` arrays (T, feature_dim), or one such ``.npy``
+  (the checkpoint's dataset, recorded or under ``--data-root``, still gives the class names),
 
 and writes ``{"version", "results": {video_id: [{"label", "score", "segment": [start_s, end_s]}]},
 "external_data"}``: every class's proposals after NMS, made by the evaluator's own code
@@ -24,13 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rs_kernels.varlen import Varlen
+
 from . import cli
 from .data import PackedBatch
 from .errors import DataError, UserError
 from .evaluate import proposals
 from .inference import predict_batches, predict_split
 from .safe_npy import load_npy
-from rs_kernels.varlen import Varlen
+from .train import restore
 
 FORMAT_VERSION = "RSKP detections 1.0"
 
@@ -82,8 +85,6 @@ def packed(features: list[np.ndarray], batch_size: int):
 
 def _predict(args) -> tuple[list[str], list[str], np.ndarray, list[np.ndarray]]:
     """(class names, video ids, video scores, CAS) of the videos the flags name."""
-    from .train import restore  # rsnet.train imports rsnet.evaluate's users; loaded when needed
-
     trainer = restore(args.checkpoint, args.device, args.data_root)
     model, device, batch_size = trainer.model, trainer.device, trainer.cfg.test_batch_size
     annotations = trainer.dataset.annotations
@@ -108,9 +109,9 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run, or its exported .safetensors")
     parser.add_argument("--out", required=True, type=Path, help="the detections file to write (.json)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data-root", default=None, help="W-TALC root of the checkpoint's dataset (default: the recorded one)")
-    source.add_argument("--features", type=Path, default=None, help="a folder of VIDEO_ID.npy (T, feature_dim), or one .npy")
+    parser.add_argument("--data-root", default=None,
+                        help="W-TALC root of the checkpoint's dataset (default: the recorded one); it gives the class names")
+    parser.add_argument("--features", type=Path, default=None, help="a folder of VIDEO_ID.npy (T, feature_dim), or one .npy")
     parser.add_argument("--split", default=None, help="subset of the dataset (default: its test split)")
     parser.add_argument("--frames-per-snippet", type=float, default=16)
     parser.add_argument("--fps", type=float, default=25)
