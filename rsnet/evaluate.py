@@ -117,7 +117,8 @@ class EvalResult:
     def format_table(self) -> str:
         head = "| protocol | " + " | ".join(f"mAP@{t:g}" for t in self.iou) + " | avg | cmAP |"
         rule = "|" + "---|" * (len(self.iou) + 3)
-        row = f"| {self.protocol} | " + " | ".join(f"{d:.2f}" for d in self.dmap) + f" | {self.avg:.2f} | {'-' if self.cmap is None else f'{self.cmap:.2f}'} |"
+        cmap = "-" if self.cmap is None else f"{self.cmap:.2f}"
+        row = f"| {self.protocol} | " + " | ".join(f"{d:.2f}" for d in self.dmap) + f" | {self.avg:.2f} | {cmap} |"
         return "\n".join([head, rule, row])
 
 
@@ -235,8 +236,9 @@ def _means(x: np.ndarray, lengths: np.ndarray, index_of) -> np.ndarray:
 
 @dataclass
 class Proposals:
-    """Kept proposals, one row each: class rank, video (position among videos with ground truth),
-    stored bounds [s, e) (e = run end + 1) and score (float64 of the CAS-dtype value)."""
+    """Kept proposals, one row each: class rank, video (position in the videos proposed for; the
+    evaluator's are those with ground truth), stored bounds [s, e) (e = run end + 1) and score
+    (float64 of the CAS-dtype value)."""
 
     cls: np.ndarray
     video: np.ndarray
@@ -711,6 +713,7 @@ def evaluate_detections(results: dict, annotations: Annotations, indices, protoc
     """
     ious = _validate(protocol, iou_thresholds, fps_factor)
     idx = np.asarray(indices, dtype=np.int64)
+    check_evaluable(annotations, idx)
     ev = _evaluated(annotations, idx)
     props = _read_detections(results, annotations, idx, ev, fps_factor)
     return _score(_rank(props, ev, annotations, fps_factor), None, ious, protocol, lenient, fps_factor)
