@@ -2,7 +2,7 @@
 
 A benchmark (docs/performance.md, 'How figures are measured'), everything in one process and on one device. THUMOS14-shaped data: the
 200 training videos with the real training lengths (duration x 25/16 of the 'validation' videos of
-``../shared/data/Thumos14reduced-Annotations`` when that folder is there, else the built-in length
+a W-TALC THUMOS14 annotation folder given with ``--annotations DIR``, else the built-in length
 distribution of ``bench/_common.py``) and the 212 test videos likewise; random non-negative
 features (D = 2048), 20 classes, random multi-hot training labels (one class, some two), the
 real test ground truth for the evaluation (random segments without the folder). The features stay
@@ -82,7 +82,6 @@ from rsnet.evaluate import detections, evaluate  # noqa: E402
 from rsnet.inference import predict_split  # noqa: E402
 from rsnet.model import RSKP  # noqa: E402
 
-ANNOTATIONS = ROOT.parent / "shared" / "data" / "Thumos14reduced-Annotations"
 DATASET = "Thumos14reduced"
 N_CLASSES = DATASETS[DATASET].n_classes
 FPS_FACTOR = 25 / 16  # snippets per second
@@ -135,19 +134,21 @@ def _random_annotations(train_lengths: list[int], test_lengths: list[int], rng) 
                        segment_labels=labels, video_labels=video_labels, ambiguous={})
 
 
-def thumos_split(scale: float, seed: int):
-    """(annotations with random multi-hot training labels, train indices, test indices, {index: T}, source)."""
+def thumos_split(scale: float, seed: int, annotations: Path | None = None):
+    """(annotations with random multi-hot training labels, train indices, test indices, {index: T}, source).
+
+    ``annotations``: a W-TALC THUMOS14 annotation folder whose lengths and test ground truth to use."""
     rng = np.random.default_rng(seed)
-    if (ANNOTATIONS / "classlist.npy").is_file():
-        ann = load_annotations(ANNOTATIONS)
+    if annotations is not None:
+        ann = load_annotations(annotations)
         lengths = {i: max(1, int(ann.durations[i] * FPS_FACTOR)) for i in range(len(ann))}
-        source = "real THUMOS14 lengths (duration x 25/16, ../shared/data/Thumos14reduced-Annotations)"
+        source = f"real THUMOS14 lengths (duration x 25/16, {annotations})"
     else:  # 200 + 212 from the built-in distribution
         train_l = thumos_lengths(200, seed=0)
         test_l = thumos_lengths(200, seed=1) + thumos_lengths(12, seed=2)
         ann = _random_annotations(train_l, test_l, rng)
         lengths = dict(enumerate(train_l + test_l))
-        source = "built-in THUMOS14-like lengths (bench/_common.py; no shared annotations folder)"
+        source = "built-in THUMOS14-like lengths (bench/_common.py; no --annotations folder)"
     train_idx, test_idx = ann.indices("validation"), ann.indices("test")
     if scale != 1.0:
         n_train, n_test = (max(10, round(len(ix) * scale)) for ix in (train_idx, test_idx))
@@ -610,6 +611,9 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help="also run the whole 200-epoch schedule (rsnet.train.run)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: steadier medians on a shared machine)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--annotations", type=Path, default=None,
+                        help="a W-TALC THUMOS14 annotation folder: its real video lengths and test ground truth "
+                             "(default: the built-in length distribution, random segments)")
     parser.add_argument("--json", help="write the results as JSON to this path ('-': stdout)")
     parser.add_argument("--summary-from", nargs="+", metavar="JSON",
                         help="print the short table of files written by --json (missing ones skipped), and exit")
@@ -653,7 +657,7 @@ def main(argv=None) -> int:
 
     train.make_deterministic(args.seed, device)  # as rsnet.train.run
     cfg = Config(device=str(device))
-    ann, train_idx, test_idx, lengths, source = thumos_split(scale, args.seed)
+    ann, train_idx, test_idx, lengths, source = thumos_split(scale, args.seed, args.annotations)
     features = make_features(lengths, list(train_idx) + list(test_idx), cfg.feature_dim, device, args.seed)
     dataset = ResidentDataset(ann, train_idx, test_idx, features)
     n_train, n_test = (sum(lengths[int(i)] for i in ix) for ix in (train_idx, test_idx))
