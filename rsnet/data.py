@@ -199,6 +199,18 @@ def _annotation_folder(dataset_dir: Path, dataset: str) -> Path:
     raise DataError(f"no annotations (classlist.npy) in any of: {', '.join(str(c) for c in candidates)}")
 
 
+def stratified_snippets(length: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted snippet indices of a video of ``length`` snippets: all of them if ``length <= count``,
+    else one drawn uniformly from each of ``count`` consecutive bins of (nearly) equal length, the
+    fixed-length training sampling of the ActivityNet-capable codebases (``max_seqlen``), which
+    keeps every part of a long video in view while bounding its cost. A shorter video stays
+    whole: packed variable-length batches need no padding or repeated snippets."""
+    if length <= count:
+        return np.arange(length)
+    edges = np.arange(count + 1) * length // count  # every bin holds >= 1 snippet as length > count
+    return edges[:-1] + (rng.random(count) * (edges[1:] - edges[:-1])).astype(np.int64)
+
+
 @dataclass
 class PackedBatch:
     """B videos concatenated: x (N, D), varlen their offsets (device and host, built once per batch:
@@ -223,11 +235,17 @@ class PackedBatch:
 class WTALCDataset:
     """Features and annotations of one W-TALC dataset folder, served as packed batches."""
 
-    def __init__(self, root: str | Path, dataset: str = "Thumos14reduced", feature_dim: int = FEATURE_DIM):
+    def __init__(self, root: str | Path, dataset: str = "Thumos14reduced", feature_dim: int = FEATURE_DIM,
+                 max_seqlen: int = 0):
+        """``max_seqlen`` > 0: a training video longer than that is sampled to that many snippets
+        each epoch (``stratified_snippets``); the test videos and the memory-bank fill stay whole."""
+        if max_seqlen < 0:
+            raise DataError(f"max_seqlen must be >= 0 (0: whole videos), got {max_seqlen}")
         if dataset not in DATASETS:
             raise DataError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
         self.name = dataset
         self.info = DATASETS[dataset]
+        self.max_seqlen = max_seqlen
         dataset_dir = Path(root) / dataset
         if not dataset_dir.is_dir():
             raise DataError(f"dataset folder not found: {dataset_dir} (expected ROOT/{dataset}/ in the W-TALC layout)")
@@ -270,21 +288,35 @@ class WTALCDataset:
         self.features = [torch.from_numpy(f).to(device) for f in self.features]
         return True
 
-    def pack(self, indices) -> PackedBatch:
+    def pack(self, indices, snippets: list[np.ndarray] | None = None) -> PackedBatch:
+        """The videos ``indices`` whole, or only their ``snippets`` (one index array per video)."""
         indices = np.asarray(indices, dtype=np.int64)
         videos = [self.features[i] for i in indices]
+        if snippets is not None:
+            videos = [video[torch.from_numpy(keep).to(video.device) if isinstance(video, Tensor) else keep]
+                      for video, keep in zip(videos, snippets, strict=True)]
         x = torch.cat(videos) if isinstance(videos[0], Tensor) else torch.from_numpy(np.concatenate(videos))
         return PackedBatch(
             x=x,
-            varlen=Varlen.from_lengths(self.lengths(indices)),
+            varlen=Varlen.from_lengths([len(video) for video in videos]),
             labels=torch.from_numpy(self.annotations.video_labels[indices]),
             index=torch.from_numpy(indices),
         )
 
     def train_batches(self, epoch: int, seed: int, batch_size: int) -> Iterator[PackedBatch]:
-        """A fresh permutation per epoch, seeded by (seed, epoch) so a resumed run draws the same."""
+        """A fresh permutation per epoch, seeded by (seed, epoch) so a resumed run draws the same;
+        with ``max_seqlen`` each video's snippets are drawn from (seed, epoch, video), so the draw
+        does not depend on the batch a video lands in."""
         order = np.random.default_rng([seed, epoch]).permutation(self.train_indices)
-        return self.batches_in_order(order, batch_size)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            if self.max_seqlen == 0:
+                yield self.pack(chunk)
+                continue
+            lengths = self.lengths(chunk).tolist()
+            snippets = [stratified_snippets(length, self.max_seqlen, np.random.default_rng([seed, epoch, int(v)]))
+                        for v, length in zip(chunk.tolist(), lengths)]
+            yield self.pack(chunk, snippets)
 
     def batches_in_order(self, indices, batch_size: int) -> Iterator[PackedBatch]:
         for start in range(0, len(indices), batch_size):

@@ -59,8 +59,8 @@ precision envelope. Different:
   code's early return; ``lenient=True`` turns that off); anet counts that class's AP as 0 and
   averages as usual, like ActivityNet.
 - Thresholds. rskp is defined at 0.1:0.1:0.7 (configurable for exploration); anet defaults to the
-  same for comparability and is meant to take ``iou_thresholds`` (e.g. 0.5:0.05:0.95 as on
-  ActivityNet1.2).
+  same for comparability and is meant to take ``iou_thresholds`` (``ACTIVITYNET_IOUS``,
+  0.5:0.05:0.95, what a training run with ``--protocol anet`` reports, as on ActivityNet1.2).
 
 Command line: ``python -m rsnet.evaluate --predictions P.npz --annotations DIR [--protocol
 rskp|anet] [--lenient] [--subset S] [--out R.json]``; ``--detections D.json`` instead of
@@ -89,7 +89,11 @@ CAS_THRESHOLDS = np.arange(0.001, 0.040, 0.002)
 NMS_THRESHOLD = 0.5
 OUTER_RATIO = 0.25
 DEFAULT_IOUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # literals, as the official list (not an arange)
-PROTOCOLS = ("rskp", "anet")
+ACTIVITYNET_IOUS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)  # ActivityNet's 0.5:0.05:0.95
+# The thresholds a training run reports under each protocol (its config's ``protocol``): the
+# benchmark's own. ``evaluate`` itself defaults to DEFAULT_IOUS under both, for comparability.
+PROTOCOL_IOUS = {"rskp": DEFAULT_IOUS, "anet": ACTIVITYNET_IOUS}
+PROTOCOLS = tuple(PROTOCOL_IOUS)
 
 
 @dataclass

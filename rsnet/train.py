@@ -24,7 +24,7 @@ from . import checkpoint, cli
 from .config import Config, add_config_arguments, apply_overrides, build_config, format_config, to_dict, validate
 from .data import WTALCDataset
 from .errors import UserError
-from .evaluate import evaluate
+from .evaluate import PROTOCOL_IOUS, evaluate
 from .inference import predict_split
 from .losses import LossTerms, rskp_loss
 from .memory import MemoryBank
@@ -45,10 +45,11 @@ def resolve_device(name: str) -> torch.device:
 
 def load_dataset(cfg: Config) -> WTALCDataset:
     if cfg.data_root is not None:
-        return WTALCDataset(cfg.data_root, cfg.dataset, cfg.feature_dim)
+        return WTALCDataset(cfg.data_root, cfg.dataset, cfg.feature_dim, cfg.max_seqlen)
     from .synthetic import ensure_synthetic
 
-    return WTALCDataset(ensure_synthetic(cfg.cache_dir, cfg.preset, cfg.data_seed), "Thumos14reduced", cfg.feature_dim)
+    root = ensure_synthetic(cfg.cache_dir, cfg.preset, cfg.data_seed)
+    return WTALCDataset(root, cfg.dataset, cfg.feature_dim, cfg.max_seqlen)
 
 
 def make_deterministic(seed: int, device: torch.device) -> None:
@@ -108,7 +109,8 @@ class Trainer:
 
     def evaluate(self):
         scores, cas = predict_split(self.model, self.dataset, self.device, self.cfg.test_batch_size)
-        return evaluate(scores, cas, self.dataset.annotations, self.dataset.test_indices, lenient=self.cfg.lenient)
+        return evaluate(scores, cas, self.dataset.annotations, self.dataset.test_indices, protocol=self.cfg.protocol,
+                        lenient=self.cfg.lenient, iou_thresholds=PROTOCOL_IOUS[self.cfg.protocol])
 
     def state_dict(self, epoch: int, best: dict | None, metrics: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -179,7 +181,7 @@ def _write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
 
 def results_table(last: dict[str, Any], best: dict[str, Any]) -> str:
     ious = last["iou"]
-    head = "| run | epoch | " + " | ".join(f"mAP@{t:.1f}" for t in ious) + " | avg | cmAP |"
+    head = "| run | epoch | " + " | ".join(f"mAP@{t:g}" for t in ious) + " | avg | cmAP |"
     rule = "|" + "---|" * (len(ious) + 4)
     rows = [head, rule]
     for name, r in (("last", last), ("best (picked on the test split, as in the paper)", best)):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsnet.data import DataError, WTALCDataset, check_evaluable, load_annotations
+from rsnet.data import DataError, WTALCDataset, check_evaluable, load_annotations, stratified_snippets
 from rsnet.synthetic import SyntheticSpec, generate
 
 TINY = SyntheticSpec(n_train=6, n_test=5, length_scale=0.15)
@@ -70,6 +70,53 @@ def test_sampler_is_seeded_per_epoch(tiny_root):
     assert order(3, 0) != order(4, 0)  # a new permutation every epoch
     assert order(3, 0) != order(3, 1)  # and for every seed
     assert sorted(order(3, 0)) == sorted(ds.train_indices.tolist())
+
+
+def test_stratified_snippets_draw_one_snippet_per_equal_bin():
+    rng = np.random.default_rng(0)
+    assert stratified_snippets(7, 7, rng).tolist() == list(range(7))
+    assert stratified_snippets(3, 60, rng).tolist() == [0, 1, 2]  # a shorter video stays whole
+    draws = np.stack([stratified_snippets(103, 10, rng) for _ in range(400)])
+    edges = np.arange(11) * 103 // 10
+    assert ((draws >= edges[:-1]) & (draws < edges[1:])).all()  # sorted, one per bin
+    for k in range(10):  # every snippet of a bin is drawn
+        assert set(draws[:, k].tolist()) == set(range(edges[k], edges[k + 1]))
+
+
+def test_fixed_length_training_batches_are_the_sampled_snippets(tiny_root):
+    """max_seqlen samples each long training video, from (seed, epoch, video) whatever the batching;
+    short videos, the test split and the unsampled dataset stay whole."""
+    whole = WTALCDataset(tiny_root)
+    ds = WTALCDataset(tiny_root, max_seqlen=20)
+    lengths = dict(zip(ds.train_indices.tolist(), ds.lengths(ds.train_indices).tolist()))
+    assert min(lengths.values()) < 20 < max(lengths.values())
+
+    def snippets(epoch, seed, batch_size):
+        out = {}
+        for batch in ds.train_batches(epoch, seed, batch_size):
+            cu = batch.cu_seqlens.tolist()
+            for k, v in enumerate(batch.index.tolist()):
+                x, full = batch.x[cu[k]:cu[k + 1]], torch.from_numpy(ds.features[v])
+                rows = [int(torch.nonzero((full == row).all(1))[0]) for row in x]  # which snippets were packed
+                assert torch.equal(x, full[rows])
+                out[v] = rows
+        return out
+
+    drawn = snippets(epoch=2, seed=0, batch_size=4)
+    assert {v: len(r) for v, r in drawn.items()} == {v: min(n, 20) for v, n in lengths.items()}
+    assert all(r == sorted(r) and len(set(r)) == len(r) for r in drawn.values())
+    assert drawn == snippets(epoch=2, seed=0, batch_size=3)  # deterministic, whatever the batch size
+    assert drawn != snippets(epoch=3, seed=0, batch_size=4) and drawn != snippets(epoch=2, seed=1, batch_size=4)
+    for got, want in zip(ds.test_batches(3), whole.test_batches(3), strict=True):
+        assert torch.equal(got.x, want.x)
+    long_video = max(lengths, key=lengths.get)
+    whole_batch = next(b for b in whole.train_batches(2, 0, 10))
+    assert whole_batch.x.shape[0] == sum(lengths.values()) and len(drawn[long_video]) == 20
+
+
+def test_a_negative_max_seqlen_is_refused(tiny_root):
+    with pytest.raises(DataError, match="max_seqlen must be >= 0"):
+        WTALCDataset(tiny_root, max_seqlen=-1)
 
 
 def test_test_split_in_annotation_order(tiny_root):
