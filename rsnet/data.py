@@ -8,9 +8,15 @@ annotation files ``classlist, subset, videoname, duration, segments, labels, lab
 ``rsnet.safe_npy``, which refuses a pickle naming anything but numpy arrays, dtypes and strings.
 Every inconsistency is an error that names the file and the problem: a silently wrong dataset
 costs a researcher days.
+
+``python -m rsnet.data convert ROOT --dataset NAME`` packs the feature file into a memory-mapped
+store beside it (``rsnet.feature_store``), which the loader then reads instead while it is current.
 """
 from __future__ import annotations
 
+import argparse
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +27,10 @@ from torch import Tensor
 
 from rs_kernels.varlen import Varlen
 
+from . import cli
+from .datasets import DATASETS, features_file
 from .errors import DataError
+from .feature_store import FEATURES, identity, load_store, store_of, write_store
 from .safe_npy import load_npy
 
 FEATURE_DIM = 2048
@@ -33,17 +42,6 @@ SNIPPETS_PER_SECOND = 25 / 16  # I3D: one snippet = 16 frames at 25 fps
 LENGTH_TOLERANCE = (2, 0.1)  # snippets, fraction of the expected length: whichever is larger
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    n_classes: int
-    train_subset: str
-    test_subset: str
-
-
-DATASETS = {
-    "Thumos14reduced": DatasetInfo(n_classes=20, train_subset="validation", test_subset="test"),
-    "ActivityNet1.2": DatasetInfo(n_classes=100, train_subset="training", test_subset="validation"),
-}
 ANNOTATION_FILES = ("classlist", "subset", "videoname", "duration", "segments", "labels", "labels_all")
 
 
@@ -253,7 +251,10 @@ class WTALCDataset:
         n_classes = len(self.annotations.class_names)
         if n_classes != self.info.n_classes:
             raise DataError(f"{self.annotations.folder}/classlist.npy lists {n_classes} classes; {dataset} has {self.info.n_classes}")
-        self.features = load_features(dataset_dir / f"{dataset}-I3D-JOINTFeatures.npy", len(self.annotations), feature_dim)
+        source = dataset_dir / features_file(dataset)
+        self.features = load_store(source, len(self.annotations), feature_dim)  # None: no current store
+        if self.features is None:
+            self.features = load_features(source, len(self.annotations), feature_dim)
         self.train_indices = self._subset(self.info.train_subset)
         self.test_indices = self._subset(self.info.test_subset)
         # refused here, not after training: the evaluation checks the same
@@ -325,3 +326,38 @@ class WTALCDataset:
     def test_batches(self, batch_size: int) -> Iterator[PackedBatch]:
         """The test split in annotation order."""
         return self.batches_in_order(self.test_indices, batch_size)
+
+
+def convert(root: str | Path, dataset: str, feature_dim: int = FEATURE_DIM) -> Path:
+    """Pack ROOT/<dataset>/'s W-TALC feature file into its store (checked as the loader checks it); returns the store."""
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
+    dataset_dir = Path(root) / dataset
+    if not dataset_dir.is_dir():
+        raise DataError(f"dataset folder not found: {dataset_dir} (expected ROOT/{dataset}/ in the W-TALC layout)")
+    source = dataset_dir / features_file(dataset)
+    record = identity(source) if source.is_file() else None  # before reading: a later change makes the store stale
+    features = load_features(source, len(load_annotations(_annotation_folder(dataset_dir, dataset))), feature_dim)
+    write_store(store_of(source), [len(f) for f in features], feature_dim, features, record)
+    return store_of(source)
+
+
+@cli.command
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rsnet.data", description="Dataset tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    pack = commands.add_parser("convert", help="pack ROOT/<dataset>/'s W-TALC feature file into a memory-mapped store "
+                                               "beside it, which the loader reads instead while it is current")
+    pack.add_argument("root", help="the loader root: ROOT/<dataset>/ holds the W-TALC files")
+    pack.add_argument("--dataset", default="Thumos14reduced", choices=sorted(DATASETS))
+    pack.add_argument("--feature-dim", type=int, default=FEATURE_DIM)
+    cli.add_debug_flag(pack)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    store = convert(args.root, args.dataset, args.feature_dim)
+    print(f"{store}: {(store / FEATURES).stat().st_size / 1e9:.2f} GB in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,9 +1,15 @@
-"""The W-TALC loader: packed batches, and a clear error naming the file for every bad input."""
+"""The W-TALC loader: packed batches, fixed-length training sampling, the packed feature store, and
+a clear error naming the file for every bad input."""
+import os
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from rsnet.data import DataError, WTALCDataset, check_evaluable, load_annotations, stratified_snippets
+from rsnet.data import DataError, WTALCDataset, check_evaluable, convert, load_annotations, stratified_snippets
+from rsnet.data import main as data_main
+from rsnet.feature_store import write_store
 from rsnet.synthetic import SyntheticSpec, generate
 
 TINY = SyntheticSpec(n_train=6, n_test=5, length_scale=0.15)
@@ -311,3 +317,93 @@ def test_a_missing_activitynet12_file_is_named(shared_data, tmp_path, name):
     (root / "ActivityNet1.2" / name).unlink()
     with pytest.raises(DataError, match=f"missing file: .*ActivityNet1.2/{name}"):
         WTALCDataset(root, dataset="ActivityNet1.2", feature_dim=1)
+
+
+# --- the packed feature store ------------------------------------------------------------------------
+
+
+def _store(root):
+    return root / "Thumos14reduced" / "Thumos14reduced-I3D-JOINTFeatures.store"
+
+
+def test_the_store_holds_the_wtalc_features_bit_for_bit(tiny_root, capsys):
+    whole = WTALCDataset(tiny_root)
+    assert data_main(["convert", str(tiny_root)]) == 0
+    assert str(_store(tiny_root)) in capsys.readouterr().out
+    packed = np.load(_store(tiny_root) / "features.npy", allow_pickle=False)
+    offsets = np.load(_store(tiny_root) / "offsets.npy", allow_pickle=False)
+    assert packed.dtype == np.float32 and offsets.dtype == np.int64
+    assert offsets.tolist() == [0, *np.cumsum([len(f) for f in whole.features]).tolist()]
+    assert np.array_equal(packed, np.concatenate(whole.features))
+    stored = WTALCDataset(tiny_root)
+    assert all(isinstance(f, np.memmap) for f in stored.features)  # read from the store, not the pickle
+    for got, want in zip(stored.features, whole.features, strict=True):
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    for got, want in zip(_batches(stored), _batches(whole), strict=True):
+        assert torch.equal(got.x, want.x) and torch.equal(got.cu_seqlens, want.cu_seqlens)
+
+
+def test_a_stale_store_is_detected_and_the_wtalc_file_read(tiny_root):
+    convert(tiny_root, "Thumos14reduced")
+    def shifted(feats):
+        for f in feats:
+            f += 1
+        return feats
+
+    _rewrite_features(tiny_root, shifted)  # same size, other values
+    with pytest.warns(UserWarning, match="converted from another version of Thumos14reduced-I3D-JOINTFeatures.npy"):
+        ds = WTALCDataset(tiny_root)
+    assert not isinstance(ds.features[0], np.memmap)
+    assert np.array_equal(ds.features[0], np.load(_feature_file(tiny_root), allow_pickle=True)[0])
+    convert(tiny_root, "Thumos14reduced")
+    source = _feature_file(tiny_root)
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same bytes: still current
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(WTALCDataset(tiny_root).features[0], np.memmap)
+
+
+def test_a_store_without_its_source_file_is_read(tiny_root):
+    expected = WTALCDataset(tiny_root).features
+    convert(tiny_root, "Thumos14reduced")
+    _feature_file(tiny_root).unlink()
+    got = WTALCDataset(tiny_root).features
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def _set_value(path, row, value):
+    packed = np.load(path, mmap_mode="r+")
+    packed[row, 5] = value
+    packed.flush()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda store: np.save(store / "offsets.npy", np.array([0, 5], dtype=np.int64)), "offsets.npy holds int64 \\(2,\\)"),
+    (lambda store: _set_value(store / "features.npy", 17, np.nan), "features.npy has NaN or infinite features near row 0"),
+    (lambda store: (store / "source.json").write_text("{}"), "source.json is not a store's source record"),
+])
+def test_a_damaged_store_is_named(tiny_root, damage, message):
+    convert(tiny_root, "Thumos14reduced")
+    damage(_store(tiny_root))
+    with pytest.raises(DataError, match=message):
+        WTALCDataset(tiny_root)
+
+
+def test_convert_user_errors_are_one_line(tmp_path, capsys):
+    assert data_main(["convert", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: dataset folder not found: {tmp_path / 'Thumos14reduced'} (expected ROOT/Thumos14reduced/ in the W-TALC layout)"]
+
+
+def test_a_failed_store_write_leaves_nothing(tmp_path):
+    def videos():
+        yield np.zeros((2, 3), dtype=np.float32)
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_store(tmp_path / "x.store", [2, 4], 3, videos(), source=None)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="video 1 has shape \\(3, 3\\)"):
+        write_store(tmp_path / "x.store", [2, 4], 3, [np.zeros((2, 3), np.float32), np.zeros((3, 3), np.float32)], None)
+    assert list(tmp_path.iterdir()) == []
