@@ -1,25 +1,36 @@
-"""A synthetic THUMOS14-like dataset in the W-TALC layout, for running the pipeline without I3D features.
+"""A synthetic THUMOS14-like or ActivityNet1.2-like dataset in the W-TALC layout, for running the
+pipeline without I3D features.
 
-THUMOS14's I3D features cannot be downloaded here, so this module writes a dataset that the
-ordinary loader (``rsnet.data.WTALCDataset(root)``) reads unchanged: ``ROOT/Thumos14reduced/``
+The I3D features cannot be downloaded here, so this module writes a dataset that the ordinary
+loader (``rsnet.data.WTALCDataset(root, dataset)``) reads unchanged. THUMOS14 (the default,
+``SyntheticSpec.dataset``): ``ROOT/Thumos14reduced/``
 with ``Thumos14reduced-I3D-JOINTFeatures.npy`` (an object array of float32 (T, 2048) arrays, RGB
 1024 then flow 1024, one snippet = 16 frames at 25 fps = 0.64 s, T = int(duration * 25 / 16))
 and the annotation files of the real release (``classlist subset videoname duration segments
 labels labels_all extracted_fps original_fps .npy``, ``Ambiguous_test.txt``), plus
-``synthetic.json``, the manifest that records how the files were made.
+``synthetic.json``, the manifest that records how the files were made. ActivityNet1.2:
+``ROOT/ActivityNet1.2/`` with that release's files (no fps files, no ambiguous spans), subsets
+'training' and 'validation', 100 classes (named ``Activity000`` ...). A spec with
+``feature_store=True`` (the ActivityNet1.2-sized preset: 10 GB of features) writes the features
+video by video into a packed store (``rsnet.feature_store``) instead of the W-TALC pickle, which
+would have to be built whole in memory.
 
 Two ways to lay out the videos:
 
 - *standalone*: video durations, classes per video, action fraction and instance lengths are drawn
-  from distributions measured once on the real THUMOS14 annotations (constants below; the
-  package never reads them at run time). The number of instances follows from the action
+  from distributions measured once on the real annotations (constants below; the package never
+  reads them at run time). ActivityNet1.2's videos are short (2-239 s) and mostly one long
+  instance (1.49 per video, 64 % of the time inside actions): a duration, an instance count for
+  that duration and an action fraction for that count are drawn, the fraction split at random
+  among the instances; the THUMOS14 model follows. The number of instances follows from the action
   fraction and the instance lengths, as in the real data where it grows with the video length.
   ``length_scale`` shortens the videos (not the instances, whose snippet-level shape matters), so
   a small preset keeps THUMOS-like instances, with fewer of them per video. Instances never
   overlap here (9 % of the real neighbouring pairs do).
 - *annotations* (``annotations=DIR``): the real ground truth of DIR (names, subsets, durations,
-  segments, labels, ambiguous spans); its files are copied byte for byte and only the features
-  are synthetic, so the evaluation runs on the real THUMOS14 test structure.
+  segments, labels, ambiguous spans), THUMOS14's or ActivityNet1.2's (told apart by their classes
+  and subsets); its files are copied byte for byte and only the features are synthetic, so the
+  evaluation runs on the real test structure.
 
 The feature model. Each snippet has a latent code, an appearance half and a motion half of
 ``latent_dim`` each, summed from:
@@ -51,8 +62,8 @@ Deterministic: ``numpy.random.Generator(PCG64)`` streams spawned from the seed; 
 spec and numpy version give identical bytes on a machine (another CPU may round a few float32
 values differently).
 
-CLI: ``python -m rsnet.synthetic --out DIR [--preset default|thumos14-synthetic] [--seed 0]
-[--annotations DIR]``.
+CLI: ``python -m rsnet.synthetic --out DIR [--preset default|thumos14-synthetic|
+activitynet1.2-synthetic|activitynet1.2-synthetic-small] [--seed 0] [--annotations DIR]``.
 """
 from __future__ import annotations
 
@@ -71,21 +82,25 @@ from pathlib import Path
 import numpy as np
 
 from . import cli
+from .datasets import DATASETS, features_file
 from .errors import UserError
+from .feature_store import sha256_of, store_of, write_store
 from .safe_npy import load_npy
 
-DATASET = "Thumos14reduced"
-FEATURES_FILE = f"{DATASET}-I3D-JOINTFeatures.npy"
+DATASET = "Thumos14reduced"  # the default dataset
+FEATURES_FILE = features_file(DATASET)
+ACTIVITYNET = "ActivityNet1.2"
 MANIFEST_FILE = "synthetic.json"
 AMBIGUOUS_FILE = "Ambiguous_test.txt"
 FEATURE_HALF = 1024  # RGB, then flow
 SNIPPET_S = 16 / 25  # one I3D snippet: 16 frames at 25 fps
 GENERATOR_VERSION = 1  # bump when the same spec and seed would give different files
-TRAIN_SUBSET, TEST_SUBSET = "validation", "test"
-# Every file of the W-TALC release; in annotations mode those present are copied as they are.
+TRAIN_SUBSET, TEST_SUBSET = DATASETS[DATASET].train_subset, DATASETS[DATASET].test_subset
+# Every file of the W-TALC releases (THUMOS14's fps files and ambiguous spans, ActivityNet1.2's
+# YouTube addresses); in annotations mode those present are copied as they are.
 ANNOTATION_FILES = (
     "classlist.npy", "subset.npy", "videoname.npy", "duration.npy", "segments.npy", "labels.npy",
-    "labels_all.npy", "extracted_fps.npy", "original_fps.npy", AMBIGUOUS_FILE, "LICENSE.wtalc",
+    "labels_all.npy", "extracted_fps.npy", "original_fps.npy", AMBIGUOUS_FILE, "url.npy", "LICENSE.wtalc",
 )
 
 # --- THUMOS14 statistics -----------------------------------------------------------------------
@@ -153,6 +168,36 @@ AMBIGUOUS_PER_INSTANCE = 99 / 3358
 AMBIGUOUS_MEDIAN_S, AMBIGUOUS_LOG_SIGMA = 2.9, 0.9
 EXTRACTED_FPS, ORIGINAL_FPS = 10, 30.0  # the values of nearly every real video
 
+# --- ActivityNet1.2 statistics ----------------------------------------------------------------------
+# Measured once on W-TALC's ActivityNet1.2 annotations (7,202 videos: 4,819 'training', 2,383
+# 'validation'; 100 classes; the project's shared data/ActivityNet1.2-Annotations/). Quantile
+# tables are at 0, 5, ..., 100 %. Durations run from 2.3 to 239 s, nearly uniformly (median 111 s).
+ACTIVITYNET_DURATION_QUANTILES_S = (
+    2.3, 16.2, 28.6, 39.2, 50.6, 60.2, 69.1, 78.6, 89.0, 98.9, 110.7, 122.2, 132.8, 145.0, 158.9, 171.1, 184.2,
+    197.1, 210.6, 224.4, 239.0,
+)
+# Instances per video (mean 1.49; 76 % of the videos hold one, the most 23), counted in four bands
+# of duration (0-60, 60-120, 120-180, 180-240 s): longer videos hold more (mean 1.17, 1.47, 1.63, 1.73).
+ACTIVITYNET_DURATION_BANDS_S = (60.0, 120.0, 180.0)
+ACTIVITYNET_INSTANCE_COUNTS = (  # per band: videos with 1, 2, 3, ... instances
+    (1552, 188, 22, 9, 7, 0, 0, 1, 1),
+    (1540, 341, 115, 49, 26, 10, 7, 5, 3, 0, 1),
+    (1222, 304, 92, 47, 29, 12, 18, 8, 4, 4, 5, 1),
+    (1130, 229, 81, 53, 22, 23, 12, 5, 7, 5, 1, 1, 1, 0, 1, 1, 2, 2, 1, 1, 0, 0, 1),
+)
+# The union of a video's instances over its duration (mean 0.64; time-weighted 0.63), by instance
+# count (one, two, three or more): a single instance covers more of its video.
+ACTIVITYNET_ACTION_FRACTION_QUANTILES = (
+    (0.0, 0.13, 0.247, 0.342, 0.441, 0.521, 0.582, 0.635, 0.683, 0.725, 0.765, 0.802, 0.834, 0.863, 0.886, 0.91,
+     0.933, 0.956, 0.983, 1.0, 1.0),
+    (0.025, 0.106, 0.172, 0.223, 0.278, 0.332, 0.386, 0.437, 0.48, 0.532, 0.58, 0.624, 0.665, 0.694, 0.724, 0.754,
+     0.786, 0.821, 0.863, 0.902, 1.0),
+    (0.042, 0.113, 0.151, 0.194, 0.223, 0.263, 0.296, 0.328, 0.356, 0.383, 0.414, 0.448, 0.495, 0.525, 0.56, 0.598,
+     0.641, 0.689, 0.738, 0.824, 0.999),
+)
+ACTIVITYNET_TWO_CLASS_VIDEOS = 10 / 7202  # the other videos have one class
+ACTIVITYNET_CLASSES = tuple(f"Activity{k:03d}" for k in range(DATASETS[ACTIVITYNET].n_classes))  # placeholders
+
 # --- Related classes: a plausible grouping by motion and venue, a modelling choice (not measured).
 SHARED_STAGE_GROUPS = (  # the approach stage is partly common to the group
     ("CliffDiving", "Diving"),
@@ -181,10 +226,13 @@ HALF_GAINS = {
 class SyntheticSpec:
     """Sizes and feature-model knobs. Gains are norms in the latent code, where a scene has norm ~1."""
 
+    dataset: str = DATASET  # whose statistics and files: Thumos14reduced | ActivityNet1.2
     # sizes
-    n_train: int = 80  # 'validation' videos
+    n_train: int = 80  # videos of the dataset's training subset ('validation' for THUMOS14)
     n_test: int = 80
     length_scale: float = 0.35  # multiplies video durations: median ~55 s = 85 snippets, ~9-10k per split
+    feature_store: bool = False  # features as a packed store written video by video (rsnet.feature_store),
+    # not the W-TALC pickle, which must be built whole in memory: for sizes that do not fit there
     # latent code
     latent_dim: int = 128  # per half (appearance, motion)
     n_scene_prototypes: int = 48  # camera set-ups shared across videos
@@ -224,6 +272,11 @@ class SyntheticSpec:
 PRESETS = {
     "default": SyntheticSpec(),  # trains in minutes on a 2-core CPU
     "thumos14-synthetic": SyntheticSpec(n_train=200, n_test=212, length_scale=1.0),  # THUMOS14-sized
+    # ActivityNet1.2-sized: 1.25 M snippets, 10 GB of features, written video by video
+    "activitynet1.2-synthetic": SyntheticSpec(dataset=ACTIVITYNET, n_train=4819, n_test=2383, length_scale=1.0,
+                                              feature_store=True),
+    # 100 classes as ActivityNet1.2, two training videos of each, videos a fifth of the real length
+    "activitynet1.2-synthetic-small": SyntheticSpec(dataset=ACTIVITYNET, n_train=200, n_test=100, length_scale=0.2),
 }
 
 
@@ -254,9 +307,14 @@ def _rng(seed: int, *stream: int) -> np.random.Generator:
 LAYOUT_STREAM, WORLD_STREAM, VIDEO_STREAM = 0, 1, 2
 
 
+def _from_quantiles(table, rng: np.random.Generator) -> float:
+    """A value drawn by inverse CDF from a quantile table at 0, 5, ..., 100 %, linearly interpolated."""
+    return float(np.interp(rng.random(), np.linspace(0.0, 1.0, len(table)), table))
+
+
 def _log_residual(table, rng: np.random.Generator) -> float:
-    """exp(r), r drawn by inverse CDF from a quantile table at 0, 5, ..., 100 %, linearly interpolated."""
-    return float(np.exp(np.interp(rng.random(), np.linspace(0.0, 1.0, len(table)), table)))
+    """exp(r), r drawn from a quantile table of log residuals."""
+    return float(np.exp(_from_quantiles(table, rng)))
 
 
 def _class_median(table: dict[str, float], classes) -> float:
@@ -340,8 +398,12 @@ def _place_ambiguous(n: int, segments, duration: float, rng) -> list[list[float]
 
 
 def draw_layouts(spec: SyntheticSpec, seed: int) -> list[VideoLayout]:
-    """Standalone ground truth: spec.n_train 'validation' videos, then spec.n_test 'test' videos."""
-    rng = _rng(seed, LAYOUT_STREAM)
+    """Standalone ground truth of spec.dataset: spec.n_train training videos, then spec.n_test test videos."""
+    draw = _draw_activitynet_layouts if spec.dataset == ACTIVITYNET else _draw_thumos_layouts
+    return draw(spec, _rng(seed, LAYOUT_STREAM))
+
+
+def _draw_thumos_layouts(spec: SyntheticSpec, rng: np.random.Generator) -> list[VideoLayout]:
     layouts = []
     for subset, count in ((TRAIN_SUBSET, spec.n_train), (TEST_SUBSET, spec.n_test)):
         for i, classes in enumerate(_class_sets(count, rng)):
@@ -359,6 +421,43 @@ def draw_layouts(spec: SyntheticSpec, seed: int) -> list[VideoLayout]:
                 ambiguous=_place_ambiguous(n_ambiguous, segments, duration, rng),
             ))
     return layouts
+
+
+def _activitynet_class_sets(n: int, rng: np.random.Generator) -> list[tuple[str, ...]]:
+    """The classes of n videos of one split: every class equally often (ActivityNet1.2 has 17 to
+    36 validation videos of each), the remainder at random, and the real share of two-class videos."""
+    n_classes = len(ACTIVITYNET_CLASSES)
+    first = np.concatenate([np.zeros(0, np.int64)] + [rng.permutation(n_classes) for _ in range(-(-n // n_classes))])[:n]
+    sets = [(ACTIVITYNET_CLASSES[c],) for c in first.tolist()]
+    for v in rng.choice(n, size=int(round(n * ACTIVITYNET_TWO_CLASS_VIDEOS)), replace=False).tolist():
+        second = (first[v] + 1 + rng.integers(n_classes - 1)) % n_classes
+        sets[v] += (ACTIVITYNET_CLASSES[second],)
+    return sets
+
+
+def _activitynet_layout(name: str, subset: str, classes: tuple[str, ...], spec: SyntheticSpec, rng) -> VideoLayout:
+    """A real-length duration, an instance count drawn for that length, the action fraction drawn
+    for that count, split among the instances at random and placed with random gaps."""
+    real_duration = _from_quantiles(ACTIVITYNET_DURATION_QUANTILES_S, rng)
+    counts = np.array(ACTIVITYNET_INSTANCE_COUNTS[int(np.searchsorted(ACTIVITYNET_DURATION_BANDS_S, real_duration))],
+                      dtype=np.float64)
+    n = max(len(classes), 1 + int(rng.choice(len(counts), p=counts / counts.sum())))
+    fraction = _from_quantiles(ACTIVITYNET_ACTION_FRACTION_QUANTILES[min(n, 3) - 1], rng)
+    duration = round(max(spec.length_scale * real_duration, MIN_DURATION_S), 3)
+    lengths = np.maximum(rng.dirichlet(np.ones(n)) * fraction * duration, INSTANCE_MIN_S)
+    lengths *= min(1.0, duration / lengths.sum())  # the floor must not push the instances past the video
+    labels = list(classes) + [classes[rng.integers(len(classes))] for _ in range(n - len(classes))]
+    order = rng.permutation(n)
+    return VideoLayout(name=name, subset=subset, duration=duration,
+                       segments=_place([float(lengths[j]) for j in order], duration, rng),
+                       labels=[labels[j] for j in order], ambiguous=[])
+
+
+def _draw_activitynet_layouts(spec: SyntheticSpec, rng: np.random.Generator) -> list[VideoLayout]:
+    info = DATASETS[ACTIVITYNET]
+    return [_activitynet_layout(f"video_{subset}_{i + 1:07d}", subset, classes, spec, rng)
+            for subset, count in ((info.train_subset, spec.n_train), (info.test_subset, spec.n_test))
+            for i, classes in enumerate(_activitynet_class_sets(count, rng))]
 
 
 # --- The ground truth of a real annotation folder ----------------------------------------------------
@@ -586,8 +685,9 @@ def _object_array(items) -> np.ndarray:
     return out
 
 
-def _write_annotations(folder: Path, classes: list[str], layouts: list[VideoLayout]) -> None:
-    """The W-TALC annotation files, with the real files' dtypes (strings as bytes)."""
+def _write_annotations(folder: Path, classes: list[str], layouts: list[VideoLayout], dataset: str) -> None:
+    """The W-TALC annotation files of the dataset's release, with the real files' dtypes (strings as
+    bytes); ActivityNet1.2's has no fps files and no ambiguous spans (its url.npy is not written)."""
     v = len(layouts)
     arrays = {
         "classlist": np.array([c.encode() for c in classes]),
@@ -597,9 +697,13 @@ def _write_annotations(folder: Path, classes: list[str], layouts: list[VideoLayo
         "segments": _object_array([[list(s) for s in x.segments] for x in layouts]),
         "labels": _object_array([list(x.labels) for x in layouts]),
         "labels_all": _object_array([list(dict.fromkeys(x.labels)) for x in layouts]),
-        "extracted_fps": np.full(v, EXTRACTED_FPS, dtype=np.int64),
-        "original_fps": np.full(v, ORIGINAL_FPS, dtype=np.float64),
     }
+    if dataset != DATASET:
+        for name, array in arrays.items():
+            np.save(folder / f"{name}.npy", array)
+        return
+    arrays["extracted_fps"] = np.full(v, EXTRACTED_FPS, dtype=np.int64)
+    arrays["original_fps"] = np.full(v, ORIGINAL_FPS, dtype=np.float64)
     for name, array in arrays.items():
         np.save(folder / f"{name}.npy", array)
     lines = [f"{x.name}  {s} {e}\n" for x in layouts if x.subset == TEST_SUBSET for s, e in x.ambiguous]
@@ -607,14 +711,10 @@ def _write_annotations(folder: Path, classes: list[str], layouts: list[VideoLayo
 
 
 def _file_digests(folder: Path) -> dict[str, dict[str, int | str]]:
-    digests = {}
-    for path in sorted(p for p in folder.iterdir() if p.name != MANIFEST_FILE):
-        sha = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 24), b""):
-                sha.update(block)
-        digests[path.name] = {"bytes": path.stat().st_size, "sha256": sha.hexdigest()}
-    return digests
+    """Size and SHA-256 of every file under the folder (a feature store's too), by relative path."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+    return {path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256_of(path)}
+            for path in files}
 
 
 def _install(staging: Path, target: Path) -> None:
@@ -630,6 +730,8 @@ def _install(staging: Path, target: Path) -> None:
 
 def _resolve(spec_or_preset: SyntheticSpec | str) -> tuple[SyntheticSpec, str | None]:
     if isinstance(spec_or_preset, SyntheticSpec):
+        if spec_or_preset.dataset not in DATASETS:
+            raise UserError(f"unknown synthetic dataset {spec_or_preset.dataset!r}; expected one of {sorted(DATASETS)}")
         return spec_or_preset, None
     if spec_or_preset not in PRESETS:
         raise ValueError(f"unknown synthetic preset {spec_or_preset!r}; expected one of {sorted(PRESETS)}")
@@ -638,33 +740,37 @@ def _resolve(spec_or_preset: SyntheticSpec | str) -> tuple[SyntheticSpec, str | 
 
 def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", seed: int = 0,
              annotations: str | Path | None = None) -> Path:
-    """Write ROOT/Thumos14reduced/ (replacing any previous one) and return ROOT, the loader's root.
+    """Write ROOT/<spec.dataset>/ (replacing any previous one) and return ROOT, the loader's root.
 
-    With ``annotations`` the ground truth and its files come from that W-TALC annotation folder
-    and the spec's sizes are unused. Everything is written into a hidden staging folder beside
-    the target and renamed into place at the end, so a crash never leaves a half dataset.
+    With ``annotations`` the ground truth and its files come from that W-TALC annotation folder,
+    the dataset is the one whose classes and subsets it holds, and the spec's sizes are unused.
+    Everything is written into a hidden staging folder beside the target and renamed into place
+    at the end, so a crash never leaves a half dataset.
     """
     spec, preset = _resolve(spec_or_preset)
     if annotations is None:
-        classes, layouts = list(CLASSES), draw_layouts(spec, seed)
+        classes, layouts = list(ACTIVITYNET_CLASSES if spec.dataset == ACTIVITYNET else CLASSES), draw_layouts(spec, seed)
     else:
         from .data import load_annotations  # imports torch: only here
 
         annotations = Path(annotations)
         load_annotations(annotations)  # the loader's checks first: a bad folder is a DataError naming it
         classes, layouts = read_layouts(annotations)
+        spec = dataclasses.replace(spec, dataset=annotated_dataset(annotations))
     world = draw_world(spec, classes, _rng(seed, WORLD_STREAM))
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{DATASET}.partial-"))
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.dataset}.partial-"))
     staging.chmod(0o755)  # mkdtemp's 0700 would make a shared cache unreadable to others
     try:
-        features = _object_array([video_features(spec, world, layout, _rng(seed, VIDEO_STREAM, v))
-                                  for v, layout in enumerate(layouts)])
-        np.save(staging / FEATURES_FILE, features, allow_pickle=True)
-        del features
+        videos = (video_features(spec, world, layout, _rng(seed, VIDEO_STREAM, v)) for v, layout in enumerate(layouts))
+        if spec.feature_store:  # one video in memory at a time
+            write_store(store_of(staging / features_file(spec.dataset)), [x.n_snippets for x in layouts],
+                        2 * FEATURE_HALF, videos, source=None)
+        else:
+            np.save(staging / features_file(spec.dataset), _object_array(list(videos)), allow_pickle=True)
         if annotations is None:
-            _write_annotations(staging, classes, layouts)
+            _write_annotations(staging, classes, layouts, spec.dataset)
         else:
             for name in ANNOTATION_FILES:
                 if (annotations / name).is_file():
@@ -675,11 +781,25 @@ def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", 
             "files": _file_digests(staging),
         }
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        _install(staging, root / DATASET)
+        _install(staging, root / spec.dataset)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return root
+
+
+def annotated_dataset(annotations: str | Path) -> str:
+    """The dataset whose class count and training and test subsets a W-TALC annotation folder has."""
+    annotations = Path(annotations)
+    classes = load_npy(annotations / "classlist.npy")
+    subsets = {s.decode() if isinstance(s, bytes) else str(s) for s in load_npy(annotations / "subset.npy")}
+    for name, info in DATASETS.items():
+        if info.n_classes == len(classes) and {info.train_subset, info.test_subset} <= subsets:
+            return name
+    raise UserError(f"{annotations} holds {len(classes)} classes and subsets {', '.join(sorted(subsets))}: "
+                    f"none of {', '.join(DATASETS)} (" + "; ".join(
+                        f"{n}: {i.n_classes} classes, {i.train_subset} and {i.test_subset}" for n, i in DATASETS.items())
+                    + ")")
 
 
 def _is_intact(dataset_dir: Path, spec: SyntheticSpec, seed: int) -> bool:
@@ -689,7 +809,7 @@ def _is_intact(dataset_dir: Path, spec: SyntheticSpec, seed: int) -> bool:
         files = manifest["files"]
         return (manifest["version"] == GENERATOR_VERSION and manifest["seed"] == seed
                 and manifest["spec"] == json.loads(json.dumps(dataclasses.asdict(spec)))
-                and manifest["annotations"] is None and FEATURES_FILE in files
+                and manifest["annotations"] is None
                 and _file_digests(dataset_dir) == files)
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -699,14 +819,15 @@ def ensure_synthetic(cache_dir: str | Path, preset: str = "default", seed: int =
     """The loader root of the cached dataset of (preset, seed, spec hash); generated if absent or damaged."""
     spec, _ = _resolve(preset)
     root = Path(cache_dir) / f"synthetic-{preset}-seed{seed}-{spec.key()}"
-    if _is_intact(root / DATASET, spec, seed):
+    if _is_intact(root / spec.dataset, spec, seed):
         return root
     return generate(root, preset, seed)
 
 
-def describe(root: str | Path) -> str:
-    """A one-paragraph summary of ROOT/Thumos14reduced/, from its annotation files."""
-    folder = Path(root) / DATASET
+def describe(root: str | Path, dataset: str = DATASET) -> str:
+    """A one-paragraph summary of ROOT/<dataset>/, from its annotation files."""
+    folder = Path(root) / dataset
+    train_subset, test_subset = DATASETS[dataset].train_subset, DATASETS[dataset].test_subset
 
     def load(name):
         return load_npy(folder / f"{name}.npy")
@@ -721,21 +842,21 @@ def describe(root: str | Path) -> str:
     ambiguous = folder / AMBIGUOUS_FILE
     n_ambiguous = sum(1 for line in ambiguous.read_text().splitlines() if line.strip()) if ambiguous.is_file() else 0
     return (
-        f"{folder}: {len(subsets)} videos ({subsets.count(TRAIN_SUBSET)} train '{TRAIN_SUBSET}', "
-        f"{subsets.count(TEST_SUBSET)} '{TEST_SUBSET}'), {len(load('classlist'))} classes, "
+        f"{folder}: {len(subsets)} videos ({subsets.count(train_subset)} train '{train_subset}', "
+        f"{subsets.count(test_subset)} '{test_subset}'), {len(load('classlist'))} classes, "
         f"{snippets.sum():,} snippets of 0.64 s (median {np.median(snippets):.0f} per video = "
         f"{np.median(durations):.0f} s, p10 {np.percentile(snippets, 10):.0f}, p90 {np.percentile(snippets, 90):.0f}), "
         f"{instances.sum():,} action instances (per video median {np.median(instances):.0f}, mean "
         f"{instances.mean():.1f}, max {instances.max()}; length median {np.median(lengths):.1f} s), "
         f"{np.mean(classes_per_video > 1):.0%} of videos with several classes, {n_ambiguous} ambiguous test spans; "
-        f"features float32 (T, {2 * FEATURE_HALF}) in {FEATURES_FILE}."
+        f"features float32 (T, {2 * FEATURE_HALF}) in {features_file(dataset)}."
     )
 
 
 @cli.command
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.synthetic", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="root folder; the dataset goes to OUT/Thumos14reduced/")
+    parser.add_argument("--out", required=True, help="root folder; the dataset goes to OUT/<dataset>/")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--annotations",
@@ -748,8 +869,9 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--out {args.out} is a file, not a folder")
     started = time.perf_counter()
     root = generate(args.out, args.preset, args.seed, annotations=args.annotations)
+    dataset = annotated_dataset(args.annotations) if args.annotations else PRESETS[args.preset].dataset
     source = f"ground truth of {args.annotations}" if args.annotations else "standalone layout"
-    print(f"{describe(root)} Preset {args.preset!r}, seed {args.seed}, {source}; "
+    print(f"{describe(root, dataset)} Preset {args.preset!r}, seed {args.seed}, {source}; "
           f"generated in {time.perf_counter() - started:.1f} s.")
     return 0
 

@@ -6,7 +6,10 @@ import json
 
 import pytest
 
+from rsnet import synthetic, train
 from rsnet.config import DATASET_DEFAULTS, Config, ConfigError, add_config_arguments, build_config
+from rsnet.evaluate import ACTIVITYNET_IOUS
+from rsnet.synthetic import SyntheticSpec, generate
 
 ANET = ["--data-root", "/data", "--dataset", "ActivityNet1.2"]
 # the RSKP authors' ActivityNet1.2 settings (LeonHLJ/RSKP issue #3) and the codebases' sampling and protocol
@@ -59,3 +62,56 @@ def test_a_sampling_or_protocol_out_of_range_is_named(flag, value):
 def test_a_synthetic_preset_of_another_dataset_is_refused():
     with pytest.raises(ConfigError, match="--preset default generates Thumos14reduced, not --dataset ActivityNet1.2"):
         _parse(["--dataset", "ActivityNet1.2"])
+
+
+# --- end to end on a tiny synthetic ActivityNet1.2 ---------------------------------------------------
+
+# 12 training and 8 validation videos of ActivityNet's statistics, a tenth of the real length
+TINY_ANET = SyntheticSpec(dataset="ActivityNet1.2", n_train=12, n_test=8, length_scale=0.1)
+FAST = ["--epochs", "3", "--warmup-epochs", "1", "--eval-every", "1", "--embed-dim", "32", "--videos-per-step", "4",
+        "--max-seqlen", "6", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def anet_root(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("anet"), TINY_ANET, seed=3)
+
+
+def _train(root, out, *flags):
+    assert train.main(["--data-root", str(root), "--dataset", "ActivityNet1.2", "--out", str(out), *FAST, *flags]) == 0
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_on_activitynet_reports_its_protocol_and_resumes_exactly(anet_root, tmp_path, monkeypatch):
+    records = _train(anet_root, tmp_path / "straight")
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert r["protocol"] == "anet" and r["iou"] == list(ACTIVITYNET_IOUS) and len(r["dmap"]) == 10
+        assert r["avg"] == pytest.approx(sum(r["dmap"]) / 10) and 0 <= r["cmap"] <= 100
+    table = (tmp_path / "straight" / "results.md").read_text()
+    assert "| mAP@0.5 | mAP@0.55 |" in table and "| mAP@0.95 | avg | cmAP |" in table
+    saved = json.loads((tmp_path / "straight" / "config.json").read_text())
+    assert (saved["protocol"], saved["max_seqlen"], saved["lr"], saved["scale"]) == ("anet", 6, 2e-5, 10.0)
+
+    real_epoch = train.Trainer.train_epoch
+
+    def crash_in_epoch_two(self, epoch, progress=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch, progress)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        _train(anet_root, tmp_path / "resumed")
+    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+    assert _train(anet_root, tmp_path / "resumed", "--resume") == records
+
+
+def test_the_activitynet_presets_train_on_their_own_dataset():
+    for preset in ("activitynet1.2-synthetic", "activitynet1.2-synthetic-small"):
+        cfg = _parse(["--preset", preset])
+        assert cfg.dataset == "ActivityNet1.2" == synthetic.PRESETS[preset].dataset
+        assert (cfg.protocol, cfg.dropout, cfg.scale) == ("anet", 0.7, 10.0)  # the dataset's defaults under the preset
+    small = _parse(["--preset", "activitynet1.2-synthetic-small"])
+    assert (small.max_seqlen, small.lr) == (12, 2e-4)  # the preset over the dataset's defaults
+    assert _parse(["--preset", "activitynet1.2-synthetic-small", "--max-seqlen", "0"]).max_seqlen == 0  # flags over both

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tracemalloc
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -226,3 +228,115 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
     assert synthetic.main(["--out", str(tmp_path / "out"), "--seed", "-1"]) == 2
     assert capsys.readouterr().err == "error: --seed must be >= 0, got -1\n"
     assert not (tmp_path / "out").exists()
+
+
+# --- ActivityNet1.2 ------------------------------------------------------------------------------------
+
+ANET_SIZED = PRESETS["activitynet1.2-synthetic"]
+TINY_ANET = SyntheticSpec(dataset="ActivityNet1.2", n_train=10, n_test=6, length_scale=0.1)
+
+
+def test_standalone_statistics_match_activitynet12():
+    """Loose bounds around the real figures (quoted in each comment), for one 7,202-video draw."""
+    layouts = draw_layouts(ANET_SIZED, seed=0)
+    duration = np.array([x.duration for x in layouts])
+    instances = np.array([len(x.segments) for x in layouts])
+    fraction = np.array([sum(e - s for s, e in x.segments) / x.duration for x in layouts])
+    lengths = np.array([e - s for x in layouts for s, e in x.segments])
+    assert [x.subset for x in layouts].count("training") == 4819 and len(layouts) == 7202
+    assert 2.2 <= duration.min() and duration.max() <= 239.1 and 100 < np.median(duration) < 120  # 2.3-239 s, 111
+    assert 1.4 < instances.mean() < 1.6 and 0.72 < np.mean(instances == 1) < 0.8  # 1.49, 76 %
+    assert 0.6 < fraction.mean() < 0.68  # 0.64
+    assert 20 < np.median(lengths) < 36  # 28 s
+    per_class = Counter(c for x in layouts if x.subset == "validation" for c in set(x.labels))
+    assert len(per_class) == 100 and min(per_class.values()) >= 23  # balanced (the real: 17-36)
+    assert 0 < sum(len(set(x.labels)) == 2 for x in layouts) < 30  # 10 two-class videos
+
+
+def test_activitynet_files_are_the_release_s_and_the_loader_reads_them(tmp_path):
+    root = generate(tmp_path, TINY_ANET, seed=0)
+    folder = root / "ActivityNet1.2"
+    names = {p.name for p in folder.iterdir()}
+    assert "ActivityNet1.2-I3D-JOINTFeatures.npy" in names
+    assert not names & {"Ambiguous_test.txt", "extracted_fps.npy", "original_fps.npy", "Thumos14reduced"}
+    from rsnet.data import WTALCDataset
+
+    ds = WTALCDataset(root, dataset="ActivityNet1.2")
+    assert ds.n_classes == 100 and len(ds.train_indices) == 10 and len(ds.test_indices) == 6
+    assert [s.decode() for s in np.load(folder / "subset.npy")] == ["training"] * 10 + ["validation"] * 6
+
+
+def _peak_memory(generate_it) -> int:
+    tracemalloc.start()
+    try:
+        generate_it()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_store_written_video_by_video_holds_the_pickled_features(tmp_path):
+    """feature_store=True writes the same features into a packed store, one video in memory at a
+    time: four times the videos take about the same peak memory."""
+    from rsnet.data import WTALCDataset
+
+    pickled = generate(tmp_path / "pickled", TINY_ANET, seed=0)
+    stored = generate(tmp_path / "stored", dataclasses.replace(TINY_ANET, feature_store=True), seed=0)
+    want = WTALCDataset(pickled, dataset="ActivityNet1.2").features
+    got = WTALCDataset(stored, dataset="ActivityNet1.2").features
+    assert not (stored / "ActivityNet1.2" / "ActivityNet1.2-I3D-JOINTFeatures.npy").exists()
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+
+    few = dataclasses.replace(TINY_ANET, n_train=8, n_test=0, feature_store=True)
+    many = dataclasses.replace(few, n_train=64)
+    extra_bytes = 4 * 2048 * sum(x.n_snippets for x in draw_layouts(many, 0)[8:])
+    grown = _peak_memory(lambda: generate(tmp_path / "many", many)) - _peak_memory(lambda: generate(tmp_path / "few", few))
+    assert grown < extra_bytes / 4, (grown, extra_bytes)
+
+
+def test_ensure_synthetic_keeps_a_stored_dataset(tmp_path, monkeypatch):
+    monkeypatch.setitem(PRESETS, "tiny-anet", dataclasses.replace(TINY_ANET, feature_store=True))
+    root = ensure_synthetic(tmp_path, "tiny-anet", seed=0)
+    packed = root / "ActivityNet1.2" / "ActivityNet1.2-I3D-JOINTFeatures.store" / "features.npy"
+    stamp = packed.stat().st_mtime_ns
+    assert ensure_synthetic(tmp_path, "tiny-anet", seed=0) == root and packed.stat().st_mtime_ns == stamp
+    with open(packed, "r+b") as f:  # damaged: regenerated
+        f.seek(-4, 2)
+        f.write(b"\0\0\0\0")
+    ensure_synthetic(tmp_path, "tiny-anet", seed=0)
+    assert packed.stat().st_mtime_ns != stamp
+
+
+def test_annotations_mode_recognizes_activitynet12(shared_data, tmp_path, capsys):
+    source = shared_data / "ActivityNet1.2-Annotations"
+    subsets = [s.decode() for s in np.load(source / "subset.npy")]
+    keep = sorted([i for i, s in enumerate(subsets) if s == "training"][:3]
+                  + [i for i, s in enumerate(subsets) if s == "validation"][:2])
+    folder = tmp_path / "annotations"
+    folder.mkdir()
+    for name in ("subset", "videoname", "duration", "segments", "labels", "labels_all", "url"):
+        np.save(folder / f"{name}.npy", np.load(source / f"{name}.npy", allow_pickle=True)[keep])
+    np.save(folder / "classlist.npy", np.load(source / "classlist.npy"))
+    synthetic.main(["--out", str(tmp_path / "out"), "--annotations", str(folder)])
+    assert "5 videos (3 train 'training', 2 'validation')" in capsys.readouterr().out
+    written = tmp_path / "out" / "ActivityNet1.2"
+    for path in folder.iterdir():
+        assert (written / path.name).read_bytes() == path.read_bytes(), path.name
+    durations = np.load(folder / "duration.npy").reshape(-1)
+    features = np.load(written / "ActivityNet1.2-I3D-JOINTFeatures.npy", allow_pickle=True)
+    assert [len(x) for x in features] == [max(1, int(d * 25 / 16)) for d in durations]
+
+
+def test_annotations_of_an_unknown_dataset_are_refused(shared_data, tmp_path, capsys):
+    """ActivityNet1.2's ground truth cut to 50 classes is neither dataset: one line names what it holds."""
+    source = shared_data / "ActivityNet1.2-Annotations"
+    classes = np.load(source / "classlist.npy")[:50]
+    kept = {c.decode() for c in classes}
+    keep = [v for v, labels in enumerate(np.load(source / "labels_all.npy", allow_pickle=True)) if set(labels) <= kept]
+    folder = tmp_path / "annotations"
+    folder.mkdir()
+    for name in ("subset", "videoname", "duration", "segments", "labels", "labels_all"):
+        np.save(folder / f"{name}.npy", np.load(source / f"{name}.npy", allow_pickle=True)[keep])
+    np.save(folder / "classlist.npy", classes)
+    assert synthetic.main(["--out", str(tmp_path / "out"), "--annotations", str(folder)]) == 2
+    assert "holds 50 classes and subsets training, validation: none of Thumos14reduced, ActivityNet1.2" in capsys.readouterr().err
