@@ -188,7 +188,7 @@ def load_features(path: Path, n_videos: int, feature_dim: int = FEATURE_DIM) -> 
     return features
 
 
-def _annotation_folder(dataset_dir: Path, dataset: str) -> Path:
+def annotation_folder(dataset_dir: Path, dataset: str) -> Path:
     """W-TALC keeps annotations beside the features or in ``<dataset>-Annotations/``."""
     candidates = [dataset_dir, dataset_dir / f"{dataset}-Annotations", dataset_dir.parent / f"{dataset}-Annotations"]
     for folder in candidates:
@@ -247,7 +247,7 @@ class WTALCDataset:
         dataset_dir = Path(root) / dataset
         if not dataset_dir.is_dir():
             raise DataError(f"dataset folder not found: {dataset_dir} (expected ROOT/{dataset}/ in the W-TALC layout)")
-        self.annotations = load_annotations(_annotation_folder(dataset_dir, dataset))
+        self.annotations = load_annotations(annotation_folder(dataset_dir, dataset))
         n_classes = len(self.annotations.class_names)
         if n_classes != self.info.n_classes:
             raise DataError(f"{self.annotations.folder}/classlist.npy lists {n_classes} classes; {dataset} has {self.info.n_classes}")
@@ -337,7 +337,7 @@ def convert(root: str | Path, dataset: str, feature_dim: int = FEATURE_DIM) -> P
         raise DataError(f"dataset folder not found: {dataset_dir} (expected ROOT/{dataset}/ in the W-TALC layout)")
     source = dataset_dir / features_file(dataset)
     record = identity(source) if source.is_file() else None  # before reading: a later change makes the store stale
-    features = load_features(source, len(load_annotations(_annotation_folder(dataset_dir, dataset))), feature_dim)
+    features = load_features(source, len(load_annotations(annotation_folder(dataset_dir, dataset))), feature_dim)
     write_store(store_of(source), [len(f) for f in features], feature_dim, features, record)
     return store_of(source)
 

@@ -128,6 +128,8 @@ def _check(folder: Path, packed: np.ndarray, offsets: np.ndarray, n_videos: int,
     lengths = np.diff(offsets)
     if offsets[0] != 0 or offsets[-1] != len(packed) or (lengths < 1).any():
         raise DataError(f"{folder / OFFSETS} does not cut {len(packed)} rows into {n_videos} non-empty videos")
-    for start in range(0, len(packed), 1 << 16):  # in slices: a memory-mapped store may not fit in memory
-        if not np.isfinite(packed[start:start + (1 << 16)]).all():
+    # A sum in float64 is NaN or infinite iff a value is (finite float32 values cannot overflow it),
+    # and unlike np.isfinite it allocates nothing per value; in slices, as the store may not fit in memory.
+    for start in range(0, len(packed), 1 << 16):
+        if not np.isfinite(packed[start:start + (1 << 16)].sum(dtype=np.float64)):
             raise DataError(f"{folder / FEATURES} has NaN or infinite features near row {start}")
