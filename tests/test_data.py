@@ -380,6 +380,7 @@ def _set_value(path, row, value):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda store: np.save(store / "offsets.npy", np.array([0, 5], dtype=np.int64)), "offsets.npy holds int64 \\(2,\\)"),
+    (lambda store: np.save(store / "offsets.npy", np.load(store / "offsets.npy")[::-1].copy()), "does not cut"),
     (lambda store: _set_value(store / "features.npy", 17, np.nan), "features.npy has NaN or infinite features near row 0"),
     (lambda store: (store / "source.json").write_text("{}"), "source.json is not a store's source record"),
 ])
