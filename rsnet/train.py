@@ -152,6 +152,7 @@ def restore(path: str | Path, device: str, data_root: str | None = None) -> Trai
 
 
 def _check_resume_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
+    saved = {**to_dict(Config()), **saved}  # a key added since the run was saved held its default then
     current = to_dict(cfg)
     changed = [k for k in current if k not in CONFIG_KEYS_FREE_ON_RESUME and saved.get(k) != current[k]
                and not (isinstance(current[k], tuple) and tuple(saved.get(k, ())) == current[k])]

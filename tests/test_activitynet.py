@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import pytest
 
-from rsnet import synthetic, train
+from rsnet import checkpoint, synthetic, train
 from rsnet.config import DATASET_DEFAULTS, Config, ConfigError, add_config_arguments, build_config
+from rsnet.errors import UserError
 from rsnet.evaluate import ACTIVITYNET_IOUS
 from rsnet.synthetic import SyntheticSpec, generate
 
@@ -115,3 +117,19 @@ def test_the_activitynet_presets_train_on_their_own_dataset():
     small = _parse(["--preset", "activitynet1.2-synthetic-small"])
     assert (small.max_seqlen, small.lr) == (12, 2e-4)  # the preset over the dataset's defaults
     assert _parse(["--preset", "activitynet1.2-synthetic-small", "--max-seqlen", "0"]).max_seqlen == 0  # flags over both
+
+
+def test_a_run_saved_before_the_sampling_and_protocol_keys_existed_resumes(anet_root, tmp_path):
+    """A checkpoint whose config lacks max_seqlen and protocol held their defaults (whole videos, rskp)."""
+    out = tmp_path / "old"
+    flags = ["--max-seqlen", "0", "--protocol", "rskp", "--epochs", "1"]
+    _train(anet_root, out, *flags)
+    state = checkpoint.load_run(out / "checkpoint.pt")
+    for key in ("max_seqlen", "protocol"):
+        del state["config"][key]
+    checkpoint.save_atomic(state, out / "checkpoint.pt")
+    assert [r["epoch"] for r in _train(anet_root, out, *flags[:-2], "--epochs", "2", "--resume")] == [1, 2]
+    with pytest.raises(UserError, match="max_seqlen"):  # the dataset's 60 is not what the run did
+        train.run(dataclasses.replace(_parse(["--data-root", str(anet_root), "--dataset", "ActivityNet1.2",
+                                               "--out", str(out), *FAST, "--protocol", "rskp", "--max-seqlen", "60"]),
+                                      epochs=3), resume=True)
