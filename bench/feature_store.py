@@ -69,8 +69,8 @@ def main() -> int:
         store = _measure(lambda: load_store(source, n_videos, FEATURE_DIM), args.repeats)
         pickle = _measure(lambda: load_features(source, n_videos, FEATURE_DIM), args.repeats)
         size_gb = (store_of(source) / "features.npy").stat().st_size / 1e9
-    print(f"{dataset}: {n_videos} videos, {size_gb:.2f} GB of float32 features; {platform.processor() or platform.machine()}, "
-          f"numpy {np.__version__}, best of {args.repeats}")
+    print(f"{dataset}: {n_videos} videos, {size_gb:.2f} GB of float32 features; "
+          f"{platform.processor() or platform.machine()}, numpy {np.__version__}, best of {args.repeats}")
     print("| format | load s | read every video s | peak allocated MB |")
     print("|---|---|---|---|")
     for name, m in (("W-TALC pickle", pickle), ("packed store", store)):

@@ -65,8 +65,10 @@ def write_store(folder: Path, lengths: Sequence[int], dim: int, videos: Iterable
                                            shape=(int(offsets[-1]), dim))
         count = 0
         for v, video in enumerate(videos):
-            if v >= len(lengths) or video.shape != (lengths[v], dim):
-                raise ValueError(f"video {v} has shape {video.shape}, the store expects ({lengths[v] if v < len(lengths) else '-'}, {dim})")
+            if v >= len(lengths):
+                raise ValueError(f"more videos than the {len(lengths)} the store expects")
+            if video.shape != (lengths[v], dim):
+                raise ValueError(f"video {v} has shape {video.shape}, the store expects ({lengths[v]}, {dim})")
             packed[offsets[v]:offsets[v + 1]] = video
             count += 1
         if count != len(lengths):

@@ -427,7 +427,8 @@ def _activitynet_class_sets(n: int, rng: np.random.Generator) -> list[tuple[str,
     """The classes of n videos of one split: every class equally often (ActivityNet1.2 has 17 to
     36 validation videos of each), the remainder at random, and the real share of two-class videos."""
     n_classes = len(ACTIVITYNET_CLASSES)
-    first = np.concatenate([np.zeros(0, np.int64)] + [rng.permutation(n_classes) for _ in range(-(-n // n_classes))])[:n]
+    rounds = [rng.permutation(n_classes) for _ in range(-(-n // n_classes))]
+    first = np.concatenate([np.zeros(0, np.int64), *rounds])[:n]
     sets = [(ACTIVITYNET_CLASSES[c],) for c in first.tolist()]
     for v in rng.choice(n, size=int(round(n * ACTIVITYNET_TWO_CLASS_VIDEOS)), replace=False).tolist():
         second = (first[v] + 1 + rng.integers(n_classes - 1)) % n_classes
@@ -749,7 +750,8 @@ def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", 
     """
     spec, preset = _resolve(spec_or_preset)
     if annotations is None:
-        classes, layouts = list(ACTIVITYNET_CLASSES if spec.dataset == ACTIVITYNET else CLASSES), draw_layouts(spec, seed)
+        classes = list(ACTIVITYNET_CLASSES if spec.dataset == ACTIVITYNET else CLASSES)
+        layouts = draw_layouts(spec, seed)
     else:
         from .data import load_annotations  # imports torch: only here
 
