@@ -42,6 +42,10 @@ class Config:
     eval_every: int = 5
     videos_per_step: int = 10  # one optimizer step per this many videos, their losses summed
     max_seqlen: int = 0  # > 0: a longer training video is sampled to this many snippets, one per equal bin; 0: whole
+    # > 0: this share of the training videos (stratified by class, drawn from `seed`) is held out of
+    # training and scored at every evaluation; the run keeps its checkpoint best on them. (Not
+    # ActivityNet's 'validation' subset: that is its test split.)
+    val_fraction: float = 0.0
     test_batch_size: int = 32
     checkpoint_every: int = 1  # epochs between checkpoints (and the last epoch); a resume redoes the rest
     # optimizer (Adam, the official settings)
@@ -214,6 +218,7 @@ def _ranges(cfg: Config) -> list[tuple[str, bool, str]]:
         ("betas", len(cfg.betas) == 2 and all(0 <= b < 1 for b in cfg.betas), "two numbers in [0, 1)"),
         ("walk_weight", 0 <= cfg.walk_weight < 1, "in [0, 1)"),
         ("dropout", 0 <= cfg.dropout < 1, "in [0, 1)"),
+        ("val_fraction", 0 <= cfg.val_fraction < 1, "in [0, 1)"),
         ("pseudo_inter_mix", 0 <= cfg.pseudo_inter_mix <= 1, "in [0, 1]"),
         ("dataset", cfg.dataset in DATASETS, f"one of {', '.join(DATASETS)}"),
         ("protocol", cfg.protocol in PROTOCOL_IOUS, f"one of {', '.join(PROTOCOL_IOUS)}"),

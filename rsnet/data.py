@@ -209,6 +209,20 @@ def stratified_snippets(length: int, count: int, rng: np.random.Generator) -> np
     return edges[:-1] + (rng.random(count) * (edges[1:] - edges[:-1])).astype(np.int64)
 
 
+def hold_out(video_labels: np.ndarray, indices, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out): about ``fraction`` of the videos ``indices``, stratified by class. The
+    videos are ranked by their first class, at random within a class, and every (1/fraction)-th
+    is held out, so each class gives its share, rounded, and a class of one video may give it."""
+    if not 0 <= fraction < 1:
+        raise DataError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    indices = np.asarray(indices, dtype=np.int64)
+    first_class = video_labels[indices].argmax(axis=1)
+    ranked = indices[np.lexsort((np.random.default_rng(seed).random(len(indices)), first_class))]
+    position = np.arange(len(indices))
+    held = np.floor((position + 1) * fraction) > np.floor(position * fraction)
+    return np.sort(ranked[~held]), np.sort(ranked[held])
+
+
 @dataclass
 class PackedBatch:
     """B videos concatenated: x (N, D), varlen their offsets (device and host, built once per batch:
@@ -234,9 +248,11 @@ class WTALCDataset:
     """Features and annotations of one W-TALC dataset folder, served as packed batches."""
 
     def __init__(self, root: str | Path, dataset: str = "Thumos14reduced", feature_dim: int = FEATURE_DIM,
-                 max_seqlen: int = 0):
+                 max_seqlen: int = 0, held_out_fraction: float = 0.0, held_out_seed: int = 0):
         """``max_seqlen`` > 0: a training video longer than that is sampled to that many snippets
-        each epoch (``stratified_snippets``); the test videos and the memory-bank fill stay whole."""
+        each epoch (``stratified_snippets``); the test videos and the memory-bank fill stay whole.
+        ``held_out_fraction`` > 0: that share of the training videos (``hold_out``, drawn from
+        ``held_out_seed``) leaves ``train_indices`` for ``held_out_indices``, to pick an epoch on."""
         if max_seqlen < 0:
             raise DataError(f"max_seqlen must be >= 0 (0: whole videos), got {max_seqlen}")
         if dataset not in DATASETS:
@@ -257,7 +273,13 @@ class WTALCDataset:
             self.features = load_features(source, len(self.annotations), feature_dim)
         self.train_indices = self._subset(self.info.train_subset)
         self.test_indices = self._subset(self.info.test_subset)
+        self.train_indices, self.held_out_indices = hold_out(self.annotations.video_labels, self.train_indices,
+                                                             held_out_fraction, held_out_seed)
+        if held_out_fraction > 0 and len(self.held_out_indices) == 0:
+            raise DataError(f"a held-out fraction of {held_out_fraction} of {len(self.train_indices)} training videos "
+                            f"holds out none")
         # refused here, not after training: the evaluation checks the same
+        check_evaluable(self.annotations, self.held_out_indices)
         check_evaluable(self.annotations, self.test_indices)
         check_lengths(self.annotations, self.test_indices, self.lengths(self.test_indices), SNIPPETS_PER_SECOND,
                       "features")

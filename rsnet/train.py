@@ -3,7 +3,10 @@
 With no ``--data-root`` it trains on the built-in synthetic dataset (generated once, cached).
 Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per evaluation),
 ``OUT/checkpoint.pt`` (atomic and checksummed, every ``--checkpoint-every`` epochs; it also holds
-the evaluations so far) and ``OUT/results.md`` (last and best epoch). A folder that holds any of
+the evaluations so far) and ``OUT/results.md`` (last and best epoch). With ``--val-fraction F`` a
+share F of the training videos is held out and scored at every evaluation, and
+``OUT/checkpoint_held_out_best.pt`` keeps the run at its best epoch on them, an epoch picked
+without looking at the test split (results.md reports its test score). A folder that holds any of
 these is a run: a new run refuses to start there unless ``--resume`` continues it or
 ``--overwrite`` replaces those files (and only those).
 """
@@ -25,13 +28,15 @@ from .config import Config, add_config_arguments, apply_overrides, build_config,
 from .data import WTALCDataset
 from .errors import UserError
 from .evaluate import PROTOCOL_IOUS, evaluate
-from .inference import predict_split
+from .inference import predict_batches
 from .losses import LossTerms, rskp_loss
 from .memory import MemoryBank
 from .model import RSKP
 
 CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every"}
-RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "results.md", "config.json")  # what a run writes in OUT
+RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "results.md", "config.json")  # what every run writes in OUT
+HELD_OUT_BEST = "checkpoint_held_out_best.pt"  # with --val-fraction: the run at its best epoch on the held-out videos
+OWN_FILES = (*RUN_FILES, HELD_OUT_BEST)  # a folder holding any of these holds a run; --overwrite replaces them
 
 
 def resolve_device(name: str) -> torch.device:
@@ -45,11 +50,12 @@ def resolve_device(name: str) -> torch.device:
 
 def load_dataset(cfg: Config) -> WTALCDataset:
     if cfg.data_root is not None:
-        return WTALCDataset(cfg.data_root, cfg.dataset, cfg.feature_dim, cfg.max_seqlen)
-    from .synthetic import ensure_synthetic
+        root = cfg.data_root
+    else:
+        from .synthetic import ensure_synthetic
 
-    root = ensure_synthetic(cfg.cache_dir, cfg.preset, cfg.data_seed)
-    return WTALCDataset(root, cfg.dataset, cfg.feature_dim, cfg.max_seqlen)
+        root = ensure_synthetic(cfg.cache_dir, cfg.preset, cfg.data_seed)
+    return WTALCDataset(root, cfg.dataset, cfg.feature_dim, cfg.max_seqlen, cfg.val_fraction, cfg.seed)
 
 
 def make_deterministic(seed: int, device: torch.device) -> None:
@@ -107,9 +113,12 @@ class Trainer:
             self.bank.insert(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
         self.model.train()
 
-    def evaluate(self):
-        scores, cas = predict_split(self.model, self.dataset, self.device, self.cfg.test_batch_size)
-        return evaluate(scores, cas, self.dataset.annotations, self.dataset.test_indices, protocol=self.cfg.protocol,
+    def evaluate(self, indices=None):
+        """The evaluation of the test split, or of the videos ``indices`` (the held-out training videos)."""
+        indices = self.dataset.test_indices if indices is None else indices
+        batches = self.dataset.batches_in_order(indices, self.cfg.test_batch_size)
+        scores, cas = predict_batches(self.model, batches, self.device)
+        return evaluate(scores, cas, self.dataset.annotations, indices, protocol=self.cfg.protocol,
                         lenient=self.cfg.lenient, iou_thresholds=PROTOCOL_IOUS[self.cfg.protocol])
 
     def state_dict(self, epoch: int, best: dict | None, metrics: list[dict[str, Any]]) -> dict[str, Any]:
@@ -167,7 +176,7 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
         raise UserError("--resume continues the run in OUT and --overwrite replaces it: give one of them")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
-    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    found = [out / name for name in OWN_FILES if (out / name).exists()]
     if found and not (resume or overwrite):
         raise UserError(f"{out} holds a run ({', '.join(p.name for p in found)}): add --resume to continue it "
                         f"or --overwrite to replace it, or choose another --out")
@@ -180,12 +189,23 @@ def _write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def results_table(last: dict[str, Any], best: dict[str, Any]) -> str:
+def held_out_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first evaluation record best on the held-out training videos (None without them)."""
+    scored = [r for r in records if "held_out" in r]
+    return max(scored, key=lambda r: r["held_out"]["avg"]) if scored else None
+
+
+def results_table(last: dict[str, Any], best: dict[str, Any], held_out: dict[str, Any] | None = None) -> str:
+    """Test scores of the last epoch, of the epoch best on the test split and, with held-out
+    training videos, of the epoch best on them (picked without the test split)."""
     ious = last["iou"]
     head = "| run | epoch | " + " | ".join(f"mAP@{t:g}" for t in ious) + " | avg | cmAP |"
     rule = "|" + "---|" * (len(ious) + 4)
     rows = [head, rule]
-    for name, r in (("last", last), ("best (picked on the test split, as in the paper)", best)):
+    picked = [("last", last), ("best (picked on the test split, as in the paper)", best)]
+    if held_out is not None:
+        picked.append((f"best on the held-out training videos (their avg {held_out['held_out']['avg']:.2f})", held_out))
+    for name, r in picked:
         rows.append(f"| {name} | {r['epoch']} | " + " | ".join(f"{d:.2f}" for d in r["dmap"]) + f" | {r['avg']:.2f} | {r['cmap']:.2f} |")
     return "\n".join(rows)
 
@@ -230,19 +250,23 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
         if done % cfg.eval_every == 0 or done == cfg.epochs:
             result = trainer.evaluate()
             record = {"epoch": done, **result.to_dict(), "loss": losses["total"]}
+            if cfg.val_fraction > 0:
+                record["held_out"] = trainer.evaluate(dataset.held_out_indices).to_dict()
             records.append(record)
             _write_metrics(metrics_path, records)
             if best is None or record["avg"] > best["avg"]:
                 best = record
+            if "held_out" in record and held_out_best(records) is record:
+                checkpoint.save_atomic(trainer.state_dict(done, best, records), out / HELD_OUT_BEST)
             progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
         if done % cfg.checkpoint_every == 0 or done == cfg.epochs:
             checkpoint.save_atomic(trainer.state_dict(done, best, records), ckpt_path)
     progress.close()
     last = records[-1]
-    table = results_table(last, best)
+    table = results_table(last, best, held_out_best(records))
     (out / "results.md").write_text(table + "\n")
     print(table)
-    return {"last": last, "best": best}
+    return {"last": last, "best": best, "held_out_best": held_out_best(records)}
 
 
 @cli.command
@@ -252,7 +276,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", help="YAML or JSON file of config keys (command-line flags override it)")
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt exactly")
     parser.add_argument("--overwrite", action="store_true",
-                        help=f"replace the run in OUT (its files {', '.join(RUN_FILES)}; nothing else)")
+                        help=f"replace the run in OUT (its files {', '.join(OWN_FILES)}; nothing else)")
     cli.add_debug_flag(parser)
     add_config_arguments(parser)
     args = parser.parse_args(argv)

@@ -133,3 +133,24 @@ def test_a_run_saved_before_the_sampling_and_protocol_keys_existed_resumes(anet_
         train.run(dataclasses.replace(_parse(["--data-root", str(anet_root), "--dataset", "ActivityNet1.2",
                                                "--out", str(out), *FAST, "--protocol", "rskp", "--max-seqlen", "60"]),
                                       epochs=3), resume=True)
+
+
+def test_held_out_training_videos_pick_an_epoch_without_the_test_split(anet_root, tmp_path):
+    out = tmp_path / "held"
+    records = _train(anet_root, out, "--val-fraction", "0.25")
+    for r in records:
+        held = r["held_out"]
+        assert held["protocol"] == "anet" and held["iou"] == list(ACTIVITYNET_IOUS) and 0 <= held["cmap"] <= 100
+    picked = train.held_out_best(records)
+    assert picked["held_out"]["avg"] == max(r["held_out"]["avg"] for r in records)
+    saved = checkpoint.load_run(out / train.HELD_OUT_BEST)
+    assert saved["epoch"] == picked["epoch"] and saved["metrics"] == records[:picked["epoch"]]
+    table = (out / "results.md").read_text().splitlines()
+    assert len(table) == 5 and table[4].startswith(f"| best on the held-out training videos (their avg "
+                                                    f"{picked['held_out']['avg']:.2f}) | {picked['epoch']} |")
+    straight = _train(anet_root, tmp_path / "plain")  # the held-out videos do not train
+    assert [r["loss"] for r in straight] != [r["loss"] for r in records]
+    assert all("held_out" not in r for r in straight)
+    assert not (tmp_path / "plain" / train.HELD_OUT_BEST).exists()
+    _train(anet_root, out, "--overwrite")  # a new run in the folder leaves no held-out checkpoint of the old one
+    assert not (out / train.HELD_OUT_BEST).exists()

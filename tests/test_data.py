@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rsnet.data import DataError, WTALCDataset, check_evaluable, convert, load_annotations, stratified_snippets
+from rsnet.data import (DataError, WTALCDataset, check_evaluable, convert, hold_out, load_annotations,
+                        stratified_snippets)
 from rsnet.data import main as data_main
 from rsnet.feature_store import write_store
 from rsnet.synthetic import SyntheticSpec, generate
@@ -408,3 +409,32 @@ def test_a_failed_store_write_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="video 1 has shape \\(3, 3\\)"):
         write_store(tmp_path / "x.store", [2, 4], 3, [np.zeros((2, 3), np.float32), np.zeros((3, 3), np.float32)], None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hold_out_takes_each_class_share_at_random_and_deterministically():
+    labels = np.zeros((40, 4), dtype=np.float32)
+    labels[np.arange(40), np.arange(40) % 4] = 1  # 10 videos per class
+    labels[5, 2] = 1  # a second class: stratified by the first
+    indices = np.arange(3, 40)  # 37 training videos: 10, 9, 9, 9 per class (class 0 loses 0, class 1 loses 1 ...)
+    kept, held = hold_out(labels, indices, 0.2, seed=0)
+    assert sorted(np.concatenate([kept, held]).tolist()) == indices.tolist() and not set(kept) & set(held)
+    assert 7 <= len(held) <= 8  # 20 % of 37
+    per_class = np.bincount(labels[held].argmax(1), minlength=4)
+    assert per_class.min() >= 1 and per_class.max() <= 3  # every class gives its share
+    again_kept, again_held = hold_out(labels, indices, 0.2, seed=0)
+    assert again_held.tolist() == held.tolist()
+    assert any(hold_out(labels, indices, 0.2, seed=s)[1].tolist() != held.tolist() for s in range(1, 4))
+    assert hold_out(labels, indices, 0.0, seed=0)[1].tolist() == []
+    with pytest.raises(DataError, match="must be in \\[0, 1\\)"):
+        hold_out(labels, indices, 1.0, seed=0)
+
+
+def test_held_out_videos_leave_the_training_batches(tiny_root):
+    ds = WTALCDataset(tiny_root, held_out_fraction=0.34, held_out_seed=1)
+    whole = WTALCDataset(tiny_root)
+    assert len(ds.held_out_indices) == 2 and len(ds.train_indices) == 4
+    assert sorted([*ds.train_indices, *ds.held_out_indices]) == whole.train_indices.tolist()
+    trained = torch.cat([b.index for b in ds.train_batches(0, 0, 3)]).tolist()
+    assert sorted(trained) == ds.train_indices.tolist()
+    with pytest.raises(DataError, match="holds out none"):
+        WTALCDataset(tiny_root, held_out_fraction=0.1)
