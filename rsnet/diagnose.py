@@ -21,6 +21,7 @@ from rs_kernels import reference
 from rs_kernels.varlen import split
 
 from . import cli
+from .checkpoint import add_checkpoint_arguments
 from .errors import UserError
 from .train import Trainer, restore
 
@@ -64,11 +65,11 @@ def branch_maps(trainer: Trainer) -> dict[str, float]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.diagnose", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run, or its weights exported by python -m rsnet.checkpoint export")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--device", default="cpu")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    trainer = restore(args.checkpoint, args.device)
+    trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
     cfg = trainer.cfg
     if not cfg.intra:
         raise UserError(f"{args.checkpoint}: the run has no intra-video branch (--no-intra): nothing to diagnose")

@@ -28,6 +28,7 @@ import torch
 from rs_kernels.varlen import Varlen
 
 from . import cli
+from .checkpoint import add_checkpoint_arguments
 from .data import PackedBatch
 from .errors import DataError, UserError
 from .evaluate import proposals
@@ -85,7 +86,7 @@ def packed(features: list[np.ndarray], batch_size: int):
 
 def _predict(args) -> tuple[list[str], list[str], np.ndarray, list[np.ndarray]]:
     """(class names, video ids, video scores, CAS) of the videos the flags name."""
-    trainer = restore(args.checkpoint, args.device, args.data_root)
+    trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
     model, device, batch_size = trainer.model, trainer.device, trainer.cfg.test_batch_size
     annotations = trainer.dataset.annotations
     if args.features is not None:
@@ -107,10 +108,8 @@ def _predict(args) -> tuple[list[str], list[str], np.ndarray, list[np.ndarray]]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.infer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run, or its exported .safetensors")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="the detections file to write (.json)")
-    parser.add_argument("--data-root", default=None,
-                        help="W-TALC root of the checkpoint's dataset (default: the recorded one); it gives the class names")
     parser.add_argument("--features", type=Path, default=None, help="a folder of VIDEO_ID.npy (T, feature_dim), or one .npy")
     parser.add_argument("--split", default=None, help="subset of the dataset (default: its test split)")
     parser.add_argument("--frames-per-snippet", type=float, default=16)

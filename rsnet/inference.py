@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import cli
+from .checkpoint import add_checkpoint_arguments
 from .data import WTALCDataset
 from .errors import UserError
 from .model import RSKP
@@ -54,7 +55,7 @@ def save_predictions(path: Path, scores: np.ndarray, cas: list[np.ndarray]) -> N
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.inference", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run, or its weights exported by python -m rsnet.checkpoint export")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="the predictions file to write (.npz)")
     parser.add_argument("--device", default="cpu")
     cli.add_debug_flag(parser)
@@ -63,7 +64,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--out {args.out} must end in .npz (numpy would add the suffix itself)")
     from .train import restore  # rsnet.train imports this module
 
-    trainer = restore(args.checkpoint, args.device)
+    trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
     scores, cas = predict_split(trainer.model, trainer.dataset, trainer.device, trainer.cfg.test_batch_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_predictions(args.out, scores, cas)
