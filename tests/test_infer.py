@@ -2,6 +2,9 @@
 exactly as the run's own predictions are scored; its bad inputs and its cap."""
 import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from rsnet import evaluate, infer, inference, train
 from rsnet.config import Config
 from rsnet.synthetic import SyntheticSpec, generate
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
 
 
@@ -151,3 +155,20 @@ def test_evaluate_detections_refuses_unknown_labels_videos_and_outside_segments(
     bad = json.loads(json.dumps(record))
     _first_detection(bad)["segment"] = [1.0, 1e6]
     assert "outside the video" in _evaluate_edited(bad, annotations, tmp_path, capsys)
+
+
+def test_exported_weights_reproduce_the_runs_map_through_infer_and_evaluate(run, tmp_path):
+    """python -m rsnet.checkpoint export, then rsnet.infer on the file, then rsnet.evaluate --detections:
+    the mAP the run gave itself at its last evaluation (lenient, as it scored itself)."""
+    root, out, annotations = run
+    weights = tmp_path / "m.safetensors"
+    proc = subprocess.run([sys.executable, "-m", "rsnet.checkpoint", "export", str(out), "--out", str(weights)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert infer.main(["--checkpoint", str(weights), "--out", str(tmp_path / "d.json")]) == 0
+    assert any(json.loads((tmp_path / "d.json").read_text())["results"].values())
+    assert evaluate.main(["--detections", str(tmp_path / "d.json"), "--annotations", str(annotations), "--lenient",
+                          "--out", str(tmp_path / "d.out.json")]) == 0
+    scored = json.loads((tmp_path / "d.out.json").read_text())
+    last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert scored["dmap"] == last["dmap"] and scored["avg"] == last["avg"]
