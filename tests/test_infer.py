@@ -166,6 +166,17 @@ def test_evaluate_detections_refuses_unknown_labels_videos_and_outside_segments(
     assert "outside the video" in _evaluate_edited(bad, annotations, tmp_path, capsys)
 
 
+def test_evaluate_detections_refuses_segments_before_the_start_and_empty_ones(detections_file, tmp_path, capsys):
+    record, annotations = detections_file
+    for segment, message in [([-0.5, 2.0], "segment [-0.5, 2.0] s is outside the video"),
+                             ([3.0, 3.0], "segment [3.0, 3.0] s is empty (start >= end)"),
+                             ([4.0, 2.0], "segment [4.0, 2.0] s is empty (start >= end)")]:
+        bad = json.loads(json.dumps(record))
+        _first_detection(bad)["segment"] = segment
+        error = _evaluate_edited(bad, annotations, tmp_path, capsys)
+        assert f"detection 0: {message}" in error and next(iter(bad["results"])) in error, error
+
+
 def test_exported_weights_reproduce_the_runs_map_through_infer_and_evaluate(run, tmp_path):
     """python -m rsnet.checkpoint export, then rsnet.infer on the file, then rsnet.evaluate --detections:
     the mAP the run gave itself at its last evaluation (lenient, as it scored itself)."""
