@@ -6,7 +6,9 @@ Prints, on the run's test split:
   the video mean and the random walk only smooths toward it;
 - the mean cosine similarity of a video's embedded snippets to each other and to its representatives;
 - the detection mAP when scoring with the main branch alone, the paper's fusion, and the
-  intra-video branch alone (the CAS is always weighted by the main branch's attention).
+  intra-video branch alone (the CAS is always weighted by the main branch's attention), and, when
+  the memory bank holds snippets, with the inter-video branch on the predicted classes' snippets
+  (``--branches all`` of ``rsnet.inference``, docs/design.md "Inference").
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from rs_kernels.varlen import split
 from . import cli
 from .checkpoint import add_checkpoint_arguments
 from .errors import UserError
+from .evaluate import evaluate
+from .inference import predict_split
 from .train import Trainer, restore
 
 
@@ -48,7 +52,8 @@ def assignment_statistics(trainer: Trainer) -> dict[str, float]:
 
 
 def branch_maps(trainer: Trainer) -> dict[str, float]:
-    """Average detection mAP with each fusion of the main (o) and intra-video (m) branches."""
+    """Average detection mAP with each fusion of the main (o) and intra-video (m) branches, and with
+    the inter-video branch's second round added (``--branches all``) when the memory bank holds snippets."""
     saved = trainer.model.cfg
     out = {}
     try:
@@ -58,6 +63,10 @@ def branch_maps(trainer: Trainer) -> dict[str, float]:
             out[name] = trainer.evaluate().avg
     finally:
         trainer.model.cfg = saved
+    if int(trainer.bank.count.sum()) > 0:
+        dataset = trainer.dataset
+        scores, cas = predict_split(trainer.model, dataset, trainer.device, saved.test_batch_size, "all", trainer.bank)
+        out["all branches"] = evaluate(scores, cas, dataset.annotations, dataset.test_indices, lenient=saved.lenient).avg
     return out
 
 
