@@ -15,13 +15,16 @@ writes a run's trained model: a safetensors file (no pickle at all) of the model
 (``model.<name>``) and the memory bank's (``bank.<name>``), whose metadata holds, as strings,
 ``format`` = ``WEIGHTS_FORMAT``, ``version``, ``config`` and ``class_names`` (JSON) and
 ``rskp_sha256``: the SHA-256 of the whole file with those 64 hex digits written as zeros. Every
-command that takes ``--checkpoint`` (``rsnet.inference``, ``rsnet.diagnose``) reads such a file as
+command that takes ``--checkpoint`` (``rsnet.inference``, ``rsnet.infer``, ``rsnet.diagnose``) reads such a file as
 it reads ``checkpoint.pt``, through ``load_trained``; a flipped byte is an error naming the file.
 
-The published code's checkpoints. ``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset
-Thumos14reduced --data-root ROOT --out model.safetensors`` maps the state_dict the published RSKP
-code saves (``OFFICIAL_KEYS``) onto this model, with the default config at the sizes its weights
-have; a key that does not fit is an error naming it.
+The published code's checkpoints. ``load_trained`` (so every command that takes ``--checkpoint``)
+reads the state_dict the published RSKP code saves (``OFFICIAL_KEYS``): an unsigned file that
+unpickles, weights-only, to a dict of tensors alone, or any file with ``--checkpoint-format
+official``. It is mapped onto this model with the default config at the sizes its weights have,
+for the dataset with as many classes; a key or shape that does not fit is an error naming it.
+``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset Thumos14reduced --data-root ROOT --out
+model.safetensors`` writes the same mapping as signed safetensors.
 
 Files are written to a temporary file in the same folder, fsynced and renamed over the target,
 so a crash mid-write leaves the previous checkpoint in place.
