@@ -15,8 +15,9 @@ writes a run's trained model: a safetensors file (no pickle at all) of the model
 (``model.<name>``) and the memory bank's (``bank.<name>``), whose metadata holds, as strings,
 ``format`` = ``WEIGHTS_FORMAT``, ``version``, ``config`` and ``class_names`` (JSON) and
 ``rskp_sha256``: the SHA-256 of the whole file with those 64 hex digits written as zeros. Every
-command that takes ``--checkpoint`` (``rsnet.inference``, ``rsnet.infer``, ``rsnet.diagnose``) reads such a file as
-it reads ``checkpoint.pt``, through ``load_trained``; a flipped byte is an error naming the file.
+command that takes ``--checkpoint`` (``rsnet.inference``, ``rsnet.infer``, ``rsnet.diagnose``)
+reads such a file as it reads ``checkpoint.pt``, through ``load_trained``; a flipped byte is an
+error naming the file.
 
 The published code's checkpoints. ``load_trained`` (so every command that takes ``--checkpoint``)
 reads the state_dict the published RSKP code saves (``OFFICIAL_KEYS``): an unsigned file that
