@@ -21,8 +21,8 @@ error naming the file.
 
 The published code's checkpoints. ``load_trained`` (so every command that takes ``--checkpoint``)
 reads the state_dict the published RSKP code saves (``OFFICIAL_KEYS``): an unsigned file that
-unpickles, weights-only, to a dict of tensors alone, or any file with ``--checkpoint-format
-official``. It is mapped onto this model with the default config at the sizes its weights have,
+unpickles, weights-only, to a dict of tensors alone with one of those keys, or any file with
+``--checkpoint-format official``. It is mapped onto this model with the default config at the sizes its weights have,
 for the dataset with as many classes; a key or shape that does not fit is an error naming it.
 ``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset Thumos14reduced --data-root ROOT --out
 model.safetensors`` writes the same mapping as signed safetensors.
@@ -189,8 +189,9 @@ def load_trained(path: str | Path, checkpoint_format: str = "auto", data_root: s
     or of the published RSKP code's ``state_dict`` (``N.pkl``, see ``official_trained``).
 
     ``checkpoint_format`` "auto" tells them apart by the suffix, the rskp signature, and, for an
-    unsigned file, by what it unpickles to (weights-only): a dict of tensors alone is a state_dict,
-    taken as the published code's; "official" takes the file as that state_dict whatever it looks like.
+    unsigned file, by what it unpickles to (weights-only): a dict of tensors alone with a key of the
+    published code's (``OFFICIAL_KEYS``) is its state_dict; "official" takes the file as that
+    state_dict whatever it looks like (a key prefixed by ``module.`` is then named as unknown).
     """
     path = Path(path)
     if checkpoint_format not in CHECKPOINT_FORMATS:
@@ -220,15 +221,16 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _unsigned_state_dict(data: bytes, path: Path) -> dict[str, Tensor] | None:
-    """The file's dict of tensors if it is unsigned and unpickles (weights-only) to one, else None
-    (the run checks then name what is wrong with it)."""
+    """The file's dict of tensors if it is unsigned and unpickles (weights-only) to one with a key
+    of the published code's, else None (the run checks then name what is wrong with the file)."""
     if data[-HASH_TRAILER_BYTES:].startswith(HASH_MARK):
         return None
     try:
         state = _unpickled(data, path)
     except CheckpointError:
         return None
-    return state if state and all(isinstance(v, Tensor) for v in state.values()) else None
+    official = bool(set(state) & set(OFFICIAL_KEYS)) and all(isinstance(v, Tensor) for v in state.values())
+    return state if official else None
 
 
 def check_classes(trained: TrainedModel, annotations: Annotations, path: str | Path) -> None:

@@ -382,13 +382,16 @@ def test_checkpoint_format_official_takes_any_file_as_the_state_dict(exported, t
 def test_an_official_pkl_that_does_not_fit_is_one_line_naming_the_key(tiny_root, tmp_path, capsys):
     layout = _official_layout(RSKP(Config(feature_dim=2048, embed_dim=48), 20))
     path = tmp_path / "200.pkl"
-    for state, message in [({**layout, "module.mu": layout["mu"]}, "unknown keys ['module.mu'], missing keys none"),
-                           ({f"module.{k}": v for k, v in layout.items()}, "missing keys ['ac_center', "),
-                           ({**layout, "fg_center": layout["fg_center"][:, :-1]}, "fg_center has shape (1, 47)")]:
+    prefixed = {f"module.{k}": v for k, v in layout.items()}  # auto: no key of the published code's
+    for state, fmt, message in [({**layout, "module.mu": layout["mu"]}, "auto", "unknown keys ['module.mu'], missing keys none"),
+                                (prefixed, "official", "missing keys ['ac_center', "),
+                                (prefixed, "auto", "carries no rskp checksum"),
+                                ({**layout, "fg_center": layout["fg_center"][:, :-1]}, "auto", "fg_center has shape (1, 47)")]:
         torch.save(state, path)
         for main, out in [(inference.main, "p.npz"), (diagnose.main, None)]:
             capsys.readouterr()
-            argv = ["--checkpoint", str(path), "--data-root", str(tiny_root)] + (["--out", str(tmp_path / out)] if out else [])
+            argv = ["--checkpoint", str(path), "--data-root", str(tiny_root), "--checkpoint-format", fmt]
+            argv += ["--out", str(tmp_path / out)] if out else []
             assert main(argv) == 2
             err = capsys.readouterr().err
             assert err.startswith(f"error: {path}") and message in err and len(err.splitlines()) == 1, err
