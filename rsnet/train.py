@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, cli
 from .config import Config, add_config_arguments, apply_overrides, build_config, format_config, to_dict, validate
 from .data import WTALCDataset
-from .errors import UserError
+from .errors import DataError, UserError
 from .evaluate import evaluate
 from .inference import predict_split
 from .losses import LossTerms, rskp_loss
@@ -131,19 +131,21 @@ class Trainer:
         checkpoint.restore_rng_state(state["rng"])
 
 
-def restore(path: str | Path, device: str, data_root: str | None = None) -> Trainer:
-    """The trained model and memory bank of a run's checkpoint.pt or exported .safetensors, with the
-    run's dataset (or its dataset under ``data_root``), on ``device``."""
-    trained = checkpoint.load_trained(path)
+def restore(path: str | Path, device: str, data_root: str | None = None, checkpoint_format: str = "auto") -> Trainer:
+    """The trained model and memory bank of a run's checkpoint.pt, its exported .safetensors or the
+    published code's N.pkl (``checkpoint.load_trained``), with the run's dataset (or its dataset
+    under ``data_root``), on ``device``."""
+    trained = checkpoint.load_trained(path, checkpoint_format, data_root)
     cfg = dataclasses.replace(apply_overrides(Config(), trained.config, str(path)), device=device)
     if data_root is not None:
         cfg = dataclasses.replace(cfg, data_root=data_root)
     validate(cfg)
-    trainer = Trainer(cfg, load_dataset(cfg), resolve_device(device))
-    classes = trainer.dataset.annotations.class_names
-    if trained.class_names is not None and trained.class_names != classes:
-        raise checkpoint.CheckpointError(f"{path} was trained on other classes ({', '.join(trained.class_names)}) "
-                                         f"than {trainer.dataset.annotations.folder} lists ({', '.join(classes)})")
+    try:
+        dataset = load_dataset(cfg)
+    except DataError as exc:
+        raise DataError(f"{path} is a model of {cfg.dataset}: {exc}") from exc
+    trainer = Trainer(cfg, dataset, resolve_device(device))
+    checkpoint.check_classes(trained, trainer.dataset.annotations, path)
     trainer.model.load_state_dict(trained.model)
     trainer.bank.load_state_dict(trained.bank)
     return trainer
