@@ -171,8 +171,9 @@ def restore(path: str | Path, device: str, data_root: str | None = None) -> Trai
 
 
 def _check_resume_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
-    current = to_dict(cfg)
-    changed = [k for k in current if k not in CONFIG_KEYS_FREE_ON_RESUME and saved.get(k) != current[k]
+    current, defaults = to_dict(cfg), to_dict(Config())
+    # a key the saved config lacks came after the run began; its default is what the run did
+    changed = [k for k in current if k not in CONFIG_KEYS_FREE_ON_RESUME and saved.get(k, defaults[k]) != current[k]
                and not (isinstance(current[k], tuple) and tuple(saved.get(k, ())) == current[k])]
     if changed:
         raise UserError(f"--resume with a different config than {path} ({', '.join(changed)}): "

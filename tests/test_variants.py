@@ -7,8 +7,9 @@ import torch
 
 from rs_kernels import reference
 from rs_kernels.varlen import Varlen
-from rsnet import train, variants
-from rsnet.config import Config, ConfigError, validate
+from rsnet import checkpoint, train, variants
+from rsnet.config import VARIANTS, Config, ConfigError, validate
+from rsnet.errors import UserError
 from rsnet.losses import feature_propagation_loss, rskp_loss
 from rsnet.memory import MemoryBank
 from rsnet.model import RSKP, PredictionModule
@@ -327,3 +328,18 @@ def test_every_switch_trains_through_the_memory_bank_phase(tiny_root, tmp_path, 
     if cfg.bank == "video":
         assert isinstance(trainer.bank, variants.VideoBank) and trainer.bank.filled.all()
         assert trainer.bank.entries.abs().sum() > 0
+
+
+def test_a_run_saved_before_the_switches_existed_resumes(tiny_root, tmp_path):
+    """Its config lacks the new keys; their defaults are what it ran, so --resume continues it."""
+    cfg = Config(data_root=str(tiny_root), out=str(tmp_path), epochs=1, warmup_epochs=0, eval_every=1, embed_dim=16,
+                 videos_per_step=3, test_batch_size=4, lenient=True, device="cpu")
+    train.run(cfg)
+    path = tmp_path / "checkpoint.pt"
+    state = checkpoint.load_run(path)
+    for key in VARIANTS.keys() | {"bank_momentum"}:
+        del state["config"][key]
+    checkpoint.save_atomic(state, path)
+    train.run(dataclasses.replace(cfg, epochs=2), resume=True)
+    with pytest.raises(UserError, match=r"different config .*\(representatives\)"):
+        train.run(dataclasses.replace(cfg, epochs=3, representatives="topk"), resume=True)
