@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import load_bench
+
 from rs_kernels import reference
 from rs_kernels.varlen import Varlen
 from rsnet import checkpoint, train, variants
@@ -218,12 +220,9 @@ def test_a_video_reads_a_partner_that_shares_a_class_drawn_per_seed_and_epoch():
 
 def test_the_video_wise_bank_takes_about_15_times_the_class_wise_memory_on_thumos14():
     """200 training videos x 8 representatives against 20 classes x 5 slots (the paper: about 15x)."""
-    videos, classes, dim = 200, 20, 2048
-    class_wise = variants.buffer_bytes(MemoryBank(classes, 5, dim))
-    video_wise = variants.buffer_bytes(variants.VideoBank(np.arange(videos), np.eye(classes)[np.arange(videos) % classes],
-                                                          8, dim, 0.9, 0))
-    assert class_wise == classes * 5 * dim * 4 + classes * 5 * 4 + classes * 8
-    assert video_wise == videos * 8 * dim * 4 + videos
+    class_wise, video_wise = load_bench("bank_memory").bank_bytes(200, 20, Config())
+    assert class_wise == 20 * 5 * 2048 * 4 + 20 * 5 * 4 + 20 * 8  # rows, scores, fill counts
+    assert video_wise == 200 * 8 * 2048 * 4 + 200  # entries, filled flags
     assert 15 <= video_wise / class_wise <= 16.5
 
 
