@@ -68,12 +68,13 @@ class Config:
     pseudo_label: bool = True  # L_spl
     memory_bank: bool = True  # inter-video branch
     att_loss: bool = True  # attention normalization loss
-    # variants of supplementary Tables 2 and 3 (docs/design.md, 'Variants'); the defaults are the paper's method
+    # variants of supplementary Tables 2 and 3, the defaults the paper's method (docs/design.md,
+    # 'Variants of Tables 2 and 3')
     representatives: str = "em"  # em | foreground | background | topk: what the online representatives summarize
     bank: str = "class"  # class (top-score slots per class) | video (one momentum-updated entry per training video)
     bank_momentum: float = 0.9  # m of the video-wise bank: entry <- m entry + (1 - m) representatives, once an epoch
     propagation_loss: str = "pseudo_label"  # pseudo_label (L_spl) | feature_l1 | feature_l2: how the walk supervises
-    fusion: str = "late"  # late (an intra and an inter branch) | early (one walk toward online and bank representatives)
+    fusion: str = "late"  # late (an intra and an inter branch) | early (one walk toward online + bank representatives)
     # evaluation
     lenient: bool = False  # a class without proposals scores 0 instead of zeroing the IoU
     # inference fusion: the video's CAS is fuse_main x the main branch + fuse_intra x the intra-video branch
@@ -217,7 +218,8 @@ def _variant_conflicts(cfg: Config) -> list[tuple[bool, str]]:
     """(conflicts, why) for every combination of the Tables 2 and 3 switches that means nothing."""
     walks = "they change the intra-video branch, which --no-intra turns off"
     return [
-        (cfg.representatives != "em" and not cfg.intra, f"--representatives {cfg.representatives} needs --intra: {walks}"),
+        (cfg.representatives != "em" and not cfg.intra,
+         f"--representatives {cfg.representatives} needs --intra: {walks}"),
         (cfg.propagation_loss != "pseudo_label" and not cfg.intra,
          f"--propagation-loss {cfg.propagation_loss} needs --intra: {walks}"),
         (cfg.propagation_loss != "pseudo_label" and not cfg.pseudo_label,

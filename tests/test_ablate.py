@@ -151,9 +151,11 @@ def test_tables_2_and_3_run_each_variant_with_its_switches_and_the_papers_number
         validate(cfg)
         assert tuple(getattr(cfg, key) for key in TABLE_SWITCHES) == rows[variant.name], variant.name
     text = (tmp_path / f"table{table}.md").read_text()
-    papers = {2: ["| Video-wise memory bank | 45.0 |", "| Representative snippets of high scores (top/bottom k) | 39.2 |",
-                  "| Foreground representative snippets | 41.8 |", "| Background representative snippets | 40.2 |"],
-              3: ["| Feature L1 loss | 41.1 |", "| Feature L2 loss | 41.2 |", "| Concat mu^a and mu^e (early fusion) | 43.0 |"]}
+    papers = {2: ["| Video-wise memory bank | 45.0 |", "| Foreground representative snippets | 41.8 |",
+                  "| Representative snippets of high scores (top/bottom k) | 39.2 |",
+                  "| Background representative snippets | 40.2 |"],
+              3: ["| Feature L1 loss | 41.1 |", "| Feature L2 loss | 41.2 |",
+                  "| Concat mu^a and mu^e (early fusion) | 43.0 |"]}
     for row in papers[table]:
         assert row in text
 

@@ -130,7 +130,8 @@ def test_the_part_that_is_none_of_x_leaves_the_features_unchanged(constant_atten
 
 
 def test_foreground_representatives_summarize_the_modulated_features():
-    """Real attention: mu is EM on X S_f, the intra branch walks X S_f and adds X (1 - S_f); the main branch is the default's."""
+    """Real attention: mu is EM on X S_f, the intra branch walks X S_f and adds X (1 - S_f); the main
+    branch is the default's."""
     model = _model(representatives="foreground")
     x, cu, _ = _batch()
     out = model(x, cu)
@@ -294,8 +295,10 @@ def test_early_fusion_walks_once_toward_the_online_and_the_bank_representatives_
     ({"fusion": "middle"}, "--fusion must be one of late, early"),
     ({"bank_momentum": 1.5}, "--bank-momentum must be in [0, 1]"),
     ({"bank_momentum": float("nan")}, "--bank-momentum must be in [0, 1]"),
-    ({"representatives": "foreground", "intra": False, "memory_bank": False}, "--representatives foreground needs --intra"),
-    ({"propagation_loss": "feature_l2", "intra": False, "memory_bank": False}, "--propagation-loss feature_l2 needs --intra"),
+    ({"representatives": "foreground", "intra": False, "memory_bank": False},
+     "--representatives foreground needs --intra"),
+    ({"propagation_loss": "feature_l2", "intra": False, "memory_bank": False},
+     "--propagation-loss feature_l2 needs --intra"),
     ({"propagation_loss": "feature_l1", "pseudo_label": False}, "replaces L_spl, which --no-pseudo-label"),
     ({"representatives": "topk", "n_representatives": 7}, "--n-representatives must be even, got 7"),
     ({"bank": "video", "memory_bank": False}, "--bank video is a memory bank: add --memory-bank"),
