@@ -133,8 +133,8 @@ class RSKP(nn.Module):
         if how == "topk":
             mu = variants.top_and_bottom_snippets(x, foreground, cu_seqlens, self.cfg.n_representatives // 2)
             return variants.OnlineSummary(mu, x, None, main)
-        walked, kept = variants.split_by_foreground(x, foreground, how)
-        return variants.OnlineSummary(self.representatives(walked, cu_seqlens), walked, kept, main)
+        walk_input, kept = variants.split_by_foreground(x, foreground, how)
+        return variants.OnlineSummary(self.representatives(walk_input, cu_seqlens), walk_input, kept, main)
 
     def bank_candidates(self, x: Tensor, cu_seqlens: Varlen | Tensor) -> tuple[Tensor, Tensor]:
         """(mu, p_mu) of packed snippets: what the memory bank takes, without the walks and the heads."""
@@ -156,7 +156,7 @@ class RSKP(nn.Module):
         batch, k, dim = online.mu.shape
         targets = variants.walk_targets((online.mu.reshape(batch * k, dim), Varlen.uniform(batch, k, x.device)),
                                         memory, self.cfg.fusion)
-        branches = [variants.add_kept(self.propagate(online.walked, cu_seqlens, *y), online.kept) for y in targets]
+        branches = [variants.add_kept(self.propagate(online.walk_input, cu_seqlens, *y), online.kept) for y in targets]
         if online.main is None:
             main, intra, *inter = self.head.forward_each([x, *branches], cu_seqlens, self.cfg.ops)
         else:

@@ -26,13 +26,13 @@ class OnlineSummary(NamedTuple):
     """What a video's online representatives are and which features the walks move."""
 
     mu: Tensor  # (B, K, D) the online representatives
-    walked: Tensor  # (N, D) the features the walks move: X, or its foreground or background part
+    walk_input: Tensor  # (N, D) the features the walks move: X, or its foreground or background part
     kept: Tensor | None  # (N, D) the part added back after each walk, untouched by it; None: nothing
     main: Prediction | None  # the main branch's Prediction when the summary needed it first, else None
 
 
 def split_by_foreground(x: Tensor, foreground: Tensor, part: str) -> tuple[Tensor, Tensor]:
-    """(walked, kept): ``(X S_f, X (1 - S_f))`` for part ``foreground``, the swap for ``background``.
+    """(walk_input, kept): ``(X S_f, X (1 - S_f))`` for part ``foreground``, the swap for ``background``.
 
     ``foreground`` (N,) is S_f, one score in [0, 1] per snippet; each snippet's row is scaled by it.
     """

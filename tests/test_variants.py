@@ -284,6 +284,11 @@ def test_early_fusion_walks_once_toward_the_online_and_the_bank_representatives_
     assert _close(out.walked, want)
     late = _model()(x, cu, (bank_rows, Varlen.from_lengths(bank_lengths)))
     assert not _close(late.intra.logits, out.intra.logits, 1e-3)
+    online = (out.mu.detach().reshape(-1, 16).requires_grad_(), Varlen.uniform(len(LENGTHS), out.mu.shape[1]))
+    bank_rows.requires_grad_()
+    torch.autograd.gradcheck(
+        lambda mu, y: variants.joined_representatives((mu, online[1]), (y, Varlen.from_lengths(bank_lengths)))[0],
+        (online[0], bank_rows))
 
 
 # --- configuration and training ----------------------------------------------------------------
