@@ -4,6 +4,10 @@ Studies (``--table`` / ``--figure``):
 
 - Table 1: the baseline (FAC-Net head only), + representative snippets (intra-video propagation),
   + pseudo-label supervision, + memory bank, each with and without the attention normalization loss.
+- Table 2: how the representatives are made (EM on all of X, on its foreground or background part,
+  or the top and bottom k snippets by foreground score) and the video-wise memory bank.
+- Table 3: the propagation loss (pseudo labels, or feature L1 / L2 between X and the walked
+  features) and the early fusion of the online and memory-bank representatives.
 - Figure 2: the number of online representatives K in {2, 4, 8, 16, 32} without the memory bank,
   and the number of memory-bank slots per class in {1, ..., 10} with K = 8.
 - Figure 3: the number of EM iterations in {1, ..., 6}.
@@ -73,6 +77,37 @@ def _table1() -> Study:
     return Study("Supplementary Table 1", variants)
 
 
+def _table2() -> Study:
+    # Supplementary Table 2: average mAP (IoU 0.1:0.7) on THUMOS14; without the memory bank unless a row says so.
+    no_bank = {"memory_bank": False}
+    variants = [
+        Variant("Baseline", {"intra": False, "pseudo_label": False, **no_bank}, 36.8),
+        Variant("Full model w/o memory bank", no_bank, 44.2),
+        Variant("Foreground representative snippets", {"representatives": "foreground", **no_bank}, 41.8),
+        Variant("Background representative snippets", {"representatives": "background", **no_bank}, 40.2),
+        Variant("Representative snippets of high scores (top/bottom k)", {"representatives": "topk", **no_bank}, 39.2),
+        Variant("Full model, class-wise memory bank", {"memory_bank": True, "bank": "class"}, 45.1),
+        Variant("Video-wise memory bank", {"memory_bank": True, "bank": "video"}, 45.0),
+    ]
+    return Study("Supplementary Table 2", variants,
+                 note="The class-wise memory bank row is the full model; its paper number (45.1) is Table 1's.")
+
+
+def _table3() -> Study:
+    # Supplementary Table 3: average mAP (IoU 0.1:0.7) on THUMOS14.
+    variants = [
+        Variant("Pseudo-label loss (full model w/o memory bank)", {"memory_bank": False}, 44.2),
+        Variant("Feature L1 loss", {"propagation_loss": "feature_l1", "memory_bank": False}, 41.1),
+        Variant("Feature L2 loss", {"propagation_loss": "feature_l2", "memory_bank": False}, 41.2),
+        Variant("Late fusion (full model)", {"memory_bank": True, "fusion": "late"}, 45.1),
+        Variant("Concat mu^a and mu^e (early fusion)", {"memory_bank": True, "fusion": "early"}, 43.0),
+    ]
+    return Study("Supplementary Table 3", variants,
+                 note="The paper's Table 3 lists the variants only; the reference rows' numbers (44.2, 45.1) are "
+                      "Table 1's, the feature losses replace the pseudo-label loss without the memory bank, the "
+                      "early fusion joins the online and the memory-bank representatives.")
+
+
 def _figure2() -> Study:
     online = [Variant(f"K = {k}, no memory bank", {"n_representatives": k, "memory_bank": False}, panel="online", x=k)
               for k in (2, 4, 8, 16, 32)]
@@ -92,7 +127,7 @@ def _figure3() -> Study:
                  panels={"em": "EM iterations"})
 
 
-STUDIES = {"table1": _table1(), "figure2": _figure2(), "figure3": _figure3()}
+STUDIES = {"table1": _table1(), "table2": _table2(), "table3": _table3(), "figure2": _figure2(), "figure3": _figure3()}
 
 
 # --- running the cells ---------------------------------------------------------------------------
@@ -238,7 +273,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.ablate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--table", type=int, choices=[1], help="a supplementary table")
+    which.add_argument("--table", type=int, choices=[1, 2, 3], help="a supplementary table")
     which.add_argument("--figure", type=int, choices=[2, 3], help="a supplementary figure")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, help="runs side by side (default: one per visible GPU, else 1)")

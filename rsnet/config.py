@@ -68,6 +68,13 @@ class Config:
     pseudo_label: bool = True  # L_spl
     memory_bank: bool = True  # inter-video branch
     att_loss: bool = True  # attention normalization loss
+    # variants of supplementary Tables 2 and 3, the defaults the paper's method (docs/design.md,
+    # 'Variants of Tables 2 and 3')
+    representatives: str = "em"  # em | foreground | background | topk: what the online representatives summarize
+    bank: str = "class"  # class (top-score slots per class) | video (one momentum-updated entry per training video)
+    bank_momentum: float = 0.9  # m of the video-wise bank: entry <- m entry + (1 - m) representatives, once an epoch
+    propagation_loss: str = "pseudo_label"  # pseudo_label (L_spl) | feature_l1 | feature_l2: how the walk supervises
+    fusion: str = "late"  # late (an intra and an inter branch) | early (one walk toward online + bank representatives)
     # evaluation
     lenient: bool = False  # a class without proposals scores 0 instead of zeroing the IoU
     # inference fusion: the video's CAS is fuse_main x the main branch + fuse_intra x the intra-video branch
@@ -82,6 +89,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # rule (a class without proposals zeroes the IoU threshold) would report 0 for whole epochs.
     "default": {"epochs": 30, "warmup_epochs": 15, "eval_every": 10, "lr": 2e-4, "lenient": True},
     "thumos14-synthetic": {},
+}
+
+# The names each variant switch takes, the paper's method first (its default).
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "representatives": ("em", "foreground", "background", "topk"),
+    "bank": ("class", "video"),
+    "propagation_loss": ("pseudo_label", "feature_l1", "feature_l2"),
+    "fusion": ("late", "early"),
 }
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
@@ -193,8 +208,30 @@ def _ranges(cfg: Config) -> list[tuple[str, bool, str]]:
         ("ops", cfg.ops in IMPLS, f"one of {', '.join(IMPLS)}"),
         ("embed_precision", cfg.embed_precision in ("fp32", "bf16"), "fp32 or bf16"),
         ("device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None, "auto, cpu, cuda or cuda:N"),
+        ("bank_momentum", 0 <= cfg.bank_momentum <= 1, "in [0, 1]"),
     ]
+    checks += [(key, getattr(cfg, key) in names, f"one of {', '.join(names)}") for key, names in VARIANTS.items()]
     return checks
+
+
+def _variant_conflicts(cfg: Config) -> list[tuple[bool, str]]:
+    """(conflicts, why) for every combination of the Tables 2 and 3 switches that means nothing."""
+    walks = "they change the intra-video branch, which --no-intra turns off"
+    return [
+        (cfg.representatives != "em" and not cfg.intra,
+         f"--representatives {cfg.representatives} needs --intra: {walks}"),
+        (cfg.propagation_loss != "pseudo_label" and not cfg.intra,
+         f"--propagation-loss {cfg.propagation_loss} needs --intra: {walks}"),
+        (cfg.propagation_loss != "pseudo_label" and not cfg.pseudo_label,
+         f"--propagation-loss {cfg.propagation_loss} replaces L_spl, which --no-pseudo-label turns off; "
+         "add --pseudo-label"),
+        (cfg.representatives == "topk" and cfg.n_representatives % 2 == 1,
+         f"--representatives topk takes the K/2 highest and K/2 lowest snippets: --n-representatives must be even, "
+         f"got {cfg.n_representatives}"),
+        (cfg.bank == "video" and not cfg.memory_bank, "--bank video is a memory bank: add --memory-bank"),
+        (cfg.fusion == "early" and not cfg.memory_bank,
+         "--fusion early joins the online and the memory-bank representatives: add --memory-bank"),
+    ]
 
 
 def validate(cfg: Config) -> None:
@@ -207,6 +244,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{flag(key)} must be {expected}, got {value!r}")
     if cfg.memory_bank and not cfg.intra:
         raise ConfigError("--memory-bank needs --intra (its candidates are the representatives); add --no-memory-bank")
+    for conflicts, why in _variant_conflicts(cfg):
+        if conflicts:
+            raise ConfigError(why)
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

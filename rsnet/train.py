@@ -22,13 +22,14 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, cli
 from .config import Config, add_config_arguments, apply_overrides, build_config, format_config, to_dict, validate
-from .data import WTALCDataset
+from .data import PackedBatch, WTALCDataset
 from .errors import DataError, UserError
 from .evaluate import evaluate
 from .inference import predict_split
 from .losses import LossTerms, rskp_loss
 from .memory import MemoryBank
 from .model import RSKP
+from .variants import VideoBank
 
 CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every"}
 RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "results.md", "config.json")  # what a run writes in OUT
@@ -64,11 +65,31 @@ class Trainer:
     def __init__(self, cfg: Config, dataset: WTALCDataset, device: torch.device):
         self.cfg, self.dataset, self.device = cfg, dataset, device
         self.model = RSKP(cfg, dataset.n_classes).to(device)
-        self.bank = MemoryBank(dataset.n_classes, cfg.bank_slots, cfg.embed_dim).to(device)
+        self.bank = self.make_bank().to(device)
         # On CUDA the fused Adam updates every parameter in one kernel (the default, foreach, takes a
         # dozen launches a step); on CPU the default is kept.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                           weight_decay=cfg.weight_decay, fused=True if device.type == "cuda" else None)
+
+    def make_bank(self) -> MemoryBank | VideoBank:
+        """The class-wise bank (the paper's) or, with ``bank`` video, one entry per training video (Table 2)."""
+        cfg, data = self.cfg, self.dataset
+        if cfg.bank == "class":
+            return MemoryBank(data.n_classes, cfg.bank_slots, cfg.embed_dim)
+        labels = data.annotations.video_labels[data.train_indices]
+        return VideoBank(data.train_indices, labels, cfg.n_representatives, cfg.embed_dim, cfg.bank_momentum, cfg.seed)
+
+    def read_bank(self, batch: PackedBatch, epoch: int):
+        """Y_e of a step's videos and its offsets: their classes' slots, or each one's partner's entry."""
+        if self.cfg.bank == "video":
+            return self.bank.read(batch.index, epoch)
+        return self.bank.read(batch.labels)
+
+    def insert_bank(self, mu: torch.Tensor, p_mu: torch.Tensor, batch: PackedBatch) -> None:
+        if self.cfg.bank == "video":
+            self.bank.insert(mu, batch.index)
+        else:
+            self.bank.insert(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
 
     def inter_active(self, epoch: int) -> bool:
         return self.cfg.memory_bank and epoch > self.cfg.warmup_epochs
@@ -79,7 +100,7 @@ class Trainer:
         sums = torch.zeros(len(LossTerms._fields), device=self.device)  # summed on device: no per-step sync
         for batch in self.dataset.train_batches(epoch, self.cfg.seed, self.cfg.videos_per_step):
             batch = batch.to(self.device)
-            memory = self.bank.read(batch.labels) if inter else None
+            memory = self.read_bank(batch, epoch) if inter else None
             out = self.model(batch.x, batch.varlen, memory)
             terms = rskp_loss(out, batch.labels, batch.varlen, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
             if not torch.isfinite(terms.total):
@@ -88,7 +109,7 @@ class Trainer:
             terms.total.backward()
             self.optimizer.step()
             if inter:
-                self.bank.insert(out.mu, out.p_mu[..., : self.dataset.n_classes], batch.labels)
+                self.insert_bank(out.mu, out.p_mu, batch)
             sums += torch.stack(terms).detach()
             if progress is not None:
                 progress.update(1)
@@ -103,7 +124,7 @@ class Trainer:
         for batch in self.dataset.batches_in_order(self.dataset.train_indices, self.cfg.test_batch_size):
             batch = batch.to(self.device)
             mu, p_mu = self.model.bank_candidates(batch.x, batch.varlen)
-            self.bank.insert(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
+            self.insert_bank(mu, p_mu, batch)
         self.model.train()
 
     def evaluate(self):
@@ -152,8 +173,9 @@ def restore(path: str | Path, device: str, data_root: str | None = None, checkpo
 
 
 def _check_resume_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
-    current = to_dict(cfg)
-    changed = [k for k in current if k not in CONFIG_KEYS_FREE_ON_RESUME and saved.get(k) != current[k]
+    current, defaults = to_dict(cfg), to_dict(Config())
+    # a key the saved config lacks came after the run began; its default is what the run did
+    changed = [k for k in current if k not in CONFIG_KEYS_FREE_ON_RESUME and saved.get(k, defaults[k]) != current[k]
                and not (isinstance(current[k], tuple) and tuple(saved.get(k, ())) == current[k])]
     if changed:
         raise UserError(f"--resume with a different config than {path} ({', '.join(changed)}): "
