@@ -6,6 +6,8 @@
 // membank.h for the bank layout.
 #include "membank.h"
 
+#include "gather_insert_walk.h"
+
 #include <ATen/Dispatch.h>
 #include <ATen/NumericUtils.h>
 #include <ATen/OpMathType.h>
@@ -152,14 +154,24 @@ void check_count_values(const at::Tensor& count, int64_t slots) {
   TORCH_CHECK(!any_outside(count, 0, slots), "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
 }
 
+at::Tensor scores_value_flags(const at::Tensor& scores, const at::Tensor& count, const at::Tensor& cand_scores) {
+  const int64_t slots = scores.size(1);
+  return at::stack({at::logical_or(count < 0, count > slots).any(), at::isnan(scores).any(), at::isnan(cand_scores).any()})
+      .to(at::kLong);
+}
+
+void raise_on_scores_flags(const at::Tensor& host_flags, int64_t slots) {
+  const auto flags = host_flags.contiguous();
+  const int64_t* bad = flags.const_data_ptr<int64_t>();
+  TORCH_CHECK(!bad[0], "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
+  TORCH_CHECK(!bad[1], "membank: scores holds NaN");
+  TORCH_CHECK(!bad[2], "membank: cand_scores holds NaN");
+}
+
 void check_scores_values(const at::Tensor& scores, const at::Tensor& count, const at::Tensor& cand_scores) {
   const int64_t slots = scores.size(1);
   if (!scores.is_cpu()) {  // one sync for the three checks
-    auto bad = read_flags({at::logical_or(count < 0, count > slots).any(), at::isnan(scores).any(),
-                           at::isnan(cand_scores).any()});
-    TORCH_CHECK(!bad[0], "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
-    TORCH_CHECK(!bad[1], "membank: scores holds NaN");
-    TORCH_CHECK(!bad[2], "membank: cand_scores holds NaN");
+    raise_on_scores_flags(scores_value_flags(scores, count, cand_scores).to(at::kCPU), slots);
     return;
   }
   check_count_values(count, slots);
@@ -326,6 +338,85 @@ void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::T
   write_back(count_arg, count);
 }
 
+std::tuple<at::Tensor, at::Tensor> gather_insert_layout(const at::Tensor& count, const at::Tensor& labels, int64_t slots,
+                                                        int64_t k) {
+  const auto has = labels.to(at::kLong);                   // (B, C)
+  const auto earlier = has.cumsum(0) - has;                // videos before b with class c
+  const auto rows = has * at::clamp_max(count.unsqueeze(0) + k * earlier, slots);  // integers: exact
+  const auto row_offset = rows.flatten().cumsum(0).view_as(rows) - rows;  // row-major: video, then class
+  const auto cu = at::cat({at::zeros({1}, count.options()), rows.sum(1).cumsum(0)});
+  return {row_offset.contiguous(), cu};
+}
+
+namespace {
+// Row i of out <- the row source[i] of [bank; cand] names (see gather_insert_walk.h): a bit copy,
+// or the row times zero as the insert writes unfilled slots.
+void copy_row_sources(const at::Tensor& bank, const at::Tensor& cand, const int64_t* source, at::Tensor& out) {
+  const int64_t n = out.size(0), dim = out.size(1), bank_rows = bank.size(0) * bank.size(1);
+  if (n == 0 || dim == 0) return;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_copy_row_sources", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* bk = bank.const_data_ptr<scalar_t>();
+    const scalar_t* cd = cand.const_data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, n, grain_for(dim), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const bool zeroed = source_is_zeroed(source[i]);
+        const int64_t row = row_of_source(source[i]);
+        const scalar_t* from = row < bank_rows ? bk + row * dim : cd + (row - bank_rows) * dim;
+        scalar_t* to = dst + i * dim;
+        if (!zeroed) {
+          std::copy(from, from + dim, to);
+        } else {
+          for (const auto d : c10::irange(dim)) to[d] = static_cast<scalar_t>(static_cast<acc_t>(from[d]) * acc_t(0));
+        }
+      }
+    });
+  });
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> membank_gather_insert_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg,
+                                                             at::Tensor& count_arg, const at::Tensor& cand_in,
+                                                             const at::Tensor& cand_scores_in,
+                                                             const at::Tensor& labels_in) {
+  check_insert_meta(bank_arg, scores_arg, count_arg, cand_in, cand_scores_in, labels_in);
+  check_scores_values(scores_arg, count_arg, cand_scores_in);
+  const int64_t n_class = bank_arg.size(0), slots = bank_arg.size(1), dim = bank_arg.size(2);
+  const int64_t batch = cand_in.size(0), k = cand_in.size(1);
+  const auto labels = labels_as_bool(labels_in);
+  auto count = count_arg.contiguous();
+  at::Tensor row_offset, cu;
+  std::tie(row_offset, cu) = gather_insert_layout(count, labels, slots, k);
+  const int64_t* cu_p = cu.const_data_ptr<int64_t>();
+  auto y = at::empty({cu_p[batch], dim}, bank_arg.options());
+  if (batch == 0 || n_class == 0 || slots == 0) return {y, cu};  // nothing to read, nothing moves
+
+  const auto bank = bank_arg.contiguous();
+  auto scores = scores_arg.contiguous();
+  const auto cand = cand_in.contiguous();
+  const auto cand_scores = cand_scores_in.contiguous();
+  std::vector<int64_t> y_source(cu_p[batch]), bank_source(n_class * slots);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "membank_gather_insert_walk", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const GatherInsertWalk<scalar_t> walk{row_offset.const_data_ptr<int64_t>(), cand_scores.const_data_ptr<scalar_t>(),
+                                          labels.const_data_ptr<bool>(), n_class, slots, batch, k,
+                                          scores.data_ptr<scalar_t>(), count.data_ptr<int64_t>(), y_source.data(),
+                                          bank_source.data()};
+    at::parallel_for(0, n_class, grain_for(batch * (slots + k)), [&](int64_t begin, int64_t end) {
+      std::vector<WalkEntry<acc_t>> pool(slots + k);
+      for (int64_t c = begin; c < end; ++c) walk_class_in_video_order(walk, c, pool.data());
+    });
+  });
+  auto new_bank = at::empty({n_class * slots, dim}, bank.options());
+  copy_row_sources(bank, cand, y_source.data(), y);  // reads the bank as it was: before new_bank replaces it
+  copy_row_sources(bank, cand, bank_source.data(), new_bank);
+  bank_arg.copy_(new_bank.view_as(bank));
+  write_back(scores_arg, scores);
+  write_back(count_arg, count);
+  return {y, cu};
+}
+
 void membank_momentum_cpu(at::Tensor& bank_arg, const at::Tensor& index_in, const at::Tensor& cand_in, double m) {
   MomentumInputs in = momentum_inputs(bank_arg, index_in, cand_in, m);
   if (in.batch == 0 || in.row == 0) return;
@@ -404,10 +495,10 @@ at::Tensor membank_momentum_read_meta(const at::Tensor& bank, const at::Tensor& 
 // ================================================================================================
 
 TORCH_LIBRARY(rs_kernels, m) {
-  // membank_gather's output row count depends on the data, which only a Python fake kernel can
-  // express (an unbacked size): rs_kernels.membank.load_extension registers it when it loads this
-  // library, and it makes its checks by calling membank_gather_check. The other ops have Meta
-  // kernels here.
+  // The output row counts of membank_gather and membank_gather_insert_ depend on the data, which
+  // only a Python fake kernel can express (an unbacked size): rs_kernels.membank.load_extension
+  // registers those when it loads this library, and they make their checks by calling
+  // membank_gather_check and membank_gather_insert_check. The other ops have Meta kernels here.
   m.set_python_module("rs_kernels.membank");
   // membank_gather returns its offsets on the host (CPU) whatever the bank's device: it must read
   // them to size its output, and the caller needs them there (rs_kernels.membank moves a copy).
@@ -416,6 +507,14 @@ TORCH_LIBRARY(rs_kernels, m) {
   m.def(
       "membank_insert_topk_(Tensor(a!) bank, Tensor(b!) scores, Tensor(c!) count, Tensor cand, Tensor cand_scores, "
       "Tensor labels) -> ()");
+  // membank_gather_insert_: each video reads the bank as the inserts of the videos before it left
+  // it, then inserts its candidates; its offsets come back on the host, as membank_gather's.
+  m.def(
+      "membank_gather_insert_(Tensor(a!) bank, Tensor(b!) scores, Tensor(c!) count, Tensor cand, "
+      "Tensor cand_scores, Tensor labels) -> (Tensor, Tensor)");
+  m.def(
+      "membank_gather_insert_check(Tensor bank, Tensor scores, Tensor count, Tensor cand, Tensor cand_scores, "
+      "Tensor labels) -> ()");
   m.def("membank_momentum_(Tensor(a!) bank, Tensor index, Tensor cand, float m) -> ()");
   m.def("membank_momentum_read(Tensor bank, Tensor index) -> Tensor");
 }
@@ -423,6 +522,7 @@ TORCH_LIBRARY(rs_kernels, m) {
 TORCH_LIBRARY_IMPL(rs_kernels, CPU, m) {
   m.impl("membank_gather", &rs_kernels::membank_gather_cpu);
   m.impl("membank_insert_topk_", &rs_kernels::membank_insert_topk_cpu);
+  m.impl("membank_gather_insert_", &rs_kernels::membank_gather_insert_cpu);
   m.impl("membank_momentum_", &rs_kernels::membank_momentum_cpu);
   m.impl("membank_momentum_read", &rs_kernels::membank_momentum_read_cpu);
 }
@@ -436,6 +536,7 @@ TORCH_LIBRARY_IMPL(rs_kernels, Meta, m) {
 // Metadata only, so one kernel serves every device, meta and fake tensors included.
 TORCH_LIBRARY_IMPL(rs_kernels, CompositeExplicitAutograd, m) {
   m.impl("membank_gather_check", &rs_kernels::check_gather_meta);
+  m.impl("membank_gather_insert_check", &rs_kernels::check_insert_meta);
 }
 
 // The bank is state, not a function of parameters: no gradient flows through these ops. The
@@ -444,6 +545,8 @@ TORCH_LIBRARY_IMPL(rs_kernels, Autograd, m) {
   m.impl("membank_gather", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_gather_check", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_insert_topk_", torch::autograd::autogradNotImplementedFallback());
+  m.impl("membank_gather_insert_", torch::autograd::autogradNotImplementedFallback());
+  m.impl("membank_gather_insert_check", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_momentum_", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_momentum_read", torch::autograd::autogradNotImplementedFallback());
 }
