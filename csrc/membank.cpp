@@ -202,6 +202,44 @@ namespace {
 int64_t grain_for(int64_t elems_per_item) {
   return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, elems_per_item));
 }
+
+// Row `to` <- the row of [bank; cand] that `source` names (gather_insert_walk.h): a bit copy, or
+// the row times zero, as the reference writes unfilled slots (it also multiplies kept rows by one:
+// the same bits for every value but a NaN, whose payload a multiply may change).
+template <typename scalar_t>
+void copy_row_source(const scalar_t* bank, int64_t bank_rows, const scalar_t* cand, int64_t source, int64_t dim,
+                     scalar_t* to) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t row = row_of_source(source);
+  const scalar_t* from = row < bank_rows ? bank + row * dim : cand + (row - bank_rows) * dim;
+  if (!source_is_zeroed(source)) {
+    if (from != to) std::copy(from, from + dim, to);
+  } else {
+    for (const auto d : c10::irange(dim)) to[d] = static_cast<scalar_t>(static_cast<acc_t>(from[d]) * acc_t(0));
+  }
+}
+
+// Class c's S slots <- the rows `source` (S entries) names, in place; the sources are the class's
+// own slots and candidates. Filled slots sorted by score (the bank's layout) only move down: then,
+// last slot first, every row is read before it is overwritten, and a row that stays is not
+// copied. Otherwise go through `buffer`.
+template <typename scalar_t>
+void write_class_slots(scalar_t* bank, int64_t n_class, int64_t slots, int64_t dim, const scalar_t* cand, int64_t c,
+                       const int64_t* source, std::vector<scalar_t>& buffer) {
+  const int64_t bank_rows = n_class * slots, first = c * slots;
+  bool moves_down = true;
+  for (const auto r : c10::irange(slots)) {
+    const int64_t row = row_of_source(source[r]);
+    moves_down = moves_down && (row >= bank_rows || row <= first + r);
+  }
+  if (moves_down) {
+    for (int64_t r = slots - 1; r >= 0; --r) copy_row_source(bank, bank_rows, cand, source[r], dim, bank + (first + r) * dim);
+  } else {
+    buffer.resize(slots * dim);
+    for (const auto r : c10::irange(slots)) copy_row_source(bank, bank_rows, cand, source[r], dim, buffer.data() + r * dim);
+    std::copy(buffer.begin(), buffer.end(), bank + first * dim);
+  }
+}
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> membank_gather_cpu(const at::Tensor& bank_in, const at::Tensor& count_in,
@@ -266,7 +304,8 @@ void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::T
   // Pass 1, per class: rank the pool (filled slots 0..S-1, then candidate b*K+k at S+b*K+k) by
   // (masked score descending, pool position ascending) -- torch.sort(descending, stable) -- keep
   // the first S positions, write the new scores and count. Dead entries (unfilled slots,
-  // candidates of videos without the class) score -inf, as in the reference.
+  // candidates of videos without the class) score -inf, as in the reference. New slot r's source
+  // (gather_insert_walk.h's encoding): its pool entry's row, times zero for r >= count.
   std::vector<int64_t> source(n_class * slots);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "membank_insert_topk_rank", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -291,7 +330,8 @@ void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::T
         });
         const int64_t new_count = std::min(cnt[c] + n_labelled * k, slots);
         for (const auto r : c10::irange(slots)) {
-          source[c * slots + r] = order[r];
+          const int64_t row = order[r] < slots ? c * slots + order[r] : n_class * slots + order[r] - slots;
+          source[c * slots + r] = encode_source(row, r >= new_count);
           sc[c * slots + r] = r < new_count ? static_cast<scalar_t>(key[order[r]]) : static_cast<scalar_t>(0);
         }
         cnt[c] = new_count;
@@ -299,38 +339,13 @@ void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::T
     });
   });
 
-  // Pass 2, per class: new slot r < count is a bit copy of its source row; a slot r >= count is
-  // the source row times zero, as in the reference (which also multiplies kept rows by one: the
-  // same bits for every value but a NaN, whose payload a multiply may change).
+  // Pass 2, per class: the new slots from their sources.
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_insert_topk_rows", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
     scalar_t* bk = bank.data_ptr<scalar_t>();
     const scalar_t* cd = cand.const_data_ptr<scalar_t>();
     at::parallel_for(0, n_class, grain_for(slots * dim), [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> next;
-      for (int64_t c = begin; c < end; ++c) {
-        const int64_t* src = source.data() + c * slots;
-        scalar_t* rows = bk + c * slots * dim;
-        auto source_row = [&](int64_t r) { return src[r] < slots ? rows + src[r] * dim : cd + (src[r] - slots) * dim; };
-        auto write = [&](int64_t r, const scalar_t* from, scalar_t* to) {
-          if (r < cnt[c]) {
-            if (from != to) std::copy(from, from + dim, to);
-          } else {
-            for (const auto d : c10::irange(dim)) to[d] = static_cast<scalar_t>(static_cast<acc_t>(from[d]) * acc_t(0));
-          }
-        };
-        // Filled slots sorted by score (the invariant) only move down: then, last slot first,
-        // every row is read before it is overwritten. Otherwise go through a buffer.
-        bool moves_down = true;
-        for (const auto r : c10::irange(slots)) moves_down = moves_down && (src[r] >= slots || src[r] <= r);
-        if (moves_down) {
-          for (int64_t r = slots - 1; r >= 0; --r) write(r, source_row(r), rows + r * dim);
-        } else {
-          next.resize(slots * dim);
-          for (const auto r : c10::irange(slots)) write(r, source_row(r), next.data() + r * dim);
-          std::copy(next.begin(), next.end(), rows);
-        }
-      }
+      std::vector<scalar_t> buffer;
+      for (int64_t c = begin; c < end; ++c) write_class_slots(bk, n_class, slots, dim, cd, c, source.data() + c * slots, buffer);
     });
   });
   write_back(bank_arg, bank);
@@ -340,6 +355,26 @@ void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::T
 
 std::tuple<at::Tensor, at::Tensor> gather_insert_layout(const at::Tensor& count, const at::Tensor& labels, int64_t slots,
                                                         int64_t k) {
+  if (count.is_cpu()) {  // a plain loop: ATen's small ops would cost more than the kernel
+    const int64_t batch = labels.size(0), n_class = labels.size(1);
+    auto row_offset = at::empty({batch, n_class}, count.options()), cu = at::empty({batch + 1}, count.options());
+    const bool* lab = labels.const_data_ptr<bool>();
+    int64_t *offset = row_offset.data_ptr<int64_t>(), *cu_p = cu.data_ptr<int64_t>();
+    const int64_t* cnt = count.const_data_ptr<int64_t>();
+    std::vector<int64_t> filled(cnt, cnt + n_class);  // each class's fill count after the videos so far
+    cu_p[0] = 0;
+    for (const auto b : c10::irange(batch)) {
+      int64_t row = cu_p[b];
+      for (const auto c : c10::irange(n_class)) {
+        offset[b * n_class + c] = row;
+        if (!lab[b * n_class + c]) continue;
+        row += filled[c];
+        filled[c] = std::min(filled[c] + k, slots);
+      }
+      cu_p[b + 1] = row;
+    }
+    return {row_offset, cu};
+  }
   const auto has = labels.to(at::kLong);                   // (B, C)
   const auto earlier = has.cumsum(0) - has;                // videos before b with class c
   const auto rows = has * at::clamp_max(count.unsqueeze(0) + k * earlier, slots);  // integers: exact
@@ -347,34 +382,6 @@ std::tuple<at::Tensor, at::Tensor> gather_insert_layout(const at::Tensor& count,
   const auto cu = at::cat({at::zeros({1}, count.options()), rows.sum(1).cumsum(0)});
   return {row_offset.contiguous(), cu};
 }
-
-namespace {
-// Row i of out <- the row source[i] of [bank; cand] names (see gather_insert_walk.h): a bit copy,
-// or the row times zero as the insert writes unfilled slots.
-void copy_row_sources(const at::Tensor& bank, const at::Tensor& cand, const int64_t* source, at::Tensor& out) {
-  const int64_t n = out.size(0), dim = out.size(1), bank_rows = bank.size(0) * bank.size(1);
-  if (n == 0 || dim == 0) return;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_copy_row_sources", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* bk = bank.const_data_ptr<scalar_t>();
-    const scalar_t* cd = cand.const_data_ptr<scalar_t>();
-    scalar_t* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, n, grain_for(dim), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const bool zeroed = source_is_zeroed(source[i]);
-        const int64_t row = row_of_source(source[i]);
-        const scalar_t* from = row < bank_rows ? bk + row * dim : cd + (row - bank_rows) * dim;
-        scalar_t* to = dst + i * dim;
-        if (!zeroed) {
-          std::copy(from, from + dim, to);
-        } else {
-          for (const auto d : c10::irange(dim)) to[d] = static_cast<scalar_t>(static_cast<acc_t>(from[d]) * acc_t(0));
-        }
-      }
-    });
-  });
-}
-}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> membank_gather_insert_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg,
                                                              at::Tensor& count_arg, const at::Tensor& cand_in,
@@ -392,7 +399,7 @@ std::tuple<at::Tensor, at::Tensor> membank_gather_insert_cpu(at::Tensor& bank_ar
   auto y = at::empty({cu_p[batch], dim}, bank_arg.options());
   if (batch == 0 || n_class == 0 || slots == 0) return {y, cu};  // nothing to read, nothing moves
 
-  const auto bank = bank_arg.contiguous();
+  auto bank = bank_arg.contiguous();
   auto scores = scores_arg.contiguous();
   const auto cand = cand_in.contiguous();
   const auto cand_scores = cand_scores_in.contiguous();
@@ -408,10 +415,23 @@ std::tuple<at::Tensor, at::Tensor> membank_gather_insert_cpu(at::Tensor& bank_ar
       for (int64_t c = begin; c < end; ++c) walk_class_in_video_order(walk, c, pool.data());
     });
   });
-  auto new_bank = at::empty({n_class * slots, dim}, bank.options());
-  copy_row_sources(bank, cand, y_source.data(), y);  // reads the bank as it was: before new_bank replaces it
-  copy_row_sources(bank, cand, bank_source.data(), new_bank);
-  bank_arg.copy_(new_bank.view_as(bank));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_gather_insert_rows", [&] {
+    scalar_t* bk = bank.data_ptr<scalar_t>();
+    const scalar_t* cd = cand.const_data_ptr<scalar_t>();
+    scalar_t* dst = y.data_ptr<scalar_t>();
+    const int64_t bank_rows = n_class * slots;
+    // y first: it reads the bank as it was.
+    at::parallel_for(0, y.size(0), grain_for(dim), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) copy_row_source(bk, bank_rows, cd, y_source[i], dim, dst + i * dim);
+    });
+    // Then each class's new slots.
+    at::parallel_for(0, n_class, grain_for(slots * dim), [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> buffer;
+      for (int64_t c = begin; c < end; ++c)
+        write_class_slots(bk, n_class, slots, dim, cd, c, bank_source.data() + c * slots, buffer);
+    });
+  });
+  write_back(bank_arg, bank);
   write_back(scores_arg, scores);
   write_back(count_arg, count);
   return {y, cu};

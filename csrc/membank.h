@@ -55,7 +55,7 @@ MomentumInputs momentum_inputs(const at::Tensor& bank, const at::Tensor& index, 
 // membank_gather_insert_'s output layout, known from count and labels (bool) before any row
 // moves: video b reads min(S, count[c] + K * #(videos before b with class c)) rows of each class c
 // it has. Returns row_offset (B, C), where video b's rows of class c start in y, and the per-video
-// offsets (B+1,), both int64 on count's device.
+// offsets (B+1,), both int64 on count's device. labels must be contiguous; on the CPU, count too.
 std::tuple<at::Tensor, at::Tensor> gather_insert_layout(const at::Tensor& count, const at::Tensor& labels, int64_t slots,
                                                         int64_t k);
 
