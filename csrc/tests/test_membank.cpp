@@ -252,7 +252,8 @@ void test_errors() {
                      "cand must be (B, K, D) with D = 4"), "wrong D");
   EXPECT(throws_with([&] { gather_insert(bank, scores, count, cand, cand_scores, labels.slice(0, 0, 1)); },
                      "labels must be (B, C) with B = 2"), "gather_insert: labels of another batch");
-  EXPECT(throws_with([&] { gather_insert(bank, scores, at::full({3}, -1, at::kLong), cand, cand_scores, labels); },
+  auto negative_count = at::full({3}, -1, at::kLong);
+  EXPECT(throws_with([&] { gather_insert(bank, scores, negative_count, cand, cand_scores, labels); },
                      "count must hold fill counts in [0, S]"), "gather_insert: negative count");
   EXPECT(throws_with([&] { gather(bank, at::zeros({2}, at::kLong), labels); }, "count must be (C,) with C = 3"),
          "wrong C");
