@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 from pathlib import Path
 
-from . import cli
+from . import cli, metrics
 from .config import Config, add_config_arguments, build_config
 from .train import run
 
@@ -39,22 +38,24 @@ def _slug(row: str, att_loss: bool) -> str:
 
 
 def _completed(out: Path, epochs: int) -> list[dict] | None:
-    path = out / "metrics.jsonl"
+    """The run's records if it trained and evaluated its last epoch, else None."""
+    path = out / metrics.FILE_NAME
     if not path.is_file():
         return None
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return records if records and records[-1]["epoch"] == epochs else None
+    records = metrics.read(path)
+    done = records and records[-1]["epoch"] == epochs and metrics.is_evaluated(records[-1])
+    return records if done else None
 
 
 def run_cell(base: Config, switches: dict, att_loss: bool, seed: int, out: Path) -> dict:
-    """The last and best evaluation records of one (row, attention loss, seed) run."""
+    """The last and best evaluated records of one (row, attention loss, seed) run."""
     cfg = dataclasses.replace(base, **switches, att_loss=att_loss, seed=seed, out=str(out))
     records = _completed(out, cfg.epochs)
     if records is None:
         interrupted = (out / "checkpoint.pt").is_file()
         run(cfg, resume=interrupted, overwrite=not interrupted)  # the cell's folder is the driver's own
         records = _completed(out, cfg.epochs)
-    return {"last": records[-1], "best": max(records, key=lambda r: r["avg"])}
+    return {"last": records[-1], "best": metrics.best(records)}
 
 
 def _mean_std(values: list[float]) -> str:

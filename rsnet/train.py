@@ -1,9 +1,10 @@
 """``python -m rsnet.train``: RSKP training with the official schedule, evaluation and exact resume.
 
 With no ``--data-root`` it trains on the built-in synthetic dataset (generated once, cached).
-Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per evaluation),
-``OUT/checkpoint.pt`` (atomic and checksummed, every ``--checkpoint-every`` epochs; it also holds
-the evaluations so far) and ``OUT/results.md`` (last and best epoch). A folder that holds any of
+Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per epoch: its losses, and
+its evaluation every ``--eval-every`` epochs; ``rsnet.metrics``), ``OUT/checkpoint.pt`` (atomic
+and checksummed, every ``--checkpoint-every`` epochs; it also holds the records so far) and
+``OUT/results.md`` (last and best evaluated epoch). A folder that holds any of
 these is a run: a new run refuses to start there unless ``--resume`` continues it or
 ``--overwrite`` replaces those files (and only those).
 """
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, cli
+from . import checkpoint, cli, metrics
 from .config import Config, add_config_arguments, apply_overrides, build_config, format_config, to_dict, validate
 from .data import WTALCDataset
 from .errors import UserError
@@ -31,7 +32,7 @@ from .memory import MemoryBank
 from .model import RSKP
 
 CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every"}
-RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "results.md", "config.json")  # what a run writes in OUT
+RUN_FILES = ("checkpoint.pt", metrics.FILE_NAME, "results.md", "config.json")  # what a run writes in OUT
 
 
 def resolve_device(name: str) -> torch.device:
@@ -171,12 +172,6 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
     return found if overwrite else []
 
 
-def _write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
-
-
 def results_table(last: dict[str, Any], best: dict[str, Any]) -> str:
     ious = last["iou"]
     head = "| run | epoch | " + " | ".join(f"mAP@{t:.1f}" for t in ious) + " | avg | cmAP |"
@@ -188,7 +183,7 @@ def results_table(last: dict[str, Any], best: dict[str, Any]) -> str:
 
 
 def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train and evaluate; returns the last and best evaluation records."""
+    """Train and evaluate; returns the last and best evaluated records."""
     validate(cfg)
     out = Path(cfg.out)
     replaced = _prepare_out(out, resume, overwrite)
@@ -203,15 +198,18 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
     dataset = load_dataset(cfg)
     where = "on the device" if dataset.keep_features_on(device) else "on the host"
     trainer = Trainer(cfg, dataset, device)
-    start_epoch, best, records = 0, None, []
+    start_epoch, records = 0, []
     if state is not None:
         trainer.load_state_dict(state)
-        start_epoch, best, records = state["epoch"], state["best"], list(state["metrics"])
+        start_epoch, records = state["epoch"], list(state["metrics"])
+        if start_epoch == cfg.epochs and not metrics.is_evaluated(records[-1]):  # --epochs ends where no evaluation was
+            records[-1].update(trainer.evaluate().to_dict())
+            checkpoint.save_atomic(trainer.state_dict(start_epoch, metrics.best(records), records), ckpt_path)
     for path in replaced:
         print(f"rskp: --overwrite: removing {path}", file=sys.stderr)
         path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    _write_metrics(metrics_path, records)
+    metrics.write(metrics_path, records)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     print(f"rskp: {len(dataset.train_indices)} train / {len(dataset.test_indices)} test videos on {device} "
           f"(features {where}); config:\n"
@@ -224,18 +222,16 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
         if cfg.memory_bank and cfg.intra and epoch == cfg.warmup_epochs:
             trainer.fill_bank()
         done = epoch + 1
+        record = metrics.epoch_record(done, losses)
+        records.append(record)
         if done % cfg.eval_every == 0 or done == cfg.epochs:
-            result = trainer.evaluate()
-            record = {"epoch": done, **result.to_dict(), "loss": losses["total"]}
-            records.append(record)
-            _write_metrics(metrics_path, records)
-            if best is None or record["avg"] > best["avg"]:
-                best = record
+            record.update(trainer.evaluate().to_dict())
             progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
+        metrics.write(metrics_path, records)
         if done % cfg.checkpoint_every == 0 or done == cfg.epochs:
-            checkpoint.save_atomic(trainer.state_dict(done, best, records), ckpt_path)
+            checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records), ckpt_path)
     progress.close()
-    last = records[-1]
+    last, best = records[-1], metrics.best(records)
     table = results_table(last, best)
     (out / "results.md").write_text(table + "\n")
     print(table)

@@ -41,3 +41,14 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     calls.pop()
     ablate.run_cell(Config(epochs=2), {}, True, 0, tmp_path / "other")
     assert calls == [(False, True)]
+
+
+def test_epochs_without_evaluation_are_skipped_for_the_best_and_an_unevaluated_end_is_not_complete(tmp_path):
+    records = [{"epoch": 1, "losses": {"total": 3.0}}, {"epoch": 2, "losses": {"total": 2.0}, "avg": 7.0},
+               {"epoch": 3, "losses": {"total": 1.0}}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert ablate._completed(tmp_path, 3) is None
+    records[2]["avg"] = 5.0
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert ablate._completed(tmp_path, 3) == records
+    assert ablate.run_cell(Config(epochs=3), {}, True, 0, tmp_path) == {"last": records[2], "best": records[1]}

@@ -232,3 +232,47 @@ def test_an_out_that_is_a_file_is_refused_before_the_data_loads(tmp_path):
     with pytest.raises(UserError, match="--out .* is a file, not a folder"):
         train.run(_config(tmp_path / "no-data", tmp_path / "f"))
     assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_every_epoch_records_its_losses_and_an_evaluated_epoch_its_map(tiny_root, tmp_path, monkeypatch):
+    """metrics.jsonl used to hold only the evaluated epochs, with the total loss alone."""
+    returned = []
+    real_epoch = train.Trainer.train_epoch
+
+    def recording_epoch(self, epoch, progress=None):
+        returned.append(real_epoch(self, epoch, progress))
+        return returned[-1]
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", recording_epoch)
+    summary = train.run(_config(tiny_root, tmp_path / "a", epochs=5, eval_every=2))
+    records = _metrics(tmp_path / "a")
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
+    assert [r["losses"] for r in records] == returned
+    assert set(returned[0]) == {"total", "fore", "back", "att", "spl"}
+    assert [r["epoch"] for r in records if "avg" in r] == [2, 4, 5]
+    assert all(set(records[0]) == {"epoch", "losses"} and "dmap" not in r for r in records[::2][:-1])
+    best = max(records[1], records[3], records[4], key=lambda r: r["avg"])
+    assert summary == {"last": records[4], "best": best}
+    assert f"| best (picked on the test split, as in the paper) | {best['epoch']} |" in (tmp_path / "a" / "results.md").read_text()
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert state["metrics"] == records and state["best"] == best
+
+
+def test_a_resume_that_ends_at_an_unevaluated_epoch_evaluates_it(tiny_root, tmp_path, monkeypatch):
+    out = tmp_path / "a"
+    real_epoch = train.Trainer.train_epoch
+
+    def crash_in_epoch_three(self, epoch, progress=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch, progress)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", crash_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_config(tiny_root, out, epochs=4, eval_every=4))
+    assert [("avg" in r) for r in _metrics(out)] == [False, False]
+    summary = train.run(_config(tiny_root, out, epochs=2, eval_every=4), resume=True)
+    records = _metrics(out)
+    assert [r["epoch"] for r in records] == [1, 2] and summary["last"] == summary["best"] == records[-1]
+    assert "avg" in records[-1] and "| last | 2 |" in (out / "results.md").read_text()
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["metrics"] == records
