@@ -58,3 +58,32 @@ def read(path: Path) -> list[dict[str, Any]]:
             raise UserError(f"{path}:{number} is not a metrics record (a JSON object with an integer epoch)")
         records.append(record)
     return records
+
+
+def scalars(record: dict[str, Any]) -> dict[str, float]:
+    """The record's numbers under TensorBoard tags: ``loss/<term>``, ``mAP/<IoU>``, ``mAP/avg``, ``cmAP``."""
+    # records of runs from before the losses were logged per epoch have none
+    values = {f"loss/{term}": value for term, value in record.get("losses", {}).items()}
+    if is_evaluated(record):
+        values.update({f"mAP/{iou:g}": dmap for iou, dmap in zip(record["iou"], record["dmap"])})
+        values["mAP/avg"] = record["avg"]
+        if record["cmap"] is not None:
+            values["cmAP"] = record["cmap"]
+    return values
+
+
+def summary_writer_class():
+    """torch's SummaryWriter; imported only for --tensorboard, and a UserError when tensorboard is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter
+
+
+def add_scalars(writer, records: list[dict[str, Any]]) -> None:
+    """Each record's scalars at its epoch, flushed: the log follows the run epoch by epoch."""
+    for record in records:
+        for tag, value in scalars(record).items():
+            writer.add_scalar(tag, value, record["epoch"])
+    writer.flush()

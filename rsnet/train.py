@@ -4,9 +4,11 @@ With no ``--data-root`` it trains on the built-in synthetic dataset (generated o
 Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per epoch: its losses, and
 its evaluation every ``--eval-every`` epochs; ``rsnet.metrics``), ``OUT/checkpoint.pt`` (atomic
 and checksummed, every ``--checkpoint-every`` epochs; it also holds the records so far) and
-``OUT/results.md`` (last and best evaluated epoch). A folder that holds any of
-these is a run: a new run refuses to start there unless ``--resume`` continues it or
-``--overwrite`` replaces those files (and only those).
+``OUT/results.md`` (last and best evaluated epoch). A folder that holds any of these is a run:
+a new run refuses to start there unless ``--resume`` continues it or ``--overwrite`` replaces
+those files (and only those). ``--tensorboard`` also logs the records' numbers as TensorBoard
+scalars to ``OUT/tensorboard/`` (each start hides what an earlier start there logged, and logs
+the records so far).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from .losses import LossTerms, rskp_loss
 from .memory import MemoryBank
 from .model import RSKP
 
-CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every"}
+CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every", "tensorboard"}
 RUN_FILES = ("checkpoint.pt", metrics.FILE_NAME, "results.md", "config.json")  # what a run writes in OUT
 
 
@@ -185,9 +187,10 @@ def results_table(last: dict[str, Any], best: dict[str, Any]) -> str:
 def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train and evaluate; returns the last and best evaluated records."""
     validate(cfg)
+    summary_writer = metrics.summary_writer_class() if cfg.tensorboard else None  # missing: an error before any work
     out = Path(cfg.out)
     replaced = _prepare_out(out, resume, overwrite)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / metrics.FILE_NAME
     state = checkpoint.load_run(ckpt_path) if resume else None
     if state is not None:
         _check_resume_config(state["config"], cfg, ckpt_path)
@@ -210,6 +213,11 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
         path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     metrics.write(metrics_path, records)
+    # Every start hides the folder's earlier events (purge_step) and logs the records so far: the
+    # log shows metrics.jsonl, not a second copy of the epochs a resume redoes.
+    board = summary_writer(str(out / "tensorboard"), purge_step=1) if summary_writer else None
+    if board:
+        metrics.add_scalars(board, records)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     print(f"rskp: {len(dataset.train_indices)} train / {len(dataset.test_indices)} test videos on {device} "
           f"(features {where}); config:\n"
@@ -228,9 +236,13 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
             record.update(trainer.evaluate().to_dict())
             progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
         metrics.write(metrics_path, records)
+        if board:
+            metrics.add_scalars(board, [record])
         if done % cfg.checkpoint_every == 0 or done == cfg.epochs:
             checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records), ckpt_path)
     progress.close()
+    if board:
+        board.close()
     last, best = records[-1], metrics.best(records)
     table = results_table(last, best)
     (out / "results.md").write_text(table + "\n")
