@@ -50,7 +50,7 @@ def check_out(out: Path) -> None:
 
 def save(fig, out: Path, dpi: float) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi, bbox_inches="tight")
+    fig.savefig(out, format=out.suffix[1:].lower(), dpi=dpi, bbox_inches="tight")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,11 +206,14 @@ class Curves(NamedTuple):
 
 
 def _same_epochs(curves: list[Curves], runs: list[Path], what: str) -> None:
+    first = curves[0]
     for run, other in zip(runs[1:], curves[1:]):
-        if (other.epochs, other.names) != (curves[0].epochs, curves[0].names):
-            raise UserError(f"{run} has {what} at epochs {_listed(other.epochs)} ({', '.join(other.names)}) but "
-                            f"{runs[0]} at {_listed(curves[0].epochs)} ({', '.join(curves[0].names)}): runs drawn "
-                            f"together need the same epochs")
+        if other.epochs != first.epochs:
+            raise UserError(f"{run} has {what} at epochs {_listed(other.epochs)} but {runs[0]} at "
+                            f"{_listed(first.epochs)}: runs drawn together need the same epochs")
+        if other.names != first.names:
+            raise UserError(f"{run} has {what} of {', '.join(other.names)} but {runs[0]} of "
+                            f"{', '.join(first.names)}: runs drawn together need the same curves")
 
 
 def _listed(epochs: list[int]) -> str:
@@ -221,14 +224,14 @@ def map_curves(records: list[dict[str, Any]]) -> Curves:
     rows = metrics.evaluated(records)
     names = [f"mAP@{t:g}" for t in rows[0]["iou"]] + ["avg"] if rows else []
     values = [[*r["dmap"], r["avg"]] for r in rows]
-    return Curves([r["epoch"] for r in rows], names, np.array(values, dtype=np.float64).reshape(1, len(rows), -1))
+    return Curves([r["epoch"] for r in rows], names, np.array(values, dtype=np.float64).reshape(1, len(rows), len(names)))
 
 
 def loss_curves(records: list[dict[str, Any]]) -> Curves:
     rows = [r for r in records if "losses" in r]  # records of runs from before the losses were logged have none
     names = list(rows[0]["losses"]) if rows else []
     values = [[r["losses"][n] for n in names] for r in rows]
-    return Curves([r["epoch"] for r in rows], names, np.array(values, dtype=np.float64).reshape(1, len(rows), -1))
+    return Curves([r["epoch"] for r in rows], names, np.array(values, dtype=np.float64).reshape(1, len(rows), len(names)))
 
 
 def stacked(runs: list[Path], extract, what: str) -> Curves:

@@ -154,3 +154,23 @@ def test_missing_matplotlib_is_one_line_naming_the_extra(run, tmp_path, capsys, 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     err = _error(capsys, ["curves", str(out), "--out", str(tmp_path / "a.png")])
     assert err == "error: python -m rsnet.plot needs matplotlib: pip install -e .[plots]"
+
+
+def test_curves_of_a_run_before_its_first_evaluation_and_of_one_without_losses(run, tmp_path, capsys):
+    _, out, _ = run
+    records = metrics.read(out / metrics.FILE_NAME)
+    for name, kept in (("early", records[:1]), ("no-losses", [{k: v for k, v in r.items() if k != "losses"}
+                                                               for r in metrics.evaluated(records)])):
+        (tmp_path / name).mkdir()
+        metrics.write(tmp_path / name / metrics.FILE_NAME, kept)
+        assert plot.main(["curves", str(tmp_path / name), "--out", str(tmp_path / f"{name}.png")]) == 0
+        _assert_image(tmp_path / f"{name}.png")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / metrics.FILE_NAME).write_text("")
+    err = _error(capsys, ["curves", str(tmp_path / "empty"), "--out", str(tmp_path / "empty.png")])
+    assert err.endswith("holds no epoch yet: nothing to plot")
+    other_ious = [dict(r, iou=[0.5] * len(r["iou"])) if "iou" in r else r for r in records]
+    (tmp_path / "ious").mkdir()
+    metrics.write(tmp_path / "ious" / metrics.FILE_NAME, other_ious)
+    err = _error(capsys, ["curves", str(out), str(tmp_path / "ious"), "--out", str(tmp_path / "ious.png")])
+    assert "has evaluations of mAP@0.5, mAP@0.5" in err and "need the same curves" in err
