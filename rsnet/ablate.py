@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cli
+from . import cli, metrics
 from .config import Config, add_config_arguments, build_config, to_dict
 from .errors import UserError
 
@@ -134,12 +134,12 @@ STUDIES = {"table1": _table1(), "table2": _table2(), "table3": _table3(), "figur
 
 def completed(out: Path, epochs: int) -> list[dict] | None:
     """The evaluation records of a run that reached its last epoch, else None."""
-    path = out / "metrics.jsonl"
+    path = out / metrics.FILE_NAME
     if not path.is_file():
         return None
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    evaluated = [r for r in records if "avg" in r]
-    return evaluated if evaluated and records[-1]["epoch"] == epochs else None
+    records = metrics.read(path)
+    done = records and records[-1]["epoch"] == epochs and metrics.is_evaluated(records[-1])
+    return metrics.evaluated(records) if done else None
 
 
 def cell_config(base: Config, variant: Variant, seed: int, out: Path) -> Config:

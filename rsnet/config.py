@@ -40,6 +40,7 @@ class Config:
     videos_per_step: int = 10  # one optimizer step per this many videos, their losses summed
     test_batch_size: int = 32
     checkpoint_every: int = 1  # epochs between checkpoints (and the last epoch); a resume redoes the rest
+    tensorboard: bool = False  # also log every loss term and mAP per epoch to OUT/tensorboard (needs tensorboard)
     # optimizer (Adam, the official settings)
     lr: float = 5e-5
     betas: tuple[float, float] = (0.9, 0.99)

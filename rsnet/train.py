@@ -1,11 +1,14 @@
 """``python -m rsnet.train``: RSKP training with the official schedule, evaluation and exact resume.
 
 With no ``--data-root`` it trains on the built-in synthetic dataset (generated once, cached).
-Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per evaluation),
-``OUT/checkpoint.pt`` (atomic and checksummed, every ``--checkpoint-every`` epochs; it also holds
-the evaluations so far) and ``OUT/results.md`` (last and best epoch). A folder that holds any of
-these is a run: a new run refuses to start there unless ``--resume`` continues it or
-``--overwrite`` replaces those files (and only those).
+Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per epoch: its losses, and
+its evaluation every ``--eval-every`` epochs; ``rsnet.metrics``), ``OUT/checkpoint.pt`` (atomic
+and checksummed, every ``--checkpoint-every`` epochs; it also holds the records so far) and
+``OUT/results.md`` (last and best evaluated epoch). A folder that holds any of these is a run:
+a new run refuses to start there unless ``--resume`` continues it or ``--overwrite`` replaces
+those files (and only those). ``--tensorboard`` also logs the records' numbers as TensorBoard
+scalars to ``OUT/tensorboard/`` (each start hides what an earlier start there logged, and logs
+the records so far).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, cli
+from . import checkpoint, cli, metrics
 from .config import Config, add_config_arguments, apply_overrides, build_config, format_config, to_dict, validate
 from .data import PackedBatch, WTALCDataset
 from .errors import DataError, UserError
@@ -31,8 +34,8 @@ from .memory import MemoryBank
 from .model import RSKP
 from .variants import VideoBank
 
-CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every"}
-RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "results.md", "config.json")  # what a run writes in OUT
+CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every", "tensorboard"}
+RUN_FILES = ("checkpoint.pt", metrics.FILE_NAME, "results.md", "config.json")  # what a run writes in OUT
 
 
 def resolve_device(name: str) -> torch.device:
@@ -195,12 +198,6 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
     return found if overwrite else []
 
 
-def _write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
-
-
 def results_table(last: dict[str, Any], best: dict[str, Any]) -> str:
     ious = last["iou"]
     head = "| run | epoch | " + " | ".join(f"mAP@{t:.1f}" for t in ious) + " | avg | cmAP |"
@@ -212,11 +209,12 @@ def results_table(last: dict[str, Any], best: dict[str, Any]) -> str:
 
 
 def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train and evaluate; returns the last and best evaluation records."""
+    """Train and evaluate; returns the last and best evaluated records."""
     validate(cfg)
+    summary_writer = metrics.summary_writer_class() if cfg.tensorboard else None  # missing: an error before any work
     out = Path(cfg.out)
     replaced = _prepare_out(out, resume, overwrite)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / metrics.FILE_NAME
     state = checkpoint.load_run(ckpt_path) if resume else None
     if state is not None:
         _check_resume_config(state["config"], cfg, ckpt_path)
@@ -227,15 +225,23 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
     dataset = load_dataset(cfg)
     where = "on the device" if dataset.keep_features_on(device) else "on the host"
     trainer = Trainer(cfg, dataset, device)
-    start_epoch, best, records = 0, None, []
+    start_epoch, records = 0, []
     if state is not None:
         trainer.load_state_dict(state)
-        start_epoch, best, records = state["epoch"], state["best"], list(state["metrics"])
+        start_epoch, records = state["epoch"], list(state["metrics"])
+        if start_epoch == cfg.epochs and not metrics.is_evaluated(records[-1]):  # --epochs ends where no evaluation was
+            records[-1].update(trainer.evaluate().to_dict())
+            checkpoint.save_atomic(trainer.state_dict(start_epoch, metrics.best(records), records), ckpt_path)
     for path in replaced:
         print(f"rskp: --overwrite: removing {path}", file=sys.stderr)
         path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    _write_metrics(metrics_path, records)
+    metrics.write(metrics_path, records)
+    # Every start hides the folder's earlier events (purge_step) and logs the records so far: the
+    # log shows metrics.jsonl, not a second copy of the epochs a resume redoes.
+    board = summary_writer(str(out / "tensorboard"), purge_step=1) if summary_writer else None
+    if board:
+        metrics.add_scalars(board, records)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     print(f"rskp: {len(dataset.train_indices)} train / {len(dataset.test_indices)} test videos on {device} "
           f"(features {where}); config:\n"
@@ -248,18 +254,20 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
         if cfg.memory_bank and cfg.intra and epoch == cfg.warmup_epochs:
             trainer.fill_bank()
         done = epoch + 1
+        record = metrics.epoch_record(done, losses)
+        records.append(record)
         if done % cfg.eval_every == 0 or done == cfg.epochs:
-            result = trainer.evaluate()
-            record = {"epoch": done, **result.to_dict(), "loss": losses["total"]}
-            records.append(record)
-            _write_metrics(metrics_path, records)
-            if best is None or record["avg"] > best["avg"]:
-                best = record
+            record.update(trainer.evaluate().to_dict())
             progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
+        metrics.write(metrics_path, records)
+        if board:
+            metrics.add_scalars(board, [record])
         if done % cfg.checkpoint_every == 0 or done == cfg.epochs:
-            checkpoint.save_atomic(trainer.state_dict(done, best, records), ckpt_path)
+            checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records), ckpt_path)
     progress.close()
-    last = records[-1]
+    if board:
+        board.close()
+    last, best = records[-1], metrics.best(records)
     table = results_table(last, best)
     (out / "results.md").write_text(table + "\n")
     print(table)
