@@ -90,6 +90,8 @@ class RSKP(nn.Module):
         self.cfg = cfg
         self.n_classes = n_classes
         self.embedding = nn.Linear(cfg.feature_dim, cfg.embed_dim)
+        nn.init.xavier_uniform_(self.embedding.weight)  # the official weights_init_random
+        nn.init.zeros_(self.embedding.bias)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = PredictionModule(n_classes, cfg.embed_dim, cfg.scale)
         self.mu0 = nn.Parameter(torch.empty(cfg.n_representatives, cfg.embed_dim))
