@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint, cli
 from .config import Config, add_config_arguments, apply_overrides, build_config, format_config, to_dict, validate
-from .data import WTALCDataset
+from .data import PackedBatch, WTALCDataset
 from .errors import UserError
 from .evaluate import evaluate
 from .inference import predict_split
@@ -58,6 +59,19 @@ def make_deterministic(seed: int, device: torch.device) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def step_chunks(first_video: int, n_videos: int, per_step: int) -> list[tuple[int, int, bool]]:
+    """How an epoch's ``n_videos`` are cut, ``first_video`` videos into the run: ``(start, end,
+    completes_step)`` pieces that never span an optimizer step. As the official loop counts videos
+    across epochs and steps every ``per_step`` of them, the first piece completes the step the
+    previous epoch left open and the last may leave one open for the next epoch."""
+    pieces, start = [], 0
+    while start < n_videos:
+        end = min(start + per_step - (first_video + start) % per_step, n_videos)
+        pieces.append((start, end, (first_video + end) % per_step == 0))
+        start = end
+    return pieces
+
+
 class Trainer:
     """Model, memory bank and optimizer of one run, and the steps of the official schedule."""
 
@@ -73,27 +87,43 @@ class Trainer:
     def inter_active(self, epoch: int) -> bool:
         return self.cfg.memory_bank and epoch > self.cfg.warmup_epochs
 
+    def steps_done(self, epochs: int) -> int:
+        """Optimizer steps taken in the first ``epochs`` epochs: one per ``videos_per_step`` videos,
+        counted across epochs; the videos of a step not completed wait for the next epoch."""
+        return epochs * len(self.dataset.train_indices) // self.cfg.videos_per_step
+
     def train_epoch(self, epoch: int, progress=None) -> dict[str, float]:
+        """One epoch of the official loop: its shuffled videos in pieces that never span an optimizer
+        step (``step_chunks``), each piece's gradients added to the step's; the end of the warm-up
+        fills the bank. Returns the epoch's loss terms per video."""
         self.model.train()
-        inter = self.inter_active(epoch)
+        n_videos = len(self.dataset.train_indices)
+        order = self.dataset.train_order(epoch, self.cfg.seed)
         sums = torch.zeros(len(LossTerms._fields), device=self.device)  # summed on device: no per-step sync
-        for batch in self.dataset.train_batches(epoch, self.cfg.seed, self.cfg.videos_per_step):
-            batch = batch.to(self.device)
-            memory = self.bank.read(batch.labels) if inter else None
-            out = self.model(batch.x, batch.varlen, memory)
-            terms = rskp_loss(out, batch.labels, batch.varlen, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
-            if not torch.isfinite(terms.total):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch}: {terms}")
-            self.optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
-            self.optimizer.step()
-            if inter:
-                self.bank.insert(out.mu, out.p_mu[..., : self.dataset.n_classes], batch.labels)
-            sums += torch.stack(terms).detach()
-            if progress is not None:
-                progress.update(1)
-        per_video = (sums / len(self.dataset.train_indices)).tolist()
-        return dict(zip(LossTerms._fields, per_video))
+        for start, end, completes_step in step_chunks(epoch * n_videos, n_videos, self.cfg.videos_per_step):
+            sums += self._accumulate(self.dataset.pack(order[start:end]).to(self.device), epoch)
+            if completes_step:
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                if progress is not None:
+                    progress.update(1)
+        if self.cfg.memory_bank and self.cfg.intra and epoch == self.cfg.warmup_epochs:
+            self.fill_bank()
+        return dict(zip(LossTerms._fields, (sums / n_videos).tolist()))
+
+    def _accumulate(self, batch: PackedBatch, epoch: int) -> Tensor:
+        """Forward and backward of a piece of a step, in its own epoch's regime (inter-video branch,
+        lambda_s): its gradients add to those the step's earlier pieces left. Returns its loss terms."""
+        inter = self.inter_active(epoch)
+        memory = self.bank.read(batch.labels) if inter else None
+        out = self.model(batch.x, batch.varlen, memory)
+        terms = rskp_loss(out, batch.labels, batch.varlen, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
+        if not torch.isfinite(terms.total):
+            raise FloatingPointError(f"non-finite loss at epoch {epoch}: {terms}")
+        terms.total.backward()
+        if inter:
+            self.bank.insert(out.mu, out.p_mu[..., : self.dataset.n_classes], batch.labels)
+        return torch.stack(terms).detach()
 
     @torch.no_grad()
     def fill_bank(self) -> None:
@@ -120,6 +150,7 @@ class Trainer:
             "bank": self.bank.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": checkpoint.rng_state(),
+            "grads": {name: p.grad for name, p in self.model.named_parameters()},  # a step left open
             "best": best,
             "metrics": metrics,
         }
@@ -128,6 +159,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.bank.load_state_dict(state["bank"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for name, p in self.model.named_parameters():
+            grad = state["grads"][name]
+            p.grad = None if grad is None else grad.to(p.device)
         checkpoint.restore_rng_state(state["rng"])
 
 
@@ -217,12 +251,10 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
           f"(features {where}); config:\n"
           f"{format_config(cfg)}", file=sys.stderr)
 
-    steps_per_epoch = -(-len(dataset.train_indices) // cfg.videos_per_step)
-    progress = tqdm(total=(cfg.epochs - start_epoch) * steps_per_epoch, desc="train", unit="step", dynamic_ncols=True)
+    progress = tqdm(total=trainer.steps_done(cfg.epochs) - trainer.steps_done(start_epoch), desc="train", unit="step",
+                    dynamic_ncols=True)
     for epoch in range(start_epoch, cfg.epochs):
         losses = trainer.train_epoch(epoch, progress)
-        if cfg.memory_bank and cfg.intra and epoch == cfg.warmup_epochs:
-            trainer.fill_bank()
         done = epoch + 1
         if done % cfg.eval_every == 0 or done == cfg.epochs:
             result = trainer.evaluate()
