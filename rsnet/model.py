@@ -8,7 +8,7 @@ and go as that object to every op, so no layer reads them back from the device.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,7 @@ from rs_kernels.varlen import Varlen, as_varlen, segment_ids, segment_sum
 from .config import Config
 
 ATT_MASS_EPS = 1e-5  # abar = a / (sum_t a + 1e-5), as the official code
+MemoryRead = Callable[[Tensor, Tensor], tuple[Tensor, Varlen | Tensor]]  # (mu, p_mu) -> (Y_e, its offsets)
 
 
 class Prediction(NamedTuple):
@@ -124,20 +125,22 @@ class RSKP(nn.Module):
         """p_mu (B, K, C+1): how each representative scores against the class centres."""
         return torch.softmax(self.cfg.scale * l2_normalize(mu) @ l2_normalize(self.head.class_centres).T, dim=-1)
 
-    def forward(self, x: Tensor, cu_seqlens: Varlen | Tensor,
-                memory: tuple[Tensor, Varlen | Tensor] | None = None) -> RSKPOutput:
-        """x (N, D_in) packed snippets; memory = (Y_e, its offsets) enables the inter-video branch."""
+    def forward(self, x: Tensor, cu_seqlens: Varlen | Tensor, memory: MemoryRead | None = None) -> RSKPOutput:
+        """x (N, D_in) packed snippets. ``memory(mu, p_mu) -> (Y_e, its offsets)`` enables the
+        inter-video branch; it is called once the representatives are known and before any walk,
+        so it may insert them into the bank as it reads (the official order, video by video)."""
         cu_seqlens = as_varlen(cu_seqlens)
         x = self.embed(x)
         if not self.cfg.intra:
             return RSKPOutput(self.head(x, cu_seqlens, self.cfg.ops), None, None, None, None)
         mu = self.representatives(x, cu_seqlens)
+        p_mu = self.class_probabilities(mu)
         batch, k, dim = mu.shape
         branches = [x, self.propagate(x, cu_seqlens, mu.reshape(batch * k, dim), Varlen.uniform(batch, k, x.device))]
         if memory is not None:
-            branches.append(self.propagate(x, cu_seqlens, *memory))
+            branches.append(self.propagate(x, cu_seqlens, *memory(mu, p_mu)))
         main, intra, *inter = self.head.forward_each(branches, cu_seqlens, self.cfg.ops)
-        return RSKPOutput(main, intra, inter[0] if inter else None, mu, self.class_probabilities(mu))
+        return RSKPOutput(main, intra, inter[0] if inter else None, mu, p_mu)
 
     @torch.no_grad()
     def predict(self, x: Tensor, cu_seqlens: Varlen | Tensor) -> tuple[Tensor, Tensor]:

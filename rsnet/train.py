@@ -114,15 +114,14 @@ class Trainer:
     def _accumulate(self, batch: PackedBatch, epoch: int) -> Tensor:
         """Forward and backward of a piece of a step, in its own epoch's regime (inter-video branch,
         lambda_s): its gradients add to those the step's earlier pieces left. Returns its loss terms."""
-        inter = self.inter_active(epoch)
-        memory = self.bank.read(batch.labels) if inter else None
-        out = self.model(batch.x, batch.varlen, memory)
+        def read_and_insert(mu: Tensor, p_mu: Tensor):
+            return self.bank.read_in_order(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
+
+        out = self.model(batch.x, batch.varlen, read_and_insert if self.inter_active(epoch) else None)
         terms = rskp_loss(out, batch.labels, batch.varlen, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
         if not torch.isfinite(terms.total):
             raise FloatingPointError(f"non-finite loss at epoch {epoch}: {terms}")
         terms.total.backward()
-        if inter:
-            self.bank.insert(out.mu, out.p_mu[..., : self.dataset.n_classes], batch.labels)
         return torch.stack(terms).detach()
 
     @torch.no_grad()

@@ -51,7 +51,7 @@ def _both_steps(dtype, after_warmup, seed=0):
     """(batched loss, its gradients, official-style loss, its gradients) on the same parameters."""
     model, videos, labels, bank = _setup(dtype, seed)
     cu = cu_seqlens_from_lengths(LENGTHS)
-    memory = bank.read(labels) if after_warmup else None
+    memory = (lambda mu, p_mu: bank.read(labels)) if after_warmup else None
     batched = rskp_loss(model(torch.cat(videos), cu, memory), labels, cu, model.cfg, after_warmup=after_warmup).total
     batched_grads = _gradients(model, batched)
     fixed_bank = (bank.bank, bank.count) if after_warmup else None
@@ -93,7 +93,7 @@ def test_inter_branch_changes_the_loss():
     model, videos, labels, bank = _setup(torch.float64, seed=3)
     cu = cu_seqlens_from_lengths(LENGTHS)
     x = torch.cat(videos)
-    with_memory = rskp_loss(model(x, cu, bank.read(labels)), labels, cu, model.cfg, True).total
+    with_memory = rskp_loss(model(x, cu, lambda mu, p_mu: bank.read(labels)), labels, cu, model.cfg, True).total
     without = rskp_loss(model(x, cu), labels, cu, model.cfg, True).total
     assert abs(with_memory.item() - without.item()) > 1e-6
 
