@@ -37,7 +37,7 @@ class Config:
     epochs: int = 200
     warmup_epochs: int = 100  # the inter-video branch runs from 0-based epoch warmup_epochs + 1 on
     eval_every: int = 5
-    videos_per_step: int = 10  # one optimizer step per this many videos, their losses summed
+    videos_per_step: int = 10  # one optimizer step per this many videos (counted across epochs), their losses summed
     test_batch_size: int = 32
     checkpoint_every: int = 1  # epochs between checkpoints (and the last epoch); a resume redoes the rest
     tensorboard: bool = False  # also log every loss term and mAP per epoch to OUT/tensorboard (needs tensorboard)

@@ -281,10 +281,12 @@ class WTALCDataset:
             index=torch.from_numpy(indices),
         )
 
+    def train_order(self, epoch: int, seed: int) -> np.ndarray:
+        """A fresh permutation of the training videos per epoch, seeded by (seed, epoch) so a resumed run draws the same."""
+        return np.random.default_rng([seed, epoch]).permutation(self.train_indices)
+
     def train_batches(self, epoch: int, seed: int, batch_size: int) -> Iterator[PackedBatch]:
-        """A fresh permutation per epoch, seeded by (seed, epoch) so a resumed run draws the same."""
-        order = np.random.default_rng([seed, epoch]).permutation(self.train_indices)
-        return self.batches_in_order(order, batch_size)
+        return self.batches_in_order(self.train_order(epoch, seed), batch_size)
 
     def batches_in_order(self, indices, batch_size: int) -> Iterator[PackedBatch]:
         for start in range(0, len(indices), batch_size):

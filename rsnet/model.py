@@ -10,7 +10,7 @@ and go as that object to every op, so no layer reads them back from the device.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,7 @@ from . import variants
 from .config import Config
 
 ATT_MASS_EPS = 1e-5  # abar = a / (sum_t a + 1e-5), as the official code
+MemoryRead = Callable[[Tensor, Tensor], tuple[Tensor, Varlen | Tensor]]  # (mu, p_mu) -> (Y_e, its offsets)
 
 
 class Prediction(NamedTuple):
@@ -95,6 +96,8 @@ class RSKP(nn.Module):
         self.cfg = cfg
         self.n_classes = n_classes
         self.embedding = nn.Linear(cfg.feature_dim, cfg.embed_dim)
+        nn.init.xavier_uniform_(self.embedding.weight)  # the official weights_init_random
+        nn.init.zeros_(self.embedding.bias)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = PredictionModule(n_classes, cfg.embed_dim, cfg.scale)
         self.mu0 = nn.Parameter(torch.empty(cfg.n_representatives, cfg.embed_dim))
@@ -145,24 +148,26 @@ class RSKP(nn.Module):
         """p_mu (B, K, C+1): how each representative scores against the class centres."""
         return torch.softmax(self.cfg.scale * l2_normalize(mu) @ l2_normalize(self.head.class_centres).T, dim=-1)
 
-    def forward(self, x: Tensor, cu_seqlens: Varlen | Tensor,
-                memory: tuple[Tensor, Varlen | Tensor] | None = None) -> RSKPOutput:
-        """x (N, D_in) packed snippets; memory = (Y_e, its offsets) enables the inter-video branch."""
+    def forward(self, x: Tensor, cu_seqlens: Varlen | Tensor, memory: MemoryRead | None = None) -> RSKPOutput:
+        """x (N, D_in) packed snippets. ``memory(mu, p_mu) -> (Y_e, its offsets)`` enables the
+        inter-video branch; it is called once the representatives are known and before any walk,
+        so it may insert them into the bank as it reads (the official order, video by video)."""
         cu_seqlens = as_varlen(cu_seqlens)
         x = self.embed(x)
         if not self.cfg.intra:
             return RSKPOutput(self.head(x, cu_seqlens, self.cfg.ops), None, None, None, None)
         online = self.summarize(x, cu_seqlens)
+        p_mu = self.class_probabilities(online.mu)
         batch, k, dim = online.mu.shape
+        bank_rows = None if memory is None else memory(online.mu, p_mu)
         targets = variants.walk_targets((online.mu.reshape(batch * k, dim), Varlen.uniform(batch, k, x.device)),
-                                        memory, self.cfg.fusion)
+                                        bank_rows, self.cfg.fusion)
         branches = [variants.add_kept(self.propagate(online.walk_input, cu_seqlens, *y), online.kept) for y in targets]
         if online.main is None:
             main, intra, *inter = self.head.forward_each([x, *branches], cu_seqlens, self.cfg.ops)
         else:
             main, (intra, *inter) = online.main, self.head.forward_each(branches, cu_seqlens, self.cfg.ops)
-        return RSKPOutput(main, intra, inter[0] if inter else None, online.mu, self.class_probabilities(online.mu), x,
-                          branches[0])
+        return RSKPOutput(main, intra, inter[0] if inter else None, online.mu, p_mu, x, branches[0])
 
     @torch.no_grad()
     def predict(self, x: Tensor, cu_seqlens: Varlen | Tensor) -> tuple[Tensor, Tensor]:

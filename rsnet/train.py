@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint, cli, metrics
@@ -31,7 +32,7 @@ from .evaluate import evaluate
 from .inference import predict_split
 from .losses import LossTerms, rskp_loss
 from .memory import MemoryBank
-from .model import RSKP
+from .model import RSKP, MemoryRead
 from .variants import VideoBank
 
 CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every", "tensorboard"}
@@ -62,6 +63,19 @@ def make_deterministic(seed: int, device: torch.device) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def step_chunks(first_video: int, n_videos: int, per_step: int) -> list[tuple[int, int, bool]]:
+    """How an epoch's ``n_videos`` are cut, ``first_video`` videos into the run: ``(start, end,
+    completes_step)`` pieces that never span an optimizer step. As the official loop counts videos
+    across epochs and steps every ``per_step`` of them, the first piece completes the step the
+    previous epoch left open and the last may leave one open for the next epoch."""
+    pieces, start = [], 0
+    while start < n_videos:
+        end = min(start + per_step - (first_video + start) % per_step, n_videos)
+        pieces.append((start, end, (first_video + end) % per_step == 0))
+        start = end
+    return pieces
+
+
 class Trainer:
     """Model, memory bank and optimizer of one run, and the steps of the official schedule."""
 
@@ -82,13 +96,23 @@ class Trainer:
         labels = data.annotations.video_labels[data.train_indices]
         return VideoBank(data.train_indices, labels, cfg.n_representatives, cfg.embed_dim, cfg.bank_momentum, cfg.seed)
 
-    def read_bank(self, batch: PackedBatch, epoch: int):
-        """Y_e of a step's videos and its offsets: their classes' slots, or each one's partner's entry."""
-        if self.cfg.bank == "video":
-            return self.bank.read(batch.index, epoch)
-        return self.bank.read(batch.labels)
+    def read_bank(self, batch: PackedBatch, epoch: int) -> MemoryRead:
+        """The inter-video branch's memory for a piece of a step, as the model calls it once EM has
+        given the representatives: it reads Y_e and inserts the piece's representatives. Class-wise
+        (the paper's): video by video in the official order, each reading after the inserts of the
+        videos before it. Video-wise (Table 2): each video reads its partner's entry, then the
+        piece's entries move toward its representatives."""
+        def class_wise(mu: Tensor, p_mu: Tensor):
+            return self.bank.read_in_order(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
 
-    def insert_bank(self, mu: torch.Tensor, p_mu: torch.Tensor, batch: PackedBatch) -> None:
+        def video_wise(mu: Tensor, p_mu: Tensor):
+            rows = self.bank.read(batch.index, epoch)
+            self.bank.insert(mu, batch.index)
+            return rows
+
+        return video_wise if self.cfg.bank == "video" else class_wise
+
+    def fill_bank_with(self, mu: Tensor, p_mu: Tensor, batch: PackedBatch) -> None:
         if self.cfg.bank == "video":
             self.bank.insert(mu, batch.index)
         else:
@@ -97,27 +121,39 @@ class Trainer:
     def inter_active(self, epoch: int) -> bool:
         return self.cfg.memory_bank and epoch > self.cfg.warmup_epochs
 
+    def steps_done(self, epochs: int) -> int:
+        """Optimizer steps taken in the first ``epochs`` epochs: one per ``videos_per_step`` videos,
+        counted across epochs; the videos of a step not completed wait for the next epoch."""
+        return epochs * len(self.dataset.train_indices) // self.cfg.videos_per_step
+
     def train_epoch(self, epoch: int, progress=None) -> dict[str, float]:
+        """One epoch of the official loop: its shuffled videos in pieces that never span an optimizer
+        step (``step_chunks``), each piece's gradients added to the step's; the end of the warm-up
+        fills the bank. Returns the epoch's loss terms per video."""
         self.model.train()
-        inter = self.inter_active(epoch)
+        n_videos = len(self.dataset.train_indices)
+        order = self.dataset.train_order(epoch, self.cfg.seed)
         sums = torch.zeros(len(LossTerms._fields), device=self.device)  # summed on device: no per-step sync
-        for batch in self.dataset.train_batches(epoch, self.cfg.seed, self.cfg.videos_per_step):
-            batch = batch.to(self.device)
-            memory = self.read_bank(batch, epoch) if inter else None
-            out = self.model(batch.x, batch.varlen, memory)
-            terms = rskp_loss(out, batch.labels, batch.varlen, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
-            if not torch.isfinite(terms.total):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch}: {terms}")
-            self.optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
-            self.optimizer.step()
-            if inter:
-                self.insert_bank(out.mu, out.p_mu, batch)
-            sums += torch.stack(terms).detach()
-            if progress is not None:
-                progress.update(1)
-        per_video = (sums / len(self.dataset.train_indices)).tolist()
-        return dict(zip(LossTerms._fields, per_video))
+        for start, end, completes_step in step_chunks(epoch * n_videos, n_videos, self.cfg.videos_per_step):
+            sums += self._accumulate(self.dataset.pack(order[start:end]).to(self.device), epoch)
+            if completes_step:
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                if progress is not None:
+                    progress.update(1)
+        if self.cfg.memory_bank and self.cfg.intra and epoch == self.cfg.warmup_epochs:
+            self.fill_bank()
+        return dict(zip(LossTerms._fields, (sums / n_videos).tolist()))
+
+    def _accumulate(self, batch: PackedBatch, epoch: int) -> Tensor:
+        """Forward and backward of a piece of a step, in its own epoch's regime (inter-video branch,
+        lambda_s): its gradients add to those the step's earlier pieces left. Returns its loss terms."""
+        out = self.model(batch.x, batch.varlen, self.read_bank(batch, epoch) if self.inter_active(epoch) else None)
+        terms = rskp_loss(out, batch.labels, batch.varlen, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
+        if not torch.isfinite(terms.total):
+            raise FloatingPointError(f"non-finite loss at epoch {epoch}: {terms}")
+        terms.total.backward()
+        return torch.stack(terms).detach()
 
     @torch.no_grad()
     def fill_bank(self) -> None:
@@ -127,7 +163,7 @@ class Trainer:
         for batch in self.dataset.batches_in_order(self.dataset.train_indices, self.cfg.test_batch_size):
             batch = batch.to(self.device)
             mu, p_mu = self.model.bank_candidates(batch.x, batch.varlen)
-            self.insert_bank(mu, p_mu, batch)
+            self.fill_bank_with(mu, p_mu, batch)
         self.model.train()
 
     def evaluate(self):
@@ -144,6 +180,7 @@ class Trainer:
             "bank": self.bank.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": checkpoint.rng_state(),
+            "grads": {name: p.grad for name, p in self.model.named_parameters()},  # a step left open
             "best": best,
             "metrics": metrics,
         }
@@ -152,6 +189,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.bank.load_state_dict(state["bank"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for name, p in self.model.named_parameters():
+            grad = state["grads"][name]
+            p.grad = None if grad is None else grad.to(p.device)
         checkpoint.restore_rng_state(state["rng"])
 
 
@@ -247,12 +287,10 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
           f"(features {where}); config:\n"
           f"{format_config(cfg)}", file=sys.stderr)
 
-    steps_per_epoch = -(-len(dataset.train_indices) // cfg.videos_per_step)
-    progress = tqdm(total=(cfg.epochs - start_epoch) * steps_per_epoch, desc="train", unit="step", dynamic_ncols=True)
+    progress = tqdm(total=trainer.steps_done(cfg.epochs) - trainer.steps_done(start_epoch), desc="train", unit="step",
+                    dynamic_ncols=True)
     for epoch in range(start_epoch, cfg.epochs):
         losses = trainer.train_epoch(epoch, progress)
-        if cfg.memory_bank and cfg.intra and epoch == cfg.warmup_epochs:
-            trainer.fill_bank()
         done = epoch + 1
         record = metrics.epoch_record(done, losses)
         records.append(record)

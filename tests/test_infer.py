@@ -31,7 +31,7 @@ def run(tmp_path_factory):
     """A tiny trained run: (data root, run folder, its annotations folder)."""
     root = generate(tmp_path_factory.mktemp("data") / "tiny", TINY, seed=2)
     out = tmp_path_factory.mktemp("run")
-    cfg = Config(data_root=str(root), out=str(out), epochs=2, warmup_epochs=0, eval_every=1, embed_dim=48,
+    cfg = Config(data_root=str(root), out=str(out), epochs=3, warmup_epochs=0, eval_every=1, embed_dim=48,
                  videos_per_step=3, test_batch_size=4, lenient=True, device="cpu")
     train.run(cfg)
     annotations = train.restore(out / "checkpoint.pt", "cpu").dataset.annotations.folder
