@@ -89,7 +89,7 @@ PY
 import sys
 import torch
 torch.ops.load_library(sys.argv[1])
-for op in ("membank_gather", "membank_insert_topk_", "membank_momentum_", "membank_momentum_read"):
+for op in ("membank_gather", "membank_insert_topk_", "membank_gather_insert_", "membank_momentum_", "membank_momentum_read"):
     for key in ("CPU", "CUDA"):
         if not torch._C._dispatch_has_kernel_for_dispatch_key(f"rs_kernels::{op}", key):
             sys.exit(f"build_cuda: rs_kernels::{op} has no {key} kernel")

@@ -170,7 +170,7 @@ def _memory(s: Setup) -> tuple[Tensor, Tensor]:
 def _two_rounds(s: Setup) -> None:
     """Round 1: the package's forward; the predicted class's bank snippets; round 2: forward with them."""
     s.rskp(s.x, s.cu)
-    s.rskp(s.x, s.cu, memory=_memory(s))
+    s.rskp(s.x, s.cu, memory=lambda mu, p_mu: _memory(s))
 
 
 def row_wtalc(s: Setup) -> int:

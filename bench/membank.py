@@ -7,6 +7,10 @@ its classes, ``torch.cat`` the class's queue with the video's K candidates, ``to
 scores, ``index_select`` the top S (and a per-class ``torch.cat`` for the read). Ours is one
 ``membank_gather`` and one ``membank_insert_topk_`` for the whole step.
 
+The same step in the official per-video order (video b reads the bank after the inserts of
+videos 0..b-1): one ``membank_gather_insert_`` against the loop it stands for, a
+``membank_gather`` and a ``membank_insert_topk_`` per video.
+
 Medians over repeats, after warm-up; CUDA events on the GPU. Both run in this process, on the
 device named beside each figure. Run: ``python bench/membank.py [--repeats N] [--device cpu|cuda|all]``.
 """
@@ -47,6 +51,19 @@ def our_step(bank, scores, count, labels, mu, p_mu):
     y, y_cu = membank.membank_gather(bank, count, labels)
     membank.membank_insert_topk_(bank, scores, count, mu, p_mu, labels)
     return y, y_cu
+
+
+def per_video_loop(bank, scores, count, labels, mu, p_mu):
+    """membank_gather_insert_'s baseline: for each video in order, a gather, then an insert."""
+    reads = []
+    for b in range(labels.shape[0]):
+        reads.append(membank.membank_gather(bank, count, labels[b:b + 1]))
+        membank.membank_insert_topk_(bank, scores, count, mu[b:b + 1], p_mu[b:b + 1], labels[b:b + 1])
+    return reads
+
+
+def ordered_step(bank, scores, count, labels, mu, p_mu):
+    return membank.membank_gather_insert_(bank, scores, count, mu, p_mu, labels)
 
 
 def make_inputs(device, seed=0):
@@ -91,6 +108,12 @@ def bench(device, repeats):
     t_ours = time_it(lambda: our_step(*ours_state, labels, mu, p_mu), device, repeats)
     print(f"{device.type:4s}  official loop {t_official:9.1f} us   rs_kernels {t_ours:8.1f} us   "
           f"speed-up {t_official / t_ours:6.1f}x   [{device_name(device)}]")
+    loop_state = (bank.clone(), scores.clone(), count.clone())
+    ordered_state = (bank.clone(), scores.clone(), count.clone())
+    t_loop = time_it(lambda: per_video_loop(*loop_state, labels, mu, p_mu), device, repeats)
+    t_ordered = time_it(lambda: ordered_step(*ordered_state, labels, mu, p_mu), device, repeats)
+    print(f"{device.type:4s}  in video order: gather + insert per video {t_loop:9.1f} us   "
+          f"membank_gather_insert_ {t_ordered:8.1f} us   speed-up {t_loop / t_ordered:6.1f}x")
 
 
 def main():
@@ -98,7 +121,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     args = parser.parse_args()
-    print(f"memory-bank step: B={B} videos, C={C}, S={S}, K={K}, D={D}; gather + insert; "
+    print(f"memory-bank step: B={B} videos, C={C}, S={S}, K={K}, D={D}; gather + insert, batched and in video order; "
           f"median of {args.repeats}; torch {torch.__version__}")
     devices = [] if args.device == "cuda" else [torch.device("cpu")]
     if args.device != "cpu":

@@ -58,14 +58,14 @@ def main() -> None:
     x, cu = torch.rand(sum(lengths), DIM, device=device), Varlen.from_lengths(lengths, device)
 
     def step(inter: bool) -> None:
-        memory = bank.read(labels) if inter else None
-        out = model(x, cu, memory)
+        def read_and_insert(mu, p_mu):
+            return bank.read_in_order(mu, p_mu[..., :CLASSES], labels)
+
+        out = model(x, cu, read_and_insert if inter else None)
         terms = rskp_loss(out, labels, cu, cfg, after_warmup=inter)
         optimizer.zero_grad()
         terms.total.backward()
         optimizer.step()
-        if inter:
-            bank.insert(out.mu, out.p_mu[..., :CLASSES], labels)
 
     print(f"ATen calls per training step ({VIDEOS} videos, ops=triton, {device.type}):")
     for inter in (False, True):

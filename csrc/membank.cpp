@@ -6,6 +6,8 @@
 // membank.h for the bank layout.
 #include "membank.h"
 
+#include "gather_insert_walk.h"
+
 #include <ATen/Dispatch.h>
 #include <ATen/NumericUtils.h>
 #include <ATen/OpMathType.h>
@@ -152,14 +154,24 @@ void check_count_values(const at::Tensor& count, int64_t slots) {
   TORCH_CHECK(!any_outside(count, 0, slots), "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
 }
 
+at::Tensor scores_value_flags(const at::Tensor& scores, const at::Tensor& count, const at::Tensor& cand_scores) {
+  const int64_t slots = scores.size(1);
+  return at::stack({at::logical_or(count < 0, count > slots).any(), at::isnan(scores).any(), at::isnan(cand_scores).any()})
+      .to(at::kLong);
+}
+
+void raise_on_scores_flags(const at::Tensor& host_flags, int64_t slots) {
+  const auto flags = host_flags.contiguous();
+  const int64_t* bad = flags.const_data_ptr<int64_t>();
+  TORCH_CHECK(!bad[0], "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
+  TORCH_CHECK(!bad[1], "membank: scores holds NaN");
+  TORCH_CHECK(!bad[2], "membank: cand_scores holds NaN");
+}
+
 void check_scores_values(const at::Tensor& scores, const at::Tensor& count, const at::Tensor& cand_scores) {
   const int64_t slots = scores.size(1);
   if (!scores.is_cpu()) {  // one sync for the three checks
-    auto bad = read_flags({at::logical_or(count < 0, count > slots).any(), at::isnan(scores).any(),
-                           at::isnan(cand_scores).any()});
-    TORCH_CHECK(!bad[0], "membank: count must hold fill counts in [0, S] = [0, ", slots, "]");
-    TORCH_CHECK(!bad[1], "membank: scores holds NaN");
-    TORCH_CHECK(!bad[2], "membank: cand_scores holds NaN");
+    raise_on_scores_flags(scores_value_flags(scores, count, cand_scores).to(at::kCPU), slots);
     return;
   }
   check_count_values(count, slots);
@@ -189,6 +201,44 @@ MomentumInputs momentum_inputs(const at::Tensor& bank, const at::Tensor& index, 
 namespace {
 int64_t grain_for(int64_t elems_per_item) {
   return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, elems_per_item));
+}
+
+// Row `to` <- the row of [bank; cand] that `source` names (gather_insert_walk.h): a bit copy, or
+// the row times zero, as the reference writes unfilled slots (it also multiplies kept rows by one:
+// the same bits for every value but a NaN, whose payload a multiply may change).
+template <typename scalar_t>
+void copy_row_source(const scalar_t* bank, int64_t bank_rows, const scalar_t* cand, int64_t source, int64_t dim,
+                     scalar_t* to) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t row = row_of_source(source);
+  const scalar_t* from = row < bank_rows ? bank + row * dim : cand + (row - bank_rows) * dim;
+  if (!source_is_zeroed(source)) {
+    if (from != to) std::copy(from, from + dim, to);
+  } else {
+    for (const auto d : c10::irange(dim)) to[d] = static_cast<scalar_t>(static_cast<acc_t>(from[d]) * acc_t(0));
+  }
+}
+
+// Class c's S slots <- the rows `source` (S entries) names, in place; the sources are the class's
+// own slots and candidates. Filled slots sorted by score (the bank's layout) only move down: then,
+// last slot first, every row is read before it is overwritten, and a row that stays is not
+// copied. Otherwise go through `buffer`.
+template <typename scalar_t>
+void write_class_slots(scalar_t* bank, int64_t n_class, int64_t slots, int64_t dim, const scalar_t* cand, int64_t c,
+                       const int64_t* source, std::vector<scalar_t>& buffer) {
+  const int64_t bank_rows = n_class * slots, first = c * slots;
+  bool moves_down = true;
+  for (const auto r : c10::irange(slots)) {
+    const int64_t row = row_of_source(source[r]);
+    moves_down = moves_down && (row >= bank_rows || row <= first + r);
+  }
+  if (moves_down) {
+    for (int64_t r = slots - 1; r >= 0; --r) copy_row_source(bank, bank_rows, cand, source[r], dim, bank + (first + r) * dim);
+  } else {
+    buffer.resize(slots * dim);
+    for (const auto r : c10::irange(slots)) copy_row_source(bank, bank_rows, cand, source[r], dim, buffer.data() + r * dim);
+    std::copy(buffer.begin(), buffer.end(), bank + first * dim);
+  }
 }
 }  // namespace
 
@@ -254,7 +304,8 @@ void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::T
   // Pass 1, per class: rank the pool (filled slots 0..S-1, then candidate b*K+k at S+b*K+k) by
   // (masked score descending, pool position ascending) -- torch.sort(descending, stable) -- keep
   // the first S positions, write the new scores and count. Dead entries (unfilled slots,
-  // candidates of videos without the class) score -inf, as in the reference.
+  // candidates of videos without the class) score -inf, as in the reference. New slot r's source
+  // (gather_insert_walk.h's encoding): its pool entry's row, times zero for r >= count.
   std::vector<int64_t> source(n_class * slots);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "membank_insert_topk_rank", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -279,7 +330,8 @@ void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::T
         });
         const int64_t new_count = std::min(cnt[c] + n_labelled * k, slots);
         for (const auto r : c10::irange(slots)) {
-          source[c * slots + r] = order[r];
+          const int64_t row = order[r] < slots ? c * slots + order[r] : n_class * slots + order[r] - slots;
+          source[c * slots + r] = encode_source(row, r >= new_count);
           sc[c * slots + r] = r < new_count ? static_cast<scalar_t>(key[order[r]]) : static_cast<scalar_t>(0);
         }
         cnt[c] = new_count;
@@ -287,43 +339,102 @@ void membank_insert_topk_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg, at::T
     });
   });
 
-  // Pass 2, per class: new slot r < count is a bit copy of its source row; a slot r >= count is
-  // the source row times zero, as in the reference (which also multiplies kept rows by one: the
-  // same bits for every value but a NaN, whose payload a multiply may change).
+  // Pass 2, per class: the new slots from their sources.
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_insert_topk_rows", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
     scalar_t* bk = bank.data_ptr<scalar_t>();
     const scalar_t* cd = cand.const_data_ptr<scalar_t>();
     at::parallel_for(0, n_class, grain_for(slots * dim), [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> next;
-      for (int64_t c = begin; c < end; ++c) {
-        const int64_t* src = source.data() + c * slots;
-        scalar_t* rows = bk + c * slots * dim;
-        auto source_row = [&](int64_t r) { return src[r] < slots ? rows + src[r] * dim : cd + (src[r] - slots) * dim; };
-        auto write = [&](int64_t r, const scalar_t* from, scalar_t* to) {
-          if (r < cnt[c]) {
-            if (from != to) std::copy(from, from + dim, to);
-          } else {
-            for (const auto d : c10::irange(dim)) to[d] = static_cast<scalar_t>(static_cast<acc_t>(from[d]) * acc_t(0));
-          }
-        };
-        // Filled slots sorted by score (the invariant) only move down: then, last slot first,
-        // every row is read before it is overwritten. Otherwise go through a buffer.
-        bool moves_down = true;
-        for (const auto r : c10::irange(slots)) moves_down = moves_down && (src[r] >= slots || src[r] <= r);
-        if (moves_down) {
-          for (int64_t r = slots - 1; r >= 0; --r) write(r, source_row(r), rows + r * dim);
-        } else {
-          next.resize(slots * dim);
-          for (const auto r : c10::irange(slots)) write(r, source_row(r), next.data() + r * dim);
-          std::copy(next.begin(), next.end(), rows);
-        }
-      }
+      std::vector<scalar_t> buffer;
+      for (int64_t c = begin; c < end; ++c) write_class_slots(bk, n_class, slots, dim, cd, c, source.data() + c * slots, buffer);
     });
   });
   write_back(bank_arg, bank);
   write_back(scores_arg, scores);
   write_back(count_arg, count);
+}
+
+std::tuple<at::Tensor, at::Tensor> gather_insert_layout(const at::Tensor& count, const at::Tensor& labels, int64_t slots,
+                                                        int64_t k) {
+  if (count.is_cpu()) {  // a plain loop: ATen's small ops would cost more than the kernel
+    const int64_t batch = labels.size(0), n_class = labels.size(1);
+    auto row_offset = at::empty({batch, n_class}, count.options()), cu = at::empty({batch + 1}, count.options());
+    const bool* lab = labels.const_data_ptr<bool>();
+    int64_t *offset = row_offset.data_ptr<int64_t>(), *cu_p = cu.data_ptr<int64_t>();
+    const int64_t* cnt = count.const_data_ptr<int64_t>();
+    std::vector<int64_t> filled(cnt, cnt + n_class);  // each class's fill count after the videos so far
+    cu_p[0] = 0;
+    for (const auto b : c10::irange(batch)) {
+      int64_t row = cu_p[b];
+      for (const auto c : c10::irange(n_class)) {
+        offset[b * n_class + c] = row;
+        if (!lab[b * n_class + c]) continue;
+        row += filled[c];
+        filled[c] = std::min(filled[c] + k, slots);
+      }
+      cu_p[b + 1] = row;
+    }
+    return {row_offset, cu};
+  }
+  const auto has = labels.to(at::kLong);                   // (B, C)
+  const auto earlier = has.cumsum(0) - has;                // videos before b with class c
+  const auto rows = has * at::clamp_max(count.unsqueeze(0) + k * earlier, slots);  // integers: exact
+  const auto row_offset = rows.flatten().cumsum(0).view_as(rows) - rows;  // row-major: video, then class
+  const auto cu = at::cat({at::zeros({1}, count.options()), rows.sum(1).cumsum(0)});
+  return {row_offset.contiguous(), cu};
+}
+
+std::tuple<at::Tensor, at::Tensor> membank_gather_insert_cpu(at::Tensor& bank_arg, at::Tensor& scores_arg,
+                                                             at::Tensor& count_arg, const at::Tensor& cand_in,
+                                                             const at::Tensor& cand_scores_in,
+                                                             const at::Tensor& labels_in) {
+  check_insert_meta(bank_arg, scores_arg, count_arg, cand_in, cand_scores_in, labels_in);
+  check_scores_values(scores_arg, count_arg, cand_scores_in);
+  const int64_t n_class = bank_arg.size(0), slots = bank_arg.size(1), dim = bank_arg.size(2);
+  const int64_t batch = cand_in.size(0), k = cand_in.size(1);
+  const auto labels = labels_as_bool(labels_in);
+  auto count = count_arg.contiguous();
+  at::Tensor row_offset, cu;
+  std::tie(row_offset, cu) = gather_insert_layout(count, labels, slots, k);
+  const int64_t* cu_p = cu.const_data_ptr<int64_t>();
+  auto y = at::empty({cu_p[batch], dim}, bank_arg.options());
+  if (batch == 0 || n_class == 0 || slots == 0) return {y, cu};  // nothing to read, nothing moves
+
+  auto bank = bank_arg.contiguous();
+  auto scores = scores_arg.contiguous();
+  const auto cand = cand_in.contiguous();
+  const auto cand_scores = cand_scores_in.contiguous();
+  std::vector<int64_t> y_source(cu_p[batch]), bank_source(n_class * slots);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "membank_gather_insert_walk", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const GatherInsertWalk<scalar_t> walk{row_offset.const_data_ptr<int64_t>(), cand_scores.const_data_ptr<scalar_t>(),
+                                          labels.const_data_ptr<bool>(), n_class, slots, batch, k,
+                                          scores.data_ptr<scalar_t>(), count.data_ptr<int64_t>(), y_source.data(),
+                                          bank_source.data()};
+    at::parallel_for(0, n_class, grain_for(batch * (slots + k)), [&](int64_t begin, int64_t end) {
+      std::vector<WalkEntry<acc_t>> pool(slots + k);
+      for (int64_t c = begin; c < end; ++c) walk_class_in_video_order(walk, c, pool.data());
+    });
+  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_gather_insert_rows", [&] {
+    scalar_t* bk = bank.data_ptr<scalar_t>();
+    const scalar_t* cd = cand.const_data_ptr<scalar_t>();
+    scalar_t* dst = y.data_ptr<scalar_t>();
+    const int64_t bank_rows = n_class * slots;
+    // y first: it reads the bank as it was.
+    at::parallel_for(0, y.size(0), grain_for(dim), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) copy_row_source(bk, bank_rows, cd, y_source[i], dim, dst + i * dim);
+    });
+    // Then each class's new slots.
+    at::parallel_for(0, n_class, grain_for(slots * dim), [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> buffer;
+      for (int64_t c = begin; c < end; ++c)
+        write_class_slots(bk, n_class, slots, dim, cd, c, bank_source.data() + c * slots, buffer);
+    });
+  });
+  write_back(bank_arg, bank);
+  write_back(scores_arg, scores);
+  write_back(count_arg, count);
+  return {y, cu};
 }
 
 void membank_momentum_cpu(at::Tensor& bank_arg, const at::Tensor& index_in, const at::Tensor& cand_in, double m) {
@@ -404,10 +515,10 @@ at::Tensor membank_momentum_read_meta(const at::Tensor& bank, const at::Tensor& 
 // ================================================================================================
 
 TORCH_LIBRARY(rs_kernels, m) {
-  // membank_gather's output row count depends on the data, which only a Python fake kernel can
-  // express (an unbacked size): rs_kernels.membank.load_extension registers it when it loads this
-  // library, and it makes its checks by calling membank_gather_check. The other ops have Meta
-  // kernels here.
+  // The output row counts of membank_gather and membank_gather_insert_ depend on the data, which
+  // only a Python fake kernel can express (an unbacked size): rs_kernels.membank.load_extension
+  // registers those when it loads this library, and they make their checks by calling
+  // membank_gather_check and membank_gather_insert_check. The other ops have Meta kernels here.
   m.set_python_module("rs_kernels.membank");
   // membank_gather returns its offsets on the host (CPU) whatever the bank's device: it must read
   // them to size its output, and the caller needs them there (rs_kernels.membank moves a copy).
@@ -416,6 +527,14 @@ TORCH_LIBRARY(rs_kernels, m) {
   m.def(
       "membank_insert_topk_(Tensor(a!) bank, Tensor(b!) scores, Tensor(c!) count, Tensor cand, Tensor cand_scores, "
       "Tensor labels) -> ()");
+  // membank_gather_insert_: each video reads the bank as the inserts of the videos before it left
+  // it, then inserts its candidates; its offsets come back on the host, as membank_gather's.
+  m.def(
+      "membank_gather_insert_(Tensor(a!) bank, Tensor(b!) scores, Tensor(c!) count, Tensor cand, "
+      "Tensor cand_scores, Tensor labels) -> (Tensor, Tensor)");
+  m.def(
+      "membank_gather_insert_check(Tensor bank, Tensor scores, Tensor count, Tensor cand, Tensor cand_scores, "
+      "Tensor labels) -> ()");
   m.def("membank_momentum_(Tensor(a!) bank, Tensor index, Tensor cand, float m) -> ()");
   m.def("membank_momentum_read(Tensor bank, Tensor index) -> Tensor");
 }
@@ -423,6 +542,7 @@ TORCH_LIBRARY(rs_kernels, m) {
 TORCH_LIBRARY_IMPL(rs_kernels, CPU, m) {
   m.impl("membank_gather", &rs_kernels::membank_gather_cpu);
   m.impl("membank_insert_topk_", &rs_kernels::membank_insert_topk_cpu);
+  m.impl("membank_gather_insert_", &rs_kernels::membank_gather_insert_cpu);
   m.impl("membank_momentum_", &rs_kernels::membank_momentum_cpu);
   m.impl("membank_momentum_read", &rs_kernels::membank_momentum_read_cpu);
 }
@@ -436,6 +556,7 @@ TORCH_LIBRARY_IMPL(rs_kernels, Meta, m) {
 // Metadata only, so one kernel serves every device, meta and fake tensors included.
 TORCH_LIBRARY_IMPL(rs_kernels, CompositeExplicitAutograd, m) {
   m.impl("membank_gather_check", &rs_kernels::check_gather_meta);
+  m.impl("membank_gather_insert_check", &rs_kernels::check_insert_meta);
 }
 
 // The bank is state, not a function of parameters: no gradient flows through these ops. The
@@ -444,6 +565,8 @@ TORCH_LIBRARY_IMPL(rs_kernels, Autograd, m) {
   m.impl("membank_gather", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_gather_check", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_insert_topk_", torch::autograd::autogradNotImplementedFallback());
+  m.impl("membank_gather_insert_", torch::autograd::autogradNotImplementedFallback());
+  m.impl("membank_gather_insert_check", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_momentum_", torch::autograd::autogradNotImplementedFallback());
   m.impl("membank_momentum_read", torch::autograd::autogradNotImplementedFallback());
 }

@@ -40,7 +40,8 @@ from torch import Tensor
 
 from .varlen import Varlen
 
-__all__ = ["membank_gather", "membank_insert_topk_", "membank_momentum_", "membank_momentum_read", "load_extension"]
+__all__ = ["membank_gather", "membank_insert_topk_", "membank_gather_insert_", "membank_momentum_", "membank_momentum_read",
+           "load_extension"]
 
 
 @torch.compiler.assume_constant_result  # torch.compile runs it eagerly: no graph break, nothing traced
@@ -63,17 +64,28 @@ def _load_once() -> None:
             "machines, FORCE_CUDA=1 for the CUDA kernels), against the torch you run with."
         ) from err
     torch.library.register_fake("rs_kernels::membank_gather")(_membank_gather_fake)
+    torch.library.register_fake("rs_kernels::membank_gather_insert_")(_membank_gather_insert_fake)
 
+
+# The fake kernels, for FakeTensorMode and torch.compile, of the two ops whose output row count
+# depends on the data: a size only a Python fake kernel can make (an unbacked one), so these ops
+# have no C++ Meta kernel. Their checks are the C++ ones all the same, reached through a check op.
 
 def _membank_gather_fake(bank: Tensor, count: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """membank_gather's fake kernel, for FakeTensorMode and torch.compile.
-
-    Its output row count depends on the data: a size only a Python fake kernel can make (an
-    unbacked one), so this op has no C++ Meta kernel. Its checks are the C++ ones all the same.
-    """
     torch.ops.rs_kernels.membank_gather_check(bank, count, labels)
+    return _packed_rows_fake(bank, labels.shape[0])
+
+
+def _membank_gather_insert_fake(bank: Tensor, scores: Tensor, count: Tensor, cand: Tensor, cand_scores: Tensor,
+                                labels: Tensor) -> tuple[Tensor, Tensor]:
+    torch.ops.rs_kernels.membank_gather_insert_check(bank, scores, count, cand, cand_scores, labels)
+    return _packed_rows_fake(bank, labels.shape[0])
+
+
+def _packed_rows_fake(bank: Tensor, batch) -> tuple[Tensor, Tensor]:
+    """Rows read from ``bank`` by ``batch`` videos, packed: (rows, D), and their offsets (B+1,) on the host."""
     rows = torch.library.get_ctx().new_dynamic_size()  # sum over videos of their classes' fill counts
-    return bank.new_empty((rows, bank.shape[2])), torch.empty(labels.shape[0] + 1, dtype=torch.int64)  # host offsets
+    return bank.new_empty((rows, bank.shape[2])), torch.empty(batch + 1, dtype=torch.int64)
 
 
 # --- the wrappers ------------------------------------------------------------------------------
@@ -127,6 +139,32 @@ def membank_insert_topk_(bank: Tensor, scores: Tensor, count: Tensor, cand: Tens
     """
     load_extension()
     torch.ops.rs_kernels.membank_insert_topk_(bank, scores, count, cand, cand_scores, labels)
+
+
+def membank_gather_insert_(bank: Tensor, scores: Tensor, count: Tensor, cand: Tensor, cand_scores: Tensor,
+                           labels: Tensor) -> tuple[Tensor, Varlen]:
+    """A step's reads and inserts in the official per-video order: video b gathers, then inserts, in batch order.
+
+    The arguments are :func:`membank_insert_topk_`'s, the result :func:`membank_gather`'s. Video b's
+    rows are the filled slots of its classes (ascending class, slot order) of the bank as the
+    inserts of videos 0..b-1 of this batch left it; then its K candidates are inserted. So class c
+    gives video b ``min(S, count[c] + K * (videos before b with class c))`` rows. On return the bank
+    holds every video's inserts: the result of one :func:`membank_insert_topk_` of the whole batch
+    (the tie rule makes them equal, for a bank in the layout above). Spec: the loop
+    ``reference.membank_gather_insert_``. One sync on CUDA, as the gather's.
+
+    Video 1 below reads the row video 0 inserted into class 0; video 0 read nothing:
+
+    >>> bank, scores, count = torch.zeros(1, 2, 1), torch.zeros(1, 2), torch.zeros(1, dtype=torch.int64)
+    >>> cand = torch.tensor([[[1.0]], [[2.0]]])
+    >>> y, cu = membank_gather_insert_(bank, scores, count, cand, torch.tensor([[[0.5]], [[0.9]]]),
+    ...                                torch.tensor([[True], [True]]))
+    >>> y.flatten().tolist(), cu.offsets, bank.flatten().tolist(), count.tolist()
+    ([1.0], (0, 0, 1), [2.0, 1.0], [2])
+    """
+    load_extension()
+    y, cu_host = torch.ops.rs_kernels.membank_gather_insert_(bank, scores, count, cand, cand_scores, labels)
+    return y, Varlen.from_cu_seqlens(cu_host).to(y.device, non_blocking=True)
 
 
 def membank_momentum_(bank: Tensor, index: Tensor, cand: Tensor, m: float) -> None:

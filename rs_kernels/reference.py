@@ -118,6 +118,23 @@ def membank_insert_topk_(bank: Tensor, scores: Tensor, count: Tensor, cand: Tens
     count.copy_(new_count)
 
 
+def membank_gather_insert_(bank: Tensor, scores: Tensor, count: Tensor, cand: Tensor, cand_scores: Tensor,
+                           labels: Tensor) -> tuple[Tensor, Tensor]:
+    """The official per-video order: each video reads its classes' filled slots, then inserts its candidates.
+
+    Video b reads the bank after the inserts of videos 0..b-1; returns the reads packed as
+    membank_gather's (y, y_cu_seqlens) and leaves every insert in bank, scores and count.
+    """
+    reads = [bank.new_empty(0, bank.shape[2])]
+    per_video = [count.new_zeros(1)]
+    for b in range(labels.shape[0]):
+        y, y_cu = membank_gather(bank, count, labels[b:b + 1])
+        reads.append(y)
+        per_video.append(y_cu[1:])
+        membank_insert_topk_(bank, scores, count, cand[b:b + 1], cand_scores[b:b + 1], labels[b:b + 1])
+    return torch.cat(reads), torch.cat(per_video).cumsum(0)
+
+
 def membank_momentum_(bank: Tensor, index: Tensor, cand: Tensor, m: float) -> None:
     """Per-video bank (V, K, D): slot k of video index[b] <- m slot k + (1 - m) cand[b, k], in batch order."""
     for b in range(index.numel()):  # sequential, so a video twice in one batch is updated twice

@@ -15,13 +15,17 @@ writes a run's trained model: a safetensors file (no pickle at all) of the model
 (``model.<name>``) and the memory bank's (``bank.<name>``), whose metadata holds, as strings,
 ``format`` = ``WEIGHTS_FORMAT``, ``version``, ``config`` and ``class_names`` (JSON) and
 ``rskp_sha256``: the SHA-256 of the whole file with those 64 hex digits written as zeros. Every
-command that takes ``--checkpoint`` (``rsnet.inference``, ``rsnet.diagnose``) reads such a file as
-it reads ``checkpoint.pt``, through ``load_trained``; a flipped byte is an error naming the file.
+command that takes ``--checkpoint`` (``rsnet.inference``, ``rsnet.infer``, ``rsnet.diagnose``)
+reads such a file as it reads ``checkpoint.pt``, through ``load_trained``; a flipped byte is an
+error naming the file.
 
-The published code's checkpoints. ``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset
-Thumos14reduced --data-root ROOT --out model.safetensors`` maps the state_dict the published RSKP
-code saves (``OFFICIAL_KEYS``) onto this model, with the default config at the sizes its weights
-have; a key that does not fit is an error naming it.
+The published code's checkpoints. ``load_trained`` (so every command that takes ``--checkpoint``)
+reads the state_dict the published RSKP code saves (``OFFICIAL_KEYS``): an unsigned file that
+unpickles, weights-only, to a dict of tensors alone with one of those keys, or any file with
+``--checkpoint-format official``. It is mapped onto this model with the default config at the sizes its weights have,
+for the dataset with as many classes; a key or shape that does not fit is an error naming it.
+``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset Thumos14reduced --data-root ROOT --out
+model.safetensors`` writes the same mapping as signed safetensors.
 
 Files are written to a temporary file in the same folder, fsynced and renamed over the target,
 so a crash mid-write leaves the previous checkpoint in place.
@@ -46,7 +50,7 @@ from torch import Tensor
 
 from . import cli
 from .config import Config, to_dict, validate
-from .data import DATASETS
+from .data import DATASETS, Annotations
 from .errors import UserError
 from .memory import MemoryBank
 from .model import RSKP
@@ -56,8 +60,8 @@ HASH_TRAILER_BYTES = len(HASH_MARK) + 64  # hex digits of a SHA-256
 ZIP_END_SIGNATURE = b"PK\x05\x06"
 ZIP_END_BYTES = 22  # the end-of-central-directory record without its comment; the comment length is its last 2 bytes
 RUN_FORMAT = "rskp-run"
-RUN_VERSION = 1
-RUN_KEYS = ("format", "version", "epoch", "config", "model", "bank", "optimizer", "rng", "best", "metrics")
+RUN_VERSION = 2  # 2: the gradients of a step left open at the end of an epoch ("grads")
+RUN_KEYS = ("format", "version", "epoch", "config", "model", "bank", "optimizer", "rng", "grads", "best", "metrics")
 WEIGHTS_FORMAT = "rskp-weights"
 WEIGHTS_VERSION = "1"  # safetensors metadata values are strings
 WEIGHTS_SUFFIX = ".safetensors"
@@ -126,9 +130,13 @@ def _write_atomic(data: bytes, path: Path) -> None:
 def load(path: str | Path) -> dict[str, Any]:
     """The state saved by ``save_atomic``, its checksum verified, unpickled with weights_only=True."""
     path = Path(path)
+    return _unpickled(_verified(_checkpoint_bytes(path), path), path)
+
+
+def _checkpoint_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    return _unpickled(_verified(path.read_bytes(), path), path)
+    return path.read_bytes()
 
 
 def _unpickled(data: bytes, path: Path) -> dict[str, Any]:
@@ -147,7 +155,10 @@ def _unpickled(data: bytes, path: Path) -> dict[str, Any]:
 
 def load_run(path: str | Path) -> dict[str, Any]:
     """A training run's state (``rsnet.train``), checked to be one."""
-    state = load(path)
+    return _checked_run(load(path), path)
+
+
+def _checked_run(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
     if state.get("format") != RUN_FORMAT:
         raise CheckpointError(f"{path} is not a training run's checkpoint (format {state.get('format')!r}, "
                               f"expected {RUN_FORMAT!r})")
@@ -161,20 +172,78 @@ def load_run(path: str | Path) -> dict[str, Any]:
 
 
 class TrainedModel(NamedTuple):
-    """What the commands that use a trained model need, from a run's checkpoint or exported weights."""
+    """What the commands that use a trained model need, from a run's checkpoint, exported weights or
+    the published code's state_dict."""
 
     config: dict[str, Any]  # the run's config keys
     model: dict[str, Tensor]  # RSKP's state_dict
     bank: dict[str, Tensor]  # MemoryBank's state_dict
-    class_names: list[str] | None  # the dataset's classes, in label order; None: not recorded (checkpoint.pt)
+    class_names: list[str] | None  # the dataset's classes, in label order; None: not recorded (checkpoint.pt, N.pkl)
 
 
-def load_trained(path: str | Path) -> TrainedModel:
-    """The trained model of a run's checkpoint (``checkpoint.pt``) or of its exported ``.safetensors``."""
-    if Path(path).suffix == WEIGHTS_SUFFIX:
+CHECKPOINT_FORMATS = ("auto", "official")  # auto: by suffix, signature and keys
+
+
+def load_trained(path: str | Path, checkpoint_format: str = "auto", data_root: str | None = None) -> TrainedModel:
+    """The trained model of a run's checkpoint (``checkpoint.pt``), of its exported ``.safetensors``,
+    or of the published RSKP code's ``state_dict`` (``N.pkl``, see ``official_trained``).
+
+    ``checkpoint_format`` "auto" tells them apart by the suffix, the rskp signature, and, for an
+    unsigned file, by what it unpickles to (weights-only): a dict of tensors alone with a key of the
+    published code's (``OFFICIAL_KEYS``) is its state_dict; "official" takes the file as that
+    state_dict whatever it looks like (a key prefixed by ``module.`` is then named as unknown).
+    """
+    path = Path(path)
+    if checkpoint_format not in CHECKPOINT_FORMATS:
+        raise UserError(f"--checkpoint-format {checkpoint_format!r}: expected one of {', '.join(CHECKPOINT_FORMATS)}")
+    if checkpoint_format == "official":
+        return official_trained(_unpickled(_checkpoint_bytes(path), path), path, data_root)
+    if path.suffix == WEIGHTS_SUFFIX:
         return load_weights(path)
-    state = load_run(path)
+    data = _checkpoint_bytes(path)
+    state_dict = _unsigned_state_dict(data, path)
+    if state_dict is not None:
+        return official_trained(state_dict, path, data_root)
+    state = _checked_run(_unpickled(_verified(data, path), path), path)
     return TrainedModel(state["config"], state["model"], state["bank"], None)
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint, --checkpoint-format and --data-root: the flags of every command that reads a trained model."""
+    parser.add_argument("--checkpoint", required=True,
+                        help="OUT/checkpoint.pt of a run, its weights exported by python -m rsnet.checkpoint export, "
+                             "or a checkpoint of the published RSKP code (ckpt/<dataset>/<id>/<epoch>.pkl)")
+    parser.add_argument("--checkpoint-format", choices=CHECKPOINT_FORMATS, default="auto",
+                        help="auto: told apart by suffix, signature and keys; official: the published code's state_dict")
+    parser.add_argument("--data-root", default=None,
+                        help="W-TALC root holding the checkpoint's dataset (default: the one recorded in the checkpoint; "
+                             "the published code's records none: the synthetic data)")
+
+
+def _unsigned_state_dict(data: bytes, path: Path) -> dict[str, Tensor] | None:
+    """The file's dict of tensors if it is unsigned and unpickles (weights-only) to one with a key
+    of the published code's, else None (the run checks then name what is wrong with the file)."""
+    if data[-HASH_TRAILER_BYTES:].startswith(HASH_MARK):
+        return None
+    try:
+        state = _unpickled(data, path)
+    except CheckpointError:
+        return None
+    official = bool(set(state) & set(OFFICIAL_KEYS)) and all(isinstance(v, Tensor) for v in state.values())
+    return state if official else None
+
+
+def check_classes(trained: TrainedModel, annotations: Annotations, path: str | Path) -> None:
+    """A CheckpointError unless ``trained`` classifies the classes ``annotations`` lists (their
+    number, and their names where the checkpoint records them)."""
+    classes = annotations.class_names
+    centres = trained.model.get("head.class_centres")
+    if centres is not None and centres.shape[0] - 1 != len(classes):
+        raise CheckpointError(f"{path} holds a model of {centres.shape[0] - 1} classes; {annotations.folder} "
+                              f"lists {len(classes)}: a checkpoint of another dataset")
+    if trained.class_names is not None and trained.class_names != classes:
+        raise CheckpointError(f"{path} was trained on other classes ({', '.join(trained.class_names)}) "
+                              f"than {annotations.folder} lists ({', '.join(classes)})")
 
 
 def _hash_field(digest: str) -> bytes:
@@ -266,12 +335,22 @@ def export(source: Path, out: Path) -> TrainedModel:
 
 
 def convert_official(path: Path, dataset: str, data_root: str | None = None) -> TrainedModel:
-    """The model of the published RSKP code's checkpoint (its ``state_dict``, ``N.pkl``) as ours:
-    the default config for ``dataset`` with the sizes the weights have, an empty memory bank (the
-    published code does not save its bank; inference does not read it) and no class names."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    official = _unpickled(path.read_bytes(), path)
+    """``official_trained`` of the published code's checkpoint file, for ``dataset``."""
+    return official_trained(_unpickled(_checkpoint_bytes(path), path), path, data_root, dataset)
+
+
+def _dataset_of(official: dict[str, Any]) -> str:
+    """The dataset with as many classes as the state_dict's class centres (but background), else the default."""
+    centres = official.get("ac_center")
+    n_classes = centres.shape[0] - 1 if isinstance(centres, Tensor) and centres.dim() == 2 else None
+    return next((name for name, info in DATASETS.items() if info.n_classes == n_classes), Config.dataset)
+
+
+def official_trained(official: dict[str, Any], path: Path, data_root: str | None = None,
+                     dataset: str | None = None) -> TrainedModel:
+    """The model of the published RSKP code's ``state_dict`` (its ``N.pkl``) as ours: the default
+    config for ``dataset`` (default: the one with as many classes as the weights) with the sizes the
+    weights have, an empty memory bank (the published code does not save its bank) and no class names."""
     unknown, missing = sorted(set(official) - set(OFFICIAL_KEYS)), sorted(set(OFFICIAL_KEYS) - set(official))
     if unknown or missing:
         raise CheckpointError(f"{path} is not the published RSKP model's state_dict: "
@@ -283,6 +362,7 @@ def convert_official(path: Path, dataset: str, data_root: str | None = None) -> 
     if weight.dim() != 2 or mu.dim() != 2:
         raise CheckpointError(f"{path}: feature_embedding.0.weight and mu should be matrices; their shapes are "
                               f"{tuple(weight.shape)} and {tuple(mu.shape)}")
+    dataset = dataset or _dataset_of(official)
     (embed_dim, feature_dim), n_representatives = weight.shape, mu.shape[0]
     cfg = Config(dataset=dataset, data_root=data_root, feature_dim=feature_dim, embed_dim=embed_dim,
                  n_representatives=n_representatives)

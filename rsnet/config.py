@@ -40,7 +40,7 @@ class Config:
     epochs: int = 200
     warmup_epochs: int = 100  # the inter-video branch runs from 0-based epoch warmup_epochs + 1 on
     eval_every: int = 5
-    videos_per_step: int = 10  # one optimizer step per this many videos, their losses summed
+    videos_per_step: int = 10  # one optimizer step per this many videos (counted across epochs), their losses summed
     max_seqlen: int = 0  # > 0: a longer training video is sampled to this many snippets, one per equal bin; 0: whole
     # > 0: this share of the training videos (stratified by class, drawn from `seed`) is held out of
     # training and scored at every evaluation; the run keeps its checkpoint best on them. (Not
@@ -48,6 +48,7 @@ class Config:
     val_fraction: float = 0.0
     test_batch_size: int = 32
     checkpoint_every: int = 1  # epochs between checkpoints (and the last epoch); a resume redoes the rest
+    tensorboard: bool = False  # also log every loss term and mAP per epoch to OUT/tensorboard (needs tensorboard)
     # optimizer (Adam, the official settings)
     lr: float = 5e-5
     betas: tuple[float, float] = (0.9, 0.99)
@@ -76,6 +77,13 @@ class Config:
     pseudo_label: bool = True  # L_spl
     memory_bank: bool = True  # inter-video branch
     att_loss: bool = True  # attention normalization loss
+    # variants of supplementary Tables 2 and 3, the defaults the paper's method (docs/design.md,
+    # 'Variants of Tables 2 and 3')
+    representatives: str = "em"  # em | foreground | background | topk: what the online representatives summarize
+    bank: str = "class"  # class (top-score slots per class) | video (one momentum-updated entry per training video)
+    bank_momentum: float = 0.9  # m of the video-wise bank: entry <- m entry + (1 - m) representatives, once an epoch
+    propagation_loss: str = "pseudo_label"  # pseudo_label (L_spl) | feature_l1 | feature_l2: how the walk supervises
+    fusion: str = "late"  # late (an intra and an inter branch) | early (one walk toward online + bank representatives)
     # evaluation
     protocol: str = "rskp"  # rskp (the official RSKP evaluator, IoU 0.1:0.1:0.7) | anet (ActivityNet's, 0.5:0.05:0.95)
     lenient: bool = False  # a class without proposals scores 0 instead of zeroing the IoU
@@ -109,6 +117,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # max_seqlen scaled with its videos (a fifth of the real length). docs/activitynet.md has its result.
     "activitynet1.2-synthetic-small": {"dataset": "ActivityNet1.2", "epochs": 20, "warmup_epochs": 10,
                                        "eval_every": 10, "lr": 2e-4, "max_seqlen": 12},
+}
+
+# The names each variant switch takes, the paper's method first (its default).
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "representatives": ("em", "foreground", "background", "topk"),
+    "bank": ("class", "video"),
+    "propagation_loss": ("pseudo_label", "feature_l1", "feature_l2"),
+    "fusion": ("late", "early"),
 }
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
@@ -226,8 +242,30 @@ def _ranges(cfg: Config) -> list[tuple[str, bool, str]]:
         ("ops", cfg.ops in IMPLS, f"one of {', '.join(IMPLS)}"),
         ("embed_precision", cfg.embed_precision in ("fp32", "bf16"), "fp32 or bf16"),
         ("device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None, "auto, cpu, cuda or cuda:N"),
+        ("bank_momentum", 0 <= cfg.bank_momentum <= 1, "in [0, 1]"),
     ]
+    checks += [(key, getattr(cfg, key) in names, f"one of {', '.join(names)}") for key, names in VARIANTS.items()]
     return checks
+
+
+def _variant_conflicts(cfg: Config) -> list[tuple[bool, str]]:
+    """(conflicts, why) for every combination of the Tables 2 and 3 switches that means nothing."""
+    walks = "they change the intra-video branch, which --no-intra turns off"
+    return [
+        (cfg.representatives != "em" and not cfg.intra,
+         f"--representatives {cfg.representatives} needs --intra: {walks}"),
+        (cfg.propagation_loss != "pseudo_label" and not cfg.intra,
+         f"--propagation-loss {cfg.propagation_loss} needs --intra: {walks}"),
+        (cfg.propagation_loss != "pseudo_label" and not cfg.pseudo_label,
+         f"--propagation-loss {cfg.propagation_loss} replaces L_spl, which --no-pseudo-label turns off; "
+         "add --pseudo-label"),
+        (cfg.representatives == "topk" and cfg.n_representatives % 2 == 1,
+         f"--representatives topk takes the K/2 highest and K/2 lowest snippets: --n-representatives must be even, "
+         f"got {cfg.n_representatives}"),
+        (cfg.bank == "video" and not cfg.memory_bank, "--bank video is a memory bank: add --memory-bank"),
+        (cfg.fusion == "early" and not cfg.memory_bank,
+         "--fusion early joins the online and the memory-bank representatives: add --memory-bank"),
+    ]
 
 
 def validate(cfg: Config) -> None:
@@ -244,6 +282,9 @@ def validate(cfg: Config) -> None:
                           f"give {flag('data_root')} for real {cfg.dataset} data, or a preset of that dataset")
     if cfg.memory_bank and not cfg.intra:
         raise ConfigError("--memory-bank needs --intra (its candidates are the representatives); add --no-memory-bank")
+    for conflicts, why in _variant_conflicts(cfg):
+        if conflicts:
+            raise ConfigError(why)
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

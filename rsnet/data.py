@@ -326,20 +326,25 @@ class WTALCDataset:
             index=torch.from_numpy(indices),
         )
 
+    def train_order(self, epoch: int, seed: int) -> np.ndarray:
+        """A fresh permutation of the training videos per epoch, seeded by (seed, epoch) so a resumed run draws the same."""
+        return np.random.default_rng([seed, epoch]).permutation(self.train_indices)
+
     def train_batches(self, epoch: int, seed: int, batch_size: int) -> Iterator[PackedBatch]:
-        """A fresh permutation per epoch, seeded by (seed, epoch) so a resumed run draws the same;
-        with ``max_seqlen`` each video's snippets are drawn from (seed, epoch, video), so the draw
-        does not depend on the batch a video lands in."""
-        order = np.random.default_rng([seed, epoch]).permutation(self.train_indices)
+        """With ``max_seqlen``, each video's snippets are drawn from (seed, epoch, video), so the draw
+        does not depend on the batch a video lands in (see ``pack_for_training``)."""
+        order = self.train_order(epoch, seed)
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            if self.max_seqlen == 0:
-                yield self.pack(chunk)
-                continue
-            lengths = self.lengths(chunk).tolist()
-            snippets = [stratified_snippets(length, self.max_seqlen, np.random.default_rng([seed, epoch, int(v)]))
-                        for v, length in zip(chunk.tolist(), lengths)]
-            yield self.pack(chunk, snippets)
+            yield self.pack_for_training(order[start:start + batch_size], epoch, seed)
+
+    def pack_for_training(self, indices: np.ndarray, epoch: int, seed: int) -> PackedBatch:
+        """Training videos packed; with ``max_seqlen`` a longer video is sampled to that many snippets,
+        one per equal bin, drawn from (seed, epoch, video): the same whatever piece of a step it is in."""
+        if self.max_seqlen == 0:
+            return self.pack(indices)
+        snippets = [stratified_snippets(length, self.max_seqlen, np.random.default_rng([seed, epoch, int(v)]))
+                    for v, length in zip(indices.tolist(), self.lengths(indices).tolist())]
+        return self.pack(indices, snippets)
 
     def batches_in_order(self, indices, batch_size: int) -> Iterator[PackedBatch]:
         for start in range(0, len(indices), batch_size):

@@ -6,7 +6,9 @@ Prints, on the run's test split:
   the video mean and the random walk only smooths toward it;
 - the mean cosine similarity of a video's embedded snippets to each other and to its representatives;
 - the detection mAP when scoring with the main branch alone, the paper's fusion, and the
-  intra-video branch alone (the CAS is always weighted by the main branch's attention).
+  intra-video branch alone (the CAS is always weighted by the main branch's attention), and, when
+  the memory bank holds snippets, with the inter-video branch on the predicted classes' snippets
+  (``--branches all`` of ``rsnet.inference``, docs/design.md "Inference").
 """
 from __future__ import annotations
 
@@ -21,7 +23,10 @@ from rs_kernels import reference
 from rs_kernels.varlen import split
 
 from . import cli
+from .checkpoint import add_checkpoint_arguments
 from .errors import UserError
+from .evaluate import evaluate
+from .inference import predict_split
 from .train import Trainer, restore
 
 
@@ -47,7 +52,8 @@ def assignment_statistics(trainer: Trainer) -> dict[str, float]:
 
 
 def branch_maps(trainer: Trainer) -> dict[str, float]:
-    """Average detection mAP with each fusion of the main (o) and intra-video (m) branches."""
+    """Average detection mAP with each fusion of the main (o) and intra-video (m) branches, and with
+    the inter-video branch's second round added (``--branches all``) when the memory bank holds snippets."""
     saved = trainer.model.cfg
     out = {}
     try:
@@ -57,6 +63,10 @@ def branch_maps(trainer: Trainer) -> dict[str, float]:
             out[name] = trainer.evaluate().avg
     finally:
         trainer.model.cfg = saved
+    if int(trainer.bank.count.sum()) > 0:
+        dataset = trainer.dataset
+        scores, cas = predict_split(trainer.model, dataset, trainer.device, saved.test_batch_size, "all", trainer.bank)
+        out["all branches"] = evaluate(scores, cas, dataset.annotations, dataset.test_indices, lenient=saved.lenient).avg
     return out
 
 
@@ -64,11 +74,11 @@ def branch_maps(trainer: Trainer) -> dict[str, float]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.diagnose", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run, or its weights exported by python -m rsnet.checkpoint export")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--device", default="cpu")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    trainer = restore(args.checkpoint, args.device)
+    trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
     cfg = trainer.cfg
     if not cfg.intra:
         raise UserError(f"{args.checkpoint}: the run has no intra-video branch (--no-intra): nothing to diagnose")

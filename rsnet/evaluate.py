@@ -712,8 +712,9 @@ def evaluate_detections(results: dict, annotations: Annotations, indices, protoc
     order, which is where ``np.argsort`` puts equal scores: in ``rsnet.infer``'s order the result is
     the one ``evaluate`` gives on the same predictions. Detections of classes that no evaluated
     video has in its ground truth, and of videos without ground truth, are not scored (the
-    protocol proposes none there). Unknown or missing videos, unknown labels and segments outside
-    [0, duration + one snippet] are UserErrors naming them.
+    protocol proposes none there). Unknown or missing videos, unknown labels, segments outside
+    [0, duration + one snippet] (``rsnet.infer`` writes whole snippets, the last of which may end
+    after the video) and empty ones (start >= end) are UserErrors naming them.
     """
     ious = _validate(protocol, iou_thresholds, fps_factor)
     idx = np.asarray(indices, dtype=np.int64)
@@ -753,9 +754,11 @@ def _read_detections(results, annotations: Annotations, idx: np.ndarray, ev: _Ev
             label, score, (start, end) = _detection_fields(det, f"video {name} detection {n}")
             if label not in annotations.class_names:
                 raise UserError(f"video {name} detection {n}: unknown label {label!r} (not in the annotations' classlist)")
-            if not 0 <= start <= end <= limit:
+            if not (0 <= start and end <= limit):
                 raise UserError(f"video {name} detection {n}: segment [{start}, {end}] s is outside the video "
                                 f"([0, {annotations.durations[v]:.2f}] s + one snippet)")
+            if start >= end:
+                raise UserError(f"video {name} detection {n}: segment [{start}, {end}] s is empty (start >= end)")
             j = video_of.get(position[name])
             if j is not None and label in rank_of:
                 rows.append((rank_of[label], j, start, end, score))

@@ -1,7 +1,8 @@
 """Detections of a trained model, in the ActivityNet results format, for other methods to use.
 
 ``python -m rsnet.infer --checkpoint CKPT --out detections.json`` runs the model of a run's
-``checkpoint.pt`` (or its exported ``.safetensors``) over
+``checkpoint.pt`` (or its exported ``.safetensors``, or the published RSKP code's ``N.pkl``), with
+the branches ``--branches main|intra|all`` names (default intra: the paper's), over
 
 - a W-TALC dataset: ``--data-root ROOT [--split S]`` (default: the dataset recorded in the
   checkpoint's config, and its test split), or
@@ -28,10 +29,11 @@ import torch
 from rs_kernels.varlen import Varlen
 
 from . import cli
+from .checkpoint import add_checkpoint_arguments
 from .data import PackedBatch
 from .errors import DataError, UserError
 from .evaluate import proposals
-from .inference import predict_batches, predict_split
+from .inference import add_branches_argument, predict_batches, predict_split
 from .safe_npy import load_npy
 from .train import restore
 
@@ -85,21 +87,22 @@ def packed(features: list[np.ndarray], batch_size: int):
 
 def _predict(args) -> tuple[list[str], list[str], np.ndarray, list[np.ndarray]]:
     """(class names, video ids, video scores, CAS) of the videos the flags name."""
-    trainer = restore(args.checkpoint, args.device, args.data_root)
+    trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
     model, device, batch_size = trainer.model, trainer.device, trainer.cfg.test_batch_size
+    scoring = (args.branches, trainer.bank)
     annotations = trainer.dataset.annotations
     if args.features is not None:
         names, features = read_features(args.features, trainer.cfg.feature_dim)
-        scores, cas = predict_batches(model, packed(features, batch_size), device)
+        scores, cas = predict_batches(model, packed(features, batch_size), device, *scoring)
     elif args.split is None:
         names = [annotations.video_names[v] for v in trainer.dataset.test_indices]
-        scores, cas = predict_split(model, trainer.dataset, device, batch_size)
+        scores, cas = predict_split(model, trainer.dataset, device, batch_size, *scoring)
     else:
         indices = annotations.indices(args.split)
         if len(indices) == 0:
             raise DataError(f"{annotations.folder}/subset.npy has no video of split {args.split!r}")
         names = [annotations.video_names[v] for v in indices]
-        scores, cas = predict_batches(model, trainer.dataset.batches_in_order(indices, batch_size), device)
+        scores, cas = predict_batches(model, trainer.dataset.batches_in_order(indices, batch_size), device, *scoring)
     return list(annotations.class_names), names, scores, cas
 
 
@@ -107,10 +110,9 @@ def _predict(args) -> tuple[list[str], list[str], np.ndarray, list[np.ndarray]]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.infer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="OUT/checkpoint.pt of a run, or its exported .safetensors")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="the detections file to write (.json)")
-    parser.add_argument("--data-root", default=None,
-                        help="W-TALC root of the checkpoint's dataset (default: the recorded one); it gives the class names")
+    add_branches_argument(parser)
     parser.add_argument("--features", type=Path, default=None, help="a folder of VIDEO_ID.npy (T, feature_dim), or one .npy")
     parser.add_argument("--split", default=None, help="subset of the dataset (default: its test split)")
     parser.add_argument("--frames-per-snippet", type=float, default=16)

@@ -56,8 +56,17 @@ def pseudo_label_loss(logits: Tensor, target_logits: Tensor, cu_seqlens: Varlen 
     return segment_sum(per_snippet, cu_seqlens) / seqlens(cu_seqlens)
 
 
+def feature_propagation_loss(features: Tensor, walked: Tensor, cu_seqlens: Varlen | Tensor, norm: str) -> Tensor:
+    """(B,) Table 3's feature losses: per video, the mean over its snippets and channels of |X - F^a|
+    (``feature_l1``) or (X - F^a)^2 (``feature_l2``), F^a (the walked features) detached as L_spl's target is."""
+    diff = features - walked.detach()
+    per_snippet = (diff.abs() if norm == "feature_l1" else diff.square()).mean(-1)
+    return segment_sum(per_snippet, cu_seqlens) / seqlens(cu_seqlens)
+
+
 def rskp_loss(out: RSKPOutput, labels: Tensor, cu_seqlens: Varlen | Tensor, cfg: Config, after_warmup: bool) -> LossTerms:
-    """L = L_fore + 0.2 L_back + 0.1 L_att + lambda_s L_spl, summed over the batch's videos."""
+    """L = L_fore + 0.2 L_back + 0.1 L_att + lambda_s L_spl, summed over the batch's videos (L_spl a feature
+    loss under ``propagation_loss`` feature_l1 / feature_l2)."""
     no_background = torch.cat([labels, labels.new_zeros(labels.shape[0], 1)], dim=1)
     with_background = torch.cat([labels, labels.new_ones(labels.shape[0], 1)], dim=1)
     branches = [(out.main, 1.0), (out.intra, 1.0), (out.inter, cfg.inter_weight)]
@@ -71,9 +80,12 @@ def rskp_loss(out: RSKPOutput, labels: Tensor, cu_seqlens: Varlen | Tensor, cfg:
     spl = zero
     spl_weight = cfg.spl_weight_after_warmup if after_warmup else cfg.spl_weight
     if cfg.pseudo_label and out.intra is not None:
-        target = out.intra.logits
-        if out.inter is not None:
-            target = (1 - cfg.pseudo_inter_mix) * out.intra.logits + cfg.pseudo_inter_mix * out.inter.logits
-        spl = pseudo_label_loss(out.main.logits, target, cu_seqlens, cfg.spl_temperature)
+        if cfg.propagation_loss == "pseudo_label":
+            target = out.intra.logits
+            if out.inter is not None:
+                target = (1 - cfg.pseudo_inter_mix) * out.intra.logits + cfg.pseudo_inter_mix * out.inter.logits
+            spl = pseudo_label_loss(out.main.logits, target, cu_seqlens, cfg.spl_temperature)
+        else:  # Table 3: the walk supervises the features instead of the scores
+            spl = feature_propagation_loss(out.features, out.walked, cu_seqlens, cfg.propagation_loss)
     per_video = fore + cfg.back_weight * back + cfg.att_weight * att + spl_weight * spl
     return LossTerms(per_video.sum(), fore.sum(), back.sum(), att.sum(), spl.sum())

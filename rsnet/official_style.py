@@ -1,9 +1,12 @@
 """The published code's way of training, written from docs/design.md ('Model', 'Losses', 'Training
 schedule'): one video at a time, eager, einsum over a batch dimension of 1, a dense T x T solve
-for the random walk, and the memory bank read per class. It shares the parameters of an ``RSKP`` model but none of its code, so it is the
-oracle of the parity test and the baseline of the speed benchmarks.
+for the random walk, and the memory bank read per class. It shares the parameters of an ``RSKP``
+model but none of its code, so it is the oracle of the parity tests (a step: ``step_loss``; the
+whole loop with its bank: ``train_epochs``) and the baseline of the speed benchmarks.
 """
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +85,12 @@ def video_loss(model: RSKP, x_in: Tensor, label: Tensor, memory: Tensor | None, 
     spl = -(q * F.log_softmax(o[3] / cfg.spl_temperature, dim=-1)).sum(-1).mean()
     spl_weight = cfg.spl_weight_after_warmup if after_warmup else cfg.spl_weight
     loss = fore + cfg.back_weight * back + cfg.att_weight * att + spl_weight * spl
-    p_mu = F.softmax(torch.einsum("nkd,cd->nkc", _l2n(mu), _l2n(model.head.class_centres)) * cfg.scale, dim=-1)
-    return loss, mu[0], p_mu[0]
+    return loss, mu[0], _mu_scores(model, mu)[0]
+
+
+def _mu_scores(model: RSKP, mu: Tensor) -> Tensor:
+    """(1, K, C+1) class probabilities of the representatives: the memory bank's scores."""
+    return F.softmax(torch.einsum("nkd,cd->nkc", _l2n(mu), _l2n(model.head.class_centres)) * model.cfg.scale, dim=-1)
 
 
 def step_loss(model: RSKP, videos: list[Tensor], labels: Tensor, bank=None, after_warmup: bool = False) -> Tensor:
@@ -106,3 +113,59 @@ def predict_video(model: RSKP, x_in: Tensor) -> tuple[Tensor, Tensor]:
     scores = cfg.fuse_main * o[0] + cfg.fuse_intra * m[0]
     cas = (cfg.fuse_main * F.softmax(o[3], -1) + cfg.fuse_intra * F.softmax(m[3], -1)) * o[2][..., None]
     return scores[0], cas[0]
+
+
+def read_queue(rows: Tensor, label: Tensor) -> Tensor:
+    """All S slots of each of the video's classes, unfilled (zero) ones included, class by class."""
+    return torch.cat([rows[c] for c in range(label.numel()) if label[c] > 0])
+
+
+@torch.no_grad()
+def update_queue(rows: Tensor, scores: Tensor, mu: Tensor, p_mu: Tensor, label: Tensor) -> None:
+    """Per class of the video: its S slots and the video's K representatives sorted by score, the S best kept."""
+    for c in range(label.numel()):
+        if label[c] > 0:
+            pool, pool_scores = torch.cat([rows[c], mu]), torch.cat([scores[c], p_mu[:, c]])
+            best = torch.sort(pool_scores, descending=True).indices[: rows.shape[1]]
+            rows[c], scores[c] = pool[best], pool_scores[best]
+
+
+def train_epochs(model: RSKP, optimizer: torch.optim.Optimizer, features: Sequence[Tensor], labels: Tensor,
+                 orders: Sequence[Sequence[int]], fill_order: Sequence[int]) -> Iterator[tuple[Tensor, Tensor]]:
+    """The published training loop, one epoch per order in ``orders`` (video ids into ``features``
+    and ``labels`` (V, C)); yields its bank (rows (C, S, D), scores (C, S)) after each epoch.
+
+    A global video counter: every video's loss is backpropagated at once (gradients accumulate)
+    and the optimizer steps after every ``videos_per_step``-th video of the run, whatever the epoch.
+    After warm-up a video reads all slots of its classes, then inserts its representatives. At the
+    end of epoch ``warmup_epochs`` the bank is filled in eval mode from every video of
+    ``fill_order`` and lambda_s switches to its after-warm-up value.
+    """
+    cfg: Config = model.cfg
+    n_classes = labels.shape[1]
+    rows = features[0].new_zeros(n_classes, cfg.bank_slots, cfg.embed_dim)
+    scores = features[0].new_zeros(n_classes, cfg.bank_slots)
+    seen, lambda_s_switched = 0, False
+    for epoch, order in enumerate(orders):
+        model.train()
+        for v in order:
+            seen += 1
+            inter = epoch > cfg.warmup_epochs
+            memory = read_queue(rows, labels[v]) if inter else None
+            loss, mu, p_mu = video_loss(model, features[v], labels[v], memory, lambda_s_switched)
+            if inter:
+                update_queue(rows, scores, mu, p_mu[:, :n_classes], labels[v])
+            loss.backward()
+            if seen % cfg.videos_per_step == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+        if epoch == cfg.warmup_epochs:
+            model.eval()
+            with torch.no_grad():
+                for v in fill_order:
+                    x = model.dropout(F.relu(model.embedding(features[v])))[None]
+                    mu = em(model.mu0[None], x, cfg.em_iters, cfg.tau)
+                    update_queue(rows, scores, mu[0], _mu_scores(model, mu)[0, :, :n_classes], labels[v])
+            model.train()
+            lambda_s_switched = True
+        yield rows, scores

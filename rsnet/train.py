@@ -1,14 +1,17 @@
 """``python -m rsnet.train``: RSKP training with the official schedule, evaluation and exact resume.
 
 With no ``--data-root`` it trains on the built-in synthetic dataset (generated once, cached).
-Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per evaluation),
-``OUT/checkpoint.pt`` (atomic and checksummed, every ``--checkpoint-every`` epochs; it also holds
-the evaluations so far) and ``OUT/results.md`` (last and best epoch). With ``--val-fraction F`` a
-share F of the training videos is held out and scored at every evaluation, and
+Writes ``OUT/config.json``, ``OUT/metrics.jsonl`` (one JSON object per epoch: its losses, and
+its evaluation every ``--eval-every`` epochs; ``rsnet.metrics``), ``OUT/checkpoint.pt`` (atomic
+and checksummed, every ``--checkpoint-every`` epochs; it also holds the records so far) and
+``OUT/results.md`` (last and best evaluated epoch). With ``--val-fraction F`` a share F of the
+training videos is held out and scored at every evaluation, and
 ``OUT/checkpoint_held_out_best.pt`` keeps the run at its best epoch on them, an epoch picked
 without looking at the test split (results.md reports its test score). A folder that holds any of
 these is a run: a new run refuses to start there unless ``--resume`` continues it or
-``--overwrite`` replaces those files (and only those).
+``--overwrite`` replaces those files (and only those). ``--tensorboard`` also logs the records'
+numbers as TensorBoard scalars to ``OUT/tensorboard/`` (each start hides what an earlier start
+there logged, and logs the records so far).
 """
 from __future__ import annotations
 
@@ -21,20 +24,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import checkpoint, cli
+from . import checkpoint, cli, metrics
 from .config import Config, add_config_arguments, apply_overrides, build_config, format_config, to_dict, validate
-from .data import WTALCDataset
-from .errors import UserError
+from .data import PackedBatch, WTALCDataset
+from .errors import DataError, UserError
 from .evaluate import PROTOCOL_IOUS, evaluate
 from .inference import predict_batches
 from .losses import LossTerms, rskp_loss
 from .memory import MemoryBank
-from .model import RSKP
+from .model import RSKP, MemoryRead
+from .variants import VideoBank
 
-CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every"}
-RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "results.md", "config.json")  # what every run writes in OUT
+CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every", "tensorboard"}
+RUN_FILES = ("checkpoint.pt", metrics.FILE_NAME, "results.md", "config.json")  # what every run writes in OUT
 HELD_OUT_BEST = "checkpoint_held_out_best.pt"  # with --val-fraction: the run at its best epoch on the held-out videos
 OWN_FILES = (*RUN_FILES, HELD_OUT_BEST)  # a folder holding any of these holds a run; --overwrite replaces them
 
@@ -65,42 +70,98 @@ def make_deterministic(seed: int, device: torch.device) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def step_chunks(first_video: int, n_videos: int, per_step: int) -> list[tuple[int, int, bool]]:
+    """How an epoch's ``n_videos`` are cut, ``first_video`` videos into the run: ``(start, end,
+    completes_step)`` pieces that never span an optimizer step. As the official loop counts videos
+    across epochs and steps every ``per_step`` of them, the first piece completes the step the
+    previous epoch left open and the last may leave one open for the next epoch."""
+    pieces, start = [], 0
+    while start < n_videos:
+        end = min(start + per_step - (first_video + start) % per_step, n_videos)
+        pieces.append((start, end, (first_video + end) % per_step == 0))
+        start = end
+    return pieces
+
+
 class Trainer:
     """Model, memory bank and optimizer of one run, and the steps of the official schedule."""
 
     def __init__(self, cfg: Config, dataset: WTALCDataset, device: torch.device):
         self.cfg, self.dataset, self.device = cfg, dataset, device
         self.model = RSKP(cfg, dataset.n_classes).to(device)
-        self.bank = MemoryBank(dataset.n_classes, cfg.bank_slots, cfg.embed_dim).to(device)
+        self.bank = self.make_bank().to(device)
         # On CUDA the fused Adam updates every parameter in one kernel (the default, foreach, takes a
         # dozen launches a step); on CPU the default is kept.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                           weight_decay=cfg.weight_decay, fused=True if device.type == "cuda" else None)
 
+    def make_bank(self) -> MemoryBank | VideoBank:
+        """The class-wise bank (the paper's) or, with ``bank`` video, one entry per training video (Table 2)."""
+        cfg, data = self.cfg, self.dataset
+        if cfg.bank == "class":
+            return MemoryBank(data.n_classes, cfg.bank_slots, cfg.embed_dim)
+        labels = data.annotations.video_labels[data.train_indices]
+        return VideoBank(data.train_indices, labels, cfg.n_representatives, cfg.embed_dim, cfg.bank_momentum, cfg.seed)
+
+    def read_bank(self, batch: PackedBatch, epoch: int) -> MemoryRead:
+        """The inter-video branch's memory for a piece of a step, as the model calls it once EM has
+        given the representatives: it reads Y_e and inserts the piece's representatives. Class-wise
+        (the paper's): video by video in the official order, each reading after the inserts of the
+        videos before it. Video-wise (Table 2): each video reads its partner's entry, then the
+        piece's entries move toward its representatives."""
+        def class_wise(mu: Tensor, p_mu: Tensor):
+            return self.bank.read_in_order(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
+
+        def video_wise(mu: Tensor, p_mu: Tensor):
+            rows = self.bank.read(batch.index, epoch)
+            self.bank.insert(mu, batch.index)
+            return rows
+
+        return video_wise if self.cfg.bank == "video" else class_wise
+
+    def fill_bank_with(self, mu: Tensor, p_mu: Tensor, batch: PackedBatch) -> None:
+        if self.cfg.bank == "video":
+            self.bank.insert(mu, batch.index)
+        else:
+            self.bank.insert(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
+
     def inter_active(self, epoch: int) -> bool:
         return self.cfg.memory_bank and epoch > self.cfg.warmup_epochs
 
+    def steps_done(self, epochs: int) -> int:
+        """Optimizer steps taken in the first ``epochs`` epochs: one per ``videos_per_step`` videos,
+        counted across epochs; the videos of a step not completed wait for the next epoch."""
+        return epochs * len(self.dataset.train_indices) // self.cfg.videos_per_step
+
     def train_epoch(self, epoch: int, progress=None) -> dict[str, float]:
+        """One epoch of the official loop: its shuffled videos in pieces that never span an optimizer
+        step (``step_chunks``), each piece's gradients added to the step's; the end of the warm-up
+        fills the bank. Returns the epoch's loss terms per video."""
         self.model.train()
-        inter = self.inter_active(epoch)
+        n_videos = len(self.dataset.train_indices)
+        order = self.dataset.train_order(epoch, self.cfg.seed)
         sums = torch.zeros(len(LossTerms._fields), device=self.device)  # summed on device: no per-step sync
-        for batch in self.dataset.train_batches(epoch, self.cfg.seed, self.cfg.videos_per_step):
-            batch = batch.to(self.device)
-            memory = self.bank.read(batch.labels) if inter else None
-            out = self.model(batch.x, batch.varlen, memory)
-            terms = rskp_loss(out, batch.labels, batch.varlen, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
-            if not torch.isfinite(terms.total):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch}: {terms}")
-            self.optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
-            self.optimizer.step()
-            if inter:
-                self.bank.insert(out.mu, out.p_mu[..., : self.dataset.n_classes], batch.labels)
-            sums += torch.stack(terms).detach()
-            if progress is not None:
-                progress.update(1)
-        per_video = (sums / len(self.dataset.train_indices)).tolist()
-        return dict(zip(LossTerms._fields, per_video))
+        for start, end, completes_step in step_chunks(epoch * n_videos, n_videos, self.cfg.videos_per_step):
+            batch = self.dataset.pack_for_training(order[start:end], epoch, self.cfg.seed)
+            sums += self._accumulate(batch.to(self.device), epoch)
+            if completes_step:
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                if progress is not None:
+                    progress.update(1)
+        if self.cfg.memory_bank and self.cfg.intra and epoch == self.cfg.warmup_epochs:
+            self.fill_bank()
+        return dict(zip(LossTerms._fields, (sums / n_videos).tolist()))
+
+    def _accumulate(self, batch: PackedBatch, epoch: int) -> Tensor:
+        """Forward and backward of a piece of a step, in its own epoch's regime (inter-video branch,
+        lambda_s): its gradients add to those the step's earlier pieces left. Returns its loss terms."""
+        out = self.model(batch.x, batch.varlen, self.read_bank(batch, epoch) if self.inter_active(epoch) else None)
+        terms = rskp_loss(out, batch.labels, batch.varlen, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
+        if not torch.isfinite(terms.total):
+            raise FloatingPointError(f"non-finite loss at epoch {epoch}: {terms}")
+        terms.total.backward()
+        return torch.stack(terms).detach()
 
     @torch.no_grad()
     def fill_bank(self) -> None:
@@ -110,7 +171,7 @@ class Trainer:
         for batch in self.dataset.batches_in_order(self.dataset.train_indices, self.cfg.test_batch_size):
             batch = batch.to(self.device)
             mu, p_mu = self.model.bank_candidates(batch.x, batch.varlen)
-            self.bank.insert(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
+            self.fill_bank_with(mu, p_mu, batch)
         self.model.train()
 
     def evaluate(self, indices=None):
@@ -131,6 +192,7 @@ class Trainer:
             "bank": self.bank.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": checkpoint.rng_state(),
+            "grads": {name: p.grad for name, p in self.model.named_parameters()},  # a step left open
             "best": best,
             "metrics": metrics,
         }
@@ -139,31 +201,36 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.bank.load_state_dict(state["bank"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for name, p in self.model.named_parameters():
+            grad = state["grads"][name]
+            p.grad = None if grad is None else grad.to(p.device)
         checkpoint.restore_rng_state(state["rng"])
 
 
-def restore(path: str | Path, device: str, data_root: str | None = None) -> Trainer:
-    """The trained model and memory bank of a run's checkpoint.pt or exported .safetensors, with the
-    run's dataset (or its dataset under ``data_root``), on ``device``."""
-    trained = checkpoint.load_trained(path)
+def restore(path: str | Path, device: str, data_root: str | None = None, checkpoint_format: str = "auto") -> Trainer:
+    """The trained model and memory bank of a run's checkpoint.pt, its exported .safetensors or the
+    published code's N.pkl (``checkpoint.load_trained``), with the run's dataset (or its dataset
+    under ``data_root``), on ``device``."""
+    trained = checkpoint.load_trained(path, checkpoint_format, data_root)
     cfg = dataclasses.replace(apply_overrides(Config(), trained.config, str(path)), device=device)
     if data_root is not None:
         cfg = dataclasses.replace(cfg, data_root=data_root)
     validate(cfg)
-    trainer = Trainer(cfg, load_dataset(cfg), resolve_device(device))
-    classes = trainer.dataset.annotations.class_names
-    if trained.class_names is not None and trained.class_names != classes:
-        raise checkpoint.CheckpointError(f"{path} was trained on other classes ({', '.join(trained.class_names)}) "
-                                         f"than {trainer.dataset.annotations.folder} lists ({', '.join(classes)})")
+    try:
+        dataset = load_dataset(cfg)
+    except DataError as exc:
+        raise DataError(f"{path} is a model of {cfg.dataset}: {exc}") from exc
+    trainer = Trainer(cfg, dataset, resolve_device(device))
+    checkpoint.check_classes(trained, trainer.dataset.annotations, path)
     trainer.model.load_state_dict(trained.model)
     trainer.bank.load_state_dict(trained.bank)
     return trainer
 
 
 def _check_resume_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
-    saved = {**to_dict(Config()), **saved}  # a key added since the run was saved held its default then
-    current = to_dict(cfg)
-    changed = [k for k in current if k not in CONFIG_KEYS_FREE_ON_RESUME and saved.get(k) != current[k]
+    current, defaults = to_dict(cfg), to_dict(Config())
+    # a key the saved config lacks came after the run began; its default is what the run did
+    changed = [k for k in current if k not in CONFIG_KEYS_FREE_ON_RESUME and saved.get(k, defaults[k]) != current[k]
                and not (isinstance(current[k], tuple) and tuple(saved.get(k, ())) == current[k])]
     if changed:
         raise UserError(f"--resume with a different config than {path} ({', '.join(changed)}): "
@@ -181,12 +248,6 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
         raise UserError(f"{out} holds a run ({', '.join(p.name for p in found)}): add --resume to continue it "
                         f"or --overwrite to replace it, or choose another --out")
     return found if overwrite else []
-
-
-def _write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
 
 
 def held_out_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -211,11 +272,12 @@ def results_table(last: dict[str, Any], best: dict[str, Any], held_out: dict[str
 
 
 def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train and evaluate; returns the last and best evaluation records."""
+    """Train and evaluate; returns the last and best evaluated records."""
     validate(cfg)
+    summary_writer = metrics.summary_writer_class() if cfg.tensorboard else None  # missing: an error before any work
     out = Path(cfg.out)
     replaced = _prepare_out(out, resume, overwrite)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / metrics.FILE_NAME
     state = checkpoint.load_run(ckpt_path) if resume else None
     if state is not None:
         _check_resume_config(state["config"], cfg, ckpt_path)
@@ -226,43 +288,51 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
     dataset = load_dataset(cfg)
     where = "on the device" if dataset.keep_features_on(device) else "on the host"
     trainer = Trainer(cfg, dataset, device)
-    start_epoch, best, records = 0, None, []
+    start_epoch, records = 0, []
     if state is not None:
         trainer.load_state_dict(state)
-        start_epoch, best, records = state["epoch"], state["best"], list(state["metrics"])
+        start_epoch, records = state["epoch"], list(state["metrics"])
+        if start_epoch == cfg.epochs and not metrics.is_evaluated(records[-1]):  # --epochs ends where no evaluation was
+            records[-1].update(trainer.evaluate().to_dict())
+            checkpoint.save_atomic(trainer.state_dict(start_epoch, metrics.best(records), records), ckpt_path)
     for path in replaced:
         print(f"rskp: --overwrite: removing {path}", file=sys.stderr)
         path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    _write_metrics(metrics_path, records)
+    metrics.write(metrics_path, records)
+    # Every start hides the folder's earlier events (purge_step) and logs the records so far: the
+    # log shows metrics.jsonl, not a second copy of the epochs a resume redoes.
+    board = summary_writer(str(out / "tensorboard"), purge_step=1) if summary_writer else None
+    if board:
+        metrics.add_scalars(board, records)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     print(f"rskp: {len(dataset.train_indices)} train / {len(dataset.test_indices)} test videos on {device} "
           f"(features {where}); config:\n"
           f"{format_config(cfg)}", file=sys.stderr)
 
-    steps_per_epoch = -(-len(dataset.train_indices) // cfg.videos_per_step)
-    progress = tqdm(total=(cfg.epochs - start_epoch) * steps_per_epoch, desc="train", unit="step", dynamic_ncols=True)
+    progress = tqdm(total=trainer.steps_done(cfg.epochs) - trainer.steps_done(start_epoch), desc="train", unit="step",
+                    dynamic_ncols=True)
     for epoch in range(start_epoch, cfg.epochs):
         losses = trainer.train_epoch(epoch, progress)
-        if cfg.memory_bank and cfg.intra and epoch == cfg.warmup_epochs:
-            trainer.fill_bank()
         done = epoch + 1
+        record = metrics.epoch_record(done, losses)
+        records.append(record)
         if done % cfg.eval_every == 0 or done == cfg.epochs:
-            result = trainer.evaluate()
-            record = {"epoch": done, **result.to_dict(), "loss": losses["total"]}
+            record.update(trainer.evaluate().to_dict())
             if cfg.val_fraction > 0:
                 record["held_out"] = trainer.evaluate(dataset.held_out_indices).to_dict()
-            records.append(record)
-            _write_metrics(metrics_path, records)
-            if best is None or record["avg"] > best["avg"]:
-                best = record
-            if "held_out" in record and held_out_best(records) is record:
-                checkpoint.save_atomic(trainer.state_dict(done, best, records), out / HELD_OUT_BEST)
+                if held_out_best(records) is record:
+                    checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records), out / HELD_OUT_BEST)
             progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
+        metrics.write(metrics_path, records)
+        if board:
+            metrics.add_scalars(board, [record])
         if done % cfg.checkpoint_every == 0 or done == cfg.epochs:
-            checkpoint.save_atomic(trainer.state_dict(done, best, records), ckpt_path)
+            checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records), ckpt_path)
     progress.close()
-    last = records[-1]
+    if board:
+        board.close()
+    last, best = records[-1], metrics.best(records)
     table = results_table(last, best, held_out_best(records))
     (out / "results.md").write_text(table + "\n")
     print(table)

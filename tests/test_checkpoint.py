@@ -16,6 +16,7 @@ from rsnet.config import Config
 from rsnet.data import WTALCDataset
 from rsnet.model import RSKP
 from rsnet.synthetic import SyntheticSpec, generate
+from helpers import rel_error
 from rs_kernels.varlen import cu_seqlens_from_lengths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,7 +179,7 @@ def test_diagnose_reads_exported_weights_as_the_checkpoint(exported, capsys):
         capsys.readouterr()
         assert diagnose.main(["--checkpoint", str(path)]) == 0
         printed.append(capsys.readouterr().out)
-    assert printed[0] == printed[1] and "average mAP" in printed[0]
+    assert printed[0] == printed[1] and "average mAP, all branches" in printed[0]  # the bank is filled
 
 
 def test_a_flipped_byte_in_exported_weights_is_an_error_naming_the_file(exported, tmp_path, capsys):
@@ -294,3 +295,134 @@ def test_inference_reads_a_converted_official_checkpoint(exported, tiny_root, tm
     # the converted config is the default one (test batches of 32 videos, not 4): equal up to rounding
     assert np.allclose(scores, converted_scores, rtol=1e-5, atol=1e-7)
     assert all(np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(cas, converted_cas, strict=True))
+
+
+# --- the published code's state_dict wherever a checkpoint is read ------------------------------
+
+
+def _official_pkl(path, n_classes=20, seed=6):
+    """A model with float32-exact weights, saved as the published code saves its state_dict (float64
+    tensors, as its model would hold them after .double()); the model, in float64."""
+    torch.manual_seed(seed)
+    original = RSKP(Config(feature_dim=2048, embed_dim=48, dropout=0.0), n_classes).double().eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(_official_layout(original), path)
+    return original
+
+
+def test_an_official_pkl_predicts_as_the_official_code(tiny_root, tmp_path):
+    """The .pkl read where a checkpoint is (train.restore, as every command reads it): float64
+    predictions of the model it builds equal the published code's way of predicting (official_style)."""
+    from rsnet import official_style
+
+    path = tmp_path / "ckpt" / "200.pkl"
+    original = _official_pkl(path)
+    trainer = train.restore(path, "cpu", str(tiny_root))
+    assert trainer.cfg.data_root == str(tiny_root) and trainer.cfg.embed_dim == 48
+    model = trainer.model.double().eval()
+    compared = 0
+    for batch in trainer.dataset.test_batches(4):
+        scores, cas = model.predict(batch.x.double(), batch.varlen)
+        bounds = batch.varlen.cu_seqlens.tolist()
+        for b, v in enumerate(batch.index.tolist()):
+            want_scores, want_cas = official_style.predict_video(original, torch.from_numpy(trainer.dataset.features[v]).double())
+            assert torch.isfinite(scores[b]).all() and torch.isfinite(cas[bounds[b]:bounds[b + 1]]).all()
+            assert rel_error(scores[b], want_scores) <= 1e-10
+            assert rel_error(cas[bounds[b]:bounds[b + 1]], want_cas) <= 1e-10
+            compared += 1
+    assert compared == len(trainer.dataset.test_indices)
+
+
+def test_an_official_pkl_scores_through_the_commands_as_the_official_code(exported, tiny_root, tmp_path, capsys):
+    """rsnet.inference and rsnet.infer read the .pkl (a trained model's weights, under the published
+    code's names); rsnet.evaluate gives their predictions and detections the mAP of the published
+    code's way of predicting, in float32 as the commands run."""
+    from rsnet import evaluate, infer, official_style
+
+    run = checkpoint.load_run(exported[0])
+    original = RSKP(Config(feature_dim=2048, embed_dim=48), 20).eval()
+    original.load_state_dict(run["model"])
+    path = tmp_path / "200.pkl"
+    torch.save(_official_layout(original), path)
+    dataset = WTALCDataset(tiny_root)
+    want = [official_style.predict_video(original, torch.from_numpy(dataset.features[v])) for v in dataset.test_indices]
+    inference.save_predictions(tmp_path / "want.npz", torch.stack([s for s, _ in want]).numpy(), [c.numpy() for _, c in want])
+    source = ["--checkpoint", str(path), "--data-root", str(tiny_root)]
+    assert inference.main([*source, "--out", str(tmp_path / "p.npz")]) == 0
+    assert infer.main([*source, "--out", str(tmp_path / "d.json")]) == 0
+    results = {}
+    for given, name in [("--predictions", "want.npz"), ("--predictions", "p.npz"), ("--detections", "d.json")]:
+        assert evaluate.main([given, str(tmp_path / name), "--annotations", str(dataset.annotations.folder),
+                              "--lenient", "--out", str(tmp_path / f"{name}.out.json")]) == 0
+        results[name] = json.loads((tmp_path / f"{name}.out.json").read_text())
+    assert results["p.npz"]["dmap"] == results["want.npz"]["dmap"] == results["d.json"]["dmap"]
+    ranked = []  # what those mAPs score: the same ranked detections, some of them (not vacuous)
+    for name in ("want.npz", "p.npz"):
+        with np.load(tmp_path / name, allow_pickle=True) as saved:
+            ranked.append(evaluate.detections(saved["vid_preds"], list(saved["frm_preds"]), dataset.annotations,
+                                              dataset.test_indices))
+    assert ranked[0].keys() == ranked[1].keys() and sum(len(d) for d in ranked[0].values()) > 0
+    for name, want in ranked[0].items():
+        assert want.shape == ranked[1][name].shape and np.allclose(want, ranked[1][name], rtol=1e-5, atol=1e-6), name
+    capsys.readouterr()
+    assert diagnose.main(source) == 0 and "average mAP" in capsys.readouterr().out
+
+
+def test_checkpoint_format_official_takes_any_file_as_the_state_dict(exported, tiny_root, tmp_path, capsys):
+    ckpt, _ = exported
+    out = ["--data-root", str(tiny_root), "--out", str(tmp_path / "p.npz")]
+    assert inference.main(["--checkpoint", str(ckpt), *out]) == 0  # auto: a run's checkpoint
+    capsys.readouterr()
+    assert inference.main(["--checkpoint", str(ckpt), "--checkpoint-format", "official", *out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {ckpt} is not the published RSKP model's state_dict: unknown keys ['bank', ")
+    assert len(err.splitlines()) == 1
+
+
+def test_an_official_pkl_that_does_not_fit_is_one_line_naming_the_key(tiny_root, tmp_path, capsys):
+    layout = _official_layout(RSKP(Config(feature_dim=2048, embed_dim=48), 20))
+    path = tmp_path / "200.pkl"
+    prefixed = {f"module.{k}": v for k, v in layout.items()}  # auto: no key of the published code's
+    for state, fmt, message in [({**layout, "module.mu": layout["mu"]}, "auto", "unknown keys ['module.mu'], missing keys none"),
+                                (prefixed, "official", "missing keys ['ac_center', "),
+                                (prefixed, "auto", "carries no rskp checksum"),
+                                ({**layout, "fg_center": layout["fg_center"][:, :-1]}, "auto", "fg_center has shape (1, 47)")]:
+        torch.save(state, path)
+        for main, out in [(inference.main, "p.npz"), (diagnose.main, None)]:
+            capsys.readouterr()
+            argv = ["--checkpoint", str(path), "--data-root", str(tiny_root), "--checkpoint-format", fmt]
+            argv += ["--out", str(tmp_path / out)] if out else []
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: {path}") and message in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["200.pkl"]
+
+
+def test_a_pkl_that_would_run_code_is_refused_in_either_format(tiny_root, tmp_path, capsys):
+    canary, path = tmp_path / "created-by-the-checkpoint", tmp_path / "200.pkl"
+    torch.save({"mu": _CreatesFile(canary)}, path)
+    for fmt, why in [("auto", "carries no rskp checksum"), ("official", "holds objects other than tensors")]:
+        capsys.readouterr()
+        assert inference.main(["--checkpoint", str(path), "--checkpoint-format", fmt, "--data-root", str(tiny_root),
+                               "--out", str(tmp_path / "p.npz")]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {path} {why}")
+        assert not canary.exists()
+
+
+def test_a_checkpoint_of_another_dataset_or_class_count_is_one_line(exported, tiny_root, tmp_path, capsys):
+    from rsnet import infer
+
+    activitynet = tmp_path / "anet.pkl"
+    _official_pkl(activitynet, n_classes=100)
+    shared = checkpoint.load_trained(exported[1])
+    fewer = tmp_path / "fewer.safetensors"
+    centres = shared.model["head.class_centres"]
+    checkpoint.save_weights(shared._replace(model={**shared.model, "head.class_centres": centres[:11]}, class_names=None), fewer)
+    for path, message in [(activitynet, f"is a model of ActivityNet1.2: dataset folder not found: {tiny_root / 'ActivityNet1.2'}"),
+                          (fewer, "holds a model of 10 classes; ")]:
+        capsys.readouterr()
+        assert infer.main(["--checkpoint", str(path), "--data-root", str(tiny_root), "--out", str(tmp_path / "d.json")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path} {message}") and len(err.splitlines()) == 1, err
+    assert "lists 20: a checkpoint of another dataset" in err
+    assert not (tmp_path / "d.json").exists()

@@ -64,7 +64,7 @@ def _setup(ops: str, device: str):
 
 
 def _step(cfg, model, bank, batch, inter: bool):
-    memory = bank.read(batch.labels) if inter else None
+    memory = (lambda mu, p_mu: bank.read(batch.labels)) if inter else None
     out = model(batch.x, batch.varlen, memory)
     terms = rskp_loss(out, batch.labels, batch.varlen, cfg, after_warmup=inter)
     terms.total.backward()

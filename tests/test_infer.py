@@ -2,14 +2,27 @@
 exactly as the run's own predictions are scored; its bad inputs and its cap."""
 import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
+from helpers import rel_error
 
-from rsnet import evaluate, infer, inference, train
+from rsnet import evaluate, infer, inference, official_style, train
+from rsnet.checkpoint import OFFICIAL_KEYS
 from rsnet.config import Config
+from rsnet.data import PackedBatch
+from rsnet.evaluate import CLASS_THRESHOLD
+from rsnet.memory import MemoryBank
+from rsnet.model import RSKP
 from rsnet.synthetic import SyntheticSpec, generate
+from rs_kernels.varlen import Varlen
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
 
 
@@ -18,7 +31,7 @@ def run(tmp_path_factory):
     """A tiny trained run: (data root, run folder, its annotations folder)."""
     root = generate(tmp_path_factory.mktemp("data") / "tiny", TINY, seed=2)
     out = tmp_path_factory.mktemp("run")
-    cfg = Config(data_root=str(root), out=str(out), epochs=2, warmup_epochs=0, eval_every=1, embed_dim=48,
+    cfg = Config(data_root=str(root), out=str(out), epochs=3, warmup_epochs=0, eval_every=1, embed_dim=48,
                  videos_per_step=3, test_batch_size=4, lenient=True, device="cpu")
     train.run(cfg)
     annotations = train.restore(out / "checkpoint.pt", "cpu").dataset.annotations.folder
@@ -151,3 +164,133 @@ def test_evaluate_detections_refuses_unknown_labels_videos_and_outside_segments(
     bad = json.loads(json.dumps(record))
     _first_detection(bad)["segment"] = [1.0, 1e6]
     assert "outside the video" in _evaluate_edited(bad, annotations, tmp_path, capsys)
+
+
+def test_evaluate_detections_refuses_segments_before_the_start_and_empty_ones(detections_file, tmp_path, capsys):
+    record, annotations = detections_file
+    for segment, message in [([-0.5, 2.0], "segment [-0.5, 2.0] s is outside the video"),
+                             ([3.0, 3.0], "segment [3.0, 3.0] s is empty (start >= end)"),
+                             ([4.0, 2.0], "segment [4.0, 2.0] s is empty (start >= end)")]:
+        bad = json.loads(json.dumps(record))
+        _first_detection(bad)["segment"] = segment
+        error = _evaluate_edited(bad, annotations, tmp_path, capsys)
+        assert f"detection 0: {message}" in error and next(iter(bad["results"])) in error, error
+
+
+def test_exported_weights_reproduce_the_runs_map_through_infer_and_evaluate(run, tmp_path):
+    """python -m rsnet.checkpoint export, then rsnet.infer on the file, then rsnet.evaluate --detections:
+    the mAP the run gave itself at its last evaluation (lenient, as it scored itself)."""
+    root, out, annotations = run
+    weights = tmp_path / "m.safetensors"
+    proc = subprocess.run([sys.executable, "-m", "rsnet.checkpoint", "export", str(out), "--out", str(weights)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert infer.main(["--checkpoint", str(weights), "--out", str(tmp_path / "d.json")]) == 0
+    assert any(json.loads((tmp_path / "d.json").read_text())["results"].values())
+    assert evaluate.main(["--detections", str(tmp_path / "d.json"), "--annotations", str(annotations), "--lenient",
+                          "--out", str(tmp_path / "d.out.json")]) == 0
+    scored = json.loads((tmp_path / "d.out.json").read_text())
+    last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert scored["dmap"] == last["dmap"] and scored["avg"] == last["avg"]
+
+
+# --- which branches score a video (--branches) ----------------------------------------------------
+
+N_CLASSES, LENGTHS = 7, [1, 23, 6, 40]
+
+
+def _branch_setup(seed):
+    """A float64 model (dropout off, reference ops), packed videos, and a bank with rows in every class."""
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(Config(), feature_dim=30, embed_dim=24, dropout=0.0, ops="reference")
+    model = RSKP(cfg, N_CLASSES).double().eval()
+    videos = [torch.rand(t, cfg.feature_dim, dtype=torch.float64) * 2 for t in LENGTHS]
+    bank = MemoryBank(N_CLASSES, cfg.bank_slots, cfg.embed_dim).double()
+    bank.bank.copy_(torch.rand(bank.bank.shape, dtype=torch.float64))
+    bank.count.copy_(torch.tensor([5, 1, 3, 2, 5, 4, 1]))
+    return model, videos, Varlen.from_lengths(LENGTHS), bank
+
+
+def _official_all_branches(model, x_in, bank, classes):
+    """One video's scores and CAS with the inter-video branch reading ``classes``' rows, the official way."""
+    cfg = model.cfg
+    x = F.relu(model.embedding(x_in))[None]
+    o = official_style.prediction_module(model, x)
+    mu = official_style.em(model.mu0[None], x, cfg.em_iters, cfg.tau)
+    m = official_style.prediction_module(model, official_style.random_walk(x, mu, cfg.walk_weight, cfg.tau))
+    memory = official_style.read_memory(bank.bank, bank.count, classes)[None]
+    r = official_style.prediction_module(model, official_style.random_walk(x, memory, cfg.walk_weight, cfg.tau))
+    weights = (cfg.fuse_main, cfg.fuse_intra * (1 - cfg.pseudo_inter_mix), cfg.fuse_intra * cfg.pseudo_inter_mix)
+    scores = sum(w * p[0] for w, p in zip(weights, (o, m, r)))
+    cas = sum(w * torch.softmax(p[3], -1) for w, p in zip(weights, (o, m, r))) * o[2][..., None]
+    return scores[0], cas[0]
+
+
+def test_main_branch_alone_is_the_main_branchs_prediction():
+    model, videos, varlen, bank = _branch_setup(seed=1)
+    x = torch.cat(videos)
+    main = model(x, varlen).main
+    scores, cas = inference.predict_packed(model, x, varlen, "main")
+    assert rel_error(scores, main.p_ca) <= 1e-12
+    assert rel_error(cas, torch.softmax(main.logits, -1) * main.attention[:, None]) <= 1e-12
+    assert rel_error(scores, model.predict(x, varlen)[0]) > 1e-6  # not the paper's fusion
+
+
+def test_all_branches_read_the_bank_rows_of_the_predicted_classes_not_the_labels():
+    """--branches all: the first round's video scores pick the classes (>= the evaluator's class
+    threshold, and the best one); their bank rows feed the inter-video branch. The batch carries
+    true labels that differ from the predicted classes: reading them would change the result."""
+    model, videos, varlen, bank = _branch_setup(seed=2)
+    first_round = torch.stack([official_style.predict_video(model, v)[0] for v in videos])
+    predicted = (first_round[:, :-1] >= CLASS_THRESHOLD)
+    predicted[torch.arange(len(videos)), first_round[:, :-1].argmax(1)] = True
+    labels = (~predicted).double()  # "true" labels: every class but the predicted ones
+    batch = PackedBatch(x=torch.cat(videos), varlen=varlen, labels=labels, index=torch.arange(len(videos)))
+    scores, cas = inference.predict_batches(model, [batch], torch.device("cpu"), "all", bank)
+    intra_scores, _ = inference.predict_batches(model, [batch], torch.device("cpu"), "intra", bank)
+    assert np.isfinite(scores).all() and all(np.isfinite(c).all() for c in cas)
+    for b, x_in in enumerate(videos):
+        want_scores, want_cas = _official_all_branches(model, x_in, bank, predicted[b])
+        assert rel_error(torch.from_numpy(scores[b]), want_scores) <= 1e-10
+        assert rel_error(torch.from_numpy(cas[b]), want_cas) <= 1e-10
+        assert rel_error(torch.from_numpy(scores[b]), torch.from_numpy(intra_scores[b])) > 1e-6
+    # rows of classes no video predicts do not matter; rows of predicted ones do
+    unread = ~predicted.any(0)
+    assert unread.any()
+    bank.bank[unread] = torch.rand_like(bank.bank[unread])
+    assert np.array_equal(inference.predict_batches(model, [batch], torch.device("cpu"), "all", bank)[0], scores)
+    bank.bank[predicted[0]] += 1
+    assert not np.allclose(inference.predict_batches(model, [batch], torch.device("cpu"), "all", bank)[0], scores)
+
+
+def test_predicted_classes_are_classes_with_bank_rows():
+    scores = torch.tensor([[0.50, 0.30, 0.15, 0.05, 0.0],   # best class 0 has no rows: 1 is the best of the bank's
+                           [0.02, 0.03, 0.01, 0.04, 0.9]])  # none reaches the threshold: the best of the bank's
+    in_bank = torch.tensor([False, True, True, True])
+    assert CLASS_THRESHOLD == 0.1
+    assert inference.predicted_classes(scores, in_bank).tolist() == [[False, True, True, False],
+                                                                     [False, False, False, True]]
+
+
+def test_branches_flag_of_infer_and_inference(run, tmp_path, capsys):
+    """Each --branches scores the run's test videos, in rsnet.infer and rsnet.inference alike; an
+    official .pkl has no memory bank: --branches all with it is one error line."""
+    root, out, _ = run
+    ckpt = str(out / "checkpoint.pt")
+    detections = {}
+    for branches in inference.BRANCHES:
+        argv = ["--checkpoint", ckpt, "--branches", branches]
+        assert infer.main([*argv, "--out", str(tmp_path / f"{branches}.json")]) == 0
+        assert inference.main([*argv, "--out", str(tmp_path / f"{branches}.npz")]) == 0
+        detections[branches] = json.loads((tmp_path / f"{branches}.json").read_text())["results"]
+        with np.load(tmp_path / f"{branches}.npz", allow_pickle=True) as saved:
+            assert np.isfinite(saved["vid_preds"]).all()
+    assert detections["main"] != detections["intra"] != detections["all"] != detections["main"]
+    official = tmp_path / "200.pkl"
+    trained = train.restore(ckpt, "cpu").model.state_dict()
+    torch.save({name: trained[ours] for name, ours in OFFICIAL_KEYS.items()}, official)
+    capsys.readouterr()
+    assert infer.main(["--checkpoint", str(official), "--data-root", str(root), "--branches", "all",
+                       "--out", str(tmp_path / "o.json")]) == 2
+    assert _error(capsys).startswith("error: --branches all reads the memory bank, and the checkpoint's is empty")
+    assert not (tmp_path / "o.json").exists()

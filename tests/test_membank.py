@@ -147,6 +147,9 @@ def opcheck_all(device):
     torch.library.opcheck(ops.membank_insert_topk_.default, (bank, scores, count, cand, cand_scores, labels))
     torch.library.opcheck(ops.membank_insert_topk_.default,
                           (bank, scores, count, cand[:0], cand_scores[:0], labels[:0]))
+    torch.library.opcheck(ops.membank_gather_insert_.default, (bank, scores, count, cand, cand_scores, labels))
+    torch.library.opcheck(ops.membank_gather_insert_.default,
+                          (bank, scores, count, cand[:0], cand_scores[:0], labels[:0]))
     vbank = torch.randn(4, 3, 6, device=device)
     index = torch.tensor([2, 0, 2], device=device)
     torch.library.opcheck(ops.membank_momentum_.default, (vbank, index, torch.randn(3, 3, 6, device=device), 0.9))
@@ -367,6 +370,154 @@ def test_momentum_non_contiguous_bank():
     assert_bits(bank, ref)
 
 
+# --- gather + insert in video order: the official per-video loop, bit for bit ---------------------
+
+def random_step_labels(gen: torch.Generator, batch: int, n_class: int) -> torch.Tensor:
+    """random_labels, and now and then a video without any class."""
+    labels = random_labels(gen, batch, n_class)
+    if batch and torch.rand((), generator=gen) < 0.3:
+        labels[int(torch.randint(0, batch, (), generator=gen))] = False
+    return labels
+
+
+def check_gather_insert(ours: ClassBank, cand, cand_scores, labels, what, cpu: ClassBank | None = None):
+    """One membank_gather_insert_ on ``ours`` equals the reference loop on a copy, and its final bank one
+    batched insert; on CUDA (``cpu`` given: the same bank on the CPU) it equals the CPU op too."""
+    loop, batched = ours.clone("cpu"), ours.clone("cpu")
+    device = ours.bank.device
+    y, cu = membank.membank_gather_insert_(ours.bank, ours.scores, ours.count, cand.to(device),
+                                           cand_scores.to(device), labels.to(device))
+    y_ref, cu_ref = reference.membank_gather_insert_(loop.bank, loop.scores, loop.count, cand, cand_scores, labels)
+    reference.membank_insert_topk_(batched.bank, batched.scores, batched.count, cand, cand_scores, labels)
+    assert y.device == device and cu.cu_seqlens.device == device
+    assert_bits(y, y_ref, f"{what}: y")
+    assert_bits(cu.cu_seqlens, cu_ref, f"{what}: y_cu_seqlens")
+    assert cu.offsets == tuple(cu_ref.tolist()), f"{what}: host offsets"
+    ours.assert_equal(loop, f"{what}: the loop's final bank")
+    ours.assert_equal(batched, f"{what}: one batched insert")
+    if cpu is not None:
+        y_cpu, cu_cpu = membank.membank_gather_insert_(cpu.bank, cpu.scores, cpu.count, cand, cand_scores, labels)
+        assert_bits(y, y_cpu, f"{what}: cuda y")
+        assert cu.offsets == cu_cpu.offsets, f"{what}: cuda offsets"
+        ours.assert_equal(cpu, f"{what}: cuda bank")
+    return y, cu
+
+
+def run_gather_insert_sequence(seed, steps, n_class, slots, dim, dtype, sdtype, specials, device="cpu"):
+    """Random steps (B = 0 to 25, K below and above S, tied scores) on a bank filled and emptied on
+    the way (classes partly filled), each checked by check_gather_insert."""
+    gen = torch.Generator().manual_seed(seed)
+    ours = ClassBank(n_class, slots, dim, dtype, sdtype, device)
+    cpu = ours.clone("cpu") if device != "cpu" else None
+    shared = 0
+    for step in range(steps):
+        if torch.rand((), generator=gen) < 0.05:  # start again: classes fill up anew
+            for bank in (ours, cpu) if cpu is not None else (ours,):
+                bank.bank.zero_(), bank.scores.zero_(), bank.count.zero_()
+        batch = [0, 1, 2, 3, 10, 25][int(torch.randint(0, 6, (), generator=gen))]
+        k = [1, 2, slots, slots + 3][int(torch.randint(0, 4, (), generator=gen))]
+        cand = torch.randn(batch, k, dim, generator=gen).to(dtype)
+        cand_scores = random_scores(gen, (batch, k, n_class), sdtype, specials)
+        labels = random_step_labels(gen, batch, n_class)
+        check_gather_insert(ours, cand, cand_scores, labels, f"step {step} (B={batch}, K={k})", cpu)
+        shared += int((labels.sum(0) > 1).any())
+    assert shared > steps // 4  # videos of one batch sharing a class: what tells the order apart
+
+
+@pytest.mark.parametrize("dtype,sdtype,specials", [
+    (torch.float32, torch.float32, False),
+    (torch.float32, torch.float32, True),
+    (torch.float64, torch.float64, True),
+    (torch.float16, torch.float32, True),
+    (torch.bfloat16, torch.float16, False),
+])
+def test_gather_insert_equals_reference_loop(dtype, sdtype, specials):
+    seed = zlib.crc32(repr(("gather_insert", dtype, sdtype, specials)).encode()) % 1000
+    run_gather_insert_sequence(seed, steps=150, n_class=7, slots=5, dim=3, dtype=dtype, sdtype=sdtype,
+                               specials=specials)
+
+
+@pytest.mark.parametrize("n_class,slots,dim,steps", [(2, 1, 1, 40), (4, 3, 9, 40), (20, 5, 2048, 12)])
+def test_gather_insert_shapes_equal_reference_loop(n_class, slots, dim, steps):
+    """One slot and one class videos have (random_labels leaves the last class out); odd shapes;
+    THUMOS14's (C = 20, S = 5, D = 2048)."""
+    run_gather_insert_sequence(seed=n_class, steps=steps, n_class=n_class, slots=slots, dim=dim, dtype=torch.float32,
+                               sdtype=torch.float32, specials=True)
+
+
+def test_gather_insert_reads_in_video_order():
+    """Video b reads what videos before it inserted, not the bank the batch started from."""
+    bank, scores, count = torch.zeros(2, 3, 1), torch.zeros(2, 3), torch.tensor([1, 0])
+    bank[0, 0], scores[0, 0] = 7.0, 0.5
+    cand = torch.tensor([[[1.0], [2.0]], [[3.0], [4.0]], [[5.0], [6.0]]])  # (B=3, K=2, D=1)
+    cand_scores = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]])[:, :, None].expand(3, 2, 2).contiguous()
+    labels = torch.tensor([[True, False], [True, True], [False, True]])
+    y, cu = membank.membank_gather_insert_(bank, scores, count, cand, cand_scores, labels)
+    assert cu.offsets == (0, 1, 4, 6)
+    # video 0: class 0 as it was; video 1: class 0 after video 0 (0.9, then the tie 0.5 of the slot
+    # before video 0's), class 1 empty; video 2: class 1 after video 1 (its tied 0.5s, k order)
+    assert y.flatten().tolist() == [7.0, 1.0, 7.0, 2.0, 3.0, 4.0]
+    assert bank[0].flatten().tolist() == [1.0, 7.0, 3.0] and bank[1].flatten().tolist() == [6.0, 3.0, 4.0]
+    assert count.tolist() == [3, 3]
+
+
+def test_gather_insert_from_arbitrary_states_equals_reference_loop():
+    """Unsorted slots, garbage rows and scores in unfilled slots, -inf and -0.0 scores: the loop's
+    reads and final bank, bit for bit (one batched insert may differ here: not a bank's layout)."""
+    gen = torch.Generator().manual_seed(8)
+    for step in range(60):
+        batch, k = int(torch.randint(0, 6, (), generator=gen)), int(torch.randint(0, 8, (), generator=gen))
+        (bank, scores, count), (cand, cand_scores, _) = arbitrary_insert(gen, 4, 5, 3, batch, k)
+        labels = random_step_labels(gen, batch, 4)
+        loop = [t.clone() for t in (bank, scores, count)]
+        y, cu = membank.membank_gather_insert_(bank, scores, count, cand, cand_scores, labels)
+        y_ref, cu_ref = reference.membank_gather_insert_(*loop, cand, cand_scores, labels)
+        assert_bits(y, y_ref, f"step {step}: y")
+        assert cu.offsets == tuple(cu_ref.tolist()), f"step {step}"
+        for got, want in zip((bank, scores, count), loop):
+            assert_bits(got, want, f"step {step}")
+
+
+def test_gather_insert_empty_cases():
+    """B = 0 changes nothing; videos without classes read nothing; K = 0 inserts nothing."""
+    bank, scores, count, cand, cand_scores, labels = sample_class_bank()
+    before = [t.clone() for t in (bank, scores, count)]
+    y, cu = membank.membank_gather_insert_(bank, scores, count, cand[:0], cand_scores[:0], labels[:0])
+    assert y.shape == (0, 6) and cu.offsets == (0,)
+    for got, want in zip((bank, scores, count), before):
+        assert_bits(got, want)
+    y, cu = membank.membank_gather_insert_(bank, scores, count, cand, cand_scores, torch.zeros_like(labels))
+    assert y.shape == (0, 6) and cu.offsets == (0, 0, 0, 0)
+    state = ClassBank(5, 4, 6, torch.float32, torch.float32)
+    state.bank, state.scores, state.count = bank, scores, count
+    check_gather_insert(state, cand[:, :0], cand_scores[:, :0], labels, "K = 0")
+
+
+def test_gather_insert_non_contiguous_state_is_updated_in_place():
+    gen = torch.Generator().manual_seed(9)
+    storage, scores_storage = torch.zeros(4, 6, 3), torch.zeros(3, 4)
+    bank, scores, count = storage.transpose(1, 2), scores_storage.T, torch.zeros(8, dtype=torch.int64)[::2]
+    loop = [bank.contiguous(), scores.contiguous(), count.contiguous()]
+    for step in range(20):
+        cand = torch.randn(3, 2, 6, generator=gen)
+        cs = random_scores(gen, (3, 2, 4), torch.float32, True)
+        labels = random_labels(gen, 3, 4, dtype=torch.float32)  # 0/1 floats are accepted
+        y, _ = membank.membank_gather_insert_(bank, scores, count, cand, cs, labels)
+        y_ref, _ = reference.membank_gather_insert_(*loop, cand, cs, labels)
+        assert_bits(y, y_ref, f"step {step}")
+        for got, want in zip((bank, scores, count), loop):
+            assert_bits(got, want, f"step {step}")
+    assert storage.abs().sum() > 0 and count.sum() > 0
+
+
+def test_gather_insert_on_fake_tensors():
+    """FakeTensorMode (what torch.compile traces): rows an unbacked size, offsets (B+1,) on the host."""
+    args = good_insert_args()
+    y, cu = call_on_fake_tensors(ops.membank_gather_insert_, *args.values())
+    assert free_unbacked_symbols(y.shape[0]) and y.shape[1] == 6 and y.dtype == torch.float32
+    assert cu.shape == (4,) and cu.dtype == torch.int64 and cu.device.type == "cpu"
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 def good_insert_args():
@@ -414,6 +565,23 @@ def test_insert_errors_name_the_argument(change, message):
     if not any(v in message for v in VALUE_CHECKS) and "meta" not in message:
         with pytest.raises(RuntimeError, match=message):  # the same C++ check, in the Meta kernel
             call_on_fake_tensors(ops.membank_insert_topk_, *args.values())
+
+
+@pytest.mark.parametrize("change,message", INSERT_ERRORS, ids=[m[:30] for _, m in INSERT_ERRORS])
+def test_gather_insert_errors_name_the_argument(change, message):
+    """membank_gather_insert_ takes membank_insert_topk_'s arguments and makes its checks, before
+    anything moves."""
+    args = {**good_insert_args(), **change}
+    before = {name: args[name].clone() for name in ("bank", "scores", "count") if not args[name].is_meta}
+    with pytest.raises(RuntimeError, match=message):
+        ops.membank_gather_insert_(*args.values())
+    with pytest.raises(RuntimeError, match=message):
+        membank.membank_gather_insert_(**args)
+    for name, value in before.items():
+        assert_bits(args[name], value, f"{name} after the error")
+    if not any(v in message for v in VALUE_CHECKS) and "meta" not in message:
+        with pytest.raises(RuntimeError, match=message):  # the Python fake kernel, through the C++ check op
+            call_on_fake_tensors(ops.membank_gather_insert_, *args.values())
 
 
 GATHER_ERRORS = [
@@ -567,5 +735,34 @@ def test_cuda_insert_from_arbitrary_states_equals_cpu():
         gpu = [t.cuda() for t in state]
         membank.membank_insert_topk_(*state, *step_inputs)
         membank.membank_insert_topk_(*gpu, *(t.cuda() for t in step_inputs))
+        for got, want in zip(gpu, state):
+            assert_bits(got, want, f"step {step}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,sdtype,specials", [
+    (torch.float32, torch.float32, True),
+    (torch.float64, torch.float64, True),
+    (torch.float16, torch.float32, True),
+    (torch.bfloat16, torch.bfloat16, False),
+])
+def test_cuda_gather_insert_equals_cpu(dtype, sdtype, specials):
+    """The CUDA op equals the CPU op (and the reference loop) bit for bit, step after step."""
+    run_gather_insert_sequence(seed=3, steps=50, n_class=7, slots=5, dim=33, dtype=dtype, sdtype=sdtype,
+                               specials=specials, device="cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_gather_insert_from_arbitrary_states_equals_cpu():
+    gen = torch.Generator().manual_seed(10)
+    for step in range(40):
+        batch, k = int(torch.randint(0, 6, (), generator=gen)), int(torch.randint(0, 9, (), generator=gen))
+        state, (cand, cand_scores, _) = arbitrary_insert(gen, 6, 5, 70, batch, k)
+        labels = random_step_labels(gen, batch, 6)
+        gpu = [t.cuda() for t in state]
+        y_cpu, cu_cpu = membank.membank_gather_insert_(*state, cand, cand_scores, labels)
+        y, cu = membank.membank_gather_insert_(*gpu, cand.cuda(), cand_scores.cuda(), labels.cuda())
+        assert_bits(y, y_cpu, f"step {step}: y")
+        assert cu.offsets == cu_cpu.offsets and cu.cu_seqlens.is_cuda
         for got, want in zip(gpu, state):
             assert_bits(got, want, f"step {step}")

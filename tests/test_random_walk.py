@@ -193,7 +193,7 @@ def test_model_training_steps_equal_reference(device, ops):
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         losses, grads = [], []
         for _ in range(2):
-            out = model(x, cu, memory)
+            out = model(x, cu, lambda mu, p_mu: memory)
             loss = rskp_loss(out, labels, cu, cfg, after_warmup=True).total
             opt.zero_grad()
             loss.backward()

@@ -78,3 +78,12 @@ def test_docs_do_not_point_outside_the_clone():
 def test_readme_fits_a_screen():
     lines = readme().splitlines()
     assert len(lines) <= SCREEN_LINES, f"README.md has {len(lines)} lines; move detail to docs/"
+
+
+def test_every_image_shown_exists_and_is_small():
+    images = re.findall(r'<img src="([^"]+)"', readme()) + re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", readme())
+    assert images, "the README shows no picture"
+    missing = [image for image in images if not (ROOT / image).is_file()]
+    assert not missing, f"README.md shows images that do not exist: {missing}"
+    large = [image for image in images if (ROOT / image).stat().st_size > 150_000]
+    assert not large, f"README.md shows images over 150 kB: {large}"

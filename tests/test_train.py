@@ -69,14 +69,19 @@ def test_resume_after_a_crash_continues_exactly(tiny_root, tmp_path, monkeypatch
     monkeypatch.setattr(train.Trainer, "train_epoch", crash_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train.run(_config(tiny_root, tmp_path / "resumed"))
+    # 2 epochs of 8 videos in steps of 3: the checkpoint holds the open step's gradients (of 1 video)
+    crashed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert crashed["epoch"] == 2 and all(g is not None and g.abs().sum() > 0 for g in crashed["grads"].values())
     monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
     train.run(_config(tiny_root, tmp_path / "resumed"), resume=True)
 
     assert _metrics(tmp_path / "resumed") == _metrics(tmp_path / "straight")
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
     resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
-    for name, value in straight["model"].items():
-        assert torch.equal(value, resumed["model"][name]), name
+    for part in ("model", "bank", "grads"):
+        for name, value in straight[part].items():
+            other = resumed[part][name]
+            assert (value is None and other is None) or torch.equal(value, other), (part, name)
 
 
 def test_resume_refuses_a_changed_config(tiny_root, tmp_path):
@@ -232,3 +237,124 @@ def test_an_out_that_is_a_file_is_refused_before_the_data_loads(tmp_path):
     with pytest.raises(UserError, match="--out .* is a file, not a folder"):
         train.run(_config(tmp_path / "no-data", tmp_path / "f"))
     assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_every_epoch_records_its_losses_and_an_evaluated_epoch_its_map(tiny_root, tmp_path, monkeypatch):
+    """metrics.jsonl used to hold only the evaluated epochs, with the total loss alone."""
+    returned = []
+    real_epoch = train.Trainer.train_epoch
+
+    def recording_epoch(self, epoch, progress=None):
+        returned.append(real_epoch(self, epoch, progress))
+        return returned[-1]
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", recording_epoch)
+    summary = train.run(_config(tiny_root, tmp_path / "a", epochs=5, eval_every=2))
+    records = _metrics(tmp_path / "a")
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
+    assert [r["losses"] for r in records] == returned
+    assert set(returned[0]) == {"total", "fore", "back", "att", "spl"}
+    assert [r["epoch"] for r in records if "avg" in r] == [2, 4, 5]
+    assert all(set(records[0]) == {"epoch", "losses"} and "dmap" not in r for r in records[::2][:-1])
+    best = max(records[1], records[3], records[4], key=lambda r: r["avg"])
+    assert summary == {"last": records[4], "best": best}
+    assert f"| best (picked on the test split, as in the paper) | {best['epoch']} |" in (tmp_path / "a" / "results.md").read_text()
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert state["metrics"] == records and state["best"] == best
+
+
+def test_a_resume_that_ends_at_an_unevaluated_epoch_evaluates_it(tiny_root, tmp_path, monkeypatch):
+    out = tmp_path / "a"
+    real_epoch = train.Trainer.train_epoch
+
+    def crash_in_epoch_three(self, epoch, progress=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch, progress)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", crash_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_config(tiny_root, out, epochs=4, eval_every=4))
+    assert [("avg" in r) for r in _metrics(out)] == [False, False]
+    summary = train.run(_config(tiny_root, out, epochs=2, eval_every=4), resume=True)
+    records = _metrics(out)
+    assert [r["epoch"] for r in records] == [1, 2] and summary["last"] == summary["best"] == records[-1]
+    assert "avg" in records[-1] and "| last | 2 |" in (out / "results.md").read_text()
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["metrics"] == records
+
+
+def _tensorboard_scalars(out):
+    """{tag: [(epoch, value)]} as TensorBoard reads OUT/tensorboard (purged events dropped)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def _expected_scalars(records):
+    expected = {}
+    for r in records:
+        values = {f"loss/{k}": v for k, v in r["losses"].items()}
+        if "avg" in r:
+            values.update({f"mAP/{t:g}": d for t, d in zip(r["iou"], r["dmap"])}, **{"mAP/avg": r["avg"], "cmAP": r["cmap"]})
+        for tag, value in values.items():
+            expected.setdefault(tag, []).append((r["epoch"], pytest.approx(value, rel=1e-6, abs=1e-6)))
+    return expected
+
+
+def test_tensorboard_logs_every_loss_term_and_map_per_epoch(tiny_root, tmp_path):
+    train.run(_config(tiny_root, tmp_path / "a", epochs=3, eval_every=2, tensorboard=True))
+    scalars = _tensorboard_scalars(tmp_path / "a")
+    assert set(scalars) == {"loss/total", "loss/fore", "loss/back", "loss/att", "loss/spl", "mAP/avg", "cmAP",
+                            *(f"mAP/0.{i}" for i in range(1, 8))}
+    assert scalars == _expected_scalars(_metrics(tmp_path / "a"))
+    assert [step for step, _ in scalars["mAP/avg"]] == [2, 3]
+
+
+def test_a_resumed_run_logs_each_epoch_once_and_may_turn_tensorboard_on(tiny_root, tmp_path, monkeypatch):
+    out = tmp_path / "a"
+    real_epoch = train.Trainer.train_epoch
+
+    def crash_in_epoch_three(self, epoch, progress=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch, progress)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", crash_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):  # epochs 1-2 logged, checkpoint at epoch 1 only
+        train.run(_config(tiny_root, out, epochs=3, checkpoint_every=2, tensorboard=True))
+    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+    train.run(_config(tiny_root, out, epochs=3, checkpoint_every=2, tensorboard=True), resume=True)
+    assert _tensorboard_scalars(out) == _expected_scalars(_metrics(out))
+
+    other = tmp_path / "b"
+    train.run(_config(tiny_root, other, epochs=1))
+    train.run(_config(tiny_root, other, epochs=2, tensorboard=True), resume=True)
+    assert _tensorboard_scalars(other) == _expected_scalars(_metrics(other))
+
+
+def test_tensorboard_missing_is_one_line_before_any_work(tiny_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if the package were not installed
+    assert train.main(_main_args(tiny_root, tmp_path / "a", "--tensorboard")) == 2
+    assert capsys.readouterr().err == "error: --tensorboard needs the tensorboard package: pip install tensorboard\n"
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("n_videos, per_step", [(8, 3), (10, 10), (7, 10), (20, 6), (1, 4)])
+def test_steps_count_videos_across_epochs(n_videos, per_step):
+    """The official loop steps after every per_step-th video of the run, whatever the epoch: the
+    pieces of successive epochs chain into steps of exactly per_step videos, a piece never spans
+    a step, and the videos of a last open step are never stepped."""
+    epochs, stepped, open_step = 6, [], 0
+    for epoch in range(epochs):
+        pieces = train.step_chunks(epoch * n_videos, n_videos, per_step)
+        assert [p[0] for p in pieces] == [0] + [p[1] for p in pieces[:-1]] and pieces[-1][1] == n_videos
+        for start, end, completes_step in pieces:
+            open_step += end - start
+            assert open_step <= per_step
+            if completes_step:
+                stepped.append(open_step)
+                open_step = 0
+    assert stepped == [per_step] * (epochs * n_videos // per_step)
+    assert open_step == epochs * n_videos % per_step

@@ -4,6 +4,7 @@
 // selection) is a max over a total order, whose result does not depend on the reduction order.
 // Products and sums use the _rn intrinsics, which nvcc never fuses into an FMA, so the results
 // equal the CPU kernels (and the eager reference) bit for bit.
+#include "../gather_insert_walk.h"
 #include "../membank.h"
 
 #include <ATen/Dispatch.h>
@@ -139,6 +140,37 @@ __global__ void insert_rows_kernel(const scalar_t* __restrict__ bank, const scal
   }
 }
 
+// ---- gather + insert, in video order --------------------------------------------------------------
+
+// One thread per class: its walk through the videos (../gather_insert_walk.h), in the S + K
+// scratch entries of pool that the class owns. The walks are short and sequential by nature.
+template <typename acc_t, typename scalar_t>
+__global__ void gather_insert_walk_kernel(const GatherInsertWalk<scalar_t> walk, WalkEntry<acc_t>* __restrict__ pool) {
+  for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c < walk.n_class;
+       c += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    walk_class_in_video_order(walk, c, pool + c * (walk.slots + walk.k));
+}
+
+// One block per output row: a bit copy of the row of [bank; cand] its source names, or that row
+// times zero (a negative source), as insert_rows_kernel writes unfilled slots.
+template <typename scalar_t>
+__global__ void copy_row_sources_kernel(const scalar_t* __restrict__ bank, const scalar_t* __restrict__ cand,
+                                        const int64_t* __restrict__ source, scalar_t* __restrict__ out,
+                                        int64_t bank_rows, int64_t dim) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t i = blockIdx.x;
+  const bool zeroed = source_is_zeroed(source[i]);
+  const int64_t row = row_of_source(source[i]);
+  const scalar_t* from = row < bank_rows ? bank + row * dim : cand + (row - bank_rows) * dim;
+  scalar_t* to = out + i * dim;
+  if (!zeroed) {
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) to[d] = from[d];
+  } else {
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x)
+      to[d] = static_cast<scalar_t>(mul_rn(static_cast<acc_t>(from[d]), acc_t(0)));
+  }
+}
+
 // ---- momentum -------------------------------------------------------------------------------------
 
 // One thread per position of a video's (K, D) rows; the videos of the batch in order.
@@ -245,6 +277,68 @@ void membank_insert_topk_cuda(at::Tensor& bank_arg, at::Tensor& scores_arg, at::
   write_back(count_arg, count);
 }
 
+namespace {
+// Row i of out (n, D) <- the row of [bank; cand] that source[i] names (copy_row_sources_kernel).
+void copy_row_sources(const at::Tensor& bank, const at::Tensor& cand, const at::Tensor& source, at::Tensor& out) {
+  if (out.size(0) == 0 || out.size(1) == 0) return;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bank.scalar_type(), "membank_copy_row_sources_cuda", [&] {
+    copy_row_sources_kernel<scalar_t><<<out.size(0), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        bank.const_data_ptr<scalar_t>(), cand.const_data_ptr<scalar_t>(), source.const_data_ptr<int64_t>(),
+        out.data_ptr<scalar_t>(), bank.size(0) * bank.size(1), out.size(1));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> membank_gather_insert_cuda(at::Tensor& bank_arg, at::Tensor& scores_arg,
+                                                              at::Tensor& count_arg, const at::Tensor& cand_in,
+                                                              const at::Tensor& cand_scores_in,
+                                                              const at::Tensor& labels_in) {
+  check_insert_meta(bank_arg, scores_arg, count_arg, cand_in, cand_scores_in, labels_in);
+  const at::cuda::OptionalCUDAGuard guard(bank_arg.device());
+  const int64_t n_class = bank_arg.size(0), slots = bank_arg.size(1), dim = bank_arg.size(2);
+  const int64_t batch = cand_in.size(0), k = cand_in.size(1);
+  const auto labels = labels_as_bool(labels_in);
+  auto count = count_arg.contiguous();
+  at::Tensor row_offset, cu;
+  std::tie(row_offset, cu) = gather_insert_layout(count, labels, slots, k);
+  // One host read (one sync) for the value checks and the offsets, whose last entry sizes y. The
+  // offsets are returned from this host copy, so the caller never reads them back.
+  const auto host = at::cat({scores_value_flags(scores_arg, count, cand_scores_in), cu}).to(at::kCPU);
+  raise_on_scores_flags(host.slice(0, 0, 3), slots);
+  const auto cu_host = host.slice(0, 3).clone();
+  const int64_t rows = cu_host.const_data_ptr<int64_t>()[batch];
+  auto y = at::empty({rows, dim}, bank_arg.options());
+  if (batch == 0 || n_class == 0 || slots == 0) return {y, cu_host};  // nothing to read, nothing moves
+
+  const auto bank = bank_arg.contiguous();
+  auto scores = scores_arg.contiguous();
+  const auto cand = cand_in.contiguous();
+  const auto cand_scores = cand_scores_in.contiguous();
+  auto y_source = at::empty({rows}, count.options());
+  auto bank_source = at::empty({n_class * slots}, count.options());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "membank_gather_insert_walk_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    auto pool = at::empty({n_class * (slots + k) * static_cast<int64_t>(sizeof(WalkEntry<acc_t>))},
+                          count.options().dtype(at::kByte));
+    const GatherInsertWalk<scalar_t> walk{row_offset.const_data_ptr<int64_t>(), cand_scores.const_data_ptr<scalar_t>(),
+                                          labels.const_data_ptr<bool>(), n_class, slots, batch, k,
+                                          scores.data_ptr<scalar_t>(), count.data_ptr<int64_t>(),
+                                          y_source.data_ptr<int64_t>(), bank_source.data_ptr<int64_t>()};
+    gather_insert_walk_kernel<acc_t, scalar_t><<<blocks_for(n_class), kThreads, 0, stream>>>(
+        walk, reinterpret_cast<WalkEntry<acc_t>*>(pool.data_ptr()));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  auto new_bank = at::empty({n_class * slots, dim}, bank.options());
+  copy_row_sources(bank, cand, y_source, y);  // before the bank changes, on the same stream
+  copy_row_sources(bank, cand, bank_source, new_bank);
+  bank_arg.copy_(new_bank.view_as(bank));
+  write_back(scores_arg, scores);
+  write_back(count_arg, count);
+  return {y, cu_host};
+}
+
 void membank_momentum_cuda(at::Tensor& bank_arg, const at::Tensor& index_in, const at::Tensor& cand_in, double m) {
   const at::cuda::OptionalCUDAGuard guard(bank_arg.device());
   MomentumInputs in = momentum_inputs(bank_arg, index_in, cand_in, m);
@@ -289,6 +383,7 @@ at::Tensor membank_momentum_read_cuda(const at::Tensor& bank_in, const at::Tenso
 TORCH_LIBRARY_IMPL(rs_kernels, CUDA, m) {
   m.impl("membank_gather", &rs_kernels::membank_gather_cuda);
   m.impl("membank_insert_topk_", &rs_kernels::membank_insert_topk_cuda);
+  m.impl("membank_gather_insert_", &rs_kernels::membank_gather_insert_cuda);
   m.impl("membank_momentum_", &rs_kernels::membank_momentum_cuda);
   m.impl("membank_momentum_read", &rs_kernels::membank_momentum_read_cuda);
 }

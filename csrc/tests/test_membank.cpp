@@ -3,8 +3,8 @@
 // Calls the ops through the dispatcher (torch.ops.rs_kernels.* as Python sees them) and compares
 // them bit for bit with a libtorch transcription of the spec, rs_kernels/reference.py, over long
 // random sequences of inserts (tied scores, +-inf, K > S, classes no video has, empty batches),
-// reads and momentum updates; then checks that bad arguments raise errors naming them, in the CPU
-// kernels and in the Meta kernels alike.
+// reads, reads and inserts in video order, and momentum updates; then checks that bad arguments
+// raise errors naming them, in the CPU kernels and in the Meta kernels alike.
 #include "../membank.h"
 
 #include <ATen/ATen.h>
@@ -16,6 +16,7 @@
 #include <iostream>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace {
 
@@ -64,6 +65,20 @@ void ref_insert(at::Tensor& bank, at::Tensor& scores, at::Tensor& count, const a
   count.copy_(new_count);
 }
 
+// The loop membank_gather_insert_ stands for: each video gathers, then inserts, in batch order.
+std::tuple<at::Tensor, at::Tensor> ref_gather_insert(at::Tensor& bank, at::Tensor& scores, at::Tensor& count,
+                                                     const at::Tensor& cand, const at::Tensor& cand_scores,
+                                                     const at::Tensor& labels) {
+  std::vector<at::Tensor> reads{bank.new_empty({0, bank.size(2)})}, per_video{at::zeros({1}, count.options())};
+  for (int64_t b = 0; b < labels.size(0); ++b) {
+    const auto [y, cu] = ref_gather(bank, count, labels.slice(0, b, b + 1));
+    reads.push_back(y);
+    per_video.push_back(cu.slice(0, 1));
+    ref_insert(bank, scores, count, cand.slice(0, b, b + 1), cand_scores.slice(0, b, b + 1), labels.slice(0, b, b + 1));
+  }
+  return {at::cat(reads), at::cat(per_video).cumsum(0)};
+}
+
 void ref_momentum(at::Tensor& bank, const at::Tensor& index, const at::Tensor& cand, double m) {
   for (int64_t b = 0; b < index.numel(); ++b) {
     const int64_t v = index[b].item<int64_t>();
@@ -87,6 +102,15 @@ void insert(at::Tensor& bank, at::Tensor& scores, at::Tensor& count, const at::T
                       .typed<void(at::Tensor&, at::Tensor&, at::Tensor&, const at::Tensor&, const at::Tensor&,
                                   const at::Tensor&)>();
   h.call(bank, scores, count, cand, cand_scores, labels);
+}
+
+std::tuple<at::Tensor, at::Tensor> gather_insert(at::Tensor& bank, at::Tensor& scores, at::Tensor& count,
+                                                 const at::Tensor& cand, const at::Tensor& cand_scores,
+                                                 const at::Tensor& labels) {
+  static auto h = op("rs_kernels::membank_gather_insert_")
+                      .typed<std::tuple<at::Tensor, at::Tensor>(at::Tensor&, at::Tensor&, at::Tensor&, const at::Tensor&,
+                                                                const at::Tensor&, const at::Tensor&)>();
+  return h.call(bank, scores, count, cand, cand_scores, labels);
 }
 
 void momentum(at::Tensor& bank, const at::Tensor& index, const at::Tensor& cand, double m) {
@@ -173,6 +197,30 @@ void test_class_bank_sequence(at::ScalarType dtype, at::ScalarType sdtype, int64
   }
 }
 
+// Each step: the op against the loop on a copy, and its final bank against one batched insert.
+void test_gather_insert_sequence(at::ScalarType dtype, at::ScalarType sdtype, int64_t steps) {
+  const int64_t n_class = 6, slots = 4, dim = 5;
+  auto bank = at::zeros({n_class, slots, dim}, dtype), scores = at::zeros({n_class, slots}, sdtype);
+  auto count = at::zeros({n_class}, at::kLong);
+  for (int64_t step = 0; step < steps; ++step) {
+    if (step % 29 == 0) bank.zero_(), scores.zero_(), count.zero_();  // classes fill up anew
+    const int64_t batch = pick({0, 1, 3, 9}), k = pick({1, slots, slots + 3});
+    const auto cand = at::randn({batch, k, dim}).to(dtype);
+    const auto cand_scores = random_scores({batch, k, n_class}, sdtype);
+    const auto labels = random_labels(batch, n_class);
+    auto lbank = bank.clone(), lscores = scores.clone(), lcount = count.clone();
+    auto bbank = bank.clone(), bscores = scores.clone(), bcount = count.clone();
+    const auto [y, cu] = gather_insert(bank, scores, count, cand, cand_scores, labels);
+    const auto [ry, rcu] = ref_gather_insert(lbank, lscores, lcount, cand, cand_scores, labels);
+    ref_insert(bbank, bscores, bcount, cand, cand_scores, labels);
+    EXPECT(same_bits(y, ry) && same_bits(cu, rcu), "gather_insert reads, step " << step << " dtype " << dtype);
+    EXPECT(same_bits(bank, lbank) && same_bits(scores, lscores) && same_bits(count, lcount),
+           "gather_insert bank against the loop, step " << step);
+    EXPECT(same_bits(bank, bbank) && same_bits(scores, bscores) && same_bits(count, bcount),
+           "gather_insert bank against one batched insert, step " << step);
+  }
+}
+
 void test_momentum_sequence(at::ScalarType dtype, int64_t steps) {
   auto bank = at::randn({7, 3, 11}).to(dtype);
   auto rbank = bank.clone();
@@ -202,6 +250,11 @@ void test_errors() {
                      "cand_scores has dtype Double but scores has Float"), "dtype mismatch");
   EXPECT(throws_with([&] { insert(bank, scores, count, at::zeros({2, 5, 3}), cand_scores, labels); },
                      "cand must be (B, K, D) with D = 4"), "wrong D");
+  EXPECT(throws_with([&] { gather_insert(bank, scores, count, cand, cand_scores, labels.slice(0, 0, 1)); },
+                     "labels must be (B, C) with B = 2"), "gather_insert: labels of another batch");
+  auto negative_count = at::full({3}, -1, at::kLong);
+  EXPECT(throws_with([&] { gather_insert(bank, scores, negative_count, cand, cand_scores, labels); },
+                     "count must hold fill counts in [0, S]"), "gather_insert: negative count");
   EXPECT(throws_with([&] { gather(bank, at::zeros({2}, at::kLong), labels); }, "count must be (C,) with C = 3"),
          "wrong C");
   EXPECT(throws_with([&] { gather(bank, at::full({3}, 3, at::kLong), labels); }, "count must hold fill counts in [0, S]"),
@@ -246,6 +299,8 @@ int main() {
   test_class_bank_sequence(at::kFloat, at::kFloat, 300);
   test_class_bank_sequence(at::kDouble, at::kDouble, 150);
   test_class_bank_sequence(at::kHalf, at::kFloat, 150);
+  test_gather_insert_sequence(at::kFloat, at::kFloat, 150);
+  test_gather_insert_sequence(at::kBFloat16, at::kHalf, 100);
   test_momentum_sequence(at::kFloat, 200);
   test_momentum_sequence(at::kBFloat16, 100);
   test_errors();

@@ -1,0 +1,322 @@
+"""``python -m rsnet.plot``: pictures of trained runs, as PNG or SVG (the ``--out`` suffix decides).
+
+- ``cas``: the supplementary's Figure 4 for one video: the action activation (the fused class
+  activation sequence inference scores) of each ground-truth class over time, the pseudo-label
+  scores of those classes (the target of L_spl: softmax at the training temperature of the
+  intra-video branch's logits, mixed with the inter-video branch's as training mixes them when
+  the run has a memory bank), and the ground truth (ambiguous spans apart).
+- ``embedding``: a 2-D projection (PCA) of one video's embedded snippets, coloured by ground
+  truth, with its K online representatives and the memory bank's entries of its classes.
+- ``curves``: mAP at each IoU and their average, and the loss terms, over epochs, from the runs'
+  ``metrics.jsonl``; several runs are drawn as mean ± std.
+
+Needs matplotlib: ``pip install -e .[plots]``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rs_kernels.reference import l2_normalize
+
+from . import cli, metrics
+from .data import SNIPPETS_PER_SECOND, Annotations
+from .errors import UserError
+from .train import Trainer, restore
+
+IMAGE_SUFFIXES = (".png", ".svg")
+BACKGROUND = -1  # snippet class of a snippet outside every ground-truth segment
+
+
+def figure_class():
+    """matplotlib's Figure, used without pyplot (no global figure state, no display backend)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError("python -m rsnet.plot needs matplotlib: pip install -e .[plots]") from None
+    return Figure
+
+
+def check_out(out: Path) -> None:
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"--out {out} must end in {' or '.join(IMAGE_SUFFIXES)}: the suffix picks the image format")
+
+
+def save(fig, out: Path, dpi: float) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format=out.suffix[1:].lower(), dpi=dpi, bbox_inches="tight")
+
+
+# ----------------------------------------------------------------------------------------------
+# one video of a trained run
+
+
+def video_index(annotations: Annotations, name: str) -> int:
+    if name in annotations.video_names:
+        return annotations.video_names.index(name)
+    raise UserError(f"no video {name!r} in {annotations.folder}: the names are those of its videoname.npy, "
+                    f"e.g. {', '.join(annotations.video_names[:3])} ({len(annotations)} videos)")
+
+
+def ground_truth_classes(annotations: Annotations, video: int) -> list[int]:
+    """The video's classes: its labels and those of its segments."""
+    labels = set(np.flatnonzero(annotations.video_labels[video]).tolist())
+    classes = sorted(labels | set(annotations.segment_labels[video].tolist()))
+    if not classes:
+        raise UserError(f"video {annotations.video_names[video]} has no ground-truth action: nothing to plot")
+    return classes
+
+
+def snippet_seconds(length: int) -> np.ndarray:
+    """The middle of each snippet, in seconds."""
+    return (np.arange(length) + 0.5) / SNIPPETS_PER_SECOND
+
+
+def snippet_classes(annotations: Annotations, video: int, length: int) -> np.ndarray:
+    """(T,) the class of the segment each snippet's middle falls in, BACKGROUND outside all."""
+    times, classes = snippet_seconds(length), np.full(length, BACKGROUND)
+    for (start, end), label in zip(annotations.segments[video], annotations.segment_labels[video]):
+        classes[(times >= start) & (times <= end)] = label
+    return classes
+
+
+class VideoOutputs(NamedTuple):
+    embedded: Tensor  # (T, D) the embedded snippets (eval mode: no dropout)
+    representatives: Tensor  # (K, D) the online representatives
+    cas: Tensor  # (T, C+1) the fused class activation sequence inference scores
+    pseudo_labels: Tensor | None  # (T, C+1) the target of L_spl; None without an intra-video branch
+
+
+def memory_of(trainer: Trainer, labels: Tensor):
+    """The memory bank's entries of the video's classes (Y_e, offsets), or None when the run has
+    no bank or it holds none of them (the inter-video branch does not run then)."""
+    count = trainer.bank.count[labels[0].bool()]
+    return trainer.bank.read(labels) if trainer.cfg.memory_bank and int(count.sum()) > 0 else None
+
+
+@torch.no_grad()
+def video_outputs(trainer: Trainer, video: int) -> VideoOutputs:
+    model, cfg = trainer.model.eval(), trainer.cfg
+    batch = trainer.dataset.pack([video]).to(trainer.device)
+    embedded = model.embed(batch.x)
+    representatives = model.representatives(embedded, batch.varlen)[0] if cfg.intra else embedded[:0]
+    _, cas = model.predict(batch.x, batch.varlen)
+    pseudo_labels = None
+    if cfg.intra:
+        out = model(batch.x, batch.varlen, memory_of(trainer, batch.labels))
+        target = out.intra.logits  # as rsnet.losses.rskp_loss builds the target
+        if out.inter is not None:
+            target = (1 - cfg.pseudo_inter_mix) * out.intra.logits + cfg.pseudo_inter_mix * out.inter.logits
+        pseudo_labels = torch.softmax(target / cfg.spl_temperature, dim=-1)
+    return VideoOutputs(embedded, representatives, cas, pseudo_labels)
+
+
+def draw_ground_truth(ax, annotations: Annotations, video: int, classes: list[int]) -> None:
+    """One row of bars per class; the video's ambiguous spans as hatched grey bars across all rows."""
+    for row, c in enumerate(classes):
+        spans = annotations.segments[video][annotations.segment_labels[video] == c]
+        ax.broken_barh([(s, e - s) for s, e in spans], (row + 0.1, 0.8), color=f"C{row}")
+    ambiguous = annotations.ambiguous.get(annotations.video_names[video], np.zeros((0, 2)))
+    if len(ambiguous):
+        ax.broken_barh([(s, e - s) for s, e in ambiguous], (0, len(classes)), facecolor="0.85", edgecolor="0.5",
+                       hatch="//", label="ambiguous")
+        ax.legend(loc="upper right", fontsize="small")
+    ax.set_yticks(np.arange(len(classes)) + 0.5, [annotations.class_names[c] for c in classes])
+    ax.set_ylim(0, len(classes))
+
+
+def cas_figure(trainer: Trainer, video: int):
+    annotations = trainer.dataset.annotations
+    classes = ground_truth_classes(annotations, video)
+    outputs = video_outputs(trainer, video)
+    times = snippet_seconds(outputs.cas.shape[0])
+    panels = [("action activation", outputs.cas)]
+    if outputs.pseudo_labels is not None:
+        panels.append(("pseudo label", outputs.pseudo_labels))
+    fig = figure_class()(figsize=(8, 1.6 * len(panels) + 0.4 + 0.3 * len(classes)), layout="constrained")
+    axes = fig.subplots(len(panels) + 1, 1, sharex=True,
+                        height_ratios=[2] * len(panels) + [0.6 + 0.3 * len(classes)])
+    for ax, (title, scores) in zip(axes, panels):
+        for row, c in enumerate(classes):
+            ax.plot(times, scores[:, c].cpu().numpy(), color=f"C{row}", label=annotations.class_names[c])
+        ax.set_ylabel(title)
+        ax.set_ylim(0, 1.02)
+    axes[0].legend(loc="upper right", fontsize="small")
+    draw_ground_truth(axes[-1], annotations, video, classes)
+    axes[-1].set_ylabel("ground truth")
+    axes[-1].set_xlabel("time (s)")
+    axes[-1].set_xlim(0, times[-1] + 0.5 / SNIPPETS_PER_SECOND)
+    fig.suptitle(annotations.video_names[video])
+    return fig
+
+
+def pca_2d(points: Tensor) -> Tensor:
+    """(n, 2): the points' coordinates on their two principal axes (SVD of the centred points)."""
+    centred = points.double() - points.double().mean(0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ vh[:2].T
+
+
+def embedding_figure(trainer: Trainer, video: int):
+    annotations, bank = trainer.dataset.annotations, trainer.bank
+    classes = ground_truth_classes(annotations, video)
+    outputs = video_outputs(trainer, video)
+    entries = [(c, bank.bank[c, : int(bank.count[c])]) for c in classes]
+    # cosine similarity is what EM attention, the walks and the heads compare: project directions
+    parts = [outputs.embedded, outputs.representatives, *(e for _, e in entries)]
+    xy = pca_2d(l2_normalize(torch.cat(parts).float())).cpu().numpy()
+    snippets, rest = xy[: len(outputs.embedded)], xy[len(outputs.embedded):]
+    labels = snippet_classes(annotations, video, len(snippets))
+    fig = figure_class()(figsize=(6.5, 5), layout="constrained")
+    ax = fig.subplots()
+    background = labels == BACKGROUND
+    ax.scatter(*snippets[background].T, s=10, color="0.7", label="background snippets")
+    for row, c in enumerate(classes):
+        ax.scatter(*snippets[labels == c].T, s=12, color=f"C{row}", label=f"{annotations.class_names[c]} snippets")
+    k = len(outputs.representatives)
+    if k:
+        ax.scatter(*rest[:k].T, s=160, marker="*", color="black", label=f"{k} online representatives")
+    start = k
+    for row, (c, e) in enumerate(entries):
+        if len(e):
+            ax.scatter(*rest[start:start + len(e)].T, s=70, marker="D", color=f"C{row}", edgecolor="black",
+                       label=f"memory bank: {annotations.class_names[c]}")
+        start += len(e)
+    ax.set_xlabel("principal axis 1")
+    ax.set_ylabel("principal axis 2")
+    ax.set_title(f"{annotations.video_names[video]}: embedded snippets (PCA of directions)")
+    ax.legend(fontsize="small", loc="best")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# curves over epochs
+
+
+class Curves(NamedTuple):
+    epochs: list[int]
+    names: list[str]  # one per curve
+    values: np.ndarray  # (runs, epochs, curves)
+
+
+def _same_epochs(curves: list[Curves], runs: list[Path], what: str) -> None:
+    first = curves[0]
+    for run, other in zip(runs[1:], curves[1:]):
+        if other.epochs != first.epochs:
+            raise UserError(f"{run} has {what} at epochs {_listed(other.epochs)} but {runs[0]} at "
+                            f"{_listed(first.epochs)}: runs drawn together need the same epochs")
+        if other.names != first.names:
+            raise UserError(f"{run} has {what} of {', '.join(other.names)} but {runs[0]} of "
+                            f"{', '.join(first.names)}: runs drawn together need the same curves")
+
+
+def _listed(epochs: list[int]) -> str:
+    return ", ".join(map(str, epochs)) if len(epochs) <= 6 else f"{epochs[0]}, {epochs[1]}, ..., {epochs[-1]}"
+
+
+def map_curves(records: list[dict[str, Any]]) -> Curves:
+    rows = metrics.evaluated(records)
+    names = [f"mAP@{t:g}" for t in rows[0]["iou"]] + ["avg"] if rows else []
+    values = [[*r["dmap"], r["avg"]] for r in rows]
+    return Curves([r["epoch"] for r in rows], names, np.array(values, dtype=np.float64).reshape(1, len(rows), len(names)))
+
+
+def loss_curves(records: list[dict[str, Any]]) -> Curves:
+    rows = [r for r in records if "losses" in r]  # records of runs from before the losses were logged have none
+    names = list(rows[0]["losses"]) if rows else []
+    values = [[r["losses"][n] for n in names] for r in rows]
+    return Curves([r["epoch"] for r in rows], names, np.array(values, dtype=np.float64).reshape(1, len(rows), len(names)))
+
+
+def stacked(runs: list[Path], extract, what: str) -> Curves:
+    """The runs' curves stacked along the first axis; every run must have the same epochs."""
+    curves = [extract(metrics.read(run / metrics.FILE_NAME)) for run in runs]
+    _same_epochs(curves, runs, what)
+    return Curves(curves[0].epochs, curves[0].names, np.concatenate([c.values for c in curves]))
+
+
+def draw_curves(ax, curves: Curves, emphasised: str | None) -> None:
+    """Each curve's mean over the runs, and the band of one standard deviation when there are several."""
+    mean = curves.values.mean(0)
+    std = curves.values.std(0, ddof=1) if len(curves.values) > 1 else None
+    for i, name in enumerate(curves.names):
+        thick = name == emphasised
+        color = "black" if thick else f"C{i}"
+        ax.plot(curves.epochs, mean[:, i], color=color, linewidth=2.2 if thick else 1.2, label=name,
+                marker="." if len(curves.epochs) < 30 else None)
+        if std is not None:
+            ax.fill_between(curves.epochs, mean[:, i] - std[:, i], mean[:, i] + std[:, i], color=color, alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize="small", ncol=2)
+
+
+def curves_figure(runs: list[Path]):
+    maps, losses = stacked(runs, map_curves, "evaluations"), stacked(runs, loss_curves, "losses")
+    if not maps.epochs and not losses.epochs:
+        raise UserError(f"{runs[0] / metrics.FILE_NAME} holds no epoch yet: nothing to plot")
+    fig = figure_class()(figsize=(11, 4), layout="constrained")
+    map_ax, loss_ax = fig.subplots(1, 2)
+    for ax, curves, emphasised, title in ((map_ax, maps, "avg", "detection mAP (%)"),
+                                          (loss_ax, losses, "total", "loss per training video")):
+        ax.set_title(title)
+        if curves.epochs:
+            draw_curves(ax, curves, emphasised)
+        else:
+            ax.text(0.5, 0.5, "none in metrics.jsonl", ha="center", va="center", transform=ax.transAxes)
+    runs_text = str(runs[0]) if len(runs) == 1 else f"mean ± std of {len(runs)} runs"
+    fig.suptitle(runs_text)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+
+
+def _add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True,
+                        help="OUT/checkpoint.pt of a run, or its weights exported by python -m rsnet.checkpoint export")
+    parser.add_argument("--data-root", help="the folder holding the run's dataset (default: the run's own)")
+    parser.add_argument("--video", required=True, help="the video's name, as in the dataset's videoname.npy")
+    parser.add_argument("--device", default="cpu")
+
+
+@cli.command
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rsnet.plot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_video_arguments(commands.add_parser("cas", help="Figure 4 of the supplementary for one video"))
+    _add_video_arguments(commands.add_parser("embedding", help="one video's embedded snippets, representatives "
+                                                               "and memory-bank entries, projected to 2-D"))
+    curves = commands.add_parser("curves", help="mAP and losses over epochs of one run or several (mean ± std)")
+    curves.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="run folders (OUT of python -m rsnet.train); several runs must have the same "
+                             "epochs (of evaluation and of losses): a run that differs is an error")
+    for subcommand in commands.choices.values():
+        subcommand.add_argument("--out", required=True, type=Path, help="the image to write: .png or .svg")
+        subcommand.add_argument("--dpi", type=float, default=100, help="resolution of a .png (default 100)")
+        cli.add_debug_flag(subcommand)
+    args = parser.parse_args(argv)
+    check_out(args.out)
+    figure_class()  # a missing matplotlib is an error before any work
+    if args.command == "curves":
+        fig = curves_figure(args.runs)
+    else:
+        trainer = restore(args.checkpoint, args.device, args.data_root)
+        video = video_index(trainer.dataset.annotations, args.video)
+        fig = (cas_figure if args.command == "cas" else embedding_figure)(trainer, video)
+    save(fig, args.out, args.dpi)
+    source = ", ".join(map(str, args.runs)) if args.command == "curves" else f"{args.video} of {args.checkpoint}"
+    print(f"{args.out}: {args.command} of {source}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
