@@ -257,7 +257,7 @@ def test_every_epoch_records_its_losses_and_an_evaluated_epoch_its_map(tiny_root
     assert [r["epoch"] for r in records if "avg" in r] == [2, 4, 5]
     assert all(set(records[0]) == {"epoch", "losses"} and "dmap" not in r for r in records[::2][:-1])
     best = max(records[1], records[3], records[4], key=lambda r: r["avg"])
-    assert summary == {"last": records[4], "best": best}
+    assert summary == {"last": records[4], "best": best, "held_out_best": None}
     assert f"| best (picked on the test split, as in the paper) | {best['epoch']} |" in (tmp_path / "a" / "results.md").read_text()
     state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     assert state["metrics"] == records and state["best"] == best
