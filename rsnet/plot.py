@@ -94,10 +94,13 @@ class VideoOutputs(NamedTuple):
 
 
 def memory_of(trainer: Trainer, labels: Tensor):
-    """The memory bank's entries of the video's classes (Y_e, offsets), or None when the run has
-    no bank or it holds none of them (the inter-video branch does not run then)."""
+    """The model's read of the memory bank's entries of the video's classes (a read only: the
+    picture leaves the bank as it is), or None when the run has no bank or it holds none of them
+    (the inter-video branch does not run then)."""
     count = trainer.bank.count[labels[0].bool()]
-    return trainer.bank.read(labels) if trainer.cfg.memory_bank and int(count.sum()) > 0 else None
+    if not (trainer.cfg.memory_bank and int(count.sum()) > 0):
+        return None
+    return lambda mu, p_mu: trainer.bank.read(labels)
 
 
 @torch.no_grad()

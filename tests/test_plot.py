@@ -73,7 +73,7 @@ def test_the_pseudo_labels_are_the_target_of_the_pseudo_label_loss(run, monkeypa
     assert int(trainer.bank.count[batch.labels[0].bool()].sum()) > 0
     with torch.no_grad():
         trainer.model.eval()
-        output = trainer.model(batch.x, batch.varlen, trainer.bank.read(batch.labels))
+        output = trainer.model(batch.x, batch.varlen, lambda mu, p_mu: trainer.bank.read(batch.labels))
         assert output.inter is not None
         train.rskp_loss(output, batch.labels, batch.varlen, trainer.cfg, after_warmup=True)
     shown = plot.video_outputs(trainer, index).pseudo_labels
