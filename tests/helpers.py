@@ -34,3 +34,17 @@ def load_bench(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def crash_at_epoch(monkeypatch, crash_epoch: int) -> None:
+    """Training stops (KeyboardInterrupt) as 0-based epoch ``crash_epoch`` begins, as a killed run would."""
+    from rsnet import train
+
+    real_epoch = train.Trainer.train_epoch
+
+    def crashing_epoch(self, epoch, progress=None):
+        if epoch == crash_epoch:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch, progress)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", crashing_epoch)

@@ -13,6 +13,8 @@ from rsnet.errors import UserError
 from rsnet.evaluate import ACTIVITYNET_IOUS
 from rsnet.synthetic import SyntheticSpec, generate
 
+from helpers import crash_at_epoch
+
 ANET = ["--data-root", "/data", "--dataset", "ActivityNet1.2"]
 # the RSKP authors' ActivityNet1.2 settings (LeonHLJ/RSKP issue #3) and the codebases' sampling and protocol
 AUTHORS = {"dropout": 0.7, "lr": 2e-5, "weight_decay": 1e-3, "scale": 10.0, "n_representatives": 8, "em_iters": 2,
@@ -95,17 +97,10 @@ def test_training_on_activitynet_reports_its_protocol_and_resumes_exactly(anet_r
     saved = json.loads((tmp_path / "straight" / "config.json").read_text())
     assert (saved["protocol"], saved["max_seqlen"], saved["lr"], saved["scale"]) == ("anet", 6, 2e-5, 10.0)
 
-    real_epoch = train.Trainer.train_epoch
-
-    def crash_in_epoch_two(self, epoch, progress=None):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch, progress)
-
-    monkeypatch.setattr(train.Trainer, "train_epoch", crash_in_epoch_two)
+    crash_at_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         _train(anet_root, tmp_path / "resumed")
-    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+    monkeypatch.undo()  # the crash no more
     assert _train(anet_root, tmp_path / "resumed", "--resume") == records
 
 
@@ -149,7 +144,7 @@ def test_held_out_training_videos_pick_an_epoch_without_the_test_split(anet_root
     assert len(table) == 5 and table[4].startswith(f"| best on the held-out training videos (their avg "
                                                     f"{picked['held_out']['avg']:.2f}) | {picked['epoch']} |")
     straight = _train(anet_root, tmp_path / "plain")  # the held-out videos do not train
-    assert [r["loss"] for r in straight] != [r["loss"] for r in records]
+    assert [r["losses"] for r in straight] != [r["losses"] for r in records]
     assert all("held_out" not in r for r in straight)
     assert not (tmp_path / "plain" / train.HELD_OUT_BEST).exists()
     _train(anet_root, out, "--overwrite")  # a new run in the folder leaves no held-out checkpoint of the old one

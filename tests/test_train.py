@@ -18,6 +18,8 @@ from rsnet.inference import predict_split
 from rsnet.config import Config
 from rsnet.synthetic import SyntheticSpec, generate
 
+from helpers import crash_at_epoch
+
 TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,20 +61,13 @@ def test_same_seed_same_metrics(tiny_root, tmp_path):
 def test_resume_after_a_crash_continues_exactly(tiny_root, tmp_path, monkeypatch):
     train.run(_config(tiny_root, tmp_path / "straight"))
 
-    real_epoch = train.Trainer.train_epoch
-
-    def crash_in_epoch_two(self, epoch, progress=None):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch, progress)
-
-    monkeypatch.setattr(train.Trainer, "train_epoch", crash_in_epoch_two)
+    crash_at_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train.run(_config(tiny_root, tmp_path / "resumed"))
     # 2 epochs of 8 videos in steps of 3: the checkpoint holds the open step's gradients (of 1 video)
     crashed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert crashed["epoch"] == 2 and all(g is not None and g.abs().sum() > 0 for g in crashed["grads"].values())
-    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+    monkeypatch.undo()  # the crash no more
     train.run(_config(tiny_root, tmp_path / "resumed"), resume=True)
 
     assert _metrics(tmp_path / "resumed") == _metrics(tmp_path / "straight")
@@ -265,14 +260,7 @@ def test_every_epoch_records_its_losses_and_an_evaluated_epoch_its_map(tiny_root
 
 def test_a_resume_that_ends_at_an_unevaluated_epoch_evaluates_it(tiny_root, tmp_path, monkeypatch):
     out = tmp_path / "a"
-    real_epoch = train.Trainer.train_epoch
-
-    def crash_in_epoch_three(self, epoch, progress=None):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch, progress)
-
-    monkeypatch.setattr(train.Trainer, "train_epoch", crash_in_epoch_three)
+    crash_at_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train.run(_config(tiny_root, out, epochs=4, eval_every=4))
     assert [("avg" in r) for r in _metrics(out)] == [False, False]
@@ -314,17 +302,10 @@ def test_tensorboard_logs_every_loss_term_and_map_per_epoch(tiny_root, tmp_path)
 
 def test_a_resumed_run_logs_each_epoch_once_and_may_turn_tensorboard_on(tiny_root, tmp_path, monkeypatch):
     out = tmp_path / "a"
-    real_epoch = train.Trainer.train_epoch
-
-    def crash_in_epoch_three(self, epoch, progress=None):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch, progress)
-
-    monkeypatch.setattr(train.Trainer, "train_epoch", crash_in_epoch_three)
+    crash_at_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):  # epochs 1-2 logged, checkpoint at epoch 1 only
         train.run(_config(tiny_root, out, epochs=3, checkpoint_every=2, tensorboard=True))
-    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+    monkeypatch.undo()  # the crash no more
     train.run(_config(tiny_root, out, epochs=3, checkpoint_every=2, tensorboard=True), resume=True)
     assert _tensorboard_scalars(out) == _expected_scalars(_metrics(out))
 

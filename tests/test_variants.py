@@ -40,8 +40,13 @@ def _close(a, b, tol=1e-12):
     return (a.double() - b.double()).norm() <= tol * b.double().norm()
 
 
+def _fixed(rows):
+    """A memory read that returns the given (Y_e, offsets), as RSKP.forward takes its memory."""
+    return lambda mu, p_mu: rows
+
+
 def _loss_and_gradients(model, x, cu, labels, memory=None):
-    out = model(x, cu, memory)
+    out = model(x, cu, None if memory is None else _fixed(memory))
     loss = rskp_loss(out, labels, cu, model.cfg, after_warmup=False).total
     model.zero_grad()
     loss.backward()
@@ -156,7 +161,8 @@ def test_the_foreground_gate_passes_no_gradient_to_the_attention():
     x, cu, _ = _batch()
     out = model(x, cu)
     (out.intra.logits.sum() + out.intra.p_ca.sum()).backward()
-    assert model.head.fg_centre.grad is None or model.head.fg_centre.grad.abs().max() == 0
+    # p_ca sums to one per video, so its sum passes only rounding (~1e-16) to the attention centre
+    assert model.head.fg_centre.grad is None or model.head.fg_centre.grad.abs().max() <= 1e-12
     assert model.mu0.grad.abs().max() > 0
 
 
@@ -270,7 +276,7 @@ def test_early_fusion_walks_once_toward_the_online_and_the_bank_representatives_
     model = _model(fusion="early")
     x, cu, labels = _batch()
     bank_rows, bank_lengths = torch.randn(7, 16, dtype=torch.float64), [2, 0, 4, 1]
-    out = model(x, cu, (bank_rows, Varlen.from_lengths(bank_lengths)))
+    out = model(x, cu, _fixed((bank_rows, Varlen.from_lengths(bank_lengths))))
     assert out.inter is None
     joined, lengths = [], []
     bank_start = 0
@@ -282,7 +288,7 @@ def test_early_fusion_walks_once_toward_the_online_and_the_bank_representatives_
     want = reference.random_walk(features, cu.cu_seqlens, torch.cat(joined), Varlen.from_lengths(lengths).cu_seqlens,
                                  model.cfg.walk_weight, model.cfg.tau)
     assert _close(out.walked, want)
-    late = _model()(x, cu, (bank_rows, Varlen.from_lengths(bank_lengths)))
+    late = _model()(x, cu, _fixed((bank_rows, Varlen.from_lengths(bank_lengths))))
     assert not _close(late.intra.logits, out.intra.logits, 1e-3)
     online = (out.mu.detach().reshape(-1, 16).requires_grad_(), Varlen.uniform(len(LENGTHS), out.mu.shape[1]))
     bank_rows.requires_grad_()
