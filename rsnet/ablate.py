@@ -8,6 +8,8 @@ Studies (``--table`` / ``--figure``):
   or the top and bottom k snippets by foreground score) and the video-wise memory bank.
 - Table 3: the propagation loss (pseudo labels, or feature L1 / L2 between X and the walked
   features) and the early fusion of the online and memory-bank representatives.
+- Table 4: one trained full model scored by the main branch, by main + intra-video (the paper's
+  inference) and by the two-round inference with the inter-video branch.
 - Figure 2: the number of online representatives K in {2, 4, 8, 16, 32} without the memory bank,
   and the number of memory-bank slots per class in {1, ..., 10} with K = 8.
 - Figure 3: the number of EM iterations in {1, ..., 6}.
@@ -127,7 +129,21 @@ def _figure3() -> Study:
                  panels={"em": "EM iterations"})
 
 
-STUDIES = {"table1": _table1(), "table2": _table2(), "table3": _table3(), "figure2": _figure2(), "figure3": _figure3()}
+def _table4() -> Study:
+    return Study("Supplementary Table 4", [Variant("Full model", {})],
+                 note="One trained full model per seed, scored by three sets of branches. The MACs are the paper's "
+                      "(one video of 100 snippets, without I3D); `python bench/macs.py` reproduces them.")
+
+
+# Supplementary Table 4's rows: (row, rsnet.inference branches, the paper's THUMOS14 average mAP, its MACs)
+TABLE4_BRANCHES = [
+    ("Main branch", "main", 44.7, "0.44G"),
+    ("+ intra-video branch", "intra", 45.1, "0.48G"),
+    ("+ inter-video branch (two-round inference)", "all", 45.2, "0.90G"),
+]
+
+STUDIES = {"table1": _table1(), "table2": _table2(), "table3": _table3(), "table4": _table4(), "figure2": _figure2(),
+           "figure3": _figure3()}
 
 
 # --- running the cells ---------------------------------------------------------------------------
@@ -202,10 +218,13 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {spread:.1f}"
 
 
+def _where(base: Config) -> str:
+    return f"synthetic data (preset {base.preset})" if base.data_root is None else base.data_root
+
+
 def summarize(study: Study, base: Config, seeds: list[int], out: Path) -> tuple[str, dict[str, dict[str, list[float]]]]:
     """The study's markdown table and, per variant name, the last and best average mAP of each seed."""
-    where = f"synthetic data (preset {base.preset})" if base.data_root is None else base.data_root
-    lines = [f"{study.title} on {where}, {len(seeds)} seeds, {base.epochs} epochs (warm-up {base.warmup_epochs}); "
+    lines = [f"{study.title} on {_where(base)}, {len(seeds)} seeds, {base.epochs} epochs (warm-up {base.warmup_epochs}); "
              "average mAP over the dataset's IoUs.", ""]
     if study.note:
         lines += [study.note, ""]
@@ -218,6 +237,21 @@ def summarize(study: Study, base: Config, seeds: list[int], out: Path) -> tuple[
         lines.append(f"| {variant.name} | {paper} | {_mean_std(scores[variant.name]['last'])} | "
                      f"{_mean_std(scores[variant.name]['best'])} |")
     return "\n".join(lines), scores
+
+
+def branch_table(study: Study, base: Config, seeds: list[int], out: Path) -> str:
+    """Table 4: each seed's trained model (its last epoch) scored by the main branch, by main + intra
+    and by the two-round inference with the inter-video branch."""
+    from .train import restore  # only this study loads models here
+
+    trainers = [restore(out / f"{study.variants[0].slug}-seed{seed}" / "checkpoint.pt", base.device) for seed in seeds]
+    lines = [f"{study.title} on {_where(base)}, {len(seeds)} seeds, {base.epochs} epochs (warm-up {base.warmup_epochs}); "
+             "average mAP over the dataset's IoUs, last epoch.", "", study.note, "",
+             "| branches | paper (THUMOS14) | paper MACs | ours |", "|---|---|---|---|"]
+    for row, branches, paper, macs in TABLE4_BRANCHES:
+        ours = _mean_std([trainer.evaluate(branches=branches).avg for trainer in trainers])
+        lines.append(f"| {row} | {paper:.1f} | {macs} | {ours} |")
+    return "\n".join(lines)
 
 
 def plot(study: Study, scores: dict[str, dict[str, list[float]]], path: Path) -> None:
@@ -261,7 +295,10 @@ def ablate(name: str, base: Config, seeds: list[int], jobs: int | None) -> str:
         _require_matplotlib()  # before hours of training, not after
     cells = [cell_config(base, v, seed, out / f"{v.slug}-seed{seed}") for v in study.variants for seed in seeds]
     run_cells(cells, worker_environments(base.device, jobs))
-    text, scores = summarize(study, base, seeds, out)
+    if name == "table4":
+        text = branch_table(study, base, seeds, out)
+    else:
+        text, scores = summarize(study, base, seeds, out)
     (out / f"{name}.md").write_text(text + "\n")
     if study.panels:
         plot(study, scores, out / f"{name}.png")
@@ -273,7 +310,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.ablate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--table", type=int, choices=[1, 2, 3], help="a supplementary table")
+    which.add_argument("--table", type=int, choices=[1, 2, 3, 4], help="a supplementary table")
     which.add_argument("--figure", type=int, choices=[2, 3], help="a supplementary figure")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, help="runs side by side (default: one per visible GPU, else 1)")

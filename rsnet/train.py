@@ -174,11 +174,12 @@ class Trainer:
             self.fill_bank_with(mu, p_mu, batch)
         self.model.train()
 
-    def evaluate(self, indices=None):
-        """The evaluation of the test split, or of the videos ``indices`` (the held-out training videos)."""
+    def evaluate(self, indices=None, branches: str = "intra"):
+        """The evaluation of the test split, or of the videos ``indices`` (the held-out training videos),
+        scored by ``branches`` (``rsnet.inference.BRANCHES``; the paper's main + intra by default)."""
         indices = self.dataset.test_indices if indices is None else indices
         batches = self.dataset.batches_in_order(indices, self.cfg.test_batch_size)
-        scores, cas = predict_batches(self.model, batches, self.device)
+        scores, cas = predict_batches(self.model, batches, self.device, branches, self.bank)
         return evaluate(scores, cas, self.dataset.annotations, indices, protocol=self.cfg.protocol,
                         lenient=self.cfg.lenient, iou_thresholds=PROTOCOL_IOUS[self.cfg.protocol])
 

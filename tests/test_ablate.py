@@ -159,3 +159,29 @@ def test_tables_2_and_3_run_each_variant_with_its_switches_and_the_papers_number
     for row in papers[table]:
         assert row in text
 
+
+
+def test_table4_scores_each_seeds_model_by_each_set_of_branches(tmp_path, monkeypatch):
+    """Table 4's rows are one trained model's test scores by main, main + intra and all branches."""
+    from rsnet import train
+
+    root = generate(tmp_path / "data", SyntheticSpec(n_train=6, n_test=4, length_scale=0.15), seed=1)
+    base = Config(data_root=str(root), epochs=2, warmup_epochs=0, eval_every=1, embed_dim=16, videos_per_step=2,
+                  lenient=True, device="cpu", out=str(tmp_path / "sweep"))
+    monkeypatch.setattr(ablate, "train_cell", lambda cfg, env: train.run(cfg, overwrite=True))
+    scored = []
+    real_evaluate = train.Trainer.evaluate
+
+    def recording_evaluate(self, indices=None, branches="intra"):
+        result = real_evaluate(self, indices, branches)
+        scored.append((branches, result.avg))
+        return result
+
+    monkeypatch.setattr(train.Trainer, "evaluate", recording_evaluate)
+    text = ablate.ablate("table4", base, seeds=[0], jobs=1)
+    table_scores = scored[-3:]  # training evaluated its epochs first
+    assert [b for b, _ in table_scores] == ["main", "intra", "all"]
+    for (row, branches, paper, macs), (_, avg) in zip(ablate.TABLE4_BRANCHES, table_scores):
+        assert f"| {row} | {paper:.1f} | {macs} | {avg:.1f} ± 0.0 |" in text
+    last = ablate.completed(tmp_path / "sweep" / "full-model-seed0", 2)[-1]
+    assert table_scores[1][1] == last["avg"], "main + intra is the score training reported"
