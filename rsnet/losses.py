@@ -49,6 +49,14 @@ def attention_normalization_loss(attention: Tensor, cu_seqlens: Varlen | Tensor)
     return mean_of_first_k(bottom) - mean_of_first_k(top)
 
 
+def pseudo_label_target_logits(out: RSKPOutput, cfg: Config) -> Tensor:
+    """The logits whose softmax at ``spl_temperature`` is L_spl's target: the intra-video branch's,
+    mixed with the inter-video branch's after warm-up (``pseudo_inter_mix``)."""
+    if out.inter is None:
+        return out.intra.logits
+    return (1 - cfg.pseudo_inter_mix) * out.intra.logits + cfg.pseudo_inter_mix * out.inter.logits
+
+
 def pseudo_label_loss(logits: Tensor, target_logits: Tensor, cu_seqlens: Varlen | Tensor, temperature: float) -> Tensor:
     """(B,) snippet-mean cross-entropy of softmax(logits / t) against the detached softmax(target / t)."""
     target = torch.softmax(target_logits.detach() / temperature, dim=-1)
@@ -81,9 +89,7 @@ def rskp_loss(out: RSKPOutput, labels: Tensor, cu_seqlens: Varlen | Tensor, cfg:
     spl_weight = cfg.spl_weight_after_warmup if after_warmup else cfg.spl_weight
     if cfg.pseudo_label and out.intra is not None:
         if cfg.propagation_loss == "pseudo_label":
-            target = out.intra.logits
-            if out.inter is not None:
-                target = (1 - cfg.pseudo_inter_mix) * out.intra.logits + cfg.pseudo_inter_mix * out.inter.logits
+            target = pseudo_label_target_logits(out, cfg)
             spl = pseudo_label_loss(out.main.logits, target, cu_seqlens, cfg.spl_temperature)
         else:  # Table 3: the walk supervises the features instead of the scores
             spl = feature_propagation_loss(out.features, out.walked, cu_seqlens, cfg.propagation_loss)

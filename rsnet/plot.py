@@ -28,6 +28,7 @@ from rs_kernels.reference import l2_normalize
 from . import cli, metrics
 from .data import SNIPPETS_PER_SECOND, Annotations
 from .errors import UserError
+from .losses import pseudo_label_target_logits
 from .train import Trainer, restore
 
 IMAGE_SUFFIXES = (".png", ".svg")
@@ -113,10 +114,7 @@ def video_outputs(trainer: Trainer, video: int) -> VideoOutputs:
     pseudo_labels = None
     if cfg.intra:
         out = model(batch.x, batch.varlen, memory_of(trainer, batch.labels))
-        target = out.intra.logits  # as rsnet.losses.rskp_loss builds the target
-        if out.inter is not None:
-            target = (1 - cfg.pseudo_inter_mix) * out.intra.logits + cfg.pseudo_inter_mix * out.inter.logits
-        pseudo_labels = torch.softmax(target / cfg.spl_temperature, dim=-1)
+        pseudo_labels = torch.softmax(pseudo_label_target_logits(out, cfg) / cfg.spl_temperature, dim=-1)
     return VideoOutputs(embedded, representatives, cas, pseudo_labels)
 
 

@@ -247,13 +247,17 @@ def test_namespace_shared_with_python_custom_ops():
 
 # --- bit-exact equality with the reference, CPU ----------------------------------------------------
 
-@pytest.mark.parametrize("dtype,sdtype,specials", [
+# (bank dtype, score dtype, whether the scores also hold -0.0 and +-inf; ties are always there)
+DTYPE_CASES = [
     (torch.float32, torch.float32, False),
     (torch.float32, torch.float32, True),
     (torch.float64, torch.float64, True),
     (torch.float16, torch.float32, True),
     (torch.bfloat16, torch.float16, False),
-])
+]
+
+
+@pytest.mark.parametrize("dtype,sdtype,specials", DTYPE_CASES)
 def test_class_bank_sequence_equals_reference(dtype, sdtype, specials):
     seed = zlib.crc32(repr((dtype, sdtype, specials)).encode()) % 1000  # hash() of a str differs per process
     run_sequence(seed=seed, steps=300, n_class=7, slots=5, dim=6, dtype=dtype, sdtype=sdtype, specials=specials)
@@ -424,13 +428,7 @@ def run_gather_insert_sequence(seed, steps, n_class, slots, dim, dtype, sdtype, 
     assert shared > steps // 4  # videos of one batch sharing a class: what tells the order apart
 
 
-@pytest.mark.parametrize("dtype,sdtype,specials", [
-    (torch.float32, torch.float32, False),
-    (torch.float32, torch.float32, True),
-    (torch.float64, torch.float64, True),
-    (torch.float16, torch.float32, True),
-    (torch.bfloat16, torch.float16, False),
-])
+@pytest.mark.parametrize("dtype,sdtype,specials", DTYPE_CASES)
 def test_gather_insert_equals_reference_loop(dtype, sdtype, specials):
     seed = zlib.crc32(repr(("gather_insert", dtype, sdtype, specials)).encode()) % 1000
     run_gather_insert_sequence(seed, steps=150, n_class=7, slots=5, dim=3, dtype=dtype, sdtype=sdtype,
