@@ -95,12 +95,12 @@ def _ambiguous_ranges(annotations, name: str, factor: float) -> list[range]:
     return [range(int(round(float(a) * factor)), int(round(float(b) * factor))) for a, b in spans]
 
 
-def _class_predictions(video_scores, cas, annotations, videos, names, c, factor):
+def _class_predictions(video_scores, cas, annotations, videos, names, c, factor, best_class=False):
     """Kept proposals of class c over the videos, sorted, ambiguous ones removed, sorted again;
     None when nothing is left."""
     collected = []
     for i, k in enumerate(videos):
-        if video_scores[k][c] < CLASS_THRESHOLD:
+        if video_scores[k][c] < CLASS_THRESHOLD and not (best_class and _best_class_fallback(video_scores[k], annotations) == c):
             continue
         props = _proposals(cas[k][:, c], i)
         collected += [props[p] for p in _nms(props)]
@@ -134,13 +134,20 @@ def _voc_ap(tp: list[float], n_pos: int) -> float:
     return np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx])
 
 
-def _setup(video_scores, cas, annotations, indices, factor):
+def _best_class_fallback(scores, annotations):
+    """The ActivityNet codebases' rule: a video with no action class at 0.1 or more proposes its best one."""
+    action = list(scores[:len(annotations.class_names)])
+    return max(range(len(action)), key=lambda c: (action[c], -c)) if max(action) < CLASS_THRESHOLD else None
+
+
+def _setup(video_scores, cas, annotations, indices, factor, best_class=False):
     indices = [int(v) for v in indices]
     videos = [k for k, v in enumerate(indices) if len(annotations.segments[v])]
     names = [annotations.video_names[indices[k]] for k in videos]
     class_names = sorted({annotations.class_names[lab] for k in videos for lab in annotations.segment_labels[indices[k]]})
     classes = [annotations.class_names.index(n) for n in class_names]
-    predictions = {c: _class_predictions(video_scores, cas, annotations, videos, names, c, factor) for c in classes}
+    predictions = {c: _class_predictions(video_scores, cas, annotations, videos, names, c, factor, best_class)
+                   for c in classes}
     gts = {c: [(i, float(seg[0]), float(seg[1]))
                for i, k in enumerate(videos)
                for seg, lab in zip(annotations.segments[indices[k]], annotations.segment_labels[indices[k]]) if lab == c]
@@ -185,8 +192,9 @@ def official_evaluate(video_scores, cas, annotations, indices, factor=25 / 16, i
 
 
 def anet_reference(video_scores, cas, annotations, indices, factor=25 / 16, iou_thresholds=IOUS) -> dict:
-    """The ActivityNet-style protocol, in loops: seconds, continuous IoU, no whole-threshold zero."""
-    indices, classes, predictions, gts = _setup(video_scores, cas, annotations, indices, factor)
+    """The ActivityNet-style protocol, in loops: the best-class fallback, seconds, continuous IoU,
+    no whole-threshold zero."""
+    indices, classes, predictions, gts = _setup(video_scores, cas, annotations, indices, factor, best_class=True)
     cmap = classification_map(np.asarray(video_scores), annotations.video_labels[indices])
     dmap = []
     for th in iou_thresholds:

@@ -43,10 +43,14 @@ How the two protocols differ
 ----------------------------
 ``protocol="rskp"`` reproduces the official RSKP evaluator, which inherits W-TALC's THUMOS14
 conventions; ``protocol="anet"`` scores the same proposals the way ActivityNet's
-``eval_detection.py`` scores detections. Same in both: proposals, NMS, the ambiguous filter, the
-ranking, the greedy matching (each prediction, best score first, takes the unmatched ground truth
-of its video and class with the highest IoU >= theta) and the all-point interpolated AP over the
-precision envelope. Different:
+``eval_detection.py`` scores detections. Same in both: the proposals' runs, scores and NMS, the
+ambiguous filter, the ranking, the greedy matching (each prediction, best score first, takes the
+unmatched ground truth of its video and class with the highest IoU >= theta) and the all-point
+interpolated AP over the precision envelope. Different:
+
+- Which classes a video proposes. rskp: those scoring at least 0.1. anet: the same, and a video
+  where none does proposes its best-scoring class, as the ActivityNet-capable codebases (ACM-Net,
+  CO2-Net, DELU) do: with 100 classes a video's scores are often all below 0.1.
 
 - Time and IoU. rskp compares snippet-index sets: the ground truth is rounded to snippets
   (``round(t * 25/16)``) and the proposal ``[s, e+1)`` carries one extra snippet, so an IoU is a
@@ -251,12 +255,16 @@ class Proposals:
     score: np.ndarray
 
 
-def proposals(scores: np.ndarray, cas: list[np.ndarray], videos: np.ndarray, classes: np.ndarray) -> Proposals:
+def proposals(scores: np.ndarray, cas: list[np.ndarray], videos: np.ndarray, classes: np.ndarray,
+              best_class_of: int | None = None) -> Proposals:
     """The protocol's proposals of the given classes in the given videos (the evaluator's and
     ``rsnet.infer``'s: one code): threshold runs of the CAS, their outer-inner-contrast scores,
     NMS per (video, class). scores (V, C[+1]) and cas (T_i, C[+1]) as checked by ``evaluate``, in
-    one float dtype; rows by class rank, video position (in ``videos``), then best first."""
-    eligible = ~(scores[videos][:, classes] < CLASS_THRESHOLD)  # (Vg, K), the official comparison
+    one float dtype; rows by class rank, video position (in ``videos``), then best first.
+
+    ``best_class_of=C`` (the anet protocol) adds the rule of the ActivityNet-capable codebases: a
+    video none of whose C action classes reaches CLASS_THRESHOLD proposes its best-scoring one."""
+    eligible = _eligible(scores, videos, classes, best_class_of)
     g_video, g_rank = np.nonzero(eligible)  # groups, video-major then class rank
     n_groups = len(g_video)
     if n_groups == 0:
@@ -278,6 +286,17 @@ def proposals(scores: np.ndarray, cas: list[np.ndarray], videos: np.ndarray, cla
     keep = _nms(desc, gid, s_abs, ps, pe)
     keep = keep[np.lexsort((g_video[gid[keep]], g_rank[gid[keep]]))]  # class rank, video, best first
     return Proposals(cls=g_rank[gid[keep]], video=g_video[gid[keep]], s=ps[keep], e=pe[keep], score=score[keep])
+
+
+def _eligible(scores: np.ndarray, videos: np.ndarray, classes: np.ndarray, best_class_of: int | None) -> np.ndarray:
+    """(Vg, K): which (video, class) groups propose."""
+    eligible = ~(scores[videos][:, classes] < CLASS_THRESHOLD)  # the official comparison
+    if best_class_of is not None:
+        action = scores[videos][:, :best_class_of]
+        below = ~(action >= CLASS_THRESHOLD).any(axis=1)
+        best = np.argmax(action, axis=1)  # the first of equal scores, as np.argmax in those codebases
+        eligible |= below[:, None] & (classes[None, :] == best[:, None])
+    return eligible
 
 
 def _levels(x: np.ndarray) -> np.ndarray:
@@ -586,9 +605,16 @@ def _evaluated(annotations: Annotations, idx) -> _Evaluated:
     return _Evaluated(videos, gt_videos, seg_labels, names, classes)
 
 
-def _detect(scores, cas, annotations: Annotations, idx, fps_factor: float) -> _Detections:
+def _detect(scores, cas, annotations: Annotations, idx, fps_factor: float, protocol: str) -> _Detections:
     ev = _evaluated(annotations, idx)
-    return _rank(proposals(scores, cas, ev.videos, ev.classes), ev, annotations, fps_factor)
+    props = proposals(scores, cas, ev.videos, ev.classes, best_class_of(protocol, len(annotations.class_names)))
+    return _rank(props, ev, annotations, fps_factor)
+
+
+def best_class_of(protocol: str, n_classes: int) -> int | None:
+    """``proposals``' fallback for the protocol: the anet protocol proposes each video's best class
+    when no class reaches CLASS_THRESHOLD; the official RSKP evaluator does not."""
+    return n_classes if protocol == "anet" else None
 
 
 def _rank(props: Proposals, ev: _Evaluated, annotations: Annotations, fps_factor: float) -> _Detections:
@@ -635,13 +661,14 @@ def _validate(protocol, iou_thresholds, fps_factor) -> np.ndarray:
     return ious
 
 
-def detections(video_scores, cas, annotations: Annotations, indices, fps_factor: float = 25 / 16) -> dict[str, np.ndarray]:
+def detections(video_scores, cas, annotations: Annotations, indices, fps_factor: float = 25 / 16,
+               protocol: str = "rskp") -> dict[str, np.ndarray]:
     """The ranked detections the protocol scores: per evaluated class name, an (n, 4) float64 array
     of rows (video position in ``indices``, start snippet s, stored end e + 1, score), best first,
     after NMS and the ambiguous filter. Seconds: multiply s and e by 1 / fps_factor (16/25)."""
-    _validate("rskp", None, fps_factor)
+    _validate(protocol, None, fps_factor)
     scores, cas, idx = _check_inputs(video_scores, cas, annotations, indices, fps_factor)
-    det = _detect(scores, cas, annotations, idx, fps_factor)
+    det = _detect(scores, cas, annotations, idx, fps_factor, protocol)
     return {name: np.stack([det.videos[det.video[a:b]], det.s[a:b], det.e[a:b], det.score[a:b]], axis=1).astype(np.float64)
             for name, a, b in zip(det.names, det.bounds[:-1].tolist(), det.bounds[1:].tolist())}
 
@@ -662,7 +689,7 @@ def evaluate(video_scores, cas, annotations: Annotations, indices, protocol: str
     scores, cas, idx = _check_inputs(video_scores, cas, annotations, indices, fps_factor)
     n_classes = len(annotations.class_names)
     cmap = classification_map(scores[:, :n_classes], annotations.video_labels[idx], annotations.class_names)
-    return _score(_detect(scores, cas, annotations, idx, fps_factor), cmap, ious, protocol, lenient, fps_factor)
+    return _score(_detect(scores, cas, annotations, idx, fps_factor, protocol), cmap, ious, protocol, lenient, fps_factor)
 
 
 def _score(det: _Detections, cmap: float | None, ious: np.ndarray, protocol: str, lenient: bool,

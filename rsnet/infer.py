@@ -11,7 +11,8 @@ the branches ``--branches main|intra|all`` names (default intra: the paper's), o
 
 and writes ``{"version", "results": {video_id: [{"label", "score", "segment": [start_s, end_s]}]},
 "external_data"}``: every class's proposals after NMS, made by the evaluator's own code
-(``rsnet.evaluate.proposals``), best first per video, snippet bounds turned into seconds at
+(``rsnet.evaluate.proposals``, under ``--protocol``, by default the checkpoint's: anet, the
+ActivityNet1.2 default, also proposes each video's best class when none reaches 0.1), best first per video, snippet bounds turned into seconds at
 ``--frames-per-snippet`` / ``--fps`` (16 frames at 25 fps). ``python -m rsnet.evaluate
 --detections detections.json --annotations DIR`` scores the file as the evaluator scores the
 predictions themselves. ``--max-per-video N`` keeps the N best of each video.
@@ -32,7 +33,7 @@ from . import cli
 from .checkpoint import add_checkpoint_arguments
 from .data import PackedBatch
 from .errors import DataError, UserError
-from .evaluate import proposals
+from .evaluate import PROTOCOLS, best_class_of, proposals
 from .inference import add_branches_argument, predict_batches, predict_split
 from .safe_npy import load_npy
 from .train import restore
@@ -41,10 +42,11 @@ FORMAT_VERSION = "RSKP detections 1.0"
 
 
 def detections_by_video(scores: np.ndarray, cas: list[np.ndarray], class_names: list[str], seconds_per_snippet: float,
-                        max_per_video: int | None = None) -> list[list[dict]]:
-    """Per video, its detections of every class, best first (equal scores keep the evaluator's order)."""
+                        max_per_video: int | None = None, protocol: str = "rskp") -> list[list[dict]]:
+    """Per video, its detections of every class, best first (equal scores keep the evaluator's order),
+    proposed as the protocol's evaluator proposes them."""
     n_classes = len(class_names)
-    props = proposals(scores, cas, np.arange(len(cas)), np.arange(n_classes))
+    props = proposals(scores, cas, np.arange(len(cas)), np.arange(n_classes), best_class_of(protocol, n_classes))
     per_video = []
     for v in range(len(cas)):
         rows = np.flatnonzero(props.video == v)
@@ -85,8 +87,9 @@ def packed(features: list[np.ndarray], batch_size: int):
                           labels=torch.zeros(len(videos), 0), index=torch.arange(start, start + len(videos)))
 
 
-def _predict(args) -> tuple[list[str], list[str], np.ndarray, list[np.ndarray]]:
-    """(class names, video ids, video scores, CAS) of the videos the flags name."""
+def _predict(args) -> tuple[list[str], list[str], np.ndarray, list[np.ndarray], str]:
+    """(class names, video ids, video scores, CAS, protocol) of the videos the flags name; the
+    protocol is --protocol or the checkpoint's."""
     trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
     model, device, batch_size = trainer.model, trainer.device, trainer.cfg.test_batch_size
     scoring = (args.branches, trainer.bank)
@@ -103,7 +106,7 @@ def _predict(args) -> tuple[list[str], list[str], np.ndarray, list[np.ndarray]]:
             raise DataError(f"{annotations.folder}/subset.npy has no video of split {args.split!r}")
         names = [annotations.video_names[v] for v in indices]
         scores, cas = predict_batches(model, trainer.dataset.batches_in_order(indices, batch_size), device, *scoring)
-    return list(annotations.class_names), names, scores, cas
+    return list(annotations.class_names), names, scores, cas, args.protocol or trainer.cfg.protocol
 
 
 @cli.command
@@ -118,6 +121,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--frames-per-snippet", type=float, default=16)
     parser.add_argument("--fps", type=float, default=25)
     parser.add_argument("--max-per-video", type=int, default=None, help="keep the N best detections of each video")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                        help="whose proposals (default: the checkpoint's; anet adds each video's best class "
+                             "when no class reaches 0.1)")
     parser.add_argument("--device", default="cpu")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
@@ -129,8 +135,9 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--max-per-video must be at least 1, got {args.max_per_video}")
     if args.out.suffix != ".json":
         raise UserError(f"--out {args.out} must end in .json")
-    class_names, names, scores, cas = _predict(args)
-    per_video = detections_by_video(scores, cas, class_names, args.frames_per_snippet / args.fps, args.max_per_video)
+    class_names, names, scores, cas, protocol = _predict(args)
+    per_video = detections_by_video(scores, cas, class_names, args.frames_per_snippet / args.fps, args.max_per_video,
+                                    protocol)
     record = {"version": FORMAT_VERSION, "results": dict(zip(names, per_video)),
               "external_data": {"used": False, "details": f"RSKP detections of {args.checkpoint}"}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rsnet import checkpoint, synthetic, train
+from rsnet import checkpoint, evaluate, infer, synthetic, train
 from rsnet.config import DATASET_DEFAULTS, Config, ConfigError, add_config_arguments, build_config
 from rsnet.errors import UserError
 from rsnet.evaluate import ACTIVITYNET_IOUS
@@ -149,3 +149,19 @@ def test_held_out_training_videos_pick_an_epoch_without_the_test_split(anet_root
     assert not (tmp_path / "plain" / train.HELD_OUT_BEST).exists()
     _train(anet_root, out, "--overwrite")  # a new run in the folder leaves no held-out checkpoint of the old one
     assert not (out / train.HELD_OUT_BEST).exists()
+
+
+def test_detections_of_an_activitynet_run_use_its_protocol_proposals(anet_root, tmp_path, monkeypatch):
+    """rsnet.infer proposes as the checkpoint's protocol does: anet also proposes each video's best
+    class when no class reaches the threshold (here raised above every score), rskp nothing then."""
+    _train(anet_root, tmp_path / "run", "--epochs", "1")
+    monkeypatch.setattr(evaluate, "CLASS_THRESHOLD", 1.01)
+    written = {}
+    for protocol in (None, "anet", "rskp"):
+        out = tmp_path / f"{protocol}.json"
+        flags = [] if protocol is None else ["--protocol", protocol]
+        assert infer.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(out), *flags]) == 0
+        written[protocol] = json.loads(out.read_text())["results"]
+    assert written[None] == written["anet"]
+    assert all(len({d["label"] for d in dets}) == 1 for dets in written["anet"].values())  # the best class only
+    assert sum(map(len, written["anet"].values())) > 0 == sum(map(len, written["rskp"].values()))

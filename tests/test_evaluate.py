@@ -53,7 +53,8 @@ NAMES = ["zeta", "alpha", "mid", "beta", "kappa", "c10", "c2", "omega"]  # sorte
 
 def synthetic_case(seed, n_videos=10, n_classes=4, quantum=0.0025, factor=25 / 16, max_len=120, dtype=np.float32,
                    max_segments=5):
-    """Bumpy CAS (quantized: plateaus and exactly tied scores), tied video scores, ground truth
+    """Bumpy CAS (quantized: plateaus and exactly tied scores), tied video scores (and videos whose
+    every class scores at most 0.1, for the anet protocol's best-class fallback), ground truth
     with zero-length and past-the-end segments, ambiguous segments, test and validation videos."""
     rng = np.random.default_rng(seed)
     names = list(rng.permutation(NAMES)[:n_classes])
@@ -73,7 +74,10 @@ def synthetic_case(seed, n_videos=10, n_classes=4, quantum=0.0025, factor=25 / 1
             ambiguous[f"video_{v:03d}"] = np.stack([a, a + rng.uniform(0, 3, len(a))], 1)
     ann = make_annotations(segments, labels, names, subsets, ambiguous, lengths=lengths, factor=factor)
     idx = ann.indices("test")
-    scores = (np.round(rng.random((len(idx), n_classes + 1)) / 0.05) * 0.05).astype(np.float32)
+    scores = np.round(rng.random((len(idx), n_classes + 1)) / 0.05) * 0.05
+    quiet_videos = np.random.default_rng([seed, 1]).random(len(idx)) < 0.3  # none or few classes at 0.1 or more, ties
+    scores[quiet_videos] = np.round(scores[quiet_videos] * 0.1 / 0.01) * 0.01
+    scores = scores.astype(np.float32)
     cas = []
     for v in idx:
         t = np.arange(lengths[v])
@@ -213,6 +217,21 @@ def test_class_without_proposals_zeroes_every_threshold_with_a_warning():
         assert evaluate(*_two_class_case(0.1), [0], fps_factor=1.0).dmap == [100.0] * 7  # 0.1 is not < 0.1
 
 
+def test_anet_proposes_the_best_class_of_a_video_where_no_class_reaches_the_threshold():
+    scores, cas, ann = _two_class_case()
+    scores[0, :2] = [0.09, 0.05]  # no class at 0.1: "run" is the best, the background column does not count
+    scores[0, 2] = 0.5
+    with pytest.warns(UserWarning, match="jump, run"):
+        assert evaluate(scores, cas, ann, [0], fps_factor=1.0, lenient=True).dmap == [0.0] * 7
+    with pytest.warns(UserWarning, match="jump") as caught:
+        anet = evaluate(scores, cas, ann, [0], fps_factor=1.0, protocol="anet")
+    assert anet.dmap == [50.0] * 7 and anet.classes_without_proposals == ["jump"] and "run" not in str(caught[0].message)
+    scores[0, :2] = [0.05, 0.05]  # equal scores: the first class, as np.argmax
+    assert quiet(evaluate, scores, cas, ann, [0], fps_factor=1.0, protocol="anet").classes_without_proposals == ["jump"]
+    scores[0, 1] = 0.1  # a class at the threshold: no fallback, "run" proposes nothing
+    assert quiet(evaluate, scores, cas, ann, [0], fps_factor=1.0, protocol="anet").classes_without_proposals == ["run"]
+
+
 def test_class_whose_proposals_are_all_ambiguous_counts_as_without_proposals():
     scores, cas, ann = _two_class_case(0.9)
     ann.ambiguous["video_000"] = np.array([[14.0, 15.0]])
@@ -260,9 +279,9 @@ def test_agrees_with_official_style_loops(seed):
         assert rows.tolist() == ref.tolist()
 
 
-def _as_json_results(ann, idx, scores, cas, factor):
+def _as_json_results(ann, idx, scores, cas, factor, protocol="rskp"):
     """What python -m rsnet.infer writes for these predictions, through a JSON text."""
-    per_video = detections_by_video(scores, cas, ann.class_names, 1 / factor)
+    per_video = detections_by_video(scores, cas, ann.class_names, 1 / factor, protocol=protocol)
     return json.loads(json.dumps({ann.video_names[v]: d for v, d in zip(idx.tolist(), per_video)}))
 
 
@@ -273,8 +292,8 @@ def test_detections_file_scores_exactly_as_the_predictions(seed):
     factor = 25 / 16 if seed < 6 else 10 / 4
     ann, idx, scores, cas = synthetic_case(seed, quantum=0.0025 if seed % 2 == 0 else 0.0, factor=factor,
                                            max_segments=5 if seed < 3 else 16)
-    results = _as_json_results(ann, idx, scores, cas, factor)
     for protocol, lenient in (("rskp", False), ("rskp", True), ("anet", False)):
+        results = _as_json_results(ann, idx, scores, cas, factor, protocol)
         ours = quiet(evaluate, scores, cas, ann, idx, protocol=protocol, lenient=lenient, fps_factor=factor)
         got = quiet(evaluate_detections, results, ann, idx, protocol=protocol, lenient=lenient, fps_factor=factor)
         assert got.dmap == ours.dmap and got.avg == ours.avg and got.cmap is None
