@@ -14,9 +14,12 @@ Studies (``--table`` / ``--figure``):
   and the number of memory-bank slots per class in {1, ..., 10} with K = 8.
 - Figure 3: the number of EM iterations in {1, ..., 6}.
 
-Every run is ``python -m rsnet.train`` in its own folder ``SWEEP_DIR/<variant>-seed<S>`` with the
-training flags given here (``--epochs 30``, ``--data-root ROOT``, ...) and the variant's switches on
-top. A run whose ``metrics.jsonl`` reaches the last epoch is read back, not rerun; an interrupted
+Every run is ``python -m rsnet.train`` in its own folder of the sweep folder (``--out``, default
+``runs/ablate``), with the training flags given here (``--epochs 30``, ``--data-root ROOT``, ...)
+and the variant's switches on top. The folder is named by the keys the switches change and the
+seed (``memory-bank-False-seed0``, ``base-seed0`` for the full model), so rows of any study that
+train the same configuration (Table 2's full model is Table 3's late fusion, Table 4's model and
+Figure 3's 2 iterations) share one run. A run whose ``metrics.jsonl`` reaches the last epoch is read back, not rerun; an interrupted
 one resumes from its checkpoint, so an interrupted sweep continues where it stopped. Runs go side
 by side: one process per visible GPU (``CUDA_VISIBLE_DEVICES``), or on CPU ``--jobs N`` processes
 with the cores split between them. Each study writes a markdown table (the paper's THUMOS14
@@ -51,9 +54,13 @@ class Variant:
     panel: str = ""  # figures: which plot the variant belongs to
     x: float | None = None  # figures: its value on that plot's x axis
 
-    @property
-    def slug(self) -> str:
-        return "".join(c if c.isalnum() else "-" for c in self.name.strip("+ ").lower()).strip("-")
+
+def cell_folder(out: Path, base: Config, variant: Variant, seed: int) -> Path:
+    """A run's folder, named by the config keys the variant changes (``base`` when none): rows of
+    any study that train the same configuration share one run in a sweep folder."""
+    changed = sorted((key, value) for key, value in variant.switches.items() if getattr(base, key) != value)
+    name = "_".join(f"{key.replace('_', '-')}-{value}" for key, value in changed) or "base"
+    return out / f"{name}-seed{seed}"  # e.g. memory-bank-False_representatives-topk-seed0
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,8 @@ def worker_environments(device: str, jobs: int | None) -> list[dict[str, str]]:
 
 def run_cells(cells: list[Config], environments: list[dict[str, str]]) -> None:
     """Train the cells not yet finished, len(environments) at a time; every failure is reported at the end."""
-    todo = [cfg for cfg in cells if completed(Path(cfg.out), cfg.epochs) is None]
+    unique = {cfg.out: cfg for cfg in cells}  # rows that train the same configuration share its run
+    todo = [cfg for cfg in unique.values() if completed(Path(cfg.out), cfg.epochs) is None]
     free: queue.Queue[dict[str, str]] = queue.Queue()
     for env in environments:
         free.put(env)
@@ -231,7 +239,7 @@ def summarize(study: Study, base: Config, seeds: list[int], out: Path) -> tuple[
     lines += ["| variant | paper (THUMOS14) | ours, last epoch | ours, best epoch (picked on test) |", "|---|---|---|---|"]
     scores = {}
     for variant in study.variants:
-        records = [completed(out / f"{variant.slug}-seed{seed}", base.epochs) for seed in seeds]
+        records = [completed(cell_folder(out, base, variant, seed), base.epochs) for seed in seeds]
         scores[variant.name] = {"last": [r[-1]["avg"] for r in records], "best": [max(x["avg"] for x in r) for r in records]}
         paper = "-" if variant.paper is None else f"{variant.paper:.1f}"
         lines.append(f"| {variant.name} | {paper} | {_mean_std(scores[variant.name]['last'])} | "
@@ -244,7 +252,7 @@ def branch_table(study: Study, base: Config, seeds: list[int], out: Path) -> str
     and by the two-round inference with the inter-video branch."""
     from .train import restore  # only this study loads models here
 
-    trainers = [restore(out / f"{study.variants[0].slug}-seed{seed}" / "checkpoint.pt", base.device) for seed in seeds]
+    trainers = [restore(cell_folder(out, base, study.variants[0], seed) / "checkpoint.pt", base.device) for seed in seeds]
     lines = [f"{study.title} on {_where(base)}, {len(seeds)} seeds, {base.epochs} epochs (warm-up {base.warmup_epochs}); "
              "average mAP over the dataset's IoUs, last epoch.", "", study.note, "",
              "| branches | paper (THUMOS14) | paper MACs | ours |", "|---|---|---|---|"]
@@ -293,7 +301,7 @@ def ablate(name: str, base: Config, seeds: list[int], jobs: int | None) -> str:
     study, out = STUDIES[name], Path(base.out)
     if study.panels:
         _require_matplotlib()  # before hours of training, not after
-    cells = [cell_config(base, v, seed, out / f"{v.slug}-seed{seed}") for v in study.variants for seed in seeds]
+    cells = [cell_config(base, v, seed, cell_folder(out, base, v, seed)) for v in study.variants for seed in seeds]
     run_cells(cells, worker_environments(base.device, jobs))
     if name == "table4":
         text = branch_table(study, base, seeds, out)
@@ -322,7 +330,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     name = f"table{args.table}" if args.table else f"figure{args.figure}"
     if args.out is None:
-        args.out = f"runs/ablate-{name}"
+        args.out = "runs/ablate"
     print(ablate(name, build_config(args), args.seeds, args.jobs))
     return 0
 

@@ -95,7 +95,7 @@ def test_a_failed_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch)
     with pytest.raises(UserError, match="6 of 8 runs failed"):
         ablate.ablate("table1", Config(epochs=2, out=str(tmp_path)), seeds=[0], jobs=2)
     assert sorted(p.name for p in tmp_path.iterdir() if (p / "metrics.jsonl").is_file()) == \
-        ["memory-bank--l-att-seed0", "memory-bank--no-l-att-seed0"]
+        ["att-loss-False-seed0", "base-seed0"]  # + memory bank without and with L_att
 
 
 def test_an_interrupted_run_resumes_and_a_new_one_starts_over(tmp_path, monkeypatch):
@@ -147,7 +147,7 @@ def test_tables_2_and_3_run_each_variant_with_its_switches_and_the_papers_number
     cells = {Path(cfg.out).name: cfg for cfg, _ in fake_training}
     assert len(cells) == len(rows)
     for variant in study.variants:
-        cfg = cells[f"{variant.slug}-seed0"]
+        cfg = cells[ablate.cell_folder(tmp_path, Config(), variant, 0).name]
         validate(cfg)
         assert tuple(getattr(cfg, key) for key in TABLE_SWITCHES) == rows[variant.name], variant.name
     text = (tmp_path / f"table{table}.md").read_text()
@@ -183,5 +183,26 @@ def test_table4_scores_each_seeds_model_by_each_set_of_branches(tmp_path, monkey
     assert [b for b, _ in table_scores] == ["main", "intra", "all"]
     for (row, branches, paper, macs), (_, avg) in zip(ablate.TABLE4_BRANCHES, table_scores):
         assert f"| {row} | {paper:.1f} | {macs} | {avg:.1f} ± 0.0 |" in text
-    last = ablate.completed(tmp_path / "sweep" / "full-model-seed0", 2)[-1]
+    last = ablate.completed(tmp_path / "sweep" / "base-seed0", 2)[-1]
     assert table_scores[1][1] == last["avg"], "main + intra is the score training reported"
+
+
+def test_studies_in_one_sweep_folder_share_the_runs_of_one_configuration(tmp_path, fake_training):
+    """Table 3's reference rows are Table 2's full model with and without the bank: run once, read back."""
+    flags = ["--out", str(tmp_path), "--epochs", "2", "--seeds", "0", "1", "--jobs", "2"]
+    ablate.main(["--table", "2", *flags])
+    assert len(fake_training) == 7 * 2
+    ablate.main(["--table", "3", *flags])
+    new = [Path(cfg.out).name for cfg, _ in fake_training[7 * 2:]]
+    assert sorted(new) == sorted(f"{name}-seed{seed}" for seed in (0, 1) for name in
+                                 ("memory-bank-False_propagation-loss-feature_l1",
+                                  "memory-bank-False_propagation-loss-feature_l2", "fusion-early"))
+    full = ablate.Variant("full", {"memory_bank": True, "fusion": "late"})  # both are the defaults
+    assert ablate.cell_folder(tmp_path, Config(), full, 1) == tmp_path / "base-seed1"
+
+
+def test_rows_of_one_configuration_in_one_study_train_once(tmp_path, fake_training):
+    cells = [ablate.cell_config(Config(epochs=2), ablate.Variant(name, {"em_iters": 2}), 0, tmp_path / "same")
+             for name in ("a", "b")]
+    ablate.run_cells(cells, [{}, {}])
+    assert len(fake_training) == 1
