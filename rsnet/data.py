@@ -400,7 +400,7 @@ def main(argv: list[str]) -> int:
     pack.add_argument("--feature-dim", type=int, default=FEATURE_DIM)
     pack.add_argument("--feature-cache", metavar="DIR",
                       help="write the store in DIR instead of beside the W-TALC file (a read-only or shared data "
-                           "folder); training, inference and evaluation read it with --feature-cache DIR")
+                           "folder); train with --feature-cache DIR to read it (the run's checkpoint records it)")
     cli.add_debug_flag(pack)
     args = parser.parse_args(argv)
     started = time.perf_counter()

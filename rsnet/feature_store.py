@@ -109,11 +109,13 @@ def load_store(source_path: Path, n_videos: int, feature_dim: int,
     """The per-video (T, D) views of the first current store of ``source_path``, in ``cache`` then
     beside the file (memory-mapped, copy on write), checked like the W-TALC file; None when there is
     none. A stale store, or a cache without a store of the file, is warned of."""
-    cached = None if cache is None else store_of(source_path, cache)
-    for folder in (cached, store_of(source_path)):
-        if folder is not None and (folder / SOURCE).is_file() and _is_current_or_warned(folder, source_path):
+    beside = store_of(source_path)
+    searched = [beside] if cache is None else [store_of(source_path, cache), beside]
+    stores = [folder for folder in searched if (folder / SOURCE).is_file()]
+    for folder in stores:
+        if _is_current_or_warned(folder, source_path):
             return _read_store(folder, n_videos, feature_dim)
-    if cached is not None and not (cached / SOURCE).is_file():
+    if cache is not None and searched[0] not in stores:
         warnings.warn(f"{cache} holds no store of {source_path}: reading the W-TALC file "
                       f"(python -m rsnet.data convert --feature-cache {cache} writes one)", stacklevel=2)
     return None
