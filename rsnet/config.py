@@ -31,6 +31,7 @@ class Config:
     data_root: str | None = None  # None: the built-in synthetic dataset of `preset`
     preset: str = "default"  # synthetic preset used when data_root is None
     cache_dir: str = ".rskp_cache"  # where synthetic datasets are generated and reused
+    feature_cache: str | None = None  # a folder of packed feature stores (rsnet.data convert); None: beside the data
     data_seed: int = 0  # seed of the synthetic dataset (the training seed is `seed`)
     # run
     out: str = "runs/rskp"

@@ -10,11 +10,13 @@ Every inconsistency is an error that names the file and the problem: a silently 
 costs a researcher days.
 
 ``python -m rsnet.data convert ROOT --dataset NAME`` packs the feature file into a memory-mapped
-store beside it (``rsnet.feature_store``), which the loader then reads instead while it is current.
+store beside it, or in the folder ``--feature-cache DIR`` (``rsnet.feature_store``), which the loader
+then reads instead while it is current.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -248,11 +250,13 @@ class WTALCDataset:
     """Features and annotations of one W-TALC dataset folder, served as packed batches."""
 
     def __init__(self, root: str | Path, dataset: str = "Thumos14reduced", feature_dim: int = FEATURE_DIM,
-                 max_seqlen: int = 0, held_out_fraction: float = 0.0, held_out_seed: int = 0):
+                 max_seqlen: int = 0, held_out_fraction: float = 0.0, held_out_seed: int = 0,
+                 feature_cache: str | Path | None = None):
         """``max_seqlen`` > 0: a training video longer than that is sampled to that many snippets
         each epoch (``stratified_snippets``); the test videos and the memory-bank fill stay whole.
         ``held_out_fraction`` > 0: that share of the training videos (``hold_out``, drawn from
-        ``held_out_seed``) leaves ``train_indices`` for ``held_out_indices``, to pick an epoch on."""
+        ``held_out_seed``) leaves ``train_indices`` for ``held_out_indices``, to pick an epoch on.
+        ``feature_cache``: a folder ``convert`` wrote the feature store in, searched before the data folder."""
         if max_seqlen < 0:
             raise DataError(f"max_seqlen must be >= 0 (0: whole videos), got {max_seqlen}")
         if dataset not in DATASETS:
@@ -268,7 +272,7 @@ class WTALCDataset:
         if n_classes != self.info.n_classes:
             raise DataError(f"{self.annotations.folder}/classlist.npy lists {n_classes} classes; {dataset} has {self.info.n_classes}")
         source = dataset_dir / features_file(dataset)
-        self.features = load_store(source, len(self.annotations), feature_dim)  # None: no current store
+        self.features = load_store(source, len(self.annotations), feature_dim, feature_cache)  # None: no current store
         if self.features is None:
             self.features = load_features(source, len(self.annotations), feature_dim)
         self.train_indices = self._subset(self.info.train_subset)
@@ -355,18 +359,33 @@ class WTALCDataset:
         return self.batches_in_order(self.test_indices, batch_size)
 
 
-def convert(root: str | Path, dataset: str, feature_dim: int = FEATURE_DIM) -> Path:
-    """Pack ROOT/<dataset>/'s W-TALC feature file into its store (checked as the loader checks it); returns the store."""
+def convert(root: str | Path, dataset: str, feature_dim: int = FEATURE_DIM,
+            feature_cache: str | Path | None = None) -> Path:
+    """Pack ROOT/<dataset>/'s W-TALC feature file into its store, beside it or in ``feature_cache``
+    (checked as the loader checks it); returns the store."""
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
     dataset_dir = Path(root) / dataset
     if not dataset_dir.is_dir():
         raise DataError(f"dataset folder not found: {dataset_dir} (expected ROOT/{dataset}/ in the W-TALC layout)")
     source = dataset_dir / features_file(dataset)
+    store = store_of(source, feature_cache)
+    _check_writable(store.parent, feature_cache is not None)
     record = identity(source) if source.is_file() else None  # before reading: a later change makes the store stale
     features = load_features(source, len(load_annotations(annotation_folder(dataset_dir, dataset))), feature_dim)
-    write_store(store_of(source), [len(f) for f in features], feature_dim, features, record)
-    return store_of(source)
+    write_store(store, [len(f) for f in features], feature_dim, features, record)
+    return store
+
+
+def _check_writable(folder: Path, is_cache: bool) -> None:
+    """Refused before the W-TALC file is read (minutes for ActivityNet1.2), not after."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the feature cache {folder}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        elsewhere = "" if is_cache else ": give --feature-cache DIR to write the store in DIR instead"
+        raise DataError(f"cannot write in {folder}{elsewhere}")
 
 
 @cli.command
@@ -374,14 +393,18 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.data", description="Dataset tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     pack = commands.add_parser("convert", help="pack ROOT/<dataset>/'s W-TALC feature file into a memory-mapped store "
-                                               "beside it, which the loader reads instead while it is current")
+                                               "beside it (or in --feature-cache DIR), which the loader reads instead "
+                                               "while it is current")
     pack.add_argument("root", help="the loader root: ROOT/<dataset>/ holds the W-TALC files")
     pack.add_argument("--dataset", default="Thumos14reduced", choices=sorted(DATASETS))
     pack.add_argument("--feature-dim", type=int, default=FEATURE_DIM)
+    pack.add_argument("--feature-cache", metavar="DIR",
+                      help="write the store in DIR instead of beside the W-TALC file (a read-only or shared data "
+                           "folder); train with --feature-cache DIR to read it (the run's checkpoint records it)")
     cli.add_debug_flag(pack)
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    store = convert(args.root, args.dataset, args.feature_dim)
+    store = convert(args.root, args.dataset, args.feature_dim, args.feature_cache)
     print(f"{store}: {(store / FEATURES).stat().st_size / 1e9:.2f} GB in {time.perf_counter() - started:.1f} s")
     return 0
 

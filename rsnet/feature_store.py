@@ -6,13 +6,14 @@ or read a video at a time. The store holds the same values, video ``v`` being ro
 ``offsets[v]:offsets[v+1]`` of ``features.npy``, in plain ``.npy`` files written and read with
 ``allow_pickle=False`` and memory-mapped, so a load touches only the pages a batch reads, and a
 generator can write it video by video. It lives in ``<dataset>-I3D-JOINTFeatures.store/`` beside
-the W-TALC file, with ``source.json``: the size, modification time and SHA-256 of the file it was
-converted from (``null`` for a store written directly, e.g. by the synthetic generator).
+the W-TALC file, or in a feature cache folder of the user's choice when the data are read-only or
+shared (``store_of``), with ``source.json``: the size, modification time and SHA-256 of the file it
+was converted from (``null`` for a store written directly, e.g. by the synthetic generator).
 
 A store is *current* when its source file is absent, or has the recorded size and either the
 recorded modification time or, failing that, the recorded SHA-256. A stale store is never read:
-the loader warns and reads the W-TALC file. ``python -m rsnet.data convert ROOT --dataset NAME``
-writes one.
+the loader warns and reads the next current store or the W-TALC file.
+``python -m rsnet.data convert ROOT --dataset NAME [--feature-cache DIR]`` writes one.
 """
 from __future__ import annotations
 
@@ -32,9 +33,14 @@ from .errors import DataError
 FEATURES, OFFSETS, SOURCE = "features.npy", "offsets.npy", "source.json"
 
 
-def store_of(features_path: Path) -> Path:
-    """The store folder of a W-TALC feature file: ``X-I3D-JOINTFeatures.npy`` -> ``X-I3D-JOINTFeatures.store``."""
-    return features_path.with_suffix(".store")
+def store_of(features_path: Path, cache: str | Path | None = None) -> Path:
+    """The store folder of a W-TALC feature file: ``X-I3D-JOINTFeatures.npy`` -> ``X-I3D-JOINTFeatures.store``
+    beside it, or ``cache/X-I3D-JOINTFeatures-<hash>.store``: the hash of the file's absolute path
+    keeps apart the stores of data roots that hold a dataset of the same name."""
+    if cache is None:
+        return features_path.with_suffix(".store")
+    path_hash = hashlib.sha256(str(features_path.resolve()).encode()).hexdigest()[:12]
+    return Path(cache) / f"{features_path.stem}-{path_hash}.store"
 
 
 def sha256_of(path: Path) -> str:
@@ -98,20 +104,35 @@ def is_current(folder: Path, source_path: Path) -> bool:
     return stat.st_mtime_ns == recorded["mtime_ns"] or sha256_of(source_path) == recorded["sha256"]
 
 
-def load_store(source_path: Path, n_videos: int, feature_dim: int) -> list[np.ndarray] | None:
-    """The per-video (T, D) views of the current store of ``source_path`` (memory-mapped, copy on
-    write), checked like the W-TALC file; None when there is no store or it is stale (warned)."""
-    folder = store_of(source_path)
-    if not (folder / SOURCE).is_file():
-        return None
+def load_store(source_path: Path, n_videos: int, feature_dim: int,
+               cache: str | Path | None = None) -> list[np.ndarray] | None:
+    """The per-video (T, D) views of the first current store of ``source_path``, in ``cache`` then
+    beside the file (memory-mapped, copy on write), checked like the W-TALC file; None when there is
+    none. A stale store, or a cache without a store of the file, is warned of."""
+    beside = store_of(source_path)
+    searched = [beside] if cache is None else [store_of(source_path, cache), beside]
+    stores = [folder for folder in searched if (folder / SOURCE).is_file()]
+    for folder in stores:
+        if _is_current_or_warned(folder, source_path):
+            return _read_store(folder, n_videos, feature_dim)
+    if cache is not None and searched[0] not in stores:
+        warnings.warn(f"{cache} holds no store of {source_path}: reading the W-TALC file "
+                      f"(python -m rsnet.data convert --feature-cache {cache} writes one)", stacklevel=2)
+    return None
+
+
+def _is_current_or_warned(folder: Path, source_path: Path) -> bool:
     try:
         current = is_current(folder, source_path)
     except (ValueError, KeyError, TypeError):
         raise DataError(f"{folder / SOURCE} is not a store's source record; remove {folder} or convert again") from None
     if not current:
-        warnings.warn(f"{folder} was converted from another version of {source_path.name}: reading {source_path} "
-                      f"instead (python -m rsnet.data convert updates the store)", stacklevel=2)
-        return None
+        warnings.warn(f"{folder} was converted from another version of {source_path.name}: not read "
+                      f"(python -m rsnet.data convert updates the store)", stacklevel=3)
+    return current
+
+
+def _read_store(folder: Path, n_videos: int, feature_dim: int) -> list[np.ndarray]:
     try:
         packed = np.load(folder / FEATURES, mmap_mode="c", allow_pickle=False)
         offsets = np.load(folder / OFFSETS, allow_pickle=False)

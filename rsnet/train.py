@@ -38,7 +38,9 @@ from .memory import MemoryBank
 from .model import RSKP, MemoryRead
 from .variants import VideoBank
 
-CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every", "tensorboard"}
+# feature_cache: a store holds the W-TALC file's values bit for bit, so where they are read from changes nothing
+CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every", "tensorboard",
+                              "feature_cache"}
 RUN_FILES = ("checkpoint.pt", metrics.FILE_NAME, "results.md", "config.json")  # what every run writes in OUT
 HELD_OUT_BEST = "checkpoint_held_out_best.pt"  # with --val-fraction: the run at its best epoch on the held-out videos
 OWN_FILES = (*RUN_FILES, HELD_OUT_BEST)  # a folder holding any of these holds a run; --overwrite replaces them
@@ -60,7 +62,8 @@ def load_dataset(cfg: Config) -> WTALCDataset:
         from .synthetic import ensure_synthetic
 
         root = ensure_synthetic(cfg.cache_dir, cfg.preset, cfg.data_seed)
-    return WTALCDataset(root, cfg.dataset, cfg.feature_dim, cfg.max_seqlen, cfg.val_fraction, cfg.seed)
+    return WTALCDataset(root, cfg.dataset, cfg.feature_dim, cfg.max_seqlen, cfg.val_fraction, cfg.seed,
+                        cfg.feature_cache)
 
 
 def make_deterministic(seed: int, device: torch.device) -> None:

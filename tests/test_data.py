@@ -1,6 +1,7 @@
 """The W-TALC loader: packed batches, fixed-length training sampling, the packed feature store, and
 a clear error naming the file for every bad input."""
 import os
+import re
 import warnings
 
 import numpy as np
@@ -30,6 +31,12 @@ def _rewrite_features(root, edit):
     feats = np.load(path, allow_pickle=True)
     feats = edit(feats)
     np.save(path, feats, allow_pickle=True)
+
+
+def _shifted(feats):
+    for f in feats:
+        f += 1
+    return feats
 
 
 def test_loads_and_packs(tiny_root):
@@ -346,12 +353,7 @@ def test_the_store_holds_the_wtalc_features_bit_for_bit(tiny_root, capsys):
 
 def test_a_stale_store_is_detected_and_the_wtalc_file_read(tiny_root):
     convert(tiny_root, "Thumos14reduced")
-    def shifted(feats):
-        for f in feats:
-            f += 1
-        return feats
-
-    _rewrite_features(tiny_root, shifted)  # same size, other values
+    _rewrite_features(tiny_root, _shifted)  # same size, other values
     with pytest.warns(UserWarning, match="converted from another version of Thumos14reduced-I3D-JOINTFeatures.npy"):
         ds = WTALCDataset(tiny_root)
     assert not isinstance(ds.features[0], np.memmap)
@@ -409,6 +411,69 @@ def test_a_failed_store_write_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="video 1 has shape \\(3, 3\\)"):
         write_store(tmp_path / "x.store", [2, 4], 3, [np.zeros((2, 3), np.float32), np.zeros((3, 3), np.float32)], None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_in_a_feature_cache_holds_the_wtalc_features_bit_for_bit(tiny_root, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    whole = WTALCDataset(tiny_root)
+    assert data_main(["convert", str(tiny_root), "--feature-cache", str(cache)]) == 0
+    (store,) = cache.iterdir()
+    assert str(store) in capsys.readouterr().out and not _store(tiny_root).exists()  # nothing beside the data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stored = WTALCDataset(tiny_root, feature_cache=cache)
+    assert all(isinstance(f, np.memmap) for f in stored.features)
+    for got, want in zip(stored.features, whole.features, strict=True):
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    no_store = re.escape(f"{tmp_path / 'empty'} holds no store of {_feature_file(tiny_root)}")
+    with pytest.warns(UserWarning, match=no_store):
+        assert not isinstance(WTALCDataset(tiny_root, feature_cache=tmp_path / "empty").features[0], np.memmap)
+
+
+def test_two_roots_with_a_dataset_of_the_same_name_share_a_feature_cache_apart(tmp_path):
+    cache = tmp_path / "cache"
+    roots = [generate(tmp_path / name, TINY, seed=seed) for name, seed in (("a", 1), ("b", 2))]
+    stores = [convert(root, "Thumos14reduced", feature_cache=cache) for root in roots]
+    assert stores[0] != stores[1] and sorted(cache.iterdir()) == sorted(stores)
+    for root in roots:
+        want = np.load(_feature_file(root), allow_pickle=True)
+        got = WTALCDataset(root, feature_cache=cache).features
+        assert isinstance(got[0], np.memmap)
+        assert all(a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(got, want, strict=True))
+
+
+def test_a_stale_store_in_the_feature_cache_is_not_read(tiny_root, tmp_path):
+    cache = tmp_path / "cache"
+    convert(tiny_root, "Thumos14reduced", feature_cache=cache)
+    _rewrite_features(tiny_root, _shifted)
+    want = np.load(_feature_file(tiny_root), allow_pickle=True)[0]
+    with pytest.warns(UserWarning, match="converted from another version of Thumos14reduced-I3D-JOINTFeatures.npy"):
+        ds = WTALCDataset(tiny_root, feature_cache=cache)
+    assert not isinstance(ds.features[0], np.memmap) and np.array_equal(ds.features[0], want)
+    convert(tiny_root, "Thumos14reduced")  # a current store beside the data is read in its place
+    with pytest.warns(UserWarning, match=re.escape(f"{cache}") + ".* was converted from another version"):
+        ds = WTALCDataset(tiny_root, feature_cache=cache)
+    assert isinstance(ds.features[0], np.memmap) and np.array_equal(ds.features[0], want)
+
+
+def test_convert_in_a_read_only_data_folder_names_it_and_writes_nothing(tiny_root, tmp_path, capsys):
+    folder = tiny_root / "Thumos14reduced"
+    before = sorted(folder.iterdir())
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("chmod does not make a folder read-only for this user (root)")
+        assert data_main(["convert", str(tiny_root)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"error: cannot write in {folder}: give --feature-cache DIR to write the store in DIR instead"]
+        assert data_main(["convert", str(tiny_root), "--feature-cache", str(folder / "cache")]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"error: cannot create the feature cache {folder / 'cache'}: Permission denied"]
+        assert sorted(folder.iterdir()) == before
+        assert data_main(["convert", str(tiny_root), "--feature-cache", str(tmp_path / "cache")]) == 0
+        assert isinstance(WTALCDataset(tiny_root, feature_cache=tmp_path / "cache").features[0], np.memmap)
+    finally:
+        folder.chmod(0o755)
 
 
 def test_hold_out_takes_each_class_share_at_random_and_deterministically():

@@ -12,7 +12,7 @@ import torch
 
 from rsnet import checkpoint, diagnose, evaluate, inference, train
 from rsnet.checkpoint import CheckpointError
-from rsnet.data import DataError, WTALCDataset
+from rsnet.data import DataError, WTALCDataset, convert
 from rsnet.errors import UserError
 from rsnet.inference import predict_split
 from rsnet.config import Config
@@ -83,6 +83,22 @@ def test_resume_refuses_a_changed_config(tiny_root, tmp_path):
     train.run(_config(tiny_root, tmp_path / "a", epochs=1))
     with pytest.raises(UserError, match="lr"):
         train.run(_config(tiny_root, tmp_path / "a", epochs=2, lr=1e-3), resume=True)
+
+
+def test_a_run_records_its_feature_cache_and_may_resume_without_it(tiny_root, tmp_path, capsys):
+    """--feature-cache only says where the same bytes are read from: the checkpoint records it, so
+    restore reads the store there, and a resume may leave it out."""
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    assert "--feature-cache" in capsys.readouterr().out
+    cache, out = tmp_path / "cache", tmp_path / "cached"
+    convert(tiny_root, "Thumos14reduced", feature_cache=cache)
+    train.run(_config(tiny_root, out, epochs=1, feature_cache=str(cache)))
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["feature_cache"] == str(cache)
+    assert isinstance(train.restore(out / "checkpoint.pt", "cpu").dataset.features[0], np.memmap)
+    train.run(_config(tiny_root, out, epochs=2), resume=True)
+    train.run(_config(tiny_root, tmp_path / "plain", epochs=2))
+    assert _metrics(out) == _metrics(tmp_path / "plain")
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny_root, tmp_path):
