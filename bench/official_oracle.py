@@ -177,21 +177,27 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def compare(official: list[float], ours: list[float]) -> tuple[str, str, str, str]:
-    """(difference of means ± its standard error, |d| / SE, F statistic, two-sided p of the F-test)."""
+def compare(official: list[float], ours: list[float]) -> tuple[str, ...]:
+    """(difference of means ± its standard error, |d| / SE, F statistic, two-sided p of the F-test,
+    p of the Brown-Forsythe test, p of the Mann-Whitney U test). The F-test assumes normal scores:
+    one run that fails to learn breaks it, so the spreads are also compared by Brown-Forsythe
+    (Levene's test about the medians) and the locations by ranks, both robust to such a run."""
     d = statistics.mean(ours) - statistics.mean(official)
     se = math.sqrt(statistics.variance(ours) / len(ours) + statistics.variance(official) / len(official))
     f = statistics.variance(ours) / statistics.variance(official)
     p = 2 * min(stats.f.cdf(f, len(ours) - 1, len(official) - 1), stats.f.sf(f, len(ours) - 1, len(official) - 1))
-    return f"{d:+.2f} ± {se:.2f}", f"{abs(d) / se:.2f}", f"{f:.2f}", f"{p:.2f}"
+    p_spread = stats.levene(official, ours, center="median").pvalue
+    p_ranks = stats.mannwhitneyu(official, ours, alternative="two-sided").pvalue
+    return f"{d:+.2f} ± {se:.2f}", f"{abs(d) / se:.2f}", f"{f:.2f}", f"{p:.2f}", f"{p_spread:.2f}", f"{p_ranks:.2f}"
 
 
 def report(name: str, runs: dict[str, list[dict[int, float]]]) -> str:
     s = SETS[name]
     head = [f"Oracle on `{name}` ({s.spec.n_train} + {s.spec.n_test} videos, {s.epochs} epochs, warm-up {s.warmup}, "
             f"lr {s.lr}, lenient mAP), {len(runs['official'])} seeds each; avg mAP (IoU 0.1:0.7).", "",
-            "| epoch | official | rskp | rskp - official ± SE | abs(d) / SE | F (var ratio) | p (F-test) |",
-            "|---|---|---|---|---|---|---|"]
+            "| epoch | official | rskp | rskp - official ± SE | abs(d) / SE | F (var ratio) | p (F-test) "
+            "| p (Brown-Forsythe) | p (Mann-Whitney) |",
+            "|---|---|---|---|---|---|---|---|---|"]
     rows = []
     epochs = sorted(runs["official"][0])
     columns = [(str(e), lambda r, e=e: r[e]) for e in epochs]

@@ -50,11 +50,18 @@ def test_results_are_read_only_from_finished_runs(tmp_path):
     assert oracle.read_rskp(tmp_path, s) == {30: 41.5}
 
 
-def test_the_comparison_states_the_difference_its_error_and_the_f_test():
+def test_the_comparison_states_the_difference_its_error_and_the_tests():
     official, ours = [40.0, 44.0, 42.0, 46.0], [39.0, 41.0, 43.0, 41.0]
-    diff, ratio, f, p = oracle.compare(official, ours)
+    diff, ratio, f, p, p_spread, p_ranks = oracle.compare(official, ours)
     d = statistics.mean(ours) - statistics.mean(official)
     se = math.sqrt(statistics.variance(ours) / 4 + statistics.variance(official) / 4)
     assert diff == f"{d:+.2f} ± {se:.2f}" and ratio == f"{abs(d) / se:.2f}"
     var_ratio = statistics.variance(ours) / statistics.variance(official)
     assert f == f"{var_ratio:.2f}" and p == f"{2 * stats.f.cdf(var_ratio, 3, 3):.2f}"
+
+
+def test_one_run_that_fails_to_learn_breaks_the_f_test_but_not_the_robust_tests():
+    official = [44.7, 50.4, 48.8, 47.5, 48.8, 1.6, 49.3, 47.1]  # small56, epoch 60: seed 5 never learned
+    ours = [46.4, 42.8, 50.8, 49.2, 48.6, 50.6, 48.0, 50.4]
+    _, _, _, p, p_spread, p_ranks = oracle.compare(official, ours)
+    assert float(p) < 0.01 and float(p_spread) > 0.2 and float(p_ranks) > 0.2
