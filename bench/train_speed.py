@@ -26,7 +26,8 @@ Training, one epoch in each phase: ``warm-up`` (main and intra-video branches, e
 ``after warm-up`` (plus the inter-video branch: memory-bank read and insert, epochs 101-199):
   official     ``rsnet.official_style``: one video at a time (as the trainer samples it), eager,
                the dense T x T solve of the random walk, the losses of 10 videos summed before each
-               optimizer step (Adam); after the warm-up the bank is read per class and fed by bench/membank.py's official loop;
+               optimizer step (Adam); after the warm-up the bank is read per class and fed by
+               bench/membank.py's official loop;
   reference    ``rsnet.train.Trainer.train_epoch`` on packed batches of 10, ``ops="reference"``
                (the ops loop over the videos);
   padded       the same with ``ops="padded"``: the ops as batched PyTorch over the batch padded to
