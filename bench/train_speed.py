@@ -272,7 +272,7 @@ def size_text(dataset: ResidentDataset, lengths: dict[int, int], max_seqlen: int
     train_n = f"N = {n_train}, longest {longest}"
     if max_seqlen:
         per_epoch = sum(min(lengths[int(i)], max_seqlen) for i in dataset.train_indices)
-        train_n = f"N = {per_epoch} an epoch, at most {max_seqlen} snippets of each; whole {n_train}, longest {longest}"
+        train_n = f"N = {per_epoch} an epoch, at most {max_seqlen} snippets a video, of {n_train} whole, longest {longest}"
     return (f"{len(dataset.train_indices)} training videos ({train_n}), {len(dataset.test_indices)} test videos "
             f"(N = {n_test})")
 
@@ -679,7 +679,7 @@ def summary(results: list[dict]) -> str:
     if not results:
         return "train_speed: no results"
     meta = results[0]["meta"]
-    lines = [f"{meta['device']}: training speed on {meta.get('dataset', 'thumos14')} data, {meta['size'].split(';')[0]} "
+    lines = [f"{meta['device']}: training speed on {meta['dataset']} data, {meta['size'].split(';')[0]} "
              "(ms; x: speed-up over official-style)",
              "| section | mode | precision | ms | x | target |", "|---|---|---|---|---|---|"]
     # official-style times by (data, size, section), over all the files: a --full file has none of its own
@@ -687,12 +687,12 @@ def summary(results: list[dict]) -> str:
     for res in results:
         for r in res["rows"]:
             if r["mode"] == "official" and r["ms"] is not None:
-                base.setdefault((res["meta"].get("dataset"), res["meta"]["scale"], r["section"]), r["ms"])
+                base.setdefault((res["meta"]["dataset"], res["meta"]["scale"], r["section"]), r["ms"])
     for res in results:
         for r in res["rows"]:
             if r["section"] == CKPT or (r["section"] == FILL and r["mode"] != "triton"):
                 continue
-            b = base.get((res["meta"].get("dataset"), res["meta"]["scale"], r["section"]))
+            b = base.get((res["meta"]["dataset"], res["meta"]["scale"], r["section"]))
             ratio = f"{b / r['ms']:.1f}" if b is not None and r["ms"] and r["mode"] != "official" else "-"
             what = r["mode"] + (" (extrapolated)" if r.get("extrapolated") else "")
             ms = _fmt_ms(r["ms"]) if not r.get("error") else "error"
