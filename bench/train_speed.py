@@ -1,6 +1,7 @@
 """Training speed of RSKP: an epoch, the test pass and the evaluation, official-style against batched.
 
-A benchmark (docs/performance.md, 'How figures are measured'), everything in one process and on one device. THUMOS14-shaped data: the
+A benchmark (docs/performance.md, 'How figures are measured'), everything in one process and on one device.
+``--dataset thumos14`` (the default), THUMOS14-shaped data: the
 200 training videos with the real training lengths (duration x 25/16 of the 'validation' videos of
 a W-TALC THUMOS14 annotation folder given with ``--annotations DIR``, else the built-in length
 distribution of ``bench/_common.py``) and the 212 test videos likewise; random non-negative
@@ -10,11 +11,23 @@ on the device, as ``rsnet.train.run`` keeps them on a GPU when they fit; the ``t
 measures the path of features too large for that (numpy concatenation and a host-to-device copy
 per step).
 
+``--dataset activitynet1.2``, ActivityNet1.2-shaped data: its 4,819 training and 2,383 test videos,
+their durations, instances and classes drawn as ``rsnet.synthetic`` draws its ActivityNet1.2-sized
+preset (the distributions measured on the real annotations; or the real ground truth of a W-TALC
+ActivityNet1.2 annotation folder given with ``--annotations``), 100 classes, random non-negative
+features, the model settings of ``rsnet.config.DATASET_DEFAULTS``: a training video is sampled to
+at most ``max_seqlen`` (60) snippets each epoch as the trainer samples it
+(``WTALCDataset.pack_for_training``), the test videos stay whole, the evaluation is the anet
+protocol (IoU 0.5:0.05:0.95) against ``anet_reference`` of bench/official_eval.py. ``--scale``
+draws that share of the videos, at their real lengths; the targets are THUMOS14's and are not
+printed.
+
 Training, one epoch in each phase: ``warm-up`` (main and intra-video branches, epochs 0-100) and
 ``after warm-up`` (plus the inter-video branch: memory-bank read and insert, epochs 101-199):
-  official     ``rsnet.official_style``: one video at a time, eager, the dense T x T solve of the
-               random walk, the losses of 10 videos summed before each optimizer step (Adam); after
-               the warm-up the bank is read per class and fed by bench/membank.py's official loop;
+  official     ``rsnet.official_style``: one video at a time (as the trainer samples it), eager,
+               the dense T x T solve of the random walk, the losses of 10 videos summed before each
+               optimizer step (Adam); after the warm-up the bank is read per class and fed by
+               bench/membank.py's official loop;
   reference    ``rsnet.train.Trainer.train_epoch`` on packed batches of 10, ``ops="reference"``
                (the ops loop over the videos);
   padded       the same with ``ops="padded"``: the ops as batched PyTorch over the batch padded to
@@ -37,13 +50,13 @@ one per epoch). The 200-epoch runs are extrapolated from this run's times (label
 ``--full`` runs ``rsnet.train.run`` itself (200 epochs, bank fill, an evaluation every 5 epochs, a
 checkpoint per epoch) on these data in the fast mode (triton; reference on CPU) and times it.
 
-  python bench/train_speed.py [--scale F] [--modes official,reference,...] [--phases warmup,inter|none]
-                              [--precision fp32,tf32,bf16] [--repeats N] [--no-test] [--full]
-                              [--json PATH|-] [--summary-from JSON...]
+  python bench/train_speed.py [--dataset thumos14|activitynet1.2] [--scale F] [--modes official,reference,...]
+                              [--phases warmup,inter|none] [--precision fp32,tf32,bf16] [--repeats N]
+                              [--no-test] [--full] [--json PATH|-] [--summary-from JSON...]
 
-On CPU the default is a reduced size (``--scale``, printed) and no ``compiled`` mode (its warm-up
-epochs, until nothing new compiles, add about a minute per phase on a 2-core machine): meant for a
-GPU (``bench/gpu_check.sh``).
+On CPU the default is a reduced size (``--scale``, printed: 0.4 for THUMOS14, 0.05 for
+ActivityNet1.2) and no ``compiled`` mode (its warm-up epochs, until nothing new compiles, add
+about a minute per phase on a 2-core machine): meant for a GPU (``bench/gpu_check.sh``).
 """
 from __future__ import annotations
 
@@ -73,26 +86,30 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import device_name, sync, thumos_lengths, time_runs, versions  # noqa: E402
 from membank import official_step as official_bank_step  # noqa: E402
-from official_eval import official_evaluate  # noqa: E402
+from official_eval import anet_reference, official_evaluate  # noqa: E402
 
-from rsnet import checkpoint, official_style, train  # noqa: E402
-from rsnet.config import Config  # noqa: E402
+from rsnet import checkpoint, official_style, synthetic, train  # noqa: E402
+from rsnet.config import DATASET_DEFAULTS, Config, apply_overrides  # noqa: E402
 from rsnet.data import DATASETS, Annotations, WTALCDataset, load_annotations  # noqa: E402
-from rsnet.evaluate import detections, evaluate  # noqa: E402
+from rsnet.evaluate import PROTOCOL_IOUS, detections, evaluate  # noqa: E402
 from rsnet.inference import predict_split  # noqa: E402
 from rsnet.model import RSKP  # noqa: E402
 
-DATASET = "Thumos14reduced"
-N_CLASSES = DATASETS[DATASET].n_classes
+# --dataset: the W-TALC dataset whose shape, model settings (rsnet.config.DATASET_DEFAULTS) and protocol
+BENCH_DATASETS = {"thumos14": "Thumos14reduced", "activitynet1.2": "ActivityNet1.2"}
+THUMOS_CLASSES = DATASETS["Thumos14reduced"].n_classes
 FPS_FACTOR = 25 / 16  # snippets per second
 MAX_WARMUP_EPOCHS = 6  # compiled: warm-up epochs until one compiles nothing new
-CPU_SCALE = 0.4  # default --scale on CPU: the default modes in about 2.5 minutes on the 2-core machine
+# default --scale on CPU: the default modes in about 2.5 minutes on the 2-core machine (THUMOS14)
+CPU_SCALE = {"thumos14": 0.4, "activitynet1.2": 0.05}
+# the evaluator in loops each protocol is checked against (bench/official_eval.py)
+REFERENCE_EVALUATORS = {"rskp": official_evaluate, "anet": anet_reference}
 MODES = ("official", "reference", "padded", "compiled", "triton", "triton-host")
 PHASES = {"warmup": "epoch, warm-up", "inter": "epoch, after warm-up"}
 BF16_NOTE = "embed_precision=bf16: the embedding GEMM in bf16, the ops and heads in float32"
 TEST, EVAL, FILL, CKPT, FULL = "test pass", "evaluation", "bank fill (once)", "checkpoint save", "full run"
 ANATOMY = "one step"
-# Beside the numbers: on an H100/H200 in fp32 (the official code measured on an H200).
+# Beside the numbers: on an H100/H200 in fp32 (the official code measured on an H200), THUMOS14 only.
 TARGETS = {
     ("epoch", "official"): "official code 4.17 s",
     ("epoch", "padded"): "padded eager 0.42 s",
@@ -104,7 +121,9 @@ TARGETS = {
 }
 
 
-def target_of(section: str, mode: str) -> str:
+def target_of(section: str, mode: str, dataset: str) -> str:
+    if dataset != "thumos14":
+        return ""
     return TARGETS.get(("epoch" if section.startswith("epoch") else section, mode), "")
 
 
@@ -112,36 +131,70 @@ def target_of(section: str, mode: str) -> str:
 # data
 # ---------------------------------------------------------------------------------------------
 
+def multi_hot(labels: list[np.ndarray], n_classes: int) -> np.ndarray:
+    """(V, C) float32 video labels: the classes of each video's segments."""
+    video_labels = np.zeros((len(labels), n_classes), dtype=np.float32)
+    for v, lab in enumerate(labels):
+        video_labels[v, lab] = 1
+    return video_labels
+
+
 def _random_annotations(train_lengths: list[int], test_lengths: list[int], rng) -> Annotations:
     """Ground truth for the built-in lengths: 1-2 classes and a few segments per test video."""
     lengths = list(train_lengths) + list(test_lengths)
     segments, labels = [], []
     for t in lengths:
-        classes = rng.choice(N_CLASSES, 1 + int(rng.random() < 0.15), replace=False)
+        classes = rng.choice(THUMOS_CLASSES, 1 + int(rng.random() < 0.15), replace=False)
         n = int(rng.integers(1, 12))
         start = rng.uniform(0, max(t - 4, 1), n)
         stop = np.minimum(start + rng.uniform(1, 20, n), t)
         segments.append(np.stack([start, stop], 1) / FPS_FACTOR)
         labels.append(rng.choice(classes, n))
-    video_labels = np.zeros((len(lengths), N_CLASSES), dtype=np.float32)
-    for v, lab in enumerate(labels):
-        video_labels[v, lab] = 1
     n_train = len(train_lengths)
-    return Annotations(folder=Path("."), class_names=[f"class{c:02d}" for c in range(N_CLASSES)],
+    return Annotations(folder=Path("."), class_names=[f"class{c:02d}" for c in range(THUMOS_CLASSES)],
                        video_names=[f"video_{v:07d}" for v in range(len(lengths))],
                        subsets=["validation"] * n_train + ["test"] * len(test_lengths),
                        durations=np.array(lengths, dtype=np.float64) / FPS_FACTOR, segments=segments,
-                       segment_labels=labels, video_labels=video_labels, ambiguous={})
+                       segment_labels=labels, video_labels=multi_hot(labels, THUMOS_CLASSES), ambiguous={})
+
+
+def _layout_annotations(layouts: list[synthetic.VideoLayout], class_names) -> Annotations:
+    """The ground truth of ``rsnet.synthetic``'s standalone layouts, as ``load_annotations`` gives a folder's."""
+    column = {name: c for c, name in enumerate(class_names)}
+    labels = [np.array([column[name] for name in x.labels], dtype=np.int64) for x in layouts]
+    return Annotations(folder=Path("."), class_names=list(class_names), video_names=[x.name for x in layouts],
+                       subsets=[x.subset for x in layouts], durations=np.array([x.duration for x in layouts]),
+                       segments=[np.array(x.segments, dtype=np.float64).reshape(-1, 2) for x in layouts],
+                       segment_labels=labels, video_labels=multi_hot(labels, len(class_names)), ambiguous={})
+
+
+def lengths_of(ann: Annotations) -> dict[int, int]:
+    """{index: T}: each video's snippets at its duration, as the I3D features have them."""
+    return {i: max(1, int(ann.durations[i] * FPS_FACTOR)) for i in range(len(ann))}
+
+
+def sample_videos(indices: np.ndarray, scale: float, rng) -> np.ndarray:
+    """``scale`` of the videos ``indices`` (at least 10), drawn without replacement, in order."""
+    count = max(10, round(len(indices) * scale))
+    return np.sort(rng.choice(indices, min(count, len(indices)), replace=False))
+
+
+def shortened(ann: Annotations, scale: float) -> Annotations:
+    """The ground truth of the videos shortened to ``scale`` of their length, as their features are:
+    the evaluation checks each CAS against its video's duration."""
+    return dataclasses.replace(ann, durations=ann.durations * scale, segments=[s * scale for s in ann.segments],
+                               ambiguous={name: s * scale for name, s in ann.ambiguous.items()})
 
 
 def thumos_split(scale: float, seed: int, annotations: Path | None = None):
     """(annotations with random multi-hot training labels, train indices, test indices, {index: T}, source).
 
-    ``annotations``: a W-TALC THUMOS14 annotation folder whose lengths and test ground truth to use."""
+    ``annotations``: a W-TALC THUMOS14 annotation folder whose lengths and test ground truth to use.
+    ``scale`` draws that share of the videos and shortens them (their ground truth with them)."""
     rng = np.random.default_rng(seed)
     if annotations is not None:
         ann = load_annotations(annotations)
-        lengths = {i: max(1, int(ann.durations[i] * FPS_FACTOR)) for i in range(len(ann))}
+        lengths = lengths_of(ann)
         source = f"real THUMOS14 lengths (duration x 25/16, {annotations})"
     else:  # 200 + 212 from the built-in distribution
         train_l = thumos_lengths(200, seed=0)
@@ -151,22 +204,47 @@ def thumos_split(scale: float, seed: int, annotations: Path | None = None):
         source = "built-in THUMOS14-like lengths (bench/_common.py; no --annotations folder)"
     train_idx, test_idx = ann.indices("validation"), ann.indices("test")
     if scale != 1.0:
-        n_train, n_test = (max(10, round(len(ix) * scale)) for ix in (train_idx, test_idx))
-        train_idx = np.sort(rng.choice(train_idx, min(n_train, len(train_idx)), replace=False))
-        test_idx = np.sort(rng.choice(test_idx, min(n_test, len(test_idx)), replace=False))
+        train_idx, test_idx = sample_videos(train_idx, scale, rng), sample_videos(test_idx, scale, rng)
         lengths = {i: max(2, round(t * scale)) for i, t in lengths.items()}
+        ann = shortened(ann, scale)
     labels = ann.video_labels.copy()
     for i in train_idx:  # random multi-hot training labels: one class, some two
         labels[i] = 0
-        labels[i, rng.choice(N_CLASSES, 1 + int(rng.random() < 0.15), replace=False)] = 1
+        labels[i, rng.choice(THUMOS_CLASSES, 1 + int(rng.random() < 0.15), replace=False)] = 1
     return dataclasses.replace(ann, video_labels=labels), train_idx, test_idx, lengths, source
 
 
-class HostDataset(WTALCDataset):
-    """``WTALCDataset`` (its batching, unchanged) over in-memory numpy features: no files."""
+def activitynet_split(scale: float, seed: int, annotations: Path | None = None):
+    """(annotations, train indices, test indices, {index: T}, source) of ActivityNet1.2's 4,819
+    training and 2,383 test videos: drawn as rsnet.synthetic's ActivityNet1.2-sized preset lays
+    them out (durations, instances, classes), or the real ground truth of ``annotations``.
+    ``scale`` draws that share of the videos at their real lengths: training samples at most
+    ``max_seqlen`` snippets of each anyway, and a shorter video would change what it samples."""
+    rng = np.random.default_rng(seed)
+    if annotations is not None:
+        ann = load_annotations(annotations)
+        source = f"real ActivityNet1.2 lengths and ground truth (duration x 25/16, {annotations})"
+    else:
+        spec = synthetic.PRESETS["activitynet1.2-synthetic"]
+        ann = _layout_annotations(synthetic.draw_layouts(spec, seed), synthetic.ACTIVITYNET_CLASSES)
+        source = ("ActivityNet1.2-like durations, instances and classes (rsnet.synthetic's measured "
+                  "distributions; no --annotations folder)")
+    info = DATASETS[BENCH_DATASETS["activitynet1.2"]]
+    train_idx, test_idx = ann.indices(info.train_subset), ann.indices(info.test_subset)
+    if scale != 1.0:
+        train_idx, test_idx = sample_videos(train_idx, scale, rng), sample_videos(test_idx, scale, rng)
+    return ann, train_idx, test_idx, lengths_of(ann), source
 
-    def __init__(self, annotations: Annotations, train_indices, test_indices, features: dict[int, np.ndarray]):
-        self.name, self.info = DATASET, DATASETS[DATASET]
+
+SPLITS = {"thumos14": thumos_split, "activitynet1.2": activitynet_split}
+
+
+class HostDataset(WTALCDataset):
+    """``WTALCDataset`` (its batching and training sampling, unchanged) over in-memory numpy features: no files."""
+
+    def __init__(self, cfg: Config, annotations: Annotations, train_indices, test_indices,
+                 features: dict[int, np.ndarray]):
+        self.name, self.info, self.max_seqlen = cfg.dataset, DATASETS[cfg.dataset], cfg.max_seqlen
         self.annotations, self.features = annotations, features
         self.train_indices, self.test_indices = np.asarray(train_indices), np.asarray(test_indices)
 
@@ -175,10 +253,28 @@ class ResidentDataset(HostDataset):
     """The same with the features already on the device (as ``rsnet.train.run`` keeps them on a GPU):
     a step packs them with one torch.cat."""
 
-    def __init__(self, annotations, train_indices, test_indices, features: dict[int, torch.Tensor]):
-        super().__init__(annotations, train_indices, test_indices, features)
+    def __init__(self, cfg: Config, annotations, train_indices, test_indices, features: dict[int, torch.Tensor]):
+        super().__init__(cfg, annotations, train_indices, test_indices, features)
         device = next(iter(features.values())).device
         self.labels = torch.from_numpy(annotations.video_labels).to(device)  # for the official-style loop
+
+
+def bench_config(dataset: str, device) -> Config:
+    """The config a run on ``--dataset`` trains with: the dataset's defaults (rsnet.config.DATASET_DEFAULTS)."""
+    name = BENCH_DATASETS[dataset]
+    return apply_overrides(Config(device=str(device), dataset=name), DATASET_DEFAULTS[name], f"the defaults of {name}")
+
+
+def size_text(dataset: ResidentDataset, lengths: dict[int, int], max_seqlen: int) -> str:
+    """The videos and snippets of an epoch and of the test pass."""
+    n_train, n_test = (sum(lengths[int(i)] for i in ix) for ix in (dataset.train_indices, dataset.test_indices))
+    longest = max(lengths[int(i)] for i in dataset.train_indices)
+    train_n = f"N = {n_train}, longest {longest}"
+    if max_seqlen:
+        per_epoch = sum(min(lengths[int(i)], max_seqlen) for i in dataset.train_indices)
+        train_n = f"N = {per_epoch} an epoch, at most {max_seqlen} snippets a video, of {n_train} whole, longest {longest}"
+    return (f"{len(dataset.train_indices)} training videos ({train_n}), {len(dataset.test_indices)} test videos "
+            f"(N = {n_test})")
 
 
 def make_features(lengths: dict[int, int], indices, dim: int, device, seed: int) -> dict[int, torch.Tensor]:
@@ -192,14 +288,17 @@ def make_features(lengths: dict[int, int], indices, dim: int, device, seed: int)
 
 def official_epoch(model, optimizer, dataset: ResidentDataset, epoch: int, seed: int, per_step: int,
                    bank=None, max_steps: int | None = None) -> None:
-    """One epoch as the published code trains; bank = (rows, scores, count) after the warm-up."""
+    """One epoch as the published code trains, on the videos as the trainer samples them
+    (``pack_for_training``: whole, or ActivityNet's ``max_seqlen`` snippets); bank = (rows, scores,
+    count) after the warm-up."""
     model.train()
-    order = np.random.default_rng([seed, epoch]).permutation(dataset.train_indices)  # as train_batches
+    order = dataset.train_order(epoch, seed)
     for step, start in enumerate(range(0, len(order), per_step)):
         if max_steps is not None and step >= max_steps:
             break
         idx = order[start:start + per_step]
-        videos = [dataset.features[int(i)] for i in idx]
+        batch = dataset.pack_for_training(idx, epoch, seed)
+        videos = batch.x.split(batch.varlen.lengths)
         labels = dataset.labels[torch.from_numpy(idx).to(dataset.labels.device)]
         if bank is None:
             loss = official_style.step_loss(model, videos, labels)
@@ -216,7 +315,7 @@ def official_epoch(model, optimizer, dataset: ResidentDataset, epoch: int, seed:
         if bank is not None:
             with torch.no_grad():  # per video, per class: cat + sort + index_select (it re-reads the rows too)
                 official_bank_step(rows, scores, labels.bool(), torch.stack(mus).detach(),
-                                   torch.stack(p_mus)[..., :N_CLASSES].detach())
+                                   torch.stack(p_mus)[..., :dataset.n_classes].detach())
 
 
 @torch.no_grad()
@@ -267,7 +366,7 @@ class Bench:
 
     def row(self, section, mode, precision="fp32", times=None, **extra) -> dict:
         r = {"section": section, "mode": mode, "precision": precision, "ms": _median(times),
-             "times_ms": times, "target": target_of(section, mode), **extra}
+             "times_ms": times, "target": target_of(section, mode, self.args.dataset), **extra}
         r.setdefault("note", "")
         self.rows.append(r)
         line = f"... {section} | {mode} {precision}: " + (f"{r['ms']:.1f} ms" if r["ms"] is not None else "-")
@@ -430,7 +529,7 @@ def bench_official_training(b: Bench, cfg: Config, dataset, device, phases, reps
 def bench_test_pass(b: Bench, cfg: Config, dataset, device, modes, precisions, reps: int):
     """Rows of the 212-video test pass; returns the predictions of the fastest batched mode."""
     torch.manual_seed(b.args.seed)
-    model = RSKP(mode_config(cfg, "reference"), N_CLASSES).to(device).eval()
+    model = RSKP(mode_config(cfg, "reference"), dataset.n_classes).to(device).eval()
     official = None
     if "official" in modes:
         official_style.predict_video(model, dataset.features[int(dataset.test_indices[0])])  # warm-up
@@ -462,19 +561,22 @@ def bench_test_pass(b: Bench, cfg: Config, dataset, device, modes, precisions, r
     return best if best is not None else official
 
 
-def bench_evaluation(b: Bench, pred, dataset, reps: int, official: bool):
+def bench_evaluation(b: Bench, pred, dataset, protocol: str, reps: int, official: bool):
+    """rsnet.evaluate under the dataset's protocol (and IoUs) against that protocol's loops."""
     scores, cas = pred
-    ann, idx = dataset.annotations, dataset.test_indices
+    ann, idx, ious = dataset.annotations, dataset.test_indices, PROTOCOL_IOUS[protocol]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        det = detections(scores, cas, ann, idx)
-        load = (f"{len(idx)} videos, {int((scores[:, :N_CLASSES] >= 0.1).sum())} (video, class) pairs "
-                f"over the 0.1 score threshold, {sum(len(d) for d in det.values())} detections after NMS")
-        ours = evaluate(scores, cas, ann, idx)
-        times = time_runs(lambda: evaluate(scores, cas, ann, idx), "cpu", reps)
+        det = detections(scores, cas, ann, idx, protocol=protocol)
+        load = (f"protocol {protocol}, {len(idx)} videos, {int((scores[:, :dataset.n_classes] >= 0.1).sum())} "
+                f"(video, class) pairs over the 0.1 score threshold, {sum(len(d) for d in det.values())} "
+                "detections after NMS")
+        run = lambda: evaluate(scores, cas, ann, idx, protocol=protocol, iou_thresholds=ious)  # noqa: E731
+        ours = run()
+        times = time_runs(run, "cpu", reps)
         if official:
             start = time.perf_counter()  # once: seconds at full size
-            ref = official_evaluate(scores, cas, ann, idx)
+            ref = REFERENCE_EVALUATORS[protocol](scores, cas, ann, idx, iou_thresholds=ious)
             t_ref = [(time.perf_counter() - start) * 1e3]
             diff = max(float(np.max(np.abs(np.array(ours.dmap) - ref["dmap"]))), abs(ours.cmap - ref["cmap"]))
             b.row(EVAL, "official", "fp32", t_ref, note=f"{load}; CPU (numpy); an untrained model's predictions: "
@@ -487,7 +589,7 @@ def bench_evaluation(b: Bench, pred, dataset, reps: int, official: bool):
 
 def bench_checkpoint(b: Bench, trainer: train.Trainer, mode: str):
     with tempfile.TemporaryDirectory() as tmp:
-        state = trainer.state_dict(1, None)
+        state = trainer.state_dict(1, None, [])
         times = time_runs(lambda: checkpoint.save_atomic(state, Path(tmp) / "checkpoint.pt"), "cpu", 2)
         size = (Path(tmp) / "checkpoint.pt").stat().st_size / 2**20
     b.row(CKPT, mode, "fp32", times, note=f"{size:.0f} MB, fsync'd; rsnet.train.run writes one every --checkpoint-every epochs")
@@ -577,18 +679,20 @@ def summary(results: list[dict]) -> str:
     if not results:
         return "train_speed: no results"
     meta = results[0]["meta"]
-    lines = [f"{meta['device']}: training speed, {meta['size'].split(';')[0]} (ms; x: speed-up over official-style)",
+    lines = [f"{meta['device']}: training speed on {meta['dataset']} data, {meta['size'].split(';')[0]} "
+             "(ms; x: speed-up over official-style)",
              "| section | mode | precision | ms | x | target |", "|---|---|---|---|---|---|"]
-    base = {}  # official-style times by (size, section), over all the files: a --full file has none of its own
+    # official-style times by (data, size, section), over all the files: a --full file has none of its own
+    base = {}
     for res in results:
         for r in res["rows"]:
             if r["mode"] == "official" and r["ms"] is not None:
-                base.setdefault((res["meta"]["scale"], r["section"]), r["ms"])
+                base.setdefault((res["meta"]["dataset"], res["meta"]["scale"], r["section"]), r["ms"])
     for res in results:
         for r in res["rows"]:
             if r["section"] == CKPT or (r["section"] == FILL and r["mode"] != "triton"):
                 continue
-            b = base.get((res["meta"]["scale"], r["section"]))
+            b = base.get((res["meta"]["dataset"], res["meta"]["scale"], r["section"]))
             ratio = f"{b / r['ms']:.1f}" if b is not None and r["ms"] and r["mode"] != "official" else "-"
             what = r["mode"] + (" (extrapolated)" if r.get("extrapolated") else "")
             ms = _fmt_ms(r["ms"]) if not r.get("error") else "error"
@@ -601,8 +705,11 @@ def summary(results: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dataset", choices=tuple(BENCH_DATASETS), default="thumos14",
+                        help="the data's shape, the model settings and the evaluation protocol")
     parser.add_argument("--scale", type=float, default=None,
-                        help=f"shrink the video counts and lengths (default 1 on CUDA, {CPU_SCALE} on CPU)")
+                        help="shrink the video counts (THUMOS14: and the lengths); default 1 on CUDA, on CPU "
+                             + ", ".join(f"{v} for {k}" for k, v in CPU_SCALE.items()))
     parser.add_argument("--modes", default=None, help=f"comma list of {', '.join(MODES)} (default: all the device runs)")
     parser.add_argument("--phases", default="warmup,inter", help="warmup,inter: the training epochs timed")
     parser.add_argument("--precision", default="fp32", help="comma list of fp32, tf32, bf16 (batched modes)")
@@ -612,8 +719,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: steadier medians on a shared machine)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--annotations", type=Path, default=None,
-                        help="a W-TALC THUMOS14 annotation folder: its real video lengths and test ground truth "
-                             "(default: the built-in length distribution, random segments)")
+                        help="a W-TALC annotation folder of the dataset: its real video lengths and test ground "
+                             "truth (default: THUMOS14, the built-in length distribution and random segments; "
+                             "ActivityNet1.2, rsnet.synthetic's)")
     parser.add_argument("--json", help="write the results as JSON to this path ('-': stdout)")
     parser.add_argument("--summary-from", nargs="+", metavar="JSON",
                         help="print the short table of files written by --json (missing ones skipped), and exit")
@@ -626,7 +734,7 @@ def main(argv=None) -> int:
     on_cuda = device.type == "cuda"
     if not on_cuda:
         torch.set_num_threads(args.threads)
-    scale = args.scale if args.scale is not None else (1.0 if on_cuda else CPU_SCALE)
+    scale = args.scale if args.scale is not None else (1.0 if on_cuda else CPU_SCALE[args.dataset])
     reps = args.repeats or (5 if on_cuda else 1)
     notes = []
     requested = [m for m in (args.modes.split(",") if args.modes else MODES) if m]
@@ -656,22 +764,26 @@ def main(argv=None) -> int:
         parser.error(f"--phases takes {', '.join(PHASES)} or none")
 
     train.make_deterministic(args.seed, device)  # as rsnet.train.run
-    cfg = Config(device=str(device))
-    ann, train_idx, test_idx, lengths, source = thumos_split(scale, args.seed, args.annotations)
+    cfg = bench_config(args.dataset, device)
+    ann, train_idx, test_idx, lengths, source = SPLITS[args.dataset](scale, args.seed, args.annotations)
+    if len(ann.class_names) != DATASETS[cfg.dataset].n_classes:
+        parser.error(f"--annotations {args.annotations} lists {len(ann.class_names)} classes; {cfg.dataset} has "
+                     f"{DATASETS[cfg.dataset].n_classes} (--dataset {args.dataset})")
     features = make_features(lengths, list(train_idx) + list(test_idx), cfg.feature_dim, device, args.seed)
-    dataset = ResidentDataset(ann, train_idx, test_idx, features)
-    n_train, n_test = (sum(lengths[int(i)] for i in ix) for ix in (train_idx, test_idx))
-    size = (f"scale {scale:g}: {len(train_idx)} training videos (N = {n_train}, longest "
-            f"{max(lengths[int(i)] for i in train_idx)}), {len(test_idx)} test videos (N = {n_test}); "
-            f"D = {cfg.feature_dim}, {N_CLASSES} classes, {cfg.videos_per_step} videos per step, "
-            f"test batches of {cfg.test_batch_size}; {reps} timed repeat(s) after a warm-up")
-    if scale != 1.0:
+    dataset = ResidentDataset(cfg, ann, train_idx, test_idx, features)
+    size = (f"scale {scale:g}: {size_text(dataset, lengths, cfg.max_seqlen)}; D = {cfg.feature_dim}, "
+            f"{dataset.n_classes} classes, {cfg.videos_per_step} videos per step, test batches of "
+            f"{cfg.test_batch_size}; {reps} timed repeat(s) after a warm-up")
+    if scale != 1.0 and args.dataset == "thumos14":
         notes.append(f"reduced size (--scale {scale:g}: video counts and lengths scaled): the dense T x T solve "
                      "grows as T^3, so the official-style ratios understate the full-size ones")
+    elif scale != 1.0:
+        notes.append(f"reduced size (--scale {scale:g}: video counts scaled, at their real lengths)")
     if not on_cuda:
         notes.append("CPU: the machine is shared with other jobs; times are noisy")
-    meta = {"device": device_name(device), **versions(), "data": source, "size": size, "scale": scale,
-            "modes": modes, "precisions": precisions, "notes": notes, "targets": {f"{k[0]}/{k[1]}": v for k, v in TARGETS.items()}}
+    targets = {f"{k[0]}/{k[1]}": v for k, v in TARGETS.items()} if args.dataset == "thumos14" else {}
+    meta = {"device": device_name(device), **versions(), "dataset": args.dataset, "data": source, "size": size,
+            "scale": scale, "modes": modes, "precisions": precisions, "notes": notes, "targets": targets}
     b = Bench(args, device)
     b.checkpoint_json(meta)
     print(f"train_speed on {meta['device']}; {size}", file=sys.stderr, flush=True)
@@ -691,7 +803,7 @@ def main(argv=None) -> int:
             if on_cuda:
                 torch.cuda.empty_cache()
     if "triton-host" in modes:
-        host = HostDataset(ann, train_idx, test_idx, {int(i): features[int(i)].cpu().numpy() for i in train_idx})
+        host = HostDataset(cfg, ann, train_idx, test_idx, {int(i): features[int(i)].cpu().numpy() for i in train_idx})
         trainer = new_trainer(mode_config(cfg, "triton"), host, device, args.seed)
         trainer.train_epoch(0)
         times = time_runs(lambda: trainer.train_epoch(1), device, reps)
@@ -703,7 +815,7 @@ def main(argv=None) -> int:
         del fast_trainer
     if not args.no_test:
         pred = bench_test_pass(b, cfg, dataset, device, modes, precisions, reps)
-        bench_evaluation(b, pred, dataset, 5 if on_cuda else 3, official="official" in modes)
+        bench_evaluation(b, pred, dataset, cfg.protocol, 5 if on_cuda else 3, official="official" in modes)
     extrapolated_full_runs(b, cfg)
     if args.full:
         mode = "triton" if on_cuda else "reference"
