@@ -327,6 +327,28 @@ def test_annotations_mode_recognizes_activitynet12(shared_data, tmp_path, capsys
     assert [len(x) for x in features] == [max(1, int(d * 25 / 16)) for d in durations]
 
 
+def test_annotations_mode_under_the_full_activitynet_preset_writes_a_packed_store(shared_data, tmp_path):
+    """The real ActivityNet1.2 ground truth is 10 GB of features: under its preset they go video by
+    video into the packed store, and the loader reads the same lengths from it."""
+    source = shared_data / "ActivityNet1.2-Annotations"
+    subsets = [s.decode() for s in np.load(source / "subset.npy")]
+    keep = [subsets.index("training"), subsets.index("validation")]
+    folder = tmp_path / "annotations"
+    folder.mkdir()
+    for name in ("subset", "videoname", "duration", "segments", "labels", "labels_all", "url"):
+        np.save(folder / f"{name}.npy", np.load(source / f"{name}.npy", allow_pickle=True)[keep])
+    np.save(folder / "classlist.npy", np.load(source / "classlist.npy"))
+    assert synthetic.main(["--out", str(tmp_path / "out"), "--preset", "activitynet1.2-synthetic",
+                           "--annotations", str(folder)]) == 0
+    written = tmp_path / "out" / "ActivityNet1.2"
+    assert not (written / "ActivityNet1.2-I3D-JOINTFeatures.npy").exists()
+    from rsnet.data import WTALCDataset
+
+    ds = WTALCDataset(tmp_path / "out", dataset="ActivityNet1.2")
+    durations = np.load(folder / "duration.npy").reshape(-1)
+    assert [len(x) for x in ds.features] == [max(1, int(d * 25 / 16)) for d in durations]
+
+
 def test_annotations_of_an_unknown_dataset_are_refused(shared_data, tmp_path, capsys):
     """ActivityNet1.2's ground truth cut to 50 classes is neither dataset: one line names what it holds."""
     source = shared_data / "ActivityNet1.2-Annotations"
