@@ -1,6 +1,6 @@
 """The README cannot drift from the code: its Python example runs and prints what it says it
 prints, every `python -m MODULE` it names exists, every document it links is there, and every
-file of the repository that it or docs/ names exists. It also stays one screen long."""
+file of the repository that it or docs/ names exists. It also stays short."""
 import importlib.util
 import re
 import subprocess
@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
-SCREEN_LINES = 70  # the README is the front door: what it cannot say in a screen goes to docs/
+SCREEN_LINES = 100  # the front door: the commands and the headline results; the rest goes to docs/
 
 # a repository file named in the text: rooted at a top-level folder, with a file extension
 REPO_FILE = re.compile(r"(?<![\w/.])((?:rs_kernels|rsnet|bench|tests|csrc|docs|\.ci)/[\w./-]*\.(?:py|sh|md|cpp|cu|h))\b")
