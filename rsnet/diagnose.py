@@ -36,9 +36,8 @@ def assignment_statistics(trainer: Trainer) -> dict[str, float]:
     largest, entropy, snippet_cos, representative_cos = [], [], [], []
     for batch in trainer.dataset.test_batches(cfg.test_batch_size):
         batch = batch.to(trainer.device)
-        x = model.embed(batch.x)
-        mu = model.representatives(x, batch.varlen)
-        for xb, mb in zip(split(x, batch.varlen), mu):
+        online = model.summarize(model.embed(batch.x), batch.varlen)  # the variant's representatives
+        for xb, mb in zip(split(online.walk_input, batch.varlen), online.mu):
             z = reference.assignments(xb, mb, cfg.tau)  # (K, T)
             largest.append(z.max(0).values.mean())
             entropy.append((-(z * z.clamp_min(1e-12).log()).sum(0) / math.log(z.shape[0])).mean())

@@ -109,7 +109,7 @@ def video_outputs(trainer: Trainer, video: int) -> VideoOutputs:
     model, cfg = trainer.model.eval(), trainer.cfg
     batch = trainer.dataset.pack([video]).to(trainer.device)
     embedded = model.embed(batch.x)
-    representatives = model.representatives(embedded, batch.varlen)[0] if cfg.intra else embedded[:0]
+    representatives = model.summarize(embedded, batch.varlen).mu[0] if cfg.intra else embedded[:0]  # the variant's
     _, cas = model.predict(batch.x, batch.varlen)
     pseudo_labels = None
     if cfg.intra:

@@ -174,3 +174,16 @@ def test_curves_of_a_run_before_its_first_evaluation_and_of_one_without_losses(r
     metrics.write(tmp_path / "ious" / metrics.FILE_NAME, other_ious)
     err = _error(capsys, ["curves", str(out), str(tmp_path / "ious"), "--out", str(tmp_path / "ious.png")])
     assert "has evaluations of mAP@0.5, mAP@0.5" in err and "need the same curves" in err
+
+
+def test_the_embedding_shows_the_representatives_of_the_runs_variant(run, tmp_path):
+    """Under --representatives topk the online representatives are the top and bottom snippets
+    themselves, not EM centres: the picture shows what the run trained with."""
+    root, _, video = run
+    out = tmp_path / "topk"
+    train.run(_config(root, out, epochs=1, representatives="topk"))
+    trainer = train.restore(out / "checkpoint.pt", "cpu")
+    outputs = plot.video_outputs(trainer, trainer.dataset.annotations.video_names.index(video))
+    distances = torch.cdist(outputs.representatives, outputs.embedded)
+    assert len(outputs.representatives) == trainer.cfg.n_representatives
+    assert (distances.min(dim=1).values == 0).all()  # every one is a snippet of the video
