@@ -355,3 +355,13 @@ def test_steps_count_videos_across_epochs(n_videos, per_step):
                 open_step = 0
     assert stepped == [per_step] * (epochs * n_videos // per_step)
     assert open_step == epochs * n_videos % per_step
+
+
+def test_the_held_out_pick_breaks_ties_of_the_detection_map_by_the_classification_map():
+    def record(epoch, avg, cmap):
+        return {"epoch": epoch, "avg": 0.0, "held_out": {"avg": avg, "cmap": cmap}}
+
+    none_localized = [record(5, 0.0, 10.0), record(10, 0.0, 30.0), record(15, 0.0, 30.0), {"epoch": 16}]
+    assert train.held_out_best(none_localized)["epoch"] == 10  # the first of the best
+    assert train.held_out_best([record(5, 1.0, 0.0), record(10, 0.5, 99.0)])["epoch"] == 5  # mAP first
+    assert train.held_out_best([{"epoch": 1, "avg": 3.0}]) is None
