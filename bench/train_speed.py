@@ -159,13 +159,11 @@ def _random_annotations(train_lengths: list[int], test_lengths: list[int], rng) 
 
 
 def _layout_annotations(layouts: list[synthetic.VideoLayout], class_names) -> Annotations:
-    """The ground truth of ``rsnet.synthetic``'s standalone layouts, as ``load_annotations`` gives a folder's."""
-    column = {name: c for c, name in enumerate(class_names)}
-    labels = [np.array([column[name] for name in x.labels], dtype=np.int64) for x in layouts]
-    return Annotations(folder=Path("."), class_names=list(class_names), video_names=[x.name for x in layouts],
-                       subsets=[x.subset for x in layouts], durations=np.array([x.duration for x in layouts]),
-                       segments=[np.array(x.segments, dtype=np.float64).reshape(-1, 2) for x in layouts],
-                       segment_labels=labels, video_labels=multi_hot(labels, len(class_names)), ambiguous={})
+    """The ground truth of ``rsnet.synthetic``'s standalone layouts, as the loader reads it: written
+    by the generator's own annotation writer and read back by ``load_annotations``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        synthetic._write_annotations(Path(tmp), list(class_names), layouts, BENCH_DATASETS["activitynet1.2"])
+        return load_annotations(Path(tmp))
 
 
 def lengths_of(ann: Annotations) -> dict[int, int]:
