@@ -290,9 +290,10 @@ def proposals(scores: np.ndarray, cas: list[np.ndarray], videos: np.ndarray, cla
 
 def _eligible(scores: np.ndarray, videos: np.ndarray, classes: np.ndarray, best_class_of: int | None) -> np.ndarray:
     """(Vg, K): which (video, class) groups propose."""
-    eligible = ~(scores[videos][:, classes] < CLASS_THRESHOLD)  # the official comparison
+    video_scores = scores[videos]
+    eligible = ~(video_scores[:, classes] < CLASS_THRESHOLD)  # the official comparison
     if best_class_of is not None:
-        action = scores[videos][:, :best_class_of]
+        action = video_scores[:, :best_class_of]
         below = ~(action >= CLASS_THRESHOLD).any(axis=1)
         best = np.argmax(action, axis=1)  # the first of equal scores, as np.argmax in those codebases
         eligible |= below[:, None] & (classes[None, :] == best[:, None])
