@@ -11,3 +11,7 @@ class UserError(ValueError):
 
 class DataError(UserError):
     """A dataset or array file is missing, unreadable, unsafe or inconsistent."""
+
+
+class DivergedError(UserError):
+    """A training run whose loss stopped being finite: its config (the learning rate) is the fix."""

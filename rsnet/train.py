@@ -11,13 +11,15 @@ without looking at the test split (results.md reports its test score). A folder 
 these is a run: a new run refuses to start there unless ``--resume`` continues it or
 ``--overwrite`` replaces those files (and only those). ``--tensorboard`` also logs the records'
 numbers as TensorBoard scalars to ``OUT/tensorboard/`` (each start hides what an earlier start
-there logged, and logs the records so far).
+there logged, and logs the records so far). A loss that stops being finite stops the run at the
+end of its epoch with one line, before that epoch is saved.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -30,7 +32,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, cli, metrics
 from .config import Config, add_config_arguments, apply_overrides, build_config, format_config, to_dict, validate
 from .data import PackedBatch, WTALCDataset
-from .errors import DataError, UserError
+from .errors import DataError, DivergedError, UserError
 from .evaluate import PROTOCOL_IOUS, evaluate
 from .inference import predict_batches
 from .losses import LossTerms, rskp_loss
@@ -148,21 +150,34 @@ class Trainer:
             batch = self.dataset.pack_for_training(order[start:end], epoch, self.cfg.seed)
             sums += self._accumulate(batch.to(self.device), epoch)
             if completes_step:
+                self._keep_parameters_finite()
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 if progress is not None:
                     progress.update(1)
+        losses = dict(zip(LossTerms._fields, (sums / n_videos).tolist()))  # the epoch's one read back
+        if not all(math.isfinite(v) for v in losses.values()):
+            raise DivergedError(f"the loss stopped being finite in epoch {epoch + 1} "
+                                f"({', '.join(f'{k} {v:.4g}' for k, v in losses.items())}); the run stops before "
+                                f"saving it: its checkpoint keeps the epochs before (a lower --lr may help)")
         if self.cfg.memory_bank and self.cfg.intra and epoch == self.cfg.warmup_epochs:
             self.fill_bank()
-        return dict(zip(LossTerms._fields, (sums / n_videos).tolist()))
+        return losses
+
+    def _keep_parameters_finite(self) -> None:
+        """A non-finite loss stops the run at its epoch's end, where train_epoch reads the loss sums
+        (a check each step would be a host sync each). Until then its gradients must not turn the
+        parameters NaN, which the memory bank refuses mid-epoch: they are zeroed. Finite ones pass
+        unchanged, bit for bit."""
+        for p in self.model.parameters():
+            if p.grad is not None:
+                p.grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
     def _accumulate(self, batch: PackedBatch, epoch: int) -> Tensor:
         """Forward and backward of a piece of a step, in its own epoch's regime (inter-video branch,
         lambda_s): its gradients add to those the step's earlier pieces left. Returns its loss terms."""
         out = self.model(batch.x, batch.varlen, self.read_bank(batch, epoch) if self.inter_active(epoch) else None)
         terms = rskp_loss(out, batch.labels, batch.varlen, self.cfg, after_warmup=epoch > self.cfg.warmup_epochs)
-        if not torch.isfinite(terms.total):
-            raise FloatingPointError(f"non-finite loss at epoch {epoch}: {terms}")
         terms.total.backward()
         return torch.stack(terms).detach()
 
@@ -317,26 +332,26 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
           f"(features {where}); config:\n"
           f"{format_config(cfg)}", file=sys.stderr)
 
-    progress = tqdm(total=trainer.steps_done(cfg.epochs) - trainer.steps_done(start_epoch), desc="train", unit="step",
-                    dynamic_ncols=True)
-    for epoch in range(start_epoch, cfg.epochs):
-        losses = trainer.train_epoch(epoch, progress)
-        done = epoch + 1
-        record = metrics.epoch_record(done, losses)
-        records.append(record)
-        if done % cfg.eval_every == 0 or done == cfg.epochs:
-            record.update(trainer.evaluate().to_dict())
-            if cfg.val_fraction > 0:
-                record["held_out"] = trainer.evaluate(dataset.held_out_indices).to_dict()
-                if held_out_best(records) is record:
-                    checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records), out / HELD_OUT_BEST)
-            progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
-        metrics.write(metrics_path, records)
-        if board:
-            metrics.add_scalars(board, [record])
-        if done % cfg.checkpoint_every == 0 or done == cfg.epochs:
-            checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records), ckpt_path)
-    progress.close()
+    with tqdm(total=trainer.steps_done(cfg.epochs) - trainer.steps_done(start_epoch), desc="train", unit="step",
+                    dynamic_ncols=True) as progress:  # closed on an error too
+        for epoch in range(start_epoch, cfg.epochs):
+            losses = trainer.train_epoch(epoch, progress)
+            done = epoch + 1
+            record = metrics.epoch_record(done, losses)
+            records.append(record)
+            if done % cfg.eval_every == 0 or done == cfg.epochs:
+                record.update(trainer.evaluate().to_dict())
+                if cfg.val_fraction > 0:
+                    record["held_out"] = trainer.evaluate(dataset.held_out_indices).to_dict()
+                    if held_out_best(records) is record:
+                        checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records),
+                                               out / HELD_OUT_BEST)
+                progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
+            metrics.write(metrics_path, records)
+            if board:
+                metrics.add_scalars(board, [record])
+            if done % cfg.checkpoint_every == 0 or done == cfg.epochs:
+                checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records), ckpt_path)
     if board:
         board.close()
     last, best = records[-1], metrics.best(records)

@@ -4,7 +4,8 @@ On a GPU every read of a tensor's values from Python (.tolist(), .item(), int(),
 data-dependent op is a host sync that drains the launch queue. A batch's offsets travel as a
 rs_kernels.varlen.Varlen, which holds their host values and the kernels' block table, so the
 layers, ops and losses of a step read none of them back; what is left is the memory bank's (its
-read, which sizes its output, and the insert's input check) and the trainer's finite-loss check. On the CPU the reads are counted where our code makes them (the bank's offsets are read
+read, which sizes its output, and the insert's input check); the trainer reads an epoch's losses
+once, at its end. On the CPU the reads are counted where our code makes them (the bank's offsets are read
 there from a CPU tensor: free on a GPU); on a GPU the step runs under torch.cuda.set_sync_debug_mode.
 """
 import copy
@@ -20,10 +21,12 @@ import rs_kernels
 from rs_kernels import varlen
 from rs_kernels.varlen import Varlen
 from rsnet.config import Config
-from rsnet.data import PackedBatch
+from rsnet.data import PackedBatch, WTALCDataset
 from rsnet.losses import rskp_loss
 from rsnet.memory import MemoryBank
 from rsnet.model import RSKP
+from rsnet.synthetic import SyntheticSpec, generate
+from rsnet.train import Trainer
 
 PACKAGES = tuple(str(Path(__file__).resolve().parents[1] / name) for name in ("rs_kernels", "rsnet"))
 READS = ("item", "tolist", "__bool__", "__int__", "__index__", "__float__")
@@ -84,6 +87,17 @@ def test_an_inter_video_step_reads_only_the_bank_offsets(count_reads, ops):
     """The bank's read hands its offsets over as a tensor (a CPU one here): they are read once."""
     _step(*_setup(ops, "cpu"), inter=True)
     assert len(count_reads) == 1 and "rs_kernels/varlen.py" in count_reads[0], count_reads
+
+
+def test_a_warmup_epoch_reads_back_once_its_losses(count_reads, tmp_path):
+    """Its steps, packing and optimizer included, read nothing back; its end reads the loss sums,
+    which also tell a diverged run (test_train)."""
+    root = generate(tmp_path / "tiny", SyntheticSpec(n_train=7, n_test=2, length_scale=0.1), seed=0)
+    cfg = Config(data_root=str(root), embed_dim=32, videos_per_step=3, warmup_epochs=2, device="cpu")
+    trainer = Trainer(cfg, WTALCDataset(root), torch.device("cpu"))
+    count_reads.clear()  # what building the model read
+    trainer.train_epoch(0)
+    assert len(count_reads) == 1 and "rsnet/train.py" in count_reads[0], count_reads
 
 
 def test_varlen_checks_its_offsets():

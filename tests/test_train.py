@@ -214,6 +214,33 @@ def test_user_errors_are_one_line_and_exit_2_tracebacks_with_debug(tmp_path, mon
         train.main(args[3:])
 
 
+def test_a_diverged_run_stops_in_its_epoch_with_one_line_and_keeps_the_epochs_before(tiny_root, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """The loss of epoch 2 turns NaN (as a too high learning rate makes it): the run stops at that
+    epoch's end, before its record or checkpoint is written; the epoch before stays resumable."""
+    diverging = []
+    real_epoch, real_loss = train.Trainer.train_epoch, train.rskp_loss
+
+    def epoch(self, index, progress=None):
+        diverging.append(index == 1)
+        return real_epoch(self, index, progress)
+
+    def loss(*args, **kwargs):
+        terms = real_loss(*args, **kwargs)
+        return terms._replace(total=terms.total * float("nan")) if diverging[-1] else terms
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", epoch)
+    monkeypatch.setattr(train, "rskp_loss", loss)
+    out = tmp_path / "a"
+    assert train.main(_main_args(tiny_root, out, "--epochs", "3")) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--lr" in errors[0]
+    assert errors[0].startswith("error: the loss stopped being finite in epoch 2 (total nan, fore "), errors
+    assert [r["epoch"] for r in _metrics(out)] == [1]
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 1 and all(torch.isfinite(p).all() for p in saved["model"].values())
+
+
 def test_inference_cli_writes_what_the_evaluator_scores(tiny_root, tmp_path, capsys):
     """``python -m rsnet.inference`` used to print nothing and exit 0."""
     proc = subprocess.run([sys.executable, "-m", "rsnet.inference"], capture_output=True, text=True, cwd=ROOT)
