@@ -35,6 +35,15 @@ def best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(evaluated(records), key=lambda r: r["avg"], default=None)
 
 
+def held_out_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first evaluation record best on the held-out training videos (None without them): by
+    their average detection mAP, then by their classification mAP. The tie-break matters where the
+    held-out videos are few: on a small set every epoch may localize none of them (mAP 0), and the
+    first epoch would win by default."""
+    scored = [r for r in records if "held_out" in r]
+    return max(scored, key=lambda r: (r["held_out"]["avg"], r["held_out"]["cmap"])) if scored else None
+
+
 def write(path: Path, records: list[dict[str, Any]]) -> None:
     """All the records, replacing the file at once: a crash leaves the previous file whole."""
     tmp = path.with_suffix(".jsonl.tmp")

@@ -269,15 +269,6 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
     return found if overwrite else []
 
 
-def held_out_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first evaluation record best on the held-out training videos (None without them): by
-    their average detection mAP, then by their classification mAP. The tie-break matters where the
-    held-out videos are few: on a small set every epoch may localize none of them (mAP 0), and the
-    first epoch would win by default."""
-    scored = [r for r in records if "held_out" in r]
-    return max(scored, key=lambda r: (r["held_out"]["avg"], r["held_out"]["cmap"])) if scored else None
-
-
 def results_table(last: dict[str, Any], best: dict[str, Any], held_out: dict[str, Any] | None = None) -> str:
     """Test scores of the last epoch, of the epoch best on the test split and, with held-out
     training videos, of the epoch best on them (picked without the test split)."""
@@ -343,7 +334,7 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
                 record.update(trainer.evaluate().to_dict())
                 if cfg.val_fraction > 0:
                     record["held_out"] = trainer.evaluate(dataset.held_out_indices).to_dict()
-                    if held_out_best(records) is record:
+                    if metrics.held_out_best(records) is record:
                         checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records),
                                                out / HELD_OUT_BEST)
                 progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
@@ -355,10 +346,10 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
     if board:
         board.close()
     last, best = records[-1], metrics.best(records)
-    table = results_table(last, best, held_out_best(records))
+    table = results_table(last, best, metrics.held_out_best(records))
     (out / "results.md").write_text(table + "\n")
     print(table)
-    return {"last": last, "best": best, "held_out_best": held_out_best(records)}
+    return {"last": last, "best": best, "held_out_best": metrics.held_out_best(records)}
 
 
 @cli.command

@@ -63,6 +63,26 @@ def test_the_last_and_the_best_epoch_are_reported_apart(tmp_path, monkeypatch):
     assert "| Baseline, no L_att | 35.6 | 20.0 ± 0.0 | 30.0 ± 0.0 |" in text
 
 
+def test_with_held_out_videos_the_epoch_they_pick_is_reported_too(tmp_path, monkeypatch, capsys):
+    """The held-out pick (by their mAP, then their cmAP) reports its test score; --baseline runs the two rows."""
+    def three_evaluations(cfg, env):
+        out = Path(cfg.out)
+        out.mkdir(parents=True)
+        test, held_out = (30.0, 20.0, 25.0), ((1.0, 5.0), (2.0, 3.0), (2.0, 4.0))  # the held-out pick: epoch 3
+        records = [{"epoch": e + 1, "avg": test[e] + cfg.intra, "held_out": {"avg": held_out[e][0], "cmap": held_out[e][1]}}
+                   for e in range(3)]
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    monkeypatch.setattr(ablate, "train_cell", three_evaluations)
+    assert ablate.main(["--baseline", "--epochs", "3", "--val-fraction", "0.1", "--out", str(tmp_path), "--seeds", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "| ours, last epoch | ours, best epoch (picked on test) | ours, picked on held-out training videos |" in text
+    assert "| Full model | 45.1 | 26.0 ± 0.0 | 31.0 ± 0.0 | 26.0 ± 0.0 |" in text
+    assert "| Baseline (`--no-intra --no-pseudo-label --no-memory-bank`) | 36.8 | 25.0 ± 0.0 | 30.0 ± 0.0 | 25.0 ± 0.0 |" in text
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "base-seed0", "baseline.md", "intra-False_memory-bank-False_pseudo-label-False-seed0"]
+
+
 def test_figure_sweeps_set_their_key_and_draw_a_png(tmp_path, fake_training):
     pytest.importorskip("matplotlib")
     base = Config(epochs=2, out=str(tmp_path))

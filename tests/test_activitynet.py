@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rsnet import checkpoint, evaluate, infer, synthetic, train
+from rsnet import checkpoint, evaluate, infer, metrics, synthetic, train
 from rsnet.config import DATASET_DEFAULTS, Config, ConfigError, add_config_arguments, build_config
 from rsnet.errors import UserError
 from rsnet.evaluate import ACTIVITYNET_IOUS
@@ -136,7 +136,7 @@ def test_held_out_training_videos_pick_an_epoch_without_the_test_split(anet_root
     for r in records:
         held = r["held_out"]
         assert held["protocol"] == "anet" and held["iou"] == list(ACTIVITYNET_IOUS) and 0 <= held["cmap"] <= 100
-    picked = train.held_out_best(records)
+    picked = metrics.held_out_best(records)
     assert picked["held_out"]["avg"] == max(r["held_out"]["avg"] for r in records)
     saved = checkpoint.load_run(out / train.HELD_OUT_BEST)
     assert saved["epoch"] == picked["epoch"] and saved["metrics"] == records[:picked["epoch"]]

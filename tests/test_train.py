@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsnet import checkpoint, diagnose, evaluate, inference, train
+from rsnet import checkpoint, diagnose, evaluate, inference, metrics, train
 from rsnet.checkpoint import CheckpointError
 from rsnet.data import DataError, WTALCDataset, convert
 from rsnet.errors import UserError
@@ -389,6 +389,6 @@ def test_the_held_out_pick_breaks_ties_of_the_detection_map_by_the_classificatio
         return {"epoch": epoch, "avg": 0.0, "held_out": {"avg": avg, "cmap": cmap}}
 
     none_localized = [record(5, 0.0, 10.0), record(10, 0.0, 30.0), record(15, 0.0, 30.0), {"epoch": 16}]
-    assert train.held_out_best(none_localized)["epoch"] == 10  # the first of the best
-    assert train.held_out_best([record(5, 1.0, 0.0), record(10, 0.5, 99.0)])["epoch"] == 5  # mAP first
-    assert train.held_out_best([{"epoch": 1, "avg": 3.0}]) is None
+    assert metrics.held_out_best(none_localized)["epoch"] == 10  # the first of the best
+    assert metrics.held_out_best([record(5, 1.0, 0.0), record(10, 0.5, 99.0)])["epoch"] == 5  # mAP first
+    assert metrics.held_out_best([{"epoch": 1, "avg": 3.0}]) is None
