@@ -13,11 +13,13 @@ and containers of them. A run's state (``rsnet.train``) is a dict with the keys 
 Weights to share. ``python -m rsnet.checkpoint export RUN_DIR_OR_CKPT --out model.safetensors``
 writes a run's trained model: a safetensors file (no pickle at all) of the model's tensors
 (``model.<name>``) and the memory bank's (``bank.<name>``), whose metadata holds, as strings,
-``format`` = ``WEIGHTS_FORMAT``, ``version``, ``config`` and ``class_names`` (JSON) and
-``rskp_sha256``: the SHA-256 of the whole file with those 64 hex digits written as zeros. Every
-command that takes ``--checkpoint`` (``rsnet.inference``, ``rsnet.infer``, ``rsnet.diagnose``)
-reads such a file as it reads ``checkpoint.pt``, through ``load_trained``; a flipped byte is an
-error naming the file.
+``format`` = ``WEIGHTS_FORMAT``, ``version``, ``config`` (JSON, without the keys naming local
+folders, ``LOCAL_CONFIG_KEYS``), ``data`` (whether the model was trained on the synthetic data or
+on a W-TALC folder), ``class_names`` (JSON) and ``rskp_sha256``: the SHA-256 of the whole file
+with those 64 hex digits written as zeros. Every command that takes ``--checkpoint``
+(``rsnet.inference``, ``rsnet.infer``, ``rsnet.diagnose``) reads such a file as it reads
+``checkpoint.pt``, through ``load_trained``, given ``--data-root`` where it was trained on a W-TALC
+folder; a flipped byte is an error naming the file.
 
 The published code's checkpoints. ``load_trained`` (so every command that takes ``--checkpoint``)
 reads the state_dict the published RSKP code saves (``OFFICIAL_KEYS``): an unsigned file that
@@ -63,7 +65,12 @@ RUN_FORMAT = "rskp-run"
 RUN_VERSION = 2  # 2: the gradients of a step left open at the end of an epoch ("grads")
 RUN_KEYS = ("format", "version", "epoch", "config", "model", "bank", "optimizer", "rng", "grads", "best", "metrics")
 WEIGHTS_FORMAT = "rskp-weights"
-WEIGHTS_VERSION = "1"  # safetensors metadata values are strings
+WEIGHTS_VERSION = "2"  # safetensors metadata values are strings; 2: no local folders in the config ("data")
+WEIGHTS_VERSIONS_READ = ("1", "2")
+# Config keys naming this machine's folders: weights to share leave them out (they would publish the
+# paths, and send a recipient to folders that are not theirs); "data" says if a data root is needed.
+LOCAL_CONFIG_KEYS = ("data_root", "out", "cache_dir", "feature_cache")
+TRAINED_ON_SYNTHETIC, TRAINED_ON_A_FOLDER = "synthetic", "a W-TALC folder"
 WEIGHTS_SUFFIX = ".safetensors"
 WEIGHTS_HASH_KEY = "rskp_sha256"
 WEIGHTS_HASH_UNSET = "0" * 64
@@ -199,7 +206,7 @@ def load_trained(path: str | Path, checkpoint_format: str = "auto", data_root: s
     if checkpoint_format == "official":
         return official_trained(_unpickled(_checkpoint_bytes(path), path), path, data_root)
     if path.suffix == WEIGHTS_SUFFIX:
-        return load_weights(path)
+        return load_weights(path, data_root)
     data = _checkpoint_bytes(path)
     state_dict = _unsigned_state_dict(data, path)
     if state_dict is not None:
@@ -216,8 +223,9 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-format", choices=CHECKPOINT_FORMATS, default="auto",
                         help="auto: told apart by suffix, signature and keys; official: the published code's state_dict")
     parser.add_argument("--data-root", default=None,
-                        help="W-TALC root holding the checkpoint's dataset (default: the one recorded in the checkpoint; "
-                             "the published code's records none: the synthetic data)")
+                        help="W-TALC root holding the checkpoint's dataset (default: the one recorded in checkpoint.pt; "
+                             "exported weights need it where trained on a W-TALC folder; the published code's records "
+                             "none: the synthetic data)")
 
 
 def _unsigned_state_dict(data: bytes, path: Path) -> dict[str, Tensor] | None:
@@ -251,14 +259,21 @@ def _hash_field(digest: str) -> bytes:
     return json.dumps({WEIGHTS_HASH_KEY: digest}, separators=(",", ":"))[1:-1].encode("ascii")
 
 
+def weights_metadata(trained: TrainedModel) -> dict[str, str]:
+    """The safetensors metadata of ``trained`` but its checksum: the config without local folders."""
+    config = {key: value for key, value in trained.config.items() if key not in LOCAL_CONFIG_KEYS}
+    data = TRAINED_ON_SYNTHETIC if trained.config.get("data_root") is None else TRAINED_ON_A_FOLDER
+    return {"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "config": json.dumps(config), "data": data,
+            "class_names": json.dumps(trained.class_names)}
+
+
 def save_weights(trained: TrainedModel, path: str | Path) -> None:
     """Write ``trained`` as signed safetensors (see the module docstring), atomically."""
     from safetensors.torch import save
 
     tensors = {f"{part}.{name}": value.detach().cpu().contiguous()
                for part, state in (("model", trained.model), ("bank", trained.bank)) for name, value in state.items()}
-    metadata = {"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "config": json.dumps(trained.config),
-                "class_names": json.dumps(trained.class_names), WEIGHTS_HASH_KEY: WEIGHTS_HASH_UNSET}
+    metadata = {**weights_metadata(trained), WEIGHTS_HASH_KEY: WEIGHTS_HASH_UNSET}
     unsigned = save(tensors, metadata)
     header_end = 8 + struct.unpack("<Q", unsigned[:8])[0]
     if unsigned.count(_hash_field(WEIGHTS_HASH_UNSET), 0, header_end) != 1:
@@ -295,8 +310,9 @@ def _verified_weights(data: bytes, path: Path) -> dict[str, str]:
     return metadata
 
 
-def load_weights(path: str | Path) -> TrainedModel:
-    """The trained model exported by ``save_weights``, its checksum verified."""
+def load_weights(path: str | Path, data_root: str | None = None) -> TrainedModel:
+    """The trained model exported by ``save_weights``, its checksum verified; one trained on a
+    W-TALC folder needs ``data_root``, the folder holding its dataset here."""
     from safetensors.torch import load
 
     path = Path(path)
@@ -304,14 +320,17 @@ def load_weights(path: str | Path) -> TrainedModel:
         raise CheckpointError(f"weights not found: {path}")
     data = path.read_bytes()
     metadata = _verified_weights(data, path)
-    if metadata.get("format") != WEIGHTS_FORMAT or metadata.get("version") != WEIGHTS_VERSION:
+    if metadata.get("format") != WEIGHTS_FORMAT or metadata.get("version") not in WEIGHTS_VERSIONS_READ:
         raise CheckpointError(f"{path} holds format {metadata.get('format')!r} version {metadata.get('version')!r}; "
-                              f"this rskp reads {WEIGHTS_FORMAT!r} version {WEIGHTS_VERSION}")
+                              f"this rskp reads {WEIGHTS_FORMAT!r} versions {', '.join(WEIGHTS_VERSIONS_READ)}")
     try:  # its checksum matched: exported so by rsnet or forged, but not readable
         tensors = load(data)
         config, class_names = json.loads(metadata["config"]), json.loads(metadata["class_names"])
     except Exception as exc:
         raise CheckpointError(f"{path} cannot be read: {' '.join(str(exc).split())[:300]}") from exc
+    if metadata.get("data") == TRAINED_ON_A_FOLDER and data_root is None:
+        raise CheckpointError(f"{path} was trained on a W-TALC folder, which shared weights do not record: "
+                              f"pass --data-root ROOT, the folder holding {config.get('dataset')}/")
     parts = {part: {name.split(".", 1)[1]: value for name, value in tensors.items() if name.startswith(part + ".")}
              for part in ("model", "bank")}
     return TrainedModel(config, parts["model"], parts["bank"], class_names)

@@ -151,33 +151,34 @@ def exported(tiny_root, tmp_path_factory):
     return ckpt, weights
 
 
-def _predictions(ckpt, out):
-    assert inference.main(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
+def _predictions(ckpt, out, *flags):
+    assert inference.main(["--checkpoint", str(ckpt), "--out", str(out), *flags]) == 0
     with np.load(out, allow_pickle=True) as saved:
         return saved["vid_preds"], list(saved["frm_preds"])
 
 
-def test_exported_weights_predict_bit_for_bit_as_the_checkpoint(exported, tmp_path):
+def test_exported_weights_predict_bit_for_bit_as_the_checkpoint(exported, tiny_root, tmp_path):
     ckpt, weights = exported
-    run, shared = checkpoint.load_run(ckpt), checkpoint.load_trained(weights)
+    run, shared = checkpoint.load_run(ckpt), checkpoint.load_trained(weights, data_root=str(tiny_root))
     assert int(run["bank"]["count"].sum()) > 0
-    assert shared.class_names == WTALCDataset(shared.config["data_root"]).annotations.class_names
+    assert shared.class_names == WTALCDataset(tiny_root).annotations.class_names
     for part in ("model", "bank"):
         assert shared._asdict()[part].keys() == run[part].keys()
         for name, value in run[part].items():
             assert value.dtype == shared._asdict()[part][name].dtype and torch.equal(value, shared._asdict()[part][name])
-    assert shared.config == json.loads(json.dumps({**run["config"], "device": "cpu"}))
+    local = checkpoint.LOCAL_CONFIG_KEYS
+    assert shared.config == json.loads(json.dumps({k: v for k, v in run["config"].items() if k not in local} | {"device": "cpu"}))
     scores, cas = _predictions(ckpt, tmp_path / "run.npz")
-    shared_scores, shared_cas = _predictions(weights, tmp_path / "shared.npz")
+    shared_scores, shared_cas = _predictions(weights, tmp_path / "shared.npz", "--data-root", str(tiny_root))
     assert scores.tobytes() == shared_scores.tobytes()
     assert len(cas) == len(shared_cas) and all(a.tobytes() == b.tobytes() for a, b in zip(cas, shared_cas))
 
 
-def test_diagnose_reads_exported_weights_as_the_checkpoint(exported, capsys):
+def test_diagnose_reads_exported_weights_as_the_checkpoint(exported, tiny_root, capsys):
     printed = []
     for path in exported:
         capsys.readouterr()
-        assert diagnose.main(["--checkpoint", str(path)]) == 0
+        assert diagnose.main(["--checkpoint", str(path), "--data-root", str(tiny_root)]) == 0
         printed.append(capsys.readouterr().out)
     assert printed[0] == printed[1] and "average mAP, all branches" in printed[0]  # the bank is filled
 
@@ -211,12 +212,36 @@ def test_safetensors_not_exported_by_rskp_are_refused(exported, tmp_path):
         checkpoint.load_trained(path)
 
 
-def test_weights_of_other_classes_than_the_dataset_are_refused(exported, tmp_path):
-    shared = checkpoint.load_trained(exported[1])
+def test_weights_of_other_classes_than_the_dataset_are_refused(exported, tiny_root, tmp_path):
+    shared = checkpoint.load_trained(exported[1], data_root=str(tiny_root))
     path = tmp_path / "model.safetensors"
     checkpoint.save_weights(shared._replace(class_names=shared.class_names[::-1]), path)
     with pytest.raises(CheckpointError, match=f"{path} was trained on other classes"):
-        train.restore(path, "cpu")
+        train.restore(path, "cpu", str(tiny_root))
+
+
+def test_shared_weights_name_no_local_folder_and_ask_for_the_data_root(exported, tiny_root, tmp_path, capsys,
+                                                                       monkeypatch):
+    """A run's checkpoint.pt keeps its folders; its exported weights keep none of them (the data
+    root, the run folder, the caches), and a command reading them asks for --data-root in one line.
+    Weights of the synthetic data need none; weights of version 1 (which kept the folders) still load."""
+    ckpt, weights = exported
+    assert str(tiny_root).encode() in ckpt.read_bytes() and str(tiny_root).encode() not in weights.read_bytes()
+    assert str(ckpt.parent).encode() not in weights.read_bytes()
+    assert inference.main(["--checkpoint", str(weights), "--out", str(tmp_path / "p.npz")]) == 2
+    assert capsys.readouterr().err == (f"error: {weights} was trained on a W-TALC folder, which shared weights do not "
+                                       f"record: pass --data-root ROOT, the folder holding Thumos14reduced/\n")
+    run = checkpoint.load_trained(ckpt)
+    synthetic = tmp_path / "synthetic.safetensors"
+    checkpoint.save_weights(run._replace(config={**run.config, "data_root": None}), synthetic)
+    assert checkpoint.load_trained(synthetic).config["preset"] == run.config["preset"]
+    monkeypatch.setattr(checkpoint, "weights_metadata", lambda trained: {  # what version 1 wrote
+        "format": checkpoint.WEIGHTS_FORMAT, "version": "1", "config": json.dumps(trained.config),
+        "class_names": json.dumps(trained.class_names)})
+    old = tmp_path / "v1.safetensors"
+    checkpoint.save_weights(run._replace(class_names=WTALCDataset(tiny_root).annotations.class_names), old)
+    monkeypatch.undo()
+    assert _predictions(old, tmp_path / "v1.npz")[0].tobytes() == _predictions(ckpt, tmp_path / "run.npz")[0].tobytes()
 
 
 def test_export_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
@@ -291,7 +316,7 @@ def test_inference_reads_a_converted_official_checkpoint(exported, tiny_root, tm
     assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--data-root", str(tiny_root),
                             "--out", str(out)]) == 0
     scores, cas = _predictions(ckpt, tmp_path / "run.npz")
-    converted_scores, converted_cas = _predictions(out, tmp_path / "converted.npz")
+    converted_scores, converted_cas = _predictions(out, tmp_path / "converted.npz", "--data-root", str(tiny_root))
     # the converted config is the default one (test batches of 32 videos, not 4): equal up to rounding
     assert np.allclose(scores, converted_scores, rtol=1e-5, atol=1e-7)
     assert all(np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(cas, converted_cas, strict=True))
@@ -414,7 +439,7 @@ def test_a_checkpoint_of_another_dataset_or_class_count_is_one_line(exported, ti
 
     activitynet = tmp_path / "anet.pkl"
     _official_pkl(activitynet, n_classes=100)
-    shared = checkpoint.load_trained(exported[1])
+    shared = checkpoint.load_trained(exported[1], data_root=str(tiny_root))
     fewer = tmp_path / "fewer.safetensors"
     centres = shared.model["head.class_centres"]
     checkpoint.save_weights(shared._replace(model={**shared.model, "head.class_centres": centres[:11]}, class_names=None), fewer)

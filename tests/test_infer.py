@@ -185,7 +185,7 @@ def test_exported_weights_reproduce_the_runs_map_through_infer_and_evaluate(run,
     proc = subprocess.run([sys.executable, "-m", "rsnet.checkpoint", "export", str(out), "--out", str(weights)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert infer.main(["--checkpoint", str(weights), "--out", str(tmp_path / "d.json")]) == 0
+    assert infer.main(["--checkpoint", str(weights), "--data-root", str(root), "--out", str(tmp_path / "d.json")]) == 0
     assert any(json.loads((tmp_path / "d.json").read_text())["results"].values())
     assert evaluate.main(["--detections", str(tmp_path / "d.json"), "--annotations", str(annotations), "--lenient",
                           "--out", str(tmp_path / "d.out.json")]) == 0
