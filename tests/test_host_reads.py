@@ -89,15 +89,39 @@ def test_an_inter_video_step_reads_only_the_bank_offsets(count_reads, ops):
     assert len(count_reads) == 1 and "rs_kernels/varlen.py" in count_reads[0], count_reads
 
 
+def _warmup_trainer(root: Path, device: str) -> Trainer:
+    """A trainer of 7 tiny videos in steps of 3, in its warm-up for 2 epochs, its features on ``device``."""
+    generate(root, SyntheticSpec(n_train=7, n_test=2, length_scale=0.1), seed=0)
+    cfg = Config(data_root=str(root), embed_dim=32, videos_per_step=3, warmup_epochs=2, device=device)
+    dataset = WTALCDataset(root)
+    dataset.keep_features_on(device)  # as rsnet.train.run does on a GPU
+    return Trainer(cfg, dataset, torch.device(device))
+
+
 def test_a_warmup_epoch_reads_back_once_its_losses(count_reads, tmp_path):
     """Its steps, packing and optimizer included, read nothing back; its end reads the loss sums,
     which also tell a diverged run (test_train)."""
-    root = generate(tmp_path / "tiny", SyntheticSpec(n_train=7, n_test=2, length_scale=0.1), seed=0)
-    cfg = Config(data_root=str(root), embed_dim=32, videos_per_step=3, warmup_epochs=2, device="cpu")
-    trainer = Trainer(cfg, WTALCDataset(root), torch.device("cpu"))
+    trainer = _warmup_trainer(tmp_path / "tiny", "cpu")
     count_reads.clear()  # what building the model read
     trainer.train_epoch(0)
     assert len(count_reads) == 1 and "rsnet/train.py" in count_reads[0], count_reads
+
+
+@pytest.mark.gpu
+def test_gpu_warmup_epoch_syncs_once(tmp_path):
+    """The epoch's only sync is the read of its loss sums: its steps run ahead of the host."""
+    trainer = _warmup_trainer(tmp_path / "tiny", "cuda")
+    trainer.train_epoch(0)  # compile the kernels first
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            trainer.train_epoch(1)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) <= 1, syncs
 
 
 def test_varlen_checks_its_offsets():
