@@ -254,18 +254,18 @@ def summarize(study: Study, base: Config, seeds: list[int], out: Path) -> tuple[
     held-out training videos."""
     columns = [c for c in COLUMNS if c[0] != "held_out" or base.val_fraction > 0]
     lines = [f"{study.title} on {_where(base)}, {len(seeds)} seeds, {base.epochs} epochs (warm-up {base.warmup_epochs}); "
-             "average mAP over the dataset's IoUs.", ""]
+             "average mAP over the dataset's IoUs; each seed's at the last epoch, then mean ± std over the seeds.", ""]
     if study.note:
         lines += [study.note, ""]
-    lines += ["| variant | paper (THUMOS14) | " + " | ".join(header for _, header, _ in columns) + " |",
-              "|---|---|" + "---|" * len(columns)]
+    lines += ["| variant | paper (THUMOS14) | " + " | ".join(f"seed {seed}" for seed in seeds) + " | "
+              + " | ".join(header for _, header, _ in columns) + " |", "|---|---|" + "---|" * (len(seeds) + len(columns))]
     scores = {}
     for variant in study.variants:
         records = [completed(cell_folder(out, base, variant, seed), base.epochs) for seed in seeds]
         scores[variant.name] = {key: [score(r) for r in records] for key, _, score in columns}
         paper = "-" if variant.paper is None else f"{variant.paper:.1f}"
-        lines.append(f"| {variant.name} | {paper} | "
-                     + " | ".join(_mean_std(scores[variant.name][key]) for key, _, _ in columns) + " |")
+        lines.append(f"| {variant.name} | {paper} | " + " | ".join(f"{last:.1f}" for last in scores[variant.name]["last"])
+                     + " | " + " | ".join(_mean_std(scores[variant.name][key]) for key, _, _ in columns) + " |")
     return "\n".join(lines), scores
 
 

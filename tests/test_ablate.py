@@ -42,8 +42,8 @@ def test_table1_runs_each_cell_once_and_reports_mean_and_std(tmp_path, fake_trai
     assert len(fake_training) == 8 * 2
     full = [cfg for cfg, _ in fake_training if cfg.memory_bank and cfg.att_loss]
     assert {c.seed for c in full} == {0, 2} and all(c.intra and c.pseudo_label for c in full)
-    assert "| + memory bank, L_att | 45.1 | 19.0 ± 1.4 | 19.0 ± 1.4 |" in text  # 10+5+2+1 + seed (0, 2)
-    assert "| Baseline, no L_att | 35.6 | 1.0 ± 1.4 | 1.0 ± 1.4 |" in text
+    assert "| + memory bank, L_att | 45.1 | 18.0 | 20.0 | 19.0 ± 1.4 | 19.0 ± 1.4 |" in text  # 10+5+2+1 + seed (0, 2)
+    assert "| Baseline, no L_att | 35.6 | 0.0 | 2.0 | 1.0 ± 1.4 | 1.0 ± 1.4 |" in text
     assert (tmp_path / "table1.md").read_text() == text + "\n"
 
     ablate.ablate("table1", base, seeds=[0, 2], jobs=2)
@@ -60,7 +60,7 @@ def test_the_last_and_the_best_epoch_are_reported_apart(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ablate, "train_cell", falls_after_its_peak)
     text = ablate.ablate("table1", Config(epochs=3, out=str(tmp_path)), seeds=[0], jobs=1)
-    assert "| Baseline, no L_att | 35.6 | 20.0 ± 0.0 | 30.0 ± 0.0 |" in text
+    assert "| Baseline, no L_att | 35.6 | 20.0 | 20.0 ± 0.0 | 30.0 ± 0.0 |" in text
 
 
 def test_with_held_out_videos_the_epoch_they_pick_is_reported_too(tmp_path, monkeypatch, capsys):
@@ -76,9 +76,9 @@ def test_with_held_out_videos_the_epoch_they_pick_is_reported_too(tmp_path, monk
     monkeypatch.setattr(ablate, "train_cell", three_evaluations)
     assert ablate.main(["--baseline", "--epochs", "3", "--val-fraction", "0.1", "--out", str(tmp_path), "--seeds", "0"]) == 0
     text = capsys.readouterr().out
-    assert "| ours, last epoch | ours, best epoch (picked on test) | ours, picked on held-out training videos |" in text
-    assert "| Full model | 45.1 | 26.0 ± 0.0 | 31.0 ± 0.0 | 26.0 ± 0.0 |" in text
-    assert "| Baseline (`--no-intra --no-pseudo-label --no-memory-bank`) | 36.8 | 25.0 ± 0.0 | 30.0 ± 0.0 | 25.0 ± 0.0 |" in text
+    assert "| seed 0 | ours, last epoch | ours, best epoch (picked on test) | ours, picked on held-out training videos |" in text
+    assert "| Full model | 45.1 | 26.0 | 26.0 ± 0.0 | 31.0 ± 0.0 | 26.0 ± 0.0 |" in text
+    assert "| Baseline (`--no-intra --no-pseudo-label --no-memory-bank`) | 36.8 | 25.0 | 25.0 ± 0.0 | 30.0 ± 0.0 | 25.0 ± 0.0 |" in text
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "base-seed0", "baseline.md", "intra-False_memory-bank-False_pseudo-label-False-seed0"]
 
