@@ -7,6 +7,9 @@
   the run has a memory bank), and the ground truth (ambiguous spans apart).
 - ``embedding``: a 2-D projection (PCA) of one video's embedded snippets, coloured by ground
   truth, with its K online representatives and the memory bank's entries of its classes.
+- ``bank``: the supplementary's Figure 7: the memory bank's entries of each class among the
+  dataset's action features (each training video's embedded snippets inside one class's segments,
+  averaged), projected to 2-D (PCA) as ``embedding`` projects them.
 - ``curves``: mAP at each IoU and their average, and the loss terms, over epochs, from the runs'
   ``metrics.jsonl``; several runs are drawn as mean ± std.
 
@@ -197,6 +200,62 @@ def embedding_figure(trainer: Trainer, video: int):
 
 
 # ----------------------------------------------------------------------------------------------
+# the memory bank among the dataset
+
+
+@torch.no_grad()
+def action_features(trainer: Trainer) -> tuple[Tensor, np.ndarray]:
+    """(n, D) each training video's embedded snippets (eval mode, directions) inside the segments of
+    one of its classes, averaged, and (n,) that class: one point per (video, class)."""
+    model, dataset, size = trainer.model.eval(), trainer.dataset, trainer.cfg.test_batch_size
+    features, classes = [], []
+    for start in range(0, len(dataset.train_indices), size):
+        videos = dataset.train_indices[start:start + size]
+        batch = dataset.pack(videos).to(trainer.device)
+        embedded = l2_normalize(model.embed(batch.x).float())
+        offsets = batch.varlen.offsets
+        for video, first, end in zip(videos, offsets, offsets[1:]):
+            labels = snippet_classes(dataset.annotations, video, end - first)
+            for c in np.unique(labels[labels != BACKGROUND]):
+                features.append(embedded[first:end][torch.from_numpy(labels == c).to(embedded.device)].mean(0))
+                classes.append(c)
+    return torch.stack(features) if features else torch.zeros(0, trainer.cfg.embed_dim), np.array(classes, dtype=int)
+
+
+def bank_figure(trainer: Trainer):
+    from matplotlib import colormaps  # present: figure_class() checked it
+
+    if trainer.cfg.bank != "class":
+        raise UserError("the bank picture draws the class-wise memory bank; this run has the video-wise one (--bank video)")
+    annotations, bank = trainer.dataset.annotations, trainer.bank
+    count = bank.count.cpu()
+    if int(count.sum()) == 0:
+        raise UserError("the run's memory bank holds no entry (trained without it, or not past the warm-up): "
+                        "nothing to plot")
+    features, feature_classes = action_features(trainer)
+    entries = torch.cat([bank.bank[c, : int(count[c])] for c in range(len(count))]).float()
+    entry_classes = np.repeat(np.arange(len(count)), count.numpy())
+    xy = pca_2d(l2_normalize(torch.cat([features.to(entries.device), entries]))).cpu().numpy()
+    points, stars = xy[: len(features)], xy[len(features):]
+    fig = figure_class()(figsize=(7.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    palette = colormaps["tab20"]  # 20 colours: past 20 classes (ActivityNet1.2) they repeat, and no legend is drawn
+    drawn = np.unique(np.concatenate([feature_classes, entry_classes]))
+    for c in drawn:
+        color = palette(c % 20)
+        ax.scatter(*points[feature_classes == c].T, s=12, color=color, alpha=0.6)
+        ax.scatter(*stars[entry_classes == c].T, s=150, marker="*", color=color, edgecolor="black",
+                   label=annotations.class_names[c])
+    ax.set_xlabel("principal axis 1")
+    ax.set_ylabel("principal axis 2")
+    ax.set_title(f"memory bank (stars, {len(entries)} entries) among the training videos' action features "
+                 f"(dots, {len(features)})", fontsize="medium")
+    if len(drawn) <= 20:
+        ax.legend(fontsize="x-small", ncol=2, loc="best")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
 # curves over epochs
 
 
@@ -280,12 +339,16 @@ def curves_figure(runs: list[Path]):
 # command line
 
 
-def _add_video_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="OUT/checkpoint.pt of a run, or its weights exported by python -m rsnet.checkpoint export")
     parser.add_argument("--data-root", help="the folder holding the run's dataset (default: the run's own)")
-    parser.add_argument("--video", required=True, help="the video's name, as in the dataset's videoname.npy")
     parser.add_argument("--device", default="cpu")
+
+
+def _add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_run_arguments(parser)
+    parser.add_argument("--video", required=True, help="the video's name, as in the dataset's videoname.npy")
 
 
 @cli.command
@@ -296,6 +359,8 @@ def main(argv: list[str]) -> int:
     _add_video_arguments(commands.add_parser("cas", help="Figure 4 of the supplementary for one video"))
     _add_video_arguments(commands.add_parser("embedding", help="one video's embedded snippets, representatives "
                                                                "and memory-bank entries, projected to 2-D"))
+    _add_run_arguments(commands.add_parser("bank", help="Figure 7 of the supplementary: the memory bank's entries "
+                                                        "among the training videos' action features, projected to 2-D"))
     curves = commands.add_parser("curves", help="mAP and losses over epochs of one run or several (mean ± std)")
     curves.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
                         help="run folders (OUT of python -m rsnet.train); several runs must have the same "
@@ -308,13 +373,15 @@ def main(argv: list[str]) -> int:
     check_out(args.out)
     figure_class()  # a missing matplotlib is an error before any work
     if args.command == "curves":
-        fig = curves_figure(args.runs)
+        fig, source = curves_figure(args.runs), ", ".join(map(str, args.runs))
+    elif args.command == "bank":
+        fig, source = bank_figure(restore(args.checkpoint, args.device, args.data_root)), str(args.checkpoint)
     else:
         trainer = restore(args.checkpoint, args.device, args.data_root)
         video = video_index(trainer.dataset.annotations, args.video)
         fig = (cas_figure if args.command == "cas" else embedding_figure)(trainer, video)
+        source = f"{args.video} of {args.checkpoint}"
     save(fig, args.out, args.dpi)
-    source = ", ".join(map(str, args.runs)) if args.command == "curves" else f"{args.video} of {args.checkpoint}"
     print(f"{args.out}: {args.command} of {source}")
     return 0
 

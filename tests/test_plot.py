@@ -47,6 +47,42 @@ def test_video_pictures(run, tmp_path, capsys, command, suffix):
 
 
 @pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_bank_picture(run, tmp_path, capsys, suffix):
+    _, out, _ = run
+    image = tmp_path / f"bank{suffix}"
+    assert plot.main(["bank", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(image)]) == 0
+    _assert_image(image)
+    assert capsys.readouterr().out.startswith(f"{image}: bank of {out / 'checkpoint.pt'}")
+
+
+def test_the_bank_picture_averages_each_videos_snippets_of_each_class(run):
+    """One point per (training video, class of its segments): the mean direction of its embedded
+    snippets whose middle falls in that class's segments, whatever batch the video is packed in."""
+    _, out, _ = run
+    trainer = train.restore(out / "checkpoint.pt", "cpu")
+    features, classes = plot.action_features(trainer)
+    annotations, want = trainer.dataset.annotations, []
+    for video in trainer.dataset.train_indices:
+        embedded = plot.video_outputs(trainer, video).embedded
+        labels = plot.snippet_classes(annotations, video, len(embedded))
+        directions = embedded / embedded.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        want += [(c, directions[torch.from_numpy(labels == c)].mean(0)) for c in sorted(set(labels) - {plot.BACKGROUND})]
+    assert len(want) > len(trainer.dataset.train_indices) // 2 and classes.tolist() == [c for c, _ in want]
+    assert torch.allclose(features, torch.stack([f for _, f in want]), atol=1e-6)
+
+
+def test_the_bank_picture_of_a_run_without_a_bank_is_one_error_line(run, tmp_path, capsys):
+    root, _, _ = run
+    train.run(_config(root, tmp_path / "no-bank", epochs=1, memory_bank=False))
+    capsys.readouterr()
+    assert plot.main(["bank", "--checkpoint", str(tmp_path / "no-bank" / "checkpoint.pt"),
+                      "--out", str(tmp_path / "b.png")]) == 2
+    assert capsys.readouterr().err == ("error: the run's memory bank holds no entry (trained without it, or not past "
+                                       "the warm-up): nothing to plot\n")
+    assert not (tmp_path / "b.png").exists()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
 def test_curves_of_one_run_and_of_several(run, tmp_path, suffix):
     _, out, _ = run
     assert plot.main(["curves", str(out), "--out", str(tmp_path / f"one{suffix}")]) == 0
