@@ -20,7 +20,9 @@ Every run is ``python -m rsnet.train`` in its own folder of the sweep folder (``
 and the variant's switches on top. The folder is named by the keys the switches change and the
 seed (``memory-bank-False-seed0``, ``base-seed0`` for the full model), so rows of any study that
 train the same configuration (Table 2's full model is Table 3's late fusion, Table 4's model and
-Figure 3's 2 iterations) share one run. A run whose ``metrics.jsonl`` reaches the last epoch is read back, not rerun; an interrupted
+Figure 3's 2 iterations) share one run. A run whose ``metrics.jsonl`` reaches the last epoch is read back, not rerun, if its config.json
+is the cell's config (keys that change nothing aside; else the sweep stops before training, naming
+the keys: a sweep with other flags needs another ``--out``); an interrupted
 one resumes from its checkpoint, so an interrupted sweep continues where it stopped. Runs go side
 by side: one process per visible GPU (``CUDA_VISIBLE_DEVICES``), or on CPU ``--jobs N`` processes
 with the cores split between them. Each study writes a markdown table (the paper's THUMOS14
@@ -44,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cli, metrics
-from .config import Config, add_config_arguments, build_config, to_dict
+from .config import Config, add_config_arguments, build_config, changed_keys, to_dict
 from .errors import UserError
 
 
@@ -205,10 +207,28 @@ def worker_environments(device: str, jobs: int | None) -> list[dict[str, str]]:
     return [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * jobs
 
 
+def check_reusable(cfg: Config) -> None:
+    """A finished run in the cell's folder is read back only if it trained the cell's config: a
+    sweep rerun with other flags (another --data-root, --lr, ...) into the same folder would
+    otherwise report the old runs under the new title."""
+    out = Path(cfg.out)
+    saved = out / "config.json"
+    if not saved.is_file():
+        raise UserError(f"{out} holds a finished metrics.jsonl but no config.json: not a run of rsnet.train")
+    changed = changed_keys(json.loads(saved.read_text()), cfg)
+    if changed:
+        raise UserError(f"{out} holds a finished run of another config ({', '.join(changed)}): give this sweep "
+                        f"another --out, or remove that run")
+
+
 def run_cells(cells: list[Config], environments: list[dict[str, str]]) -> None:
-    """Train the cells not yet finished, len(environments) at a time; every failure is reported at the end."""
+    """Train the cells not yet finished, len(environments) at a time; every failure is reported at the
+    end. Finished runs are checked against their cells before any training starts."""
     unique = {cfg.out: cfg for cfg in cells}  # rows that train the same configuration share its run
     todo = [cfg for cfg in unique.values() if completed(Path(cfg.out), cfg.epochs) is None]
+    for cfg in unique.values():
+        if cfg not in todo:
+            check_reusable(cfg)
     free: queue.Queue[dict[str, str]] = queue.Queue()
     for env in environments:
         free.put(env)

@@ -294,3 +294,17 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 
 def format_config(cfg: Config) -> str:
     return "\n".join(f"  {k:<24} {v}" for k, v in to_dict(cfg).items())
+
+
+# Keys that change nothing a run computes, so a run may continue or be reused under new values.
+# feature_cache: a store holds the W-TALC file's values bit for bit, so where they are read from changes nothing
+KEYS_FREE_ACROSS_RUNS = {"epochs", "out", "device", "eval_every", "checkpoint_every", "tensorboard", "feature_cache"}
+
+
+def changed_keys(saved: dict[str, Any], cfg: Config) -> list[str]:
+    """The keys, free ones aside, whose value in ``cfg`` differs from a run's saved config (its
+    checkpoint's or config.json). A key the saved config lacks came after the run began: its
+    default is what the run did."""
+    current, defaults = to_dict(cfg), to_dict(Config())
+    return [k for k in current if k not in KEYS_FREE_ACROSS_RUNS and saved.get(k, defaults[k]) != current[k]
+            and not (isinstance(current[k], tuple) and tuple(saved.get(k, ())) == current[k])]

@@ -30,7 +30,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint, cli, metrics
-from .config import Config, add_config_arguments, apply_overrides, build_config, format_config, to_dict, validate
+from .config import (Config, add_config_arguments, apply_overrides, build_config, changed_keys, format_config, to_dict,
+                     validate)
 from .data import PackedBatch, WTALCDataset
 from .errors import DataError, DivergedError, UserError
 from .evaluate import PROTOCOL_IOUS, evaluate
@@ -40,9 +41,6 @@ from .memory import MemoryBank
 from .model import RSKP, MemoryRead
 from .variants import VideoBank
 
-# feature_cache: a store holds the W-TALC file's values bit for bit, so where they are read from changes nothing
-CONFIG_KEYS_FREE_ON_RESUME = {"epochs", "out", "device", "eval_every", "checkpoint_every", "tensorboard",
-                              "feature_cache"}
 RUN_FILES = ("checkpoint.pt", metrics.FILE_NAME, "results.md", "config.json")  # what every run writes in OUT
 HELD_OUT_BEST = "checkpoint_held_out_best.pt"  # with --val-fraction: the run at its best epoch on the held-out videos
 OWN_FILES = (*RUN_FILES, HELD_OUT_BEST)  # a folder holding any of these holds a run; --overwrite replaces them
@@ -247,10 +245,7 @@ def restore(path: str | Path, device: str, data_root: str | None = None, checkpo
 
 
 def _check_resume_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
-    current, defaults = to_dict(cfg), to_dict(Config())
-    # a key the saved config lacks came after the run began; its default is what the run did
-    changed = [k for k in current if k not in CONFIG_KEYS_FREE_ON_RESUME and saved.get(k, defaults[k]) != current[k]
-               and not (isinstance(current[k], tuple) and tuple(saved.get(k, ())) == current[k])]
+    changed = changed_keys(saved, cfg)
     if changed:
         raise UserError(f"--resume with a different config than {path} ({', '.join(changed)}): "
                         f"the run would not continue exactly")

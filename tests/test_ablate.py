@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rsnet import ablate
-from rsnet.config import Config, validate
+from rsnet.config import Config, to_dict, validate
 from rsnet.errors import UserError
 from rsnet.synthetic import SyntheticSpec, generate
 
@@ -15,6 +15,7 @@ from rsnet.synthetic import SyntheticSpec, generate
 def _write_metrics(cfg, score):
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(to_dict(cfg)))  # as rsnet.train writes it
     records = [{"epoch": e, "avg": score - (cfg.epochs - e)} for e in range(1, cfg.epochs + 1)]
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -48,6 +49,22 @@ def test_table1_runs_each_cell_once_and_reports_mean_and_std(tmp_path, fake_trai
 
     ablate.ablate("table1", base, seeds=[0, 2], jobs=2)
     assert len(fake_training) == 16, "completed runs must be read back, not retrained"
+
+
+def test_a_finished_run_of_another_config_is_refused_not_reported(tmp_path, fake_training, capsys):
+    """The same sweep folder with another --lr or --data-root: reading the old runs back would report
+    them under the new flags. The sweep stops before training anything; a free key (--device) reuses them."""
+    args = ["--baseline", "--epochs", "2", "--out", str(tmp_path), "--seeds", "0", "1"]
+    assert ablate.main(args) == 0 and len(fake_training) == 4
+    capsys.readouterr()
+    assert ablate.main([*args, "--lr", "0.01", "--data-root", str(tmp_path / "elsewhere")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {tmp_path / 'base-seed0'} holds a finished run of another config (data_root, warmup_epochs, lr, lenient): ")
+    assert len(fake_training) == 4, "nothing may train once a finished run is refused"
+    assert ablate.main([*args, "--device", "cpu"]) == 0 and len(fake_training) == 4
+    (tmp_path / "base-seed1" / "config.json").unlink()
+    assert ablate.main(args) == 2
+    assert "base-seed1 holds a finished metrics.jsonl but no config.json" in capsys.readouterr().err
 
 
 def test_the_last_and_the_best_epoch_are_reported_apart(tmp_path, monkeypatch):
