@@ -8,7 +8,11 @@ any other, and flipping any byte is caught: before the comment it changes the ha
 comment it breaks the hash or its marker. ``load`` checks the hash before unpickling anything,
 then unpickles with ``weights_only=True``: the state holds only tensors, numbers, strings, None
 and containers of them. A run's state (``rsnet.train``) is a dict with the keys ``RUN_KEYS``,
-``format`` = ``RUN_FORMAT`` and ``version`` = ``RUN_VERSION``.
+``format`` = ``RUN_FORMAT`` and ``version`` = ``RUN_VERSION``, then ``RUN_OPTIONAL_KEYS``:
+``class_names``, the dataset's classes in label order, which a command reading the run (and
+``--resume``) checks against the data it is given. Those keys are optional on read: checkpoints
+written before rskp recorded them lack them, load and resume as they did, and only their class
+count is checked.
 
 Weights to share. ``python -m rsnet.checkpoint export RUN_DIR_OR_CKPT --out model.safetensors``
 writes a run's trained model: a safetensors file (no pickle at all) of the model's tensors
@@ -64,6 +68,7 @@ ZIP_END_BYTES = 22  # the end-of-central-directory record without its comment; t
 RUN_FORMAT = "rskp-run"
 RUN_VERSION = 2  # 2: the gradients of a step left open at the end of an epoch ("grads")
 RUN_KEYS = ("format", "version", "epoch", "config", "model", "bank", "optimizer", "rng", "grads", "best", "metrics")
+RUN_OPTIONAL_KEYS = ("class_names",)  # absent from checkpoints written before rskp recorded them
 WEIGHTS_FORMAT = "rskp-weights"
 WEIGHTS_VERSION = "2"  # safetensors metadata values are strings; 2: no local folders in the config ("data")
 WEIGHTS_VERSIONS_READ = ("1", "2")
@@ -185,7 +190,8 @@ class TrainedModel(NamedTuple):
     config: dict[str, Any]  # the run's config keys
     model: dict[str, Tensor]  # RSKP's state_dict
     bank: dict[str, Tensor]  # MemoryBank's state_dict
-    class_names: list[str] | None  # the dataset's classes, in label order; None: not recorded (checkpoint.pt, N.pkl)
+    # the dataset's classes, in label order; None: not recorded (N.pkl, a checkpoint.pt written before rskp recorded them)
+    class_names: list[str] | None
 
 
 CHECKPOINT_FORMATS = ("auto", "official")  # auto: by suffix, signature and keys
@@ -211,8 +217,12 @@ def load_trained(path: str | Path, checkpoint_format: str = "auto", data_root: s
     state_dict = _unsigned_state_dict(data, path)
     if state_dict is not None:
         return official_trained(state_dict, path, data_root)
-    state = _checked_run(_unpickled(_verified(data, path), path), path)
-    return TrainedModel(state["config"], state["model"], state["bank"], None)
+    return run_trained(_checked_run(_unpickled(_verified(data, path), path), path))
+
+
+def run_trained(state: dict[str, Any]) -> TrainedModel:
+    """The trained model of a run's state (its class names None where the run predates them)."""
+    return TrainedModel(state["config"], state["model"], state["bank"], state.get("class_names"))
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
