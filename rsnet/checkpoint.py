@@ -30,7 +30,8 @@ reads the state_dict the published RSKP code saves (``OFFICIAL_KEYS``): an unsig
 unpickles, weights-only, to a dict of tensors alone with one of those keys, or any file with
 ``--checkpoint-format official``. It is mapped onto this model with the default config at the sizes its weights have,
 for the dataset with as many classes; a key or shape that does not fit is an error naming it.
-``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset Thumos14reduced --data-root ROOT --out
+It records no data, so ``--data-root`` (the folder holding its dataset) is required to read it
+and to convert it. ``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset Thumos14reduced --data-root ROOT --out
 model.safetensors`` writes the same mapping as signed safetensors.
 
 Files are written to a temporary file in the same folder, fsynced and renamed over the target,
@@ -234,8 +235,8 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: told apart by suffix, signature and keys; official: the published code's state_dict")
     parser.add_argument("--data-root", default=None,
                         help="W-TALC root holding the checkpoint's dataset (default: the one recorded in checkpoint.pt; "
-                             "exported weights need it where trained on a W-TALC folder; the published code's records "
-                             "none: the synthetic data)")
+                             "exported weights need it where trained on a W-TALC folder, and the published code's "
+                             "checkpoints always: they record none)")
 
 
 def _unsigned_state_dict(data: bytes, path: Path) -> dict[str, Tensor] | None:
@@ -322,7 +323,8 @@ def _verified_weights(data: bytes, path: Path) -> dict[str, str]:
 
 def load_weights(path: str | Path, data_root: str | None = None) -> TrainedModel:
     """The trained model exported by ``save_weights``, its checksum verified; one trained on a
-    W-TALC folder needs ``data_root``, the folder holding its dataset here."""
+    W-TALC folder, or converted from the published code's (no class names: files converted before
+    ``--data-root`` was required say "synthetic"), needs ``data_root``, the folder holding its dataset here."""
     from safetensors.torch import load
 
     path = Path(path)
@@ -338,6 +340,9 @@ def load_weights(path: str | Path, data_root: str | None = None) -> TrainedModel
         config, class_names = json.loads(metadata["config"]), json.loads(metadata["class_names"])
     except Exception as exc:
         raise CheckpointError(f"{path} cannot be read: {' '.join(str(exc).split())[:300]}") from exc
+    if class_names is None and data_root is None:  # what convert writes: the published code's model
+        raise CheckpointError(f"{path} holds a model of the published RSKP code, which records no data: "
+                              f"pass --data-root ROOT, the folder holding {config.get('dataset')}/")
     if metadata.get("data") == TRAINED_ON_A_FOLDER and data_root is None:
         raise CheckpointError(f"{path} was trained on a W-TALC folder, which shared weights do not record: "
                               f"pass --data-root ROOT, the folder holding {config.get('dataset')}/")
@@ -379,7 +384,8 @@ def official_trained(official: dict[str, Any], path: Path, data_root: str | None
                      dataset: str | None = None) -> TrainedModel:
     """The model of the published RSKP code's ``state_dict`` (its ``N.pkl``) as ours: the default
     config for ``dataset`` (default: the one with as many classes as the weights) with the sizes the
-    weights have, an empty memory bank (the published code does not save its bank) and no class names."""
+    weights have, an empty memory bank (the published code does not save its bank) and no class names.
+    The state_dict records no data: ``data_root``, the folder holding the dataset, is required."""
     unknown, missing = sorted(set(official) - set(OFFICIAL_KEYS)), sorted(set(OFFICIAL_KEYS) - set(official))
     if unknown or missing:
         raise CheckpointError(f"{path} is not the published RSKP model's state_dict: "
@@ -401,6 +407,9 @@ def official_trained(official: dict[str, Any], path: Path, data_root: str | None
         if official[key].shape != expected[ours].shape:
             raise CheckpointError(f"{path}: {key} has shape {tuple(official[key].shape)}; {dataset} with "
                                   f"{feature_dim}-d features into {embed_dim}-d needs {tuple(expected[ours].shape)}")
+    if data_root is None:
+        raise CheckpointError(f"{path} is a checkpoint of the published RSKP code, which records no data: "
+                              f"pass --data-root ROOT, the folder holding {dataset}/")
     bank = MemoryBank(DATASETS[dataset].n_classes, cfg.bank_slots, embed_dim).state_dict()
     return TrainedModel(to_dict(cfg), {OFFICIAL_KEYS[key]: value for key, value in official.items()}, bank, None)
 
@@ -428,7 +437,7 @@ def main(argv: list[str]) -> int:
     converting = commands.add_parser("convert", help="a checkpoint of the published RSKP code as .safetensors")
     converting.add_argument("official", type=Path, help="the published code's checkpoint (ckpt/<dataset>/<id>/<epoch>.pkl)")
     converting.add_argument("--dataset", required=True, help=f"the dataset it was trained on: {', '.join(DATASETS)}")
-    converting.add_argument("--data-root", help="the folder holding DATASET/ (default: the synthetic data)")
+    converting.add_argument("--data-root", help="the folder holding DATASET/ (required: the checkpoint records no data)")
     for subcommand in (exporting, converting):
         subcommand.add_argument("--out", required=True, type=Path, help="the file to write (.safetensors)")
         cli.add_debug_flag(subcommand)

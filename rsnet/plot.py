@@ -342,7 +342,8 @@ def curves_figure(runs: list[Path]):
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="OUT/checkpoint.pt of a run, or its weights exported by python -m rsnet.checkpoint export")
-    parser.add_argument("--data-root", help="the folder holding the run's dataset (default: the run's own)")
+    parser.add_argument("--data-root", help="the folder holding the run's dataset (default: the one recorded in "
+                                            "checkpoint.pt; exported weights trained on a W-TALC folder need it)")
     parser.add_argument("--device", default="cpu")
 
 
