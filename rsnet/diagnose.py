@@ -25,8 +25,6 @@ from rs_kernels.varlen import split
 from . import cli
 from .checkpoint import add_checkpoint_arguments
 from .errors import UserError
-from .evaluate import evaluate
-from .inference import predict_split
 from .train import Trainer, restore
 
 
@@ -52,7 +50,8 @@ def assignment_statistics(trainer: Trainer) -> dict[str, float]:
 
 def branch_maps(trainer: Trainer) -> dict[str, float]:
     """Average detection mAP with each fusion of the main (o) and intra-video (m) branches, and with
-    the inter-video branch's second round added (``--branches all``) when the memory bank holds snippets."""
+    the inter-video branch's second round added (``--branches all``) when the memory bank holds
+    snippets: every one under the run's protocol, lenient rule and IoUs (``Trainer.evaluate``)."""
     saved = trainer.model.cfg
     out = {}
     try:
@@ -63,9 +62,7 @@ def branch_maps(trainer: Trainer) -> dict[str, float]:
     finally:
         trainer.model.cfg = saved
     if int(trainer.bank.count.sum()) > 0:
-        dataset = trainer.dataset
-        scores, cas = predict_split(trainer.model, dataset, trainer.device, saved.test_batch_size, "all", trainer.bank)
-        out["all branches"] = evaluate(scores, cas, dataset.annotations, dataset.test_indices, lenient=saved.lenient).avg
+        out["all branches"] = trainer.evaluate(branches="all").avg
     return out
 
 
