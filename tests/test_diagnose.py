@@ -66,3 +66,18 @@ def test_every_row_is_scored_under_the_runs_protocol(tmp_path, capsys):
         trainer.dataset.annotations, trainer.dataset.test_indices, lenient=True)
     assert f"{anet.avg:.1f}" != f"{rskp.avg:.1f}"  # the test tells the protocols apart
     assert rows["all branches"] == f"{anet.avg:.1f}" and rows["fused (paper)"] == f"{trainer.evaluate().avg:.1f}"
+
+
+def test_diagnose_a_run_with_the_video_wise_bank(tmp_path, capsys):
+    """--bank video holds training videos' entries, not classes': the 'all branches' row (the
+    class-wise bank's snippets of the predicted classes) is a note; the other rows are scored."""
+    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
+    out = tmp_path / "run"
+    train.run(Config(data_root=str(root), out=str(out), epochs=1, warmup_epochs=0, eval_every=1, embed_dim=48,
+                     lenient=True, device="cpu", bank="video"))
+    capsys.readouterr()
+    assert diagnose.main(["--checkpoint", str(out / "checkpoint.pt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert list(_rows(lines[2:5])) == ["main only", "fused (paper)", "intra only"]
+    assert lines[5].startswith("average mAP, all branches: not scored: ") and "--bank video" in lines[5]
+    assert len(lines) == 6
