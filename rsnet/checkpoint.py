@@ -8,7 +8,11 @@ any other, and flipping any byte is caught: before the comment it changes the ha
 comment it breaks the hash or its marker. ``load`` checks the hash before unpickling anything,
 then unpickles with ``weights_only=True``: the state holds only tensors, numbers, strings, None
 and containers of them. A run's state (``rsnet.train``) is a dict with the keys ``RUN_KEYS``,
-``format`` = ``RUN_FORMAT`` and ``version`` = ``RUN_VERSION``.
+``format`` = ``RUN_FORMAT`` and ``version`` = ``RUN_VERSION``, then ``RUN_OPTIONAL_KEYS``:
+``class_names``, the dataset's classes in label order, which a command reading the run (and
+``--resume``) checks against the data it is given. Those keys are optional on read: checkpoints
+written before rskp recorded them lack them, load and resume as they did, and only their class
+count is checked.
 
 Weights to share. ``python -m rsnet.checkpoint export RUN_DIR_OR_CKPT --out model.safetensors``
 writes a run's trained model: a safetensors file (no pickle at all) of the model's tensors
@@ -26,7 +30,8 @@ reads the state_dict the published RSKP code saves (``OFFICIAL_KEYS``): an unsig
 unpickles, weights-only, to a dict of tensors alone with one of those keys, or any file with
 ``--checkpoint-format official``. It is mapped onto this model with the default config at the sizes its weights have,
 for the dataset with as many classes; a key or shape that does not fit is an error naming it.
-``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset Thumos14reduced --data-root ROOT --out
+It records no data, so ``--data-root`` (the folder holding its dataset) is required to read it
+and to convert it. ``python -m rsnet.checkpoint convert OFFICIAL.pkl --dataset Thumos14reduced --data-root ROOT --out
 model.safetensors`` writes the same mapping as signed safetensors.
 
 Files are written to a temporary file in the same folder, fsynced and renamed over the target,
@@ -64,6 +69,7 @@ ZIP_END_BYTES = 22  # the end-of-central-directory record without its comment; t
 RUN_FORMAT = "rskp-run"
 RUN_VERSION = 2  # 2: the gradients of a step left open at the end of an epoch ("grads")
 RUN_KEYS = ("format", "version", "epoch", "config", "model", "bank", "optimizer", "rng", "grads", "best", "metrics")
+RUN_OPTIONAL_KEYS = ("class_names",)  # absent from checkpoints written before rskp recorded them
 WEIGHTS_FORMAT = "rskp-weights"
 WEIGHTS_VERSION = "2"  # safetensors metadata values are strings; 2: no local folders in the config ("data")
 WEIGHTS_VERSIONS_READ = ("1", "2")
@@ -185,7 +191,8 @@ class TrainedModel(NamedTuple):
     config: dict[str, Any]  # the run's config keys
     model: dict[str, Tensor]  # RSKP's state_dict
     bank: dict[str, Tensor]  # MemoryBank's state_dict
-    class_names: list[str] | None  # the dataset's classes, in label order; None: not recorded (checkpoint.pt, N.pkl)
+    # the dataset's classes, in label order; None: not recorded (N.pkl, a checkpoint.pt written before rskp recorded them)
+    class_names: list[str] | None
 
 
 CHECKPOINT_FORMATS = ("auto", "official")  # auto: by suffix, signature and keys
@@ -211,8 +218,12 @@ def load_trained(path: str | Path, checkpoint_format: str = "auto", data_root: s
     state_dict = _unsigned_state_dict(data, path)
     if state_dict is not None:
         return official_trained(state_dict, path, data_root)
-    state = _checked_run(_unpickled(_verified(data, path), path), path)
-    return TrainedModel(state["config"], state["model"], state["bank"], None)
+    return run_trained(_checked_run(_unpickled(_verified(data, path), path), path))
+
+
+def run_trained(state: dict[str, Any]) -> TrainedModel:
+    """The trained model of a run's state (its class names None where the run predates them)."""
+    return TrainedModel(state["config"], state["model"], state["bank"], state.get("class_names"))
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,8 +235,8 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: told apart by suffix, signature and keys; official: the published code's state_dict")
     parser.add_argument("--data-root", default=None,
                         help="W-TALC root holding the checkpoint's dataset (default: the one recorded in checkpoint.pt; "
-                             "exported weights need it where trained on a W-TALC folder; the published code's records "
-                             "none: the synthetic data)")
+                             "exported weights need it where trained on a W-TALC folder, and the published code's "
+                             "checkpoints always: they record none)")
 
 
 def _unsigned_state_dict(data: bytes, path: Path) -> dict[str, Tensor] | None:
@@ -312,7 +323,8 @@ def _verified_weights(data: bytes, path: Path) -> dict[str, str]:
 
 def load_weights(path: str | Path, data_root: str | None = None) -> TrainedModel:
     """The trained model exported by ``save_weights``, its checksum verified; one trained on a
-    W-TALC folder needs ``data_root``, the folder holding its dataset here."""
+    W-TALC folder, or converted from the published code's (no class names: files converted before
+    ``--data-root`` was required say "synthetic"), needs ``data_root``, the folder holding its dataset here."""
     from safetensors.torch import load
 
     path = Path(path)
@@ -328,6 +340,9 @@ def load_weights(path: str | Path, data_root: str | None = None) -> TrainedModel
         config, class_names = json.loads(metadata["config"]), json.loads(metadata["class_names"])
     except Exception as exc:
         raise CheckpointError(f"{path} cannot be read: {' '.join(str(exc).split())[:300]}") from exc
+    if class_names is None and data_root is None:  # what convert writes: the published code's model
+        raise CheckpointError(f"{path} holds a model of the published RSKP code, which records no data: "
+                              f"pass --data-root ROOT, the folder holding {config.get('dataset')}/")
     if metadata.get("data") == TRAINED_ON_A_FOLDER and data_root is None:
         raise CheckpointError(f"{path} was trained on a W-TALC folder, which shared weights do not record: "
                               f"pass --data-root ROOT, the folder holding {config.get('dataset')}/")
@@ -369,7 +384,8 @@ def official_trained(official: dict[str, Any], path: Path, data_root: str | None
                      dataset: str | None = None) -> TrainedModel:
     """The model of the published RSKP code's ``state_dict`` (its ``N.pkl``) as ours: the default
     config for ``dataset`` (default: the one with as many classes as the weights) with the sizes the
-    weights have, an empty memory bank (the published code does not save its bank) and no class names."""
+    weights have, an empty memory bank (the published code does not save its bank) and no class names.
+    The state_dict records no data: ``data_root``, the folder holding the dataset, is required."""
     unknown, missing = sorted(set(official) - set(OFFICIAL_KEYS)), sorted(set(OFFICIAL_KEYS) - set(official))
     if unknown or missing:
         raise CheckpointError(f"{path} is not the published RSKP model's state_dict: "
@@ -391,6 +407,9 @@ def official_trained(official: dict[str, Any], path: Path, data_root: str | None
         if official[key].shape != expected[ours].shape:
             raise CheckpointError(f"{path}: {key} has shape {tuple(official[key].shape)}; {dataset} with "
                                   f"{feature_dim}-d features into {embed_dim}-d needs {tuple(expected[ours].shape)}")
+    if data_root is None:
+        raise CheckpointError(f"{path} is a checkpoint of the published RSKP code, which records no data: "
+                              f"pass --data-root ROOT, the folder holding {dataset}/")
     bank = MemoryBank(DATASETS[dataset].n_classes, cfg.bank_slots, embed_dim).state_dict()
     return TrainedModel(to_dict(cfg), {OFFICIAL_KEYS[key]: value for key, value in official.items()}, bank, None)
 
@@ -418,7 +437,7 @@ def main(argv: list[str]) -> int:
     converting = commands.add_parser("convert", help="a checkpoint of the published RSKP code as .safetensors")
     converting.add_argument("official", type=Path, help="the published code's checkpoint (ckpt/<dataset>/<id>/<epoch>.pkl)")
     converting.add_argument("--dataset", required=True, help=f"the dataset it was trained on: {', '.join(DATASETS)}")
-    converting.add_argument("--data-root", help="the folder holding DATASET/ (default: the synthetic data)")
+    converting.add_argument("--data-root", help="the folder holding DATASET/ (required: the checkpoint records no data)")
     for subcommand in (exporting, converting):
         subcommand.add_argument("--out", required=True, type=Path, help="the file to write (.safetensors)")
         cli.add_debug_flag(subcommand)

@@ -2,7 +2,8 @@
 
 Precedence, lowest first: the dataclass defaults, the dataset's defaults (``DATASET_DEFAULTS``,
 for the dataset the run trains on, e.g. ``--dataset ActivityNet1.2``), the synthetic preset's
-overrides (when no ``--data-root`` is given), a ``--config`` YAML or JSON file, then command-line
+overrides (when no ``--data-root`` is given, nor one in the file: its ``data_root: null`` gives
+none), a ``--config`` YAML or JSON file, then command-line
 flags. The dataset itself is whichever of these names it last (a flag, the file, the preset).
 Unknown keys are an error everywhere, so a typo never silently trains the default.
 """
@@ -206,7 +207,7 @@ def build_config(args: argparse.Namespace) -> Config:
     cli = {name: getattr(args, name) for name in FIELD_TYPES if getattr(args, name, None) is not None}
     file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
     preset = None
-    if "data_root" not in cli and "data_root" not in file_values:
+    if cli.get("data_root") is None and file_values.get("data_root") is None:  # a file's null: no data root
         preset = cli.get("preset", file_values.get("preset", Config.preset))
         if preset not in PRESETS:
             raise ConfigError(f"unknown --preset {preset!r}; expected one of {sorted(PRESETS)}")

@@ -7,8 +7,10 @@ Prints, on the run's test split:
 - the mean cosine similarity of a video's embedded snippets to each other and to its representatives;
 - the detection mAP when scoring with the main branch alone, the paper's fusion, and the
   intra-video branch alone (the CAS is always weighted by the main branch's attention), and, when
-  the memory bank holds snippets, with the inter-video branch on the predicted classes' snippets
-  (``--branches all`` of ``rsnet.inference``, docs/design.md "Inference").
+  the class-wise memory bank holds snippets, with the inter-video branch on the predicted classes'
+  snippets (``--branches all`` of ``rsnet.inference``, docs/design.md "Inference"); a run with the
+  video-wise bank (``--bank video``), which holds training videos' entries and no class's, has a
+  note in place of that row.
 """
 from __future__ import annotations
 
@@ -25,8 +27,6 @@ from rs_kernels.varlen import split
 from . import cli
 from .checkpoint import add_checkpoint_arguments
 from .errors import UserError
-from .evaluate import evaluate
-from .inference import predict_split
 from .train import Trainer, restore
 
 
@@ -52,7 +52,8 @@ def assignment_statistics(trainer: Trainer) -> dict[str, float]:
 
 def branch_maps(trainer: Trainer) -> dict[str, float]:
     """Average detection mAP with each fusion of the main (o) and intra-video (m) branches, and with
-    the inter-video branch's second round added (``--branches all``) when the memory bank holds snippets."""
+    the inter-video branch's second round added (``--branches all``) when the class-wise memory bank
+    holds snippets: every one under the run's protocol, lenient rule and IoUs (``Trainer.evaluate``)."""
     saved = trainer.model.cfg
     out = {}
     try:
@@ -62,10 +63,8 @@ def branch_maps(trainer: Trainer) -> dict[str, float]:
             out[name] = trainer.evaluate().avg
     finally:
         trainer.model.cfg = saved
-    if int(trainer.bank.count.sum()) > 0:
-        dataset = trainer.dataset
-        scores, cas = predict_split(trainer.model, dataset, trainer.device, saved.test_batch_size, "all", trainer.bank)
-        out["all branches"] = evaluate(scores, cas, dataset.annotations, dataset.test_indices, lenient=saved.lenient).avg
+    if saved.bank == "class" and int(trainer.bank.count.sum()) > 0:
+        out["all branches"] = trainer.evaluate(branches="all").avg
     return out
 
 
@@ -89,6 +88,9 @@ def main(argv: list[str]) -> int:
           f"representative-snippet {stats['representative_cosine']:.3f} (within a video, mean)")
     for name, avg in branch_maps(trainer).items():
         print(f"average mAP, {name:<14} {avg:.1f}")
+    if cfg.bank == "video":
+        print("average mAP, all branches: not scored: the second round reads the memory bank's snippets of the "
+              "predicted classes, and this run's bank (--bank video) holds training videos' entries, not classes'")
     return 0
 
 

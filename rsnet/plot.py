@@ -4,9 +4,12 @@
   activation sequence inference scores) of each ground-truth class over time, the pseudo-label
   scores of those classes (the target of L_spl: softmax at the training temperature of the
   intra-video branch's logits, mixed with the inter-video branch's as training mixes them when
-  the run has a memory bank), and the ground truth (ambiguous spans apart).
+  the run has a class-wise memory bank), and the ground truth (ambiguous spans apart). The
+  video-wise bank (``--bank video``) pairs each training video with another drawn afresh every
+  epoch, and holds no entry for a test video: its runs' pseudo labels are the intra-video branch's.
 - ``embedding``: a 2-D projection (PCA) of one video's embedded snippets, coloured by ground
-  truth, with its K online representatives and the memory bank's entries of its classes.
+  truth, with its K online representatives and the class-wise memory bank's entries of its
+  classes (none drawn for the video-wise bank, whose entries are training videos', not classes').
 - ``bank``: the supplementary's Figure 7: the memory bank's entries of each class among the
   dataset's action features (each training video's embedded snippets inside one class's segments,
   averaged), projected to 2-D (PCA) as ``embedding`` projects them.
@@ -98,13 +101,21 @@ class VideoOutputs(NamedTuple):
 
 
 def memory_of(trainer: Trainer, labels: Tensor):
-    """The model's read of the memory bank's entries of the video's classes (a read only: the
-    picture leaves the bank as it is), or None when the run has no bank or it holds none of them
-    (the inter-video branch does not run then)."""
-    count = trainer.bank.count[labels[0].bool()]
-    if not (trainer.cfg.memory_bank and int(count.sum()) > 0):
+    """The model's read of the class-wise memory bank's entries of the video's classes (a read only:
+    the picture leaves the bank as it is), or None when the run has no such bank or it holds none of
+    them (the inter-video branch does not run then)."""
+    if not any(len(entries) for _, entries in class_bank_entries(trainer, np.flatnonzero(labels[0].cpu()))):
         return None
     return lambda mu, p_mu: trainer.bank.read(labels)
+
+
+def class_bank_entries(trainer: Trainer, classes) -> list[tuple[int, Tensor]]:
+    """(class, its entries (n, D)) of the class-wise memory bank for each of ``classes``; none when
+    the run has no memory bank or the video-wise one (``--bank video``), which holds no class's."""
+    if not (trainer.cfg.memory_bank and trainer.cfg.bank == "class"):
+        return []
+    bank = trainer.bank
+    return [(int(c), bank.bank[c, : int(bank.count[c])]) for c in classes]
 
 
 @torch.no_grad()
@@ -168,10 +179,10 @@ def pca_2d(points: Tensor) -> Tensor:
 
 
 def embedding_figure(trainer: Trainer, video: int):
-    annotations, bank = trainer.dataset.annotations, trainer.bank
+    annotations = trainer.dataset.annotations
     classes = ground_truth_classes(annotations, video)
     outputs = video_outputs(trainer, video)
-    entries = [(c, bank.bank[c, : int(bank.count[c])]) for c in classes]
+    entries = class_bank_entries(trainer, classes)
     # cosine similarity is what EM attention, the walks and the heads compare: project directions
     parts = [outputs.embedded, outputs.representatives, *(e for _, e in entries)]
     xy = pca_2d(l2_normalize(torch.cat(parts).float())).cpu().numpy()
@@ -342,7 +353,8 @@ def curves_figure(runs: list[Path]):
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="OUT/checkpoint.pt of a run, or its weights exported by python -m rsnet.checkpoint export")
-    parser.add_argument("--data-root", help="the folder holding the run's dataset (default: the run's own)")
+    parser.add_argument("--data-root", help="the folder holding the run's dataset (default: the one recorded in "
+                                            "checkpoint.pt; exported weights trained on a W-TALC folder need it)")
     parser.add_argument("--device", default="cpu")
 
 

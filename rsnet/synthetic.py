@@ -63,7 +63,10 @@ spec and numpy version give identical bytes on a machine (another CPU may round 
 values differently).
 
 CLI: ``python -m rsnet.synthetic --out DIR [--preset default|thumos14-synthetic|
-activitynet1.2-synthetic|activitynet1.2-synthetic-small] [--seed 0] [--annotations DIR]``.
+activitynet1.2-synthetic|activitynet1.2-synthetic-small] [--seed 0] [--annotations DIR]
+[--overwrite]``. It replaces ``DIR/<dataset>/`` when that is a synthetic dataset it wrote before
+(its ``synthetic.json`` says so); any other folder there (real features, the user's files) is
+refused unless ``--overwrite`` says to delete it.
 """
 from __future__ import annotations
 
@@ -91,6 +94,7 @@ DATASET = "Thumos14reduced"  # the default dataset
 FEATURES_FILE = features_file(DATASET)
 ACTIVITYNET = "ActivityNet1.2"
 MANIFEST_FILE = "synthetic.json"
+GENERATOR = "rsnet.synthetic"  # the manifest's "generator": a folder this module wrote, which it may replace
 AMBIGUOUS_FILE = "Ambiguous_test.txt"
 FEATURE_HALF = 1024  # RGB, then flow
 SNIPPET_S = 16 / 25  # one I3D snippet: 16 frames at 25 fps
@@ -729,6 +733,16 @@ def _install(staging: Path, target: Path) -> None:
         os.replace(staging, target)
 
 
+def _is_ours(target: Path) -> bool:
+    """Whether ``target`` is absent, an empty folder, or a dataset this module wrote (its manifest names it)."""
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        return True
+    try:
+        return json.loads((target / MANIFEST_FILE).read_text()).get("generator") == GENERATOR
+    except (OSError, ValueError, AttributeError):  # no manifest, not JSON, not a mapping
+        return False
+
+
 def _resolve(spec_or_preset: SyntheticSpec | str) -> tuple[SyntheticSpec, str | None]:
     if isinstance(spec_or_preset, SyntheticSpec):
         if spec_or_preset.dataset not in DATASETS:
@@ -740,8 +754,10 @@ def _resolve(spec_or_preset: SyntheticSpec | str) -> tuple[SyntheticSpec, str | 
 
 
 def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", seed: int = 0,
-             annotations: str | Path | None = None) -> Path:
-    """Write ROOT/<spec.dataset>/ (replacing any previous one) and return ROOT, the loader's root.
+             annotations: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Write ROOT/<spec.dataset>/ and return ROOT, the loader's root. A synthetic dataset written
+    there before is replaced; any other folder there only with ``overwrite`` (it is deleted): else
+    a UserError, before anything is written.
 
     With ``annotations`` the ground truth and its files come from that W-TALC annotation folder,
     the dataset is the one whose classes and subsets it holds, and the spec's sizes are unused.
@@ -759,8 +775,12 @@ def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", 
         load_annotations(annotations)  # the loader's checks first: a bad folder is a DataError naming it
         classes, layouts = read_layouts(annotations)
         spec = dataclasses.replace(spec, dataset=annotated_dataset(annotations))
-    world = draw_world(spec, classes, _rng(seed, WORLD_STREAM))
     root = Path(root)
+    if not (overwrite or _is_ours(root / spec.dataset)):
+        raise UserError(f"{root / spec.dataset} exists and is not a synthetic dataset written by python -m "
+                        f"rsnet.synthetic (no {MANIFEST_FILE} of its own): refused, since writing there would "
+                        f"delete it; choose another --out, or add --overwrite to replace it")
+    world = draw_world(spec, classes, _rng(seed, WORLD_STREAM))
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.dataset}.partial-"))
     staging.chmod(0o755)  # mkdtemp's 0700 would make a shared cache unreadable to others
@@ -778,7 +798,7 @@ def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", 
                 if (annotations / name).is_file():
                     shutil.copyfile(annotations / name, staging / name)
         manifest = {
-            "generator": "rsnet.synthetic", "version": GENERATOR_VERSION, "preset": preset, "seed": seed,
+            "generator": GENERATOR, "version": GENERATOR_VERSION, "preset": preset, "seed": seed,
             "spec": dataclasses.asdict(spec), "annotations": None if annotations is None else str(annotations),
             "files": _file_digests(staging),
         }
@@ -823,7 +843,7 @@ def ensure_synthetic(cache_dir: str | Path, preset: str = "default", seed: int =
     root = Path(cache_dir) / f"synthetic-{preset}-seed{seed}-{spec.key()}"
     if _is_intact(root / spec.dataset, spec, seed):
         return root
-    return generate(root, preset, seed)
+    return generate(root, preset, seed, overwrite=True)  # the cache's own folder: whatever is there is a broken copy
 
 
 def describe(root: str | Path, dataset: str = DATASET) -> str:
@@ -863,6 +883,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--annotations",
                         help="a W-TALC annotation folder whose ground truth to use (the preset's sizes are unused)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT/<dataset>/ even if it is not a synthetic dataset written by this command "
+                             "(it is deleted: real features, any file there)")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
     if args.seed < 0:
@@ -870,7 +893,7 @@ def main(argv: list[str]) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a file, not a folder")
     started = time.perf_counter()
-    root = generate(args.out, args.preset, args.seed, annotations=args.annotations)
+    root = generate(args.out, args.preset, args.seed, annotations=args.annotations, overwrite=args.overwrite)
     dataset = annotated_dataset(args.annotations) if args.annotations else PRESETS[args.preset].dataset
     source = f"ground truth of {args.annotations}" if args.annotations else "standalone layout"
     print(f"{describe(root, dataset)} Preset {args.preset!r}, seed {args.seed}, {source}; "

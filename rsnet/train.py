@@ -212,9 +212,12 @@ class Trainer:
             "grads": {name: p.grad for name, p in self.model.named_parameters()},  # a step left open
             "best": best,
             "metrics": metrics,
+            "class_names": self.dataset.annotations.class_names,  # a reordered class list is refused on read
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], path: str | Path) -> None:
+        """Continue the run whose state ``checkpoint.load_run`` read from ``path``, on classes it was trained on."""
+        checkpoint.check_classes(checkpoint.run_trained(state), self.dataset.annotations, path)
         self.model.load_state_dict(state["model"])
         self.bank.load_state_dict(state["bank"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -298,7 +301,7 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
     trainer = Trainer(cfg, dataset, device)
     start_epoch, records = 0, []
     if state is not None:
-        trainer.load_state_dict(state)
+        trainer.load_state_dict(state, ckpt_path)
         start_epoch, records = state["epoch"], list(state["metrics"])
         if start_epoch == cfg.epochs and not metrics.is_evaluated(records[-1]):  # --epochs ends where no evaluation was
             records[-1].update(trainer.evaluate().to_dict())

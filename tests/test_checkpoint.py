@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from rsnet import checkpoint, diagnose, inference, train
 from rsnet.checkpoint import CheckpointError
@@ -270,7 +271,7 @@ def _official_layout(model):
     return {OFFICIAL_OF_OURS[name]: value.clone() for name, value in model.state_dict().items()}
 
 
-def test_a_converted_official_checkpoint_predicts_as_the_model_it_holds(tmp_path):
+def test_a_converted_official_checkpoint_predicts_as_the_model_it_holds(tiny_root, tmp_path):
     torch.manual_seed(4)
     cfg = Config(feature_dim=96, embed_dim=40, n_representatives=5, ops="reference")
     original = RSKP(cfg, 20).double().eval()
@@ -278,8 +279,9 @@ def test_a_converted_official_checkpoint_predicts_as_the_model_it_holds(tmp_path
     path.parent.mkdir()
     torch.save(_official_layout(original), path)
     out = tmp_path / "model.safetensors"
-    assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--out", str(out)]) == 0
-    converted = checkpoint.load_trained(out)
+    assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--data-root", str(tiny_root),
+                            "--out", str(out)]) == 0
+    converted = checkpoint.load_trained(out, data_root=str(tiny_root))
     assert converted.config["feature_dim"] == 96 and converted.config["n_representatives"] == 5
     assert converted.class_names is None and int(converted.bank["count"].sum()) == 0
     torch.manual_seed(5)  # other initial weights: only the conversion can make the models agree
@@ -432,6 +434,34 @@ def test_a_pkl_that_would_run_code_is_refused_in_either_format(tiny_root, tmp_pa
                                "--out", str(tmp_path / "p.npz")]) == 2
         assert capsys.readouterr().err.startswith(f"error: {path} {why}")
         assert not canary.exists()
+
+
+def test_the_published_codes_checkpoints_need_the_data_root(tiny_root, tmp_path, capsys):
+    """They record no data: without --data-root, every command reading one, and convert, ask for it
+    in one line (they used to run on the synthetic data, under the dataset's names); so do weights
+    converted before convert required it, which say they were trained on the synthetic data."""
+    path = tmp_path / "200.pkl"
+    _official_pkl(path)
+    asks = f"error: {path} is a checkpoint of the published RSKP code, which records no data: " \
+           f"pass --data-root ROOT, the folder holding Thumos14reduced/\n"
+    out = tmp_path / "model.safetensors"
+    for command in (lambda: diagnose.main(["--checkpoint", str(path)]),
+                    lambda: inference.main(["--checkpoint", str(path), "--out", str(tmp_path / "p.npz")]),
+                    lambda: checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--out", str(out)])):
+        capsys.readouterr()
+        assert command() == 2 and capsys.readouterr().err == asks
+    assert not out.exists() and not (tmp_path / "p.npz").exists()
+    with pytest.raises(CheckpointError, match="records no data"):
+        train.restore(path, "cpu")
+    converted = checkpoint.load_trained(path, data_root=str(tiny_root))
+    checkpoint.save_weights(converted._replace(config={**converted.config, "data_root": None}), out)  # as it was
+    with safe_open(out, "pt") as weights:
+        assert weights.metadata()["data"] == "synthetic"
+    capsys.readouterr()
+    assert diagnose.main(["--checkpoint", str(out)]) == 2
+    assert capsys.readouterr().err == (f"error: {out} holds a model of the published RSKP code, which records no "
+                                       f"data: pass --data-root ROOT, the folder holding Thumos14reduced/\n")
+    assert train.restore(out, "cpu", str(tiny_root)).cfg.data_root == str(tiny_root)
 
 
 def test_a_checkpoint_of_another_dataset_or_class_count_is_one_line(exported, tiny_root, tmp_path, capsys):

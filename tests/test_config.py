@@ -25,6 +25,16 @@ def test_synthetic_preset_applies_without_data_root():
     assert _parse([]).epochs == PRESETS["default"]["epochs"]
 
 
+@pytest.mark.parametrize("text", ["data_root: null\n", "data_root:\n"])
+def test_a_null_data_root_in_the_file_keeps_the_synthetic_preset(tmp_path, text):
+    """data_root: null is no data root: the synthetic preset's overrides apply, as without the key."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    cfg = _parse(["--config", str(path)])
+    assert cfg.data_root is None and cfg == _parse([])
+    assert (cfg.lr, cfg.lenient, cfg.eval_every) == (PRESETS["default"]["lr"], True, PRESETS["default"]["eval_every"])
+
+
 def test_command_line_overrides_file_overrides_defaults(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"lr": 1e-3, "epochs": 7, "intra": False, "memory_bank": False}))

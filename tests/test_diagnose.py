@@ -1,7 +1,8 @@
 """The diagnostic of a trained run: assignment sharpness within its bounds, one mAP per fusion."""
 import pytest
 
-from rsnet import diagnose, train
+from rsnet import diagnose, evaluate, train
+from rsnet.inference import predict_split
 from rsnet.config import Config
 from rsnet.synthetic import SyntheticSpec, generate
 
@@ -41,3 +42,42 @@ def test_identical_centres_give_exactly_uniform_assignments(tmp_path):
     stats = diagnose.assignment_statistics(trainer)
     assert stats["largest_assignment"] == pytest.approx(1 / cfg.n_representatives, abs=1e-6)
     assert stats["normalized_entropy"] == pytest.approx(1.0, abs=1e-6)
+
+
+def _rows(lines):
+    """{row name: its printed average mAP} of diagnose's 'average mAP, NAME  VALUE' lines."""
+    rows = [line.removeprefix("average mAP, ").rsplit(None, 1) for line in lines if line.startswith("average mAP, ")]
+    return {name.strip(): value for name, value in rows}
+
+
+def test_every_row_is_scored_under_the_runs_protocol(tmp_path, capsys):
+    """An ActivityNet-protocol run (IoU 0.5:0.95): the 'all branches' row too, which used to be scored
+    at the rskp protocol's IoUs (0.1:0.7); on this run the two differ."""
+    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
+    out = tmp_path / "run"
+    train.run(Config(data_root=str(root), out=str(out), epochs=2, warmup_epochs=0, eval_every=1, embed_dim=48,
+                     lenient=True, device="cpu", protocol="anet"))
+    capsys.readouterr()
+    assert diagnose.main(["--checkpoint", str(out / "checkpoint.pt")]) == 0
+    rows = _rows(capsys.readouterr().out.splitlines())
+    trainer = train.restore(out / "checkpoint.pt", "cpu")
+    anet, rskp = trainer.evaluate(branches="all"), evaluate.evaluate(*predict_split(
+        trainer.model, trainer.dataset, trainer.device, trainer.cfg.test_batch_size, "all", trainer.bank),
+        trainer.dataset.annotations, trainer.dataset.test_indices, lenient=True)
+    assert f"{anet.avg:.1f}" != f"{rskp.avg:.1f}"  # the test tells the protocols apart
+    assert rows["all branches"] == f"{anet.avg:.1f}" and rows["fused (paper)"] == f"{trainer.evaluate().avg:.1f}"
+
+
+def test_diagnose_a_run_with_the_video_wise_bank(tmp_path, capsys):
+    """--bank video holds training videos' entries, not classes': the 'all branches' row (the
+    class-wise bank's snippets of the predicted classes) is a note; the other rows are scored."""
+    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
+    out = tmp_path / "run"
+    train.run(Config(data_root=str(root), out=str(out), epochs=1, warmup_epochs=0, eval_every=1, embed_dim=48,
+                     lenient=True, device="cpu", bank="video"))
+    capsys.readouterr()
+    assert diagnose.main(["--checkpoint", str(out / "checkpoint.pt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert list(_rows(lines[2:5])) == ["main only", "fused (paper)", "intra only"]
+    assert lines[5].startswith("average mAP, all branches: not scored: ") and "--bank video" in lines[5]
+    assert len(lines) == 6

@@ -223,3 +223,28 @@ def test_the_embedding_shows_the_representatives_of_the_runs_variant(run, tmp_pa
     distances = torch.cdist(outputs.representatives, outputs.embedded)
     assert len(outputs.representatives) == trainer.cfg.n_representatives
     assert (distances.min(dim=1).values == 0).all()  # every one is a snippet of the video
+
+
+def test_the_video_pictures_of_a_run_with_the_video_wise_bank(run, tmp_path, capsys):
+    """--bank video holds training videos' entries, not classes': the pictures draw no bank entry and
+    the pseudo labels are the intra-video branch's; the bank picture is one error line."""
+    root, _, video = run
+    out = tmp_path / "video-bank"
+    train.run(_config(root, out, epochs=1, bank="video"))
+    for command in ("cas", "embedding"):
+        image = tmp_path / f"{command}.png"
+        assert plot.main([command, "--checkpoint", str(out / "checkpoint.pt"), "--video", video,
+                          "--out", str(image)]) == 0
+        _assert_image(image)
+    trainer = train.restore(out / "checkpoint.pt", "cpu")
+    assert int(trainer.bank.filled.sum()) == len(trainer.dataset.train_indices)  # a bank, filled, not drawn
+    index = plot.video_index(trainer.dataset.annotations, video)
+    batch = trainer.dataset.pack([index])
+    assert plot.memory_of(trainer, batch.labels) is None
+    with torch.no_grad():
+        intra_only = trainer.model.eval()(batch.x, batch.varlen, None)
+    want = torch.softmax(plot.pseudo_label_target_logits(intra_only, trainer.cfg) / trainer.cfg.spl_temperature, -1)
+    assert torch.equal(plot.video_outputs(trainer, index).pseudo_labels, want)
+    capsys.readouterr()
+    assert plot.main(["bank", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "b.png")]) == 2
+    assert "--bank video" in capsys.readouterr().err

@@ -195,6 +195,40 @@ def test_a_failed_generation_leaves_the_previous_dataset(small_root, tmp_path, m
     assert [p.name for p in root.iterdir()] == [DATASET], "no staging folder may be left behind"
 
 
+def test_a_folder_not_written_here_is_refused_untouched_unless_overwrite(tmp_path, capsys):
+    """A real dataset (or any folder without this module's manifest) at OUT/<dataset>/ is never
+    deleted unless --overwrite says so; a synthetic dataset written before is replaced as ever."""
+    real = tmp_path / "data" / DATASET
+    real.mkdir(parents=True)
+    (real / FEATURES_FILE).write_bytes(b"real I3D features")
+    (real / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in real.iterdir()}
+    for manifest in (None, "{not json", json.dumps({"generator": "someone else"})):
+        if manifest is not None:
+            (real / synthetic.MANIFEST_FILE).write_text(manifest)
+            before[synthetic.MANIFEST_FILE] = manifest.encode()
+        assert synthetic.main(["--out", str(tmp_path / "data"), "--seed", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {real} exists and is not a synthetic dataset written by python -m "
+                              f"rsnet.synthetic") and "--overwrite" in err and len(err.splitlines()) == 1
+        assert {p.name: p.read_bytes() for p in real.iterdir()} == before
+        assert [p.name for p in (tmp_path / "data").iterdir()] == [DATASET]
+    with pytest.raises(synthetic.UserError, match="--overwrite"):
+        generate(tmp_path / "data", SMALL, seed=1)
+    generate(tmp_path / "data", SMALL, seed=1, overwrite=True)
+    assert files_of(tmp_path / "data") == files_of(generate(tmp_path / "again", SMALL, seed=1))
+    generate(tmp_path / "data", SMALL, seed=2)  # now a synthetic dataset: replaced without --overwrite
+    assert files_of(tmp_path / "data") == files_of(generate(tmp_path / "again", SMALL, seed=2))
+
+
+def test_ensure_synthetic_repairs_a_cache_without_its_manifest(tmp_path, monkeypatch):
+    monkeypatch.setitem(PRESETS, "small", SMALL)
+    root = ensure_synthetic(tmp_path, preset="small", seed=3)
+    intact = files_of(root)
+    (root / DATASET / synthetic.MANIFEST_FILE).unlink()
+    assert files_of(ensure_synthetic(tmp_path, preset="small", seed=3)) == intact
+
+
 def test_the_loader_reads_the_generated_dataset(small_root):
     from rsnet.data import WTALCDataset
 

@@ -2,6 +2,7 @@
 never loses a run or resumes from a damaged or foreign checkpoint."""
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,43 @@ def test_a_run_records_its_feature_cache_and_may_resume_without_it(tiny_root, tm
     assert _metrics(out) == _metrics(tmp_path / "plain")
 
 
+def _reverse_classlist(root):
+    path = root / "Thumos14reduced" / "classlist.npy"
+    np.save(path, np.load(path)[::-1])
+
+
+def test_a_checkpoint_is_refused_on_a_reordered_class_list(tiny_root, tmp_path, capsys):
+    """The run records its class names: data whose classlist.npy lists the same classes in another
+    order (every label would mean another class) is one error line, for a command and for --resume."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    out = tmp_path / "a"
+    train.run(_config(root, out, epochs=1))
+    names = WTALCDataset(root, "Thumos14reduced").annotations.class_names
+    assert checkpoint.load_trained(out / "checkpoint.pt").class_names == names
+    _reverse_classlist(root)
+    capsys.readouterr()
+    assert diagnose.main(["--checkpoint", str(out / "checkpoint.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out / 'checkpoint.pt'} was trained on other classes ({', '.join(names)}) ")
+    assert len(err.splitlines()) == 1
+    with pytest.raises(CheckpointError, match="was trained on other classes"):
+        train.run(_config(root, out, epochs=2), resume=True)
+
+
+def test_a_checkpoint_written_before_class_names_were_recorded_loads_and_resumes_exactly(tiny_root, tmp_path):
+    out = tmp_path / "old"
+    train.run(_config(tiny_root, out, epochs=1))
+    state = checkpoint.load_run(out / "checkpoint.pt")
+    del state["class_names"]
+    checkpoint.save_atomic(state, out / "checkpoint.pt")
+    assert checkpoint.load_trained(out / "checkpoint.pt").class_names is None
+    assert train.restore(out / "checkpoint.pt", "cpu").dataset.n_classes == 20
+    train.run(_config(tiny_root, out, epochs=2), resume=True)
+    train.run(_config(tiny_root, tmp_path / "straight", epochs=2))
+    assert _metrics(out) == _metrics(tmp_path / "straight")
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tiny_root, tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         train.run(_config(tiny_root, tmp_path / "empty"), resume=True)
@@ -154,7 +192,7 @@ def test_resume_restores_the_metrics_from_the_checkpoint(tiny_root, tmp_path):
 def test_checkpoints_load_with_weights_only(tiny_root, tmp_path):
     train.run(_config(tiny_root, tmp_path / "a", epochs=1))
     state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
-    assert tuple(state) == checkpoint.RUN_KEYS and state["format"] == checkpoint.RUN_FORMAT
+    assert tuple(state) == (*checkpoint.RUN_KEYS, *checkpoint.RUN_OPTIONAL_KEYS) and state["format"] == checkpoint.RUN_FORMAT
     assert state["metrics"] == _metrics(tmp_path / "a")
 
 
