@@ -145,12 +145,18 @@ def check_evaluable(annotations: Annotations, indices) -> None:
                             f"it cannot be evaluated")
 
 
+def expected_length(duration: float, snippets_per_second: float) -> tuple[float, float]:
+    """(expected, tolerance) in snippets for a video of ``duration`` seconds: ``check_lengths``
+    accepts a length L iff ``abs(L - expected) <= tolerance`` (LENGTH_TOLERANCE)."""
+    slack, fraction = LENGTH_TOLERANCE
+    expected = duration * snippets_per_second
+    return expected, max(slack, fraction * expected)
+
+
 def check_lengths(annotations: Annotations, indices, lengths, snippets_per_second: float, what: str) -> None:
     """Each video's sequence length is int(duration x snippets_per_second), within LENGTH_TOLERANCE."""
-    slack, fraction = LENGTH_TOLERANCE
     for v, length in zip(np.asarray(indices).tolist(), np.asarray(lengths).tolist()):
-        expected = annotations.durations[v] * snippets_per_second
-        tolerance = max(slack, fraction * expected)
+        expected, tolerance = expected_length(annotations.durations[v], snippets_per_second)
         if abs(length - expected) > tolerance:
             raise DataError(f"video {annotations.video_names[v]}: {what} of {length} snippets, expected "
                             f"{int(expected)} (duration {annotations.durations[v]:.2f} s x {snippets_per_second:g} "

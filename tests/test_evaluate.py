@@ -12,7 +12,8 @@ import pytest
 from helpers import load_bench
 
 from rsnet.data import Annotations, DataError, check_lengths, load_annotations
-from rsnet.evaluate import EvalResult, detections, evaluate, evaluate_detections, main
+from rsnet.errors import UserError
+from rsnet.evaluate import PROTOCOLS, EvalResult, detections, evaluate, evaluate_detections, main
 from rsnet.infer import detections_by_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,6 +311,41 @@ def test_detections_file_order_decides_equal_scores():
     reordered = {v: sorted(d, key=lambda x: (-x["score"], -x["segment"][0])) for v, d in results.items()}
     assert quiet(evaluate_detections, reordered, ann, idx, lenient=True).dmap != ours.dmap
     assert quiet(evaluate_detections, results, ann, idx, lenient=True).dmap == ours.dmap
+
+
+def _ending_in_an_action(durations, extra, factor=25 / 16):
+    """One video per duration, its CAS int(duration x factor) + extra snippets long with an action
+    in its last 3 snippets, and a ground-truth segment there."""
+    lengths = [int(d * factor) + extra for d in durations]
+    ann = make_annotations([[[max(0.0, d - 2 / factor), d]] for d in durations], [[0]] * len(durations), ["a"],
+                           lengths=lengths, factor=factor)
+    ann.durations = np.asarray(durations, dtype=np.float64)
+    cas = [plateaus(n, 2, [(0, max(0, n - 3), n, 0.5)]) for n in lengths]
+    return ann, np.arange(len(durations)), np.full((len(durations), 2), 0.5, np.float32), cas
+
+
+@pytest.mark.parametrize("extra", [0, 1, 2])
+def test_detections_reaching_past_the_end_of_any_accepted_length_are_read(extra):
+    """A proposal's stored end is one snippet past its run, so past the video: a video of a whole
+    number of snippets (3.84 s: 7 x 0.64 = 4.48 s > 3.84 + 0.64 s in floats), and sequences one or
+    two snippets longer than int(duration x 25/16), which the length check accepts."""
+    ann, idx, scores, cas = _ending_in_an_action([k * 16 / 25 for k in range(3, 60)], extra)
+    check_lengths(ann, idx, [len(c) for c in cas], 25 / 16, "CAS")
+    for protocol in PROTOCOLS:
+        ours = quiet(evaluate, scores, cas, ann, idx, protocol=protocol, lenient=True)
+        got = quiet(evaluate_detections, _as_json_results(ann, idx, scores, cas, 25 / 16, protocol), ann, idx,
+                    protocol=protocol, lenient=True)
+        assert got.dmap == ours.dmap and ours.avg > 0
+
+
+def test_detections_past_any_accepted_length_are_refused():
+    """64 s = 100 snippets, accepted up to 110 (10 %): a segment may end at snippet 111, not 112."""
+    ann, idx, _, _ = _ending_in_an_action([64.0], 0)
+    results = {ann.video_names[0]: [{"label": "a", "score": 0.5, "segment": [60.0, 111 * 16 / 25]}]}
+    assert quiet(evaluate_detections, results, ann, idx, lenient=True).avg >= 0
+    results[ann.video_names[0]][0]["segment"][1] = 112 * 16 / 25
+    with pytest.raises(UserError, match=r"video_000 detection 0: segment \[60.0, 71.68\] s is outside the video"):
+        evaluate_detections(results, ann, idx, lenient=True)
 
 
 def test_agrees_on_many_videos_float64_and_more_classes():
