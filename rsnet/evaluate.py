@@ -83,7 +83,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import cli
+from . import cli, outputs
 from .data import Annotations, DataError, check_evaluable, check_lengths, expected_length, load_annotations
 from .errors import UserError
 from .safe_npy import load_npz
@@ -858,9 +858,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--subset", default=None, help="subset to evaluate (default: 'test', else 'validation')")
     parser.add_argument("--iou", type=float, nargs="+", default=None, help="IoU thresholds (default 0.1 ... 0.7)")
     parser.add_argument("--fps-factor", type=float, default=25 / 16, help="snippets per second (25/16; 10/4 for UNT)")
-    parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the result as JSON here (.json; replaced whole, never one of the inputs)")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
+    if args.out is not None:
+        outputs.check_out(args.out, ".json", (args.detections, args.predictions))
     annotations = load_annotations(args.annotations)
     subset = args.subset or _default_subset(annotations)
     indices = annotations.indices(subset)
@@ -879,8 +882,7 @@ def main(argv: list[str]) -> int:
     if args.out is not None:
         record = {**result.to_dict(), "subset": subset, "n_videos": int(len(indices)),
                   "predictions": str(args.detections or args.predictions), "annotations": str(args.annotations)}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        outputs.write(args.out, (json.dumps(record, indent=2) + "\n").encode())
     return 0
 
 

@@ -29,7 +29,7 @@ import torch
 
 from rs_kernels.varlen import Varlen
 
-from . import cli
+from . import cli, outputs
 from .checkpoint import add_checkpoint_arguments
 from .data import PackedBatch
 from .errors import DataError, UserError
@@ -133,15 +133,13 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--frames-per-snippet and --fps must be positive, got {args.frames_per_snippet}, {args.fps}")
     if args.max_per_video is not None and args.max_per_video < 1:
         raise UserError(f"--max-per-video must be at least 1, got {args.max_per_video}")
-    if args.out.suffix != ".json":
-        raise UserError(f"--out {args.out} must end in .json")
+    outputs.check_out(args.out, ".json", (args.checkpoint, args.features))
     class_names, names, scores, cas, protocol = _predict(args)
     per_video = detections_by_video(scores, cas, class_names, args.frames_per_snippet / args.fps, args.max_per_video,
                                     protocol)
     record = {"version": FORMAT_VERSION, "results": dict(zip(names, per_video)),
               "external_data": {"used": False, "details": f"RSKP detections of {args.checkpoint}"}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record) + "\n")
+    outputs.write(args.out, (json.dumps(record) + "\n").encode())
     print(f"{args.out}: {sum(map(len, per_video))} detections of {len(names)} videos")
     return 0
 

@@ -10,6 +10,7 @@ be exported weights or the published RSKP code's ``N.pkl`` (``rsnet.checkpoint.l
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from rs_kernels.varlen import Varlen
 
-from . import cli
+from . import cli, outputs
 from .checkpoint import add_checkpoint_arguments
 from .data import WTALCDataset
 from .errors import UserError
@@ -112,9 +113,12 @@ def add_branches_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def save_predictions(path: Path, scores: np.ndarray, cas: list[np.ndarray]) -> None:
+    """The predictions as ``rsnet.evaluate --predictions`` reads them, written atomically."""
     frames = np.empty(len(cas), dtype=object)
     frames[:] = cas
-    np.savez(path, vid_preds=scores, frm_preds=frames, vid_lens=np.array([len(c) for c in cas], dtype=np.int64))
+    archive = io.BytesIO()
+    np.savez(archive, vid_preds=scores, frm_preds=frames, vid_lens=np.array([len(c) for c in cas], dtype=np.int64))
+    outputs.write(path, archive.getvalue())
 
 
 @cli.command
@@ -127,14 +131,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--device", default="cpu")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    if args.out.suffix != ".npz":
-        raise UserError(f"--out {args.out} must end in .npz (numpy would add the suffix itself)")
+    outputs.check_out(args.out, ".npz", (args.checkpoint,))
     from .train import restore  # rsnet.train imports this module
 
     trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
     scores, cas = predict_split(trainer.model, trainer.dataset, trainer.device, trainer.cfg.test_batch_size,
                                 args.branches, trainer.bank)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     save_predictions(args.out, scores, cas)
     lenient = " --lenient" if trainer.cfg.lenient else ""  # as the run scored itself
     print(f"{args.out}: predictions for the {len(cas)} test videos of {args.checkpoint}; score them with "

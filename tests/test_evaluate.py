@@ -472,6 +472,49 @@ def test_cli_validation_subset_anet_and_errors(tmp_path, capsys):
     assert main(["--predictions", str(tmp_path / "nope.npz"), "--annotations", str(tmp_path / "ann")]) == 2
 
 
+def test_cli_out_is_checked_before_the_evaluation(tmp_path, capsys):
+    """A folder, another suffix, or the detections file being scored: one error line before any
+    table is printed (the evaluation did not run), the input left as it was."""
+    ann, idx, scores, cas = synthetic_case(3)
+    _write_wtalc_folder(tmp_path / "ann", ann)
+    _write_predictions(tmp_path / "p.npz", scores, cas)
+    detections = tmp_path / "d.json"
+    detections.write_text(json.dumps({"results": _as_json_results(ann, idx, scores, cas, 25 / 16)}))
+    before = detections.read_text()
+    (tmp_path / "folder.json").mkdir()
+    annotations = ["--annotations", str(tmp_path / "ann")]
+    for given, out, message in [
+            (["--predictions", str(tmp_path / "p.npz")], tmp_path / "folder.json", "is a folder"),
+            (["--predictions", str(tmp_path / "p.npz")], tmp_path / "r.npz", "must end in .json"),
+            (["--detections", str(detections)], detections, f"is the input {detections}"),
+            (["--detections", str(detections)], tmp_path / "." / "d.json", "is the input"),
+            (["--detections", str(detections)], tmp_path / "p.npz" / "r.json", "is a file, not a folder")]:
+        capsys.readouterr()
+        assert main([*given, *annotations, "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.startswith(f"error: --out {out}") and message in captured.err
+        assert len(captured.err.splitlines()) == 1
+    assert detections.read_text() == before
+
+
+def test_cli_out_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The result goes to a temporary file renamed over --out: a write that fails leaves the
+    previous result as it was, and no temporary file."""
+    ann, idx, scores, cas = synthetic_case(3)
+    _write_wtalc_folder(tmp_path / "ann", ann)
+    _write_predictions(tmp_path / "p.npz", scores, cas)
+    out = tmp_path / "r.json"
+    out.write_text("previous")
+
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        quiet(main, ["--predictions", str(tmp_path / "p.npz"), "--annotations", str(tmp_path / "ann"), "--out", str(out)])
+    assert out.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["ann", "p.npz", "r.json"]
+
+
 def test_cli_on_the_test_vectors(shared_data, tmp_path):
     out = tmp_path / "r.json"
     code = quiet(main, ["--predictions", str(shared_data / "eval-vectors" / "preds_a.npz"),

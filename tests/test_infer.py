@@ -130,6 +130,29 @@ def test_bad_inputs_are_one_error_line(run, tmp_path, capsys):
     assert not (tmp_path / "d.json").exists()
 
 
+def test_out_is_checked_before_the_work_and_replaced_whole(run, tmp_path, capsys, monkeypatch):
+    """rsnet.infer's detections and rsnet.inference's predictions: a folder as --out is one error
+    line; a write that fails leaves the previous file as it was, and no temporary file."""
+    _, out, _ = run
+    ckpt = ["--checkpoint", str(out / "checkpoint.pt")]
+    for command, name in ((infer, "d.json"), (inference, "p.npz")):
+        (tmp_path / name).mkdir()
+        assert command.main([*ckpt, "--out", str(tmp_path / name)]) == 2
+        assert _error(capsys) == f"error: --out {tmp_path / name} is a folder; give the {name[1:]} file to write"
+        (tmp_path / name).rmdir()
+        (tmp_path / name).write_text("previous")
+
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", failing_fsync)
+    for command, name in ((infer, "d.json"), (inference, "p.npz")):
+        with pytest.raises(OSError, match="No space left"):
+            command.main([*ckpt, "--out", str(tmp_path / name)])
+        assert (tmp_path / name).read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "p.npz"]
+
+
 @pytest.fixture
 def detections_file(run, tmp_path):
     _, out, annotations = run
