@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -832,6 +833,21 @@ def load_detections(path: Path) -> dict:
 
 # ----------------------------------------------------------------------------------------------
 # command line
+
+
+def command_line(given: list[str], annotations: Path | str, subset: str | None, protocol: str, lenient: bool,
+                 fps_factor: float = 25 / 16) -> str:
+    """The ``python -m rsnet.evaluate`` command that scores ``given`` (``["--predictions", P]`` or
+    ``["--detections", D]``) of the videos of ``subset`` (None: the evaluator's default) as a
+    training run of this protocol and leniency scores itself: the protocol's thresholds
+    (``PROTOCOL_IOUS``, not the evaluator's default under anet) at ``fps_factor`` snippets per second."""
+    words = ["python", "-m", "rsnet.evaluate", *map(str, given), "--annotations", str(annotations),
+             *(["--subset", subset] if subset else []), "--protocol", protocol]
+    if PROTOCOL_IOUS[protocol] != DEFAULT_IOUS:
+        words += ["--iou", *map(repr, PROTOCOL_IOUS[protocol])]
+    if fps_factor != 25 / 16:
+        words += ["--fps-factor", repr(fps_factor)]
+    return shlex.join(words + (["--lenient"] if lenient else []))
 
 
 def _default_subset(annotations: Annotations) -> str:

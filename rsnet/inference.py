@@ -24,7 +24,7 @@ from . import cli, outputs
 from .checkpoint import add_checkpoint_arguments
 from .data import WTALCDataset
 from .errors import UserError
-from .evaluate import CLASS_THRESHOLD
+from .evaluate import CLASS_THRESHOLD, command_line
 from .memory import MemoryBank
 from .model import RSKP, Prediction
 
@@ -138,10 +138,11 @@ def main(argv: list[str]) -> int:
     scores, cas = predict_split(trainer.model, trainer.dataset, trainer.device, trainer.cfg.test_batch_size,
                                 args.branches, trainer.bank)
     save_predictions(args.out, scores, cas)
-    lenient = " --lenient" if trainer.cfg.lenient else ""  # as the run scored itself
-    print(f"{args.out}: predictions for the {len(cas)} test videos of {args.checkpoint}; score them with "
-          f"python -m rsnet.evaluate --predictions {args.out} "
-          f"--annotations {trainer.dataset.annotations.folder}{lenient}")
+    cfg = trainer.cfg
+    print(f"{args.out}: predictions for the {len(cas)} test videos of {args.checkpoint}; score them as the run "
+          f"scored itself (the {cfg.protocol} protocol) with")
+    print(command_line(["--predictions", args.out], trainer.dataset.annotations.folder, trainer.dataset.info.test_subset,
+                       cfg.protocol, cfg.lenient))
     return 0
 
 

@@ -2,6 +2,7 @@
 exactly as the run's own predictions are scored; its bad inputs and its cap."""
 import dataclasses
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,19 @@ def run(tmp_path_factory):
     train.run(cfg)
     annotations = train.restore(out / "checkpoint.pt", "cpu").dataset.annotations.folder
     return root, out, annotations
+
+
+@pytest.fixture(scope="module")
+def anet_run(tmp_path_factory):
+    """A tiny ActivityNet1.2 run (its defaults: the anet protocol at 0.5:0.05:0.95, on the
+    validation subset): (data root, run folder)."""
+    root = generate(tmp_path_factory.mktemp("anet"), SyntheticSpec(dataset="ActivityNet1.2", n_train=12, n_test=8,
+                                                                    length_scale=0.1), seed=3)
+    out = tmp_path_factory.mktemp("anet_run")
+    assert train.main(["--data-root", str(root), "--dataset", "ActivityNet1.2", "--out", str(out), "--epochs", "3",
+                       "--warmup-epochs", "1", "--embed-dim", "32", "--videos-per-step", "4", "--max-seqlen", "6",
+                       "--device", "cpu"]) == 0
+    return root, out
 
 
 def _table(capsys) -> str:
@@ -151,6 +165,28 @@ def test_out_is_checked_before_the_work_and_replaced_whole(run, tmp_path, capsys
             command.main([*ckpt, "--out", str(tmp_path / name)])
         assert (tmp_path / name).read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "p.npz"]
+
+
+@pytest.mark.parametrize("which", ["run", "anet_run"])
+def test_printed_evaluate_command_gives_the_runs_own_map(which, request, tmp_path, capsys):
+    """rsnet.inference and rsnet.infer print the rsnet.evaluate command that scores their file as
+    the run scored itself (a lenient rskp run; an anet run, whose thresholds are not the evaluator's
+    default): running it gives the mAP of the run's last evaluation."""
+    out = request.getfixturevalue(which)[1]
+    last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["avg"] > 0
+    protocol = "anet" if which == "anet_run" else "rskp"
+    for command, name in ((inference, "p.npz"), (infer, "d.json")):
+        capsys.readouterr()
+        assert command.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / name)]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert f"the {protocol} protocol" in printed[-2]
+        words = shlex.split(printed[-1])
+        assert words[:3] == ["python", "-m", "rsnet.evaluate"]
+        assert evaluate.main([*words[3:], "--out", str(tmp_path / "scored.json")]) == 0
+        scored = json.loads((tmp_path / "scored.json").read_text())
+        assert scored["protocol"] == protocol and scored["iou"] == list(evaluate.PROTOCOL_IOUS[protocol])
+        assert scored["dmap"] == last["dmap"] and scored["avg"] == last["avg"]
 
 
 @pytest.fixture
