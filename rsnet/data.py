@@ -314,11 +314,11 @@ class WTALCDataset:
         if held_out_fraction > 0 and len(self.held_out_indices) == 0:
             raise DataError(f"a held-out fraction of {held_out_fraction} of {len(self.train_indices)} training videos "
                             f"holds out none")
-        # refused here, not after training: the evaluation checks the same
-        check_evaluable(self.annotations, self.held_out_indices)
-        check_evaluable(self.annotations, self.test_indices)
-        check_lengths(self.annotations, self.test_indices, self.lengths(self.test_indices), SNIPPETS_PER_SECOND,
-                      "features")
+        # refused here, not after training: the evaluation checks the same, the held-out videos'
+        # at the first epoch that evaluates them
+        for evaluated in (self.held_out_indices, self.test_indices):
+            check_evaluable(self.annotations, evaluated)
+            check_lengths(self.annotations, evaluated, self.lengths(evaluated), SNIPPETS_PER_SECOND, "features")
 
     def _subset(self, subset: str) -> np.ndarray:
         indices = self.annotations.indices(subset)

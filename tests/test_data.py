@@ -295,6 +295,20 @@ def test_test_features_of_the_wrong_length_are_refused_at_load(tiny_root):
         WTALCDataset(tiny_root)
 
 
+def test_held_out_features_of_the_wrong_length_are_refused_at_load(tiny_root):
+    """They used to be refused at the first evaluation of the held-out videos, after training."""
+    video = int(WTALCDataset(tiny_root, held_out_fraction=0.34, held_out_seed=1).held_out_indices[0])
+
+    def halve(feats):
+        feats[video] = feats[video][: len(feats[video]) // 2]
+        return feats
+
+    _rewrite_features(tiny_root, halve)
+    WTALCDataset(tiny_root)  # without a held-out fraction, a training video: its length is not evaluated
+    with pytest.raises(DataError, match=f"video {_video_name(tiny_root, video)}: features of"):
+        WTALCDataset(tiny_root, held_out_fraction=0.34, held_out_seed=1)
+
+
 def test_unknown_dataset_name(tiny_root):
     with pytest.raises(DataError, match="unknown dataset"):
         WTALCDataset(tiny_root, dataset="Thumos15")
