@@ -61,12 +61,33 @@ def predict_batches(model: RSKP, batches, device: torch.device, branches: str = 
 
 
 def check_branches(model: RSKP, bank: MemoryBank | None, branches: str) -> None:
-    """A UserError naming why ``branches`` cannot score with this model and bank."""
+    """A UserError naming why ``branches`` cannot score with this model and bank.
+
+    ``all`` adds the branch of a walk of the whole of X toward the class-wise bank's rows of the
+    predicted classes, the inter-video branch of the paper's model (and of ``--representatives
+    topk``, whose walks move the whole of X too). Refused, as that branch would be one the model
+    never trained: ``--bank video`` (its bank has an entry per training video, no rows by class),
+    ``--fusion early`` (no inter-video branch: one walk goes toward the online and the bank's
+    representatives together) and ``--representatives foreground|background`` (their walks move
+    only that part of X, the rest added back after)."""
     if branches not in BRANCHES:
         raise UserError(f"--branches {branches!r}: expected one of {', '.join(BRANCHES)}")
-    if branches == "all" and not model.cfg.intra:
+    if branches != "all":
+        return
+    cfg = model.cfg
+    if not cfg.intra:
         raise UserError("--branches all: the model has no intra-video branch (trained with --no-intra)")
-    if branches == "all" and (bank is None or int(bank.count.sum()) == 0):
+    if cfg.bank != "class":
+        raise UserError(f"--branches all needs the class-wise memory bank (it reads the rows of the predicted classes); "
+                        f"the model was trained with --bank {cfg.bank}: use --branches intra or main")
+    if cfg.fusion != "late":
+        raise UserError(f"--branches all adds an inter-video branch, which a model trained with --fusion {cfg.fusion} "
+                        f"does not have (one walk toward the online and the bank's representatives joined): "
+                        f"use --branches intra or main")
+    if cfg.representatives in ("foreground", "background"):
+        raise UserError(f"--branches all walks the whole of X toward the bank's rows; a model trained with "
+                        f"--representatives {cfg.representatives} walks only that part of X: use --branches intra or main")
+    if bank is None or int(bank.count.sum()) == 0:
         raise UserError("--branches all reads the memory bank, and the checkpoint's is empty (the published "
                         "RSKP code's checkpoints carry none): use --branches intra or main")
 

@@ -2,6 +2,7 @@
 exactly as the run's own predictions are scored; its bad inputs and its cap."""
 import dataclasses
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from rsnet import evaluate, infer, inference, official_style, train
 from rsnet.checkpoint import OFFICIAL_KEYS
 from rsnet.config import Config
 from rsnet.data import PackedBatch
+from rsnet.errors import UserError
 from rsnet.evaluate import CLASS_THRESHOLD
 from rsnet.memory import MemoryBank
 from rsnet.model import RSKP
@@ -353,3 +355,44 @@ def test_branches_flag_of_infer_and_inference(run, tmp_path, capsys):
                        "--out", str(tmp_path / "o.json")]) == 2
     assert _error(capsys).startswith("error: --branches all reads the memory bank, and the checkpoint's is empty")
     assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("variant, refused", [
+    ({}, None), ({"representatives": "topk"}, None),
+    ({"fusion": "early"}, "--branches all adds an inter-video branch, which a model trained with --fusion early does not have"),
+    ({"representatives": "foreground"}, "--representatives foreground walks only that part of X"),
+    ({"representatives": "background"}, "--representatives background walks only that part of X"),
+], ids=["paper", "topk", "early-fusion", "foreground", "background"])
+def test_all_branches_only_for_models_that_trained_their_inter_video_walk(variant, refused):
+    """--branches all walks the whole of X toward the bank's rows: the inter-video branch the paper's
+    model and the topk representatives trained (the same logits), which early fusion and the
+    foreground or background representatives never did (one error line)."""
+    model, videos, varlen, bank = _branch_setup(seed=3)
+    model.cfg = dataclasses.replace(model.cfg, **variant)
+    x = torch.cat(videos)
+    rows = bank.read(torch.ones(len(LENGTHS), N_CLASSES, dtype=torch.bool))
+    walked_whole = model.head(model.propagate(model.embed(x), varlen, *rows), varlen, model.cfg.ops)
+    trained = model(x, varlen, memory=lambda mu, p_mu: rows).inter
+    if refused is None:
+        inference.check_branches(model, bank, "all")
+        assert rel_error(walked_whole.logits, trained.logits) <= 1e-12
+    else:
+        with pytest.raises(UserError, match=re.escape(refused)):
+            inference.check_branches(model, bank, "all")
+        assert trained is None or rel_error(walked_whole.logits, trained.logits) > 1e-3
+
+
+def test_all_branches_of_a_video_wise_bank_is_one_error_line(run, tmp_path, capsys):
+    """It used to end in AttributeError: 'VideoBank' object has no attribute 'count'."""
+    root, _, _ = run
+    out = tmp_path / "run"
+    train.run(Config(data_root=str(root), out=str(out), epochs=1, warmup_epochs=0, embed_dim=48, videos_per_step=3,
+                     test_batch_size=4, bank="video", device="cpu"))
+    for command, name in ((infer, "d.json"), (inference, "p.npz")):
+        capsys.readouterr()
+        assert command.main(["--checkpoint", str(out / "checkpoint.pt"), "--branches", "all",
+                             "--out", str(tmp_path / name)]) == 2
+        assert _error(capsys) == ("error: --branches all needs the class-wise memory bank (it reads the rows of the "
+                                  "predicted classes); the model was trained with --bank video: use --branches intra or main")
+        assert not (tmp_path / name).exists()
+
