@@ -91,10 +91,11 @@ def load_annotations(folder: str | Path) -> Annotations:
     def class_indices(labels, v: int, source: str) -> np.ndarray:
         if isinstance(labels, (str, bytes)) or not np.iterable(labels):
             raise DataError(f"{folder / source}: video {video_names[v]} has {labels!r}, not a list of class names")
-        unknown = [_text(label) for label in labels if _text(label) not in class_index]
+        names = [_text(label) for label in labels]
+        unknown = [name for name in names if name not in class_index]
         if unknown:
             raise DataError(f"{folder / source}: video {video_names[v]} has label {unknown[0]!r}, not in classlist.npy")
-        return np.array([class_index[_text(label)] for label in labels], dtype=np.int64)
+        return np.array([class_index[name] for name in names], dtype=np.int64)
 
     segments, segment_labels = [], []
     video_labels = np.zeros((n_videos, len(class_names)), dtype=np.float32)
