@@ -77,37 +77,42 @@ def load_annotations(folder: str | Path) -> Annotations:
     if not folder.is_dir():
         raise DataError(f"annotation folder not found: {folder}")
     raw = {name: load_npy(folder / f"{name}.npy") for name in ANNOTATION_FILES}
+    for name, arr in raw.items():
+        if np.ndim(arr) == 0:
+            raise DataError(f"{folder / (name + '.npy')} holds a single value, not a list")
     n_videos = len(raw["videoname"])
     for name, arr in raw.items():
         if name != "classlist" and len(arr) != n_videos:
             raise DataError(f"{folder / (name + '.npy')} has {len(arr)} entries but videoname.npy has {n_videos}")
     class_names = [_text(c) for c in raw["classlist"]]
     class_index = {c: i for i, c in enumerate(class_names)}
-
-    def to_index(label, video: int, source: str) -> int:
-        label = _text(label)
-        if label not in class_index:
-            raise DataError(f"{folder / source}: video {video} has label {label!r}, not in classlist.npy")
-        return class_index[label]
-
     video_names = [_text(n) for n in raw["videoname"]]
+
+    def class_indices(labels, v: int, source: str) -> np.ndarray:
+        if isinstance(labels, (str, bytes)) or not np.iterable(labels):
+            raise DataError(f"{folder / source}: video {video_names[v]} has {labels!r}, not a list of class names")
+        names = [_text(label) for label in labels]
+        unknown = [name for name in names if name not in class_index]
+        if unknown:
+            raise DataError(f"{folder / source}: video {video_names[v]} has label {unknown[0]!r}, not in classlist.npy")
+        return np.array([class_index[name] for name in names], dtype=np.int64)
+
     segments, segment_labels = [], []
     video_labels = np.zeros((n_videos, len(class_names)), dtype=np.float32)
     for v in range(n_videos):
-        segs = _segments(raw["segments"][v], folder / "segments.npy", video_names[v])
-        labs = np.array([to_index(lab, v, "labels.npy") for lab in raw["labels"][v]], dtype=np.int64)
+        segs = _segments(raw["segments"][v], f"{folder / 'segments.npy'}: video {video_names[v]}")
+        labs = class_indices(raw["labels"][v], v, "labels.npy")
         if len(segs) != len(labs):
             raise DataError(f"{folder}: video {video_names[v]} has {len(segs)} segments but {len(labs)} segment labels")
         segments.append(segs)
         segment_labels.append(labs)
-        for lab in raw["labels_all"][v]:
-            video_labels[v, to_index(lab, v, "labels_all.npy")] = 1.0
+        video_labels[v, class_indices(raw["labels_all"][v], v, "labels_all.npy")] = 1.0
     return Annotations(
         folder=folder,
         class_names=class_names,
         video_names=video_names,
         subsets=[_text(s) for s in raw["subset"]],
-        durations=np.asarray(raw["duration"], dtype=np.float64).reshape(n_videos),
+        durations=_durations(raw["duration"], folder / "duration.npy", video_names),
         segments=segments,
         segment_labels=segment_labels,
         video_labels=video_labels,
@@ -115,19 +120,37 @@ def load_annotations(folder: str | Path) -> Annotations:
     )
 
 
-def _segments(value, path: Path, video: str) -> np.ndarray:
-    """One video's (n, 2) segments in seconds; a segment must be finite and not end before it starts
-    (zero-length ones exist in ActivityNet1.2 and count, as in the official evaluators)."""
+def _numbers(value, shape: tuple[int, ...], problem: str) -> np.ndarray:
+    """``value`` as float64 of ``shape`` (-1 as in reshape), or a DataError saying ``problem``."""
     try:
-        segs = np.asarray(value, dtype=np.float64).reshape(-1, 2)
+        return np.asarray(value, dtype=np.float64).reshape(shape)
     except (TypeError, ValueError):
-        raise DataError(f"{path}: video {video} has segments that are not (start, end) pairs of numbers") from None
+        raise DataError(problem) from None
+
+
+def _segments(value, where: str) -> np.ndarray:
+    """(n, 2) segments in seconds of one video (``where``: the file and the video, or the line); a
+    segment must be finite and not end before it starts (zero-length ones exist in ActivityNet1.2
+    and count, as in the official evaluators)."""
+    segs = _numbers(value, (-1, 2), f"{where} has segments that are not (start, end) pairs of numbers")
     bad = ~np.isfinite(segs).all(axis=1) | (segs[:, 1] < segs[:, 0])
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: video {video} has segment {k} = [{segs[k, 0]}, {segs[k, 1]}] s, "
+        raise DataError(f"{where} has segment {k} = [{segs[k, 0]}, {segs[k, 1]}] s, "
                         f"which ends before it starts or is not finite")
     return segs
+
+
+def _durations(value, path: Path, video_names: list[str]) -> np.ndarray:
+    """(V,) seconds, one positive number per video (W-TALC stores them as (V, 1))."""
+    n = len(video_names)
+    durations = _numbers(value, (n,), f"{path} has shape {np.shape(value)}: expected one duration in seconds per "
+                                      f"video, ({n},) or ({n}, 1) numbers")
+    bad = ~(np.isfinite(durations) & (durations > 0))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: video {video_names[k]} has duration {durations[k]}; expected a positive number of seconds")
+    return durations
 
 
 def check_evaluable(annotations: Annotations, indices) -> None:
@@ -145,12 +168,18 @@ def check_evaluable(annotations: Annotations, indices) -> None:
                             f"it cannot be evaluated")
 
 
+def expected_length(duration: float, snippets_per_second: float) -> tuple[float, float]:
+    """(expected, tolerance) in snippets for a video of ``duration`` seconds: ``check_lengths``
+    accepts a length L iff ``abs(L - expected) <= tolerance`` (LENGTH_TOLERANCE)."""
+    slack, fraction = LENGTH_TOLERANCE
+    expected = duration * snippets_per_second
+    return expected, max(slack, fraction * expected)
+
+
 def check_lengths(annotations: Annotations, indices, lengths, snippets_per_second: float, what: str) -> None:
     """Each video's sequence length is int(duration x snippets_per_second), within LENGTH_TOLERANCE."""
-    slack, fraction = LENGTH_TOLERANCE
     for v, length in zip(np.asarray(indices).tolist(), np.asarray(lengths).tolist()):
-        expected = annotations.durations[v] * snippets_per_second
-        tolerance = max(slack, fraction * expected)
+        expected, tolerance = expected_length(annotations.durations[v], snippets_per_second)
         if abs(length - expected) > tolerance:
             raise DataError(f"video {annotations.video_names[v]}: {what} of {length} snippets, expected "
                             f"{int(expected)} (duration {annotations.durations[v]:.2f} s x {snippets_per_second:g} "
@@ -161,15 +190,19 @@ def _load_ambiguous(path: Path) -> dict[str, np.ndarray]:
     """``name  start end`` lines; an absent file means no ambiguous segments."""
     if not path.is_file():
         return {}
-    spans: dict[str, list[tuple[float, float]]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not a text file ({exc.reason} at byte {exc.start})") from None
+    spans: dict[str, list[np.ndarray]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 3:
             raise DataError(f"{path}:{number}: expected 'name start end', got {line!r}")
-        spans.setdefault(fields[0], []).append((float(fields[1]), float(fields[2])))
-    return {name: np.array(s, dtype=np.float64) for name, s in spans.items()}
+        spans.setdefault(fields[0], []).append(_segments(fields[1:], f"{path}:{number}: video {fields[0]}"))
+    return {name: np.concatenate(s) for name, s in spans.items()}
 
 
 def load_features(path: Path, n_videos: int, feature_dim: int = FEATURE_DIM) -> list[np.ndarray]:
@@ -282,11 +315,11 @@ class WTALCDataset:
         if held_out_fraction > 0 and len(self.held_out_indices) == 0:
             raise DataError(f"a held-out fraction of {held_out_fraction} of {len(self.train_indices)} training videos "
                             f"holds out none")
-        # refused here, not after training: the evaluation checks the same
-        check_evaluable(self.annotations, self.held_out_indices)
-        check_evaluable(self.annotations, self.test_indices)
-        check_lengths(self.annotations, self.test_indices, self.lengths(self.test_indices), SNIPPETS_PER_SECOND,
-                      "features")
+        # refused here, not after training: the evaluation checks the same, the held-out videos'
+        # at the first epoch that evaluates them
+        for evaluated in (self.held_out_indices, self.test_indices):
+            check_evaluable(self.annotations, evaluated)
+            check_lengths(self.annotations, evaluated, self.lengths(evaluated), SNIPPETS_PER_SECOND, "features")
 
     def _subset(self, subset: str) -> np.ndarray:
         indices = self.annotations.indices(subset)

@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -83,8 +84,8 @@ from typing import Sequence
 
 import numpy as np
 
-from . import cli
-from .data import Annotations, DataError, check_evaluable, check_lengths, load_annotations
+from . import cli, outputs
+from .data import Annotations, DataError, check_evaluable, check_lengths, expected_length, load_annotations
 from .errors import UserError
 from .safe_npy import load_npz
 
@@ -740,9 +741,11 @@ def evaluate_detections(results: dict, annotations: Annotations, indices, protoc
     order, which is where ``np.argsort`` puts equal scores: in ``rsnet.infer``'s order the result is
     the one ``evaluate`` gives on the same predictions. Detections of classes that no evaluated
     video has in its ground truth, and of videos without ground truth, are not scored (the
-    protocol proposes none there). Unknown or missing videos, unknown labels, segments outside
-    [0, duration + one snippet] (``rsnet.infer`` writes whole snippets, the last of which may end
-    after the video) and empty ones (start >= end) are UserErrors naming them.
+    protocol proposes none there). Unknown or missing videos, unknown labels, segments outside the
+    video and empty ones (start >= end) are UserErrors naming them. Outside the video: a start
+    before 0, or an end past what a proposal of the longest sequence ``check_lengths`` accepts for
+    the video can reach (its length + 1 snippet: the stored end carries one snippet past the run),
+    so every file ``rsnet.infer`` writes for predictions ``evaluate`` accepts is read.
     """
     ious = _validate(protocol, iou_thresholds, fps_factor)
     idx = np.asarray(indices, dtype=np.int64)
@@ -775,16 +778,20 @@ def _read_detections(results, annotations: Annotations, idx: np.ndarray, ev: _Ev
     rows = []  # (class rank, video, s, e, score), in the file's order within each (video, class)
     for name, dets in results.items():
         v = int(idx[position[name]])
-        limit = annotations.durations[v] + 1 / fps_factor
+        expected, tolerance = expected_length(annotations.durations[v], fps_factor)
         if not isinstance(dets, list):
             raise UserError(f"detections of video {name} must be a list, got {type(dets).__name__}")
         for n, det in enumerate(dets):
             label, score, (start, end) = _detection_fields(det, f"video {name} detection {n}")
             if label not in annotations.class_names:
                 raise UserError(f"video {name} detection {n}: unknown label {label!r} (not in the annotations' classlist)")
-            if not (0 <= start and end <= limit):
+            # In snippets, as the segment is read back: a proposal's stored end is one past its run,
+            # so at most the sequence's length + 1, and the length may be any check_lengths accepts
+            # (seconds compared with seconds would refuse some of them by a rounding of t x fps_factor).
+            if start < 0 or int(np.rint(end * fps_factor)) - 1 - expected > tolerance:
                 raise UserError(f"video {name} detection {n}: segment [{start}, {end}] s is outside the video "
-                                f"([0, {annotations.durations[v]:.2f}] s + one snippet)")
+                                f"(duration {annotations.durations[v]:.2f} s: {int(expected)} snippets, tolerance "
+                                f"{tolerance:.0f}, + the one snippet a proposal's end carries)")
             if start >= end:
                 raise UserError(f"video {name} detection {n}: segment [{start}, {end}] s is empty (start >= end)")
             j = video_of.get(position[name])
@@ -828,6 +835,21 @@ def load_detections(path: Path) -> dict:
 # command line
 
 
+def command_line(given: list[str], annotations: Path | str, subset: str | None, protocol: str, lenient: bool,
+                 fps_factor: float = 25 / 16) -> str:
+    """The ``python -m rsnet.evaluate`` command that scores ``given`` (``["--predictions", P]`` or
+    ``["--detections", D]``) of the videos of ``subset`` (None: the evaluator's default) as a
+    training run of this protocol and leniency scores itself: the protocol's thresholds
+    (``PROTOCOL_IOUS``, not the evaluator's default under anet) at ``fps_factor`` snippets per second."""
+    words = ["python", "-m", "rsnet.evaluate", *map(str, given), "--annotations", str(annotations),
+             *(["--subset", subset] if subset else []), "--protocol", protocol]
+    if PROTOCOL_IOUS[protocol] != DEFAULT_IOUS:
+        words += ["--iou", *map(repr, PROTOCOL_IOUS[protocol])]
+    if fps_factor != 25 / 16:
+        words += ["--fps-factor", repr(fps_factor)]
+    return shlex.join(words + (["--lenient"] if lenient else []))
+
+
 def _default_subset(annotations: Annotations) -> str:
     subsets = set(annotations.subsets)
     if "test" in subsets:
@@ -852,9 +874,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--subset", default=None, help="subset to evaluate (default: 'test', else 'validation')")
     parser.add_argument("--iou", type=float, nargs="+", default=None, help="IoU thresholds (default 0.1 ... 0.7)")
     parser.add_argument("--fps-factor", type=float, default=25 / 16, help="snippets per second (25/16; 10/4 for UNT)")
-    parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the result as JSON here (.json; replaced whole, never one of the inputs)")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
+    if args.out is not None:
+        outputs.check_out(args.out, ".json", (args.detections, args.predictions))
     annotations = load_annotations(args.annotations)
     subset = args.subset or _default_subset(annotations)
     indices = annotations.indices(subset)
@@ -873,8 +898,7 @@ def main(argv: list[str]) -> int:
     if args.out is not None:
         record = {**result.to_dict(), "subset": subset, "n_videos": int(len(indices)),
                   "predictions": str(args.detections or args.predictions), "annotations": str(args.annotations)}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        outputs.write(args.out, (json.dumps(record, indent=2) + "\n").encode())
     return 0
 
 

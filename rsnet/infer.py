@@ -15,7 +15,9 @@ and writes ``{"version", "results": {video_id: [{"label", "score", "segment": [s
 ActivityNet1.2 default, also proposes each video's best class when none reaches 0.1), best first per video, snippet bounds turned into seconds at
 ``--frames-per-snippet`` / ``--fps`` (16 frames at 25 fps). ``python -m rsnet.evaluate
 --detections detections.json --annotations DIR`` scores the file as the evaluator scores the
-predictions themselves. ``--max-per-video N`` keeps the N best of each video.
+predictions themselves; the command printed after the file is written names the protocol the
+detections were proposed under and scores them under it, with the thresholds and leniency the
+run scored itself with. ``--max-per-video N`` keeps the N best of each video.
 """
 from __future__ import annotations
 
@@ -29,11 +31,11 @@ import torch
 
 from rs_kernels.varlen import Varlen
 
-from . import cli
+from . import cli, outputs
 from .checkpoint import add_checkpoint_arguments
 from .data import PackedBatch
 from .errors import DataError, UserError
-from .evaluate import PROTOCOLS, best_class_of, proposals
+from .evaluate import PROTOCOLS, best_class_of, command_line, proposals
 from .inference import add_branches_argument, predict_batches, predict_split
 from .safe_npy import load_npy
 from .train import restore
@@ -87,10 +89,8 @@ def packed(features: list[np.ndarray], batch_size: int):
                           labels=torch.zeros(len(videos), 0), index=torch.arange(start, start + len(videos)))
 
 
-def _predict(args) -> tuple[list[str], list[str], np.ndarray, list[np.ndarray], str]:
-    """(class names, video ids, video scores, CAS, protocol) of the videos the flags name; the
-    protocol is --protocol or the checkpoint's."""
-    trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
+def _predict(args, trainer) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
+    """(video ids, video scores, CAS) of the videos the flags name."""
     model, device, batch_size = trainer.model, trainer.device, trainer.cfg.test_batch_size
     scoring = (args.branches, trainer.bank)
     annotations = trainer.dataset.annotations
@@ -106,7 +106,20 @@ def _predict(args) -> tuple[list[str], list[str], np.ndarray, list[np.ndarray], 
             raise DataError(f"{annotations.folder}/subset.npy has no video of split {args.split!r}")
         names = [annotations.video_names[v] for v in indices]
         scores, cas = predict_batches(model, trainer.dataset.batches_in_order(indices, batch_size), device, *scoring)
-    return list(annotations.class_names), names, scores, cas, args.protocol or trainer.cfg.protocol
+    return names, scores, cas
+
+
+def _how_to_score(args, trainer, protocol: str) -> str:
+    """What the detections were proposed under, and the rsnet.evaluate command that scores them so
+    (the protocol's thresholds, the run's leniency); ANNOTATIONS stands for the folder of --features videos."""
+    dataset = trainer.dataset
+    if args.features is not None:
+        annotations, subset = "ANNOTATIONS", None
+    else:
+        annotations, subset = dataset.annotations.folder, args.split or dataset.info.test_subset
+    command = command_line(["--detections", args.out], annotations, subset, protocol, trainer.cfg.lenient,
+                           args.fps / args.frames_per_snippet)
+    return f"proposed under the {protocol} protocol; score them under it with\n{command}"
 
 
 @cli.command
@@ -133,16 +146,17 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--frames-per-snippet and --fps must be positive, got {args.frames_per_snippet}, {args.fps}")
     if args.max_per_video is not None and args.max_per_video < 1:
         raise UserError(f"--max-per-video must be at least 1, got {args.max_per_video}")
-    if args.out.suffix != ".json":
-        raise UserError(f"--out {args.out} must end in .json")
-    class_names, names, scores, cas, protocol = _predict(args)
-    per_video = detections_by_video(scores, cas, class_names, args.frames_per_snippet / args.fps, args.max_per_video,
-                                    protocol)
+    outputs.check_out(args.out, ".json", (args.checkpoint, args.features))
+    trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
+    protocol = args.protocol or trainer.cfg.protocol
+    names, scores, cas = _predict(args, trainer)
+    per_video = detections_by_video(scores, cas, trainer.dataset.annotations.class_names,
+                                    args.frames_per_snippet / args.fps, args.max_per_video, protocol)
     record = {"version": FORMAT_VERSION, "results": dict(zip(names, per_video)),
               "external_data": {"used": False, "details": f"RSKP detections of {args.checkpoint}"}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record) + "\n")
-    print(f"{args.out}: {sum(map(len, per_video))} detections of {len(names)} videos")
+    outputs.write(args.out, (json.dumps(record) + "\n").encode())
+    print(f"{args.out}: {sum(map(len, per_video))} detections of {len(names)} videos, "
+          f"{_how_to_score(args, trainer, protocol)}")
     return 0
 
 

@@ -10,6 +10,7 @@ be exported weights or the published RSKP code's ``N.pkl`` (``rsnet.checkpoint.l
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -19,11 +20,11 @@ from torch import Tensor
 
 from rs_kernels.varlen import Varlen
 
-from . import cli
+from . import cli, outputs
 from .checkpoint import add_checkpoint_arguments
 from .data import WTALCDataset
 from .errors import UserError
-from .evaluate import CLASS_THRESHOLD
+from .evaluate import CLASS_THRESHOLD, command_line
 from .memory import MemoryBank
 from .model import RSKP, Prediction
 
@@ -60,12 +61,33 @@ def predict_batches(model: RSKP, batches, device: torch.device, branches: str = 
 
 
 def check_branches(model: RSKP, bank: MemoryBank | None, branches: str) -> None:
-    """A UserError naming why ``branches`` cannot score with this model and bank."""
+    """A UserError naming why ``branches`` cannot score with this model and bank.
+
+    ``all`` adds the branch of a walk of the whole of X toward the class-wise bank's rows of the
+    predicted classes, the inter-video branch of the paper's model (and of ``--representatives
+    topk``, whose walks move the whole of X too). Refused, as that branch would be one the model
+    never trained: ``--bank video`` (its bank has an entry per training video, no rows by class),
+    ``--fusion early`` (no inter-video branch: one walk goes toward the online and the bank's
+    representatives together) and ``--representatives foreground|background`` (their walks move
+    only that part of X, the rest added back after)."""
     if branches not in BRANCHES:
         raise UserError(f"--branches {branches!r}: expected one of {', '.join(BRANCHES)}")
-    if branches == "all" and not model.cfg.intra:
+    if branches != "all":
+        return
+    cfg = model.cfg
+    if not cfg.intra:
         raise UserError("--branches all: the model has no intra-video branch (trained with --no-intra)")
-    if branches == "all" and (bank is None or int(bank.count.sum()) == 0):
+    if cfg.bank != "class":
+        raise UserError(f"--branches all needs the class-wise memory bank (it reads the rows of the predicted classes); "
+                        f"the model was trained with --bank {cfg.bank}: use --branches intra or main")
+    if cfg.fusion != "late":
+        raise UserError(f"--branches all adds an inter-video branch, which a model trained with --fusion {cfg.fusion} "
+                        f"does not have (one walk toward the online and the bank's representatives joined): "
+                        f"use --branches intra or main")
+    if cfg.representatives in ("foreground", "background"):
+        raise UserError(f"--branches all walks the whole of X toward the bank's rows; a model trained with "
+                        f"--representatives {cfg.representatives} walks only that part of X: use --branches intra or main")
+    if bank is None or int(bank.count.sum()) == 0:
         raise UserError("--branches all reads the memory bank, and the checkpoint's is empty (the published "
                         "RSKP code's checkpoints carry none): use --branches intra or main")
 
@@ -112,9 +134,12 @@ def add_branches_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def save_predictions(path: Path, scores: np.ndarray, cas: list[np.ndarray]) -> None:
+    """The predictions as ``rsnet.evaluate --predictions`` reads them, written atomically."""
     frames = np.empty(len(cas), dtype=object)
     frames[:] = cas
-    np.savez(path, vid_preds=scores, frm_preds=frames, vid_lens=np.array([len(c) for c in cas], dtype=np.int64))
+    archive = io.BytesIO()
+    np.savez(archive, vid_preds=scores, frm_preds=frames, vid_lens=np.array([len(c) for c in cas], dtype=np.int64))
+    outputs.write(path, archive.getvalue())
 
 
 @cli.command
@@ -127,19 +152,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--device", default="cpu")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    if args.out.suffix != ".npz":
-        raise UserError(f"--out {args.out} must end in .npz (numpy would add the suffix itself)")
+    outputs.check_out(args.out, ".npz", (args.checkpoint,))
     from .train import restore  # rsnet.train imports this module
 
     trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
     scores, cas = predict_split(trainer.model, trainer.dataset, trainer.device, trainer.cfg.test_batch_size,
                                 args.branches, trainer.bank)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     save_predictions(args.out, scores, cas)
-    lenient = " --lenient" if trainer.cfg.lenient else ""  # as the run scored itself
-    print(f"{args.out}: predictions for the {len(cas)} test videos of {args.checkpoint}; score them with "
-          f"python -m rsnet.evaluate --predictions {args.out} "
-          f"--annotations {trainer.dataset.annotations.folder}{lenient}")
+    cfg = trainer.cfg
+    print(f"{args.out}: predictions for the {len(cas)} test videos of {args.checkpoint}; score them as the run "
+          f"scored itself (the {cfg.protocol} protocol) with")
+    print(command_line(["--predictions", args.out], trainer.dataset.annotations.folder, trainer.dataset.info.test_subset,
+                       cfg.protocol, cfg.lenient))
     return 0
 
 

@@ -225,6 +225,50 @@ def test_a_segment_that_ends_before_it_starts_names_the_video(tiny_root):
         load_annotations(tiny_root / "Thumos14reduced")
 
 
+def _ambiguous_line(line):
+    def write(folder):
+        with open(folder / "Ambiguous_test.txt", "a") as f:
+            f.write("\n" + line + "\n")
+    return write
+
+
+def _set_first(name, value):
+    def edit(folder):
+        values = np.load(folder / f"{name}.npy", allow_pickle=True)
+        values[0] = value
+        np.save(folder / f"{name}.npy", values, allow_pickle=True)
+    return edit
+
+
+def _duration(edit):
+    def write(folder):
+        np.save(folder / "duration.npy", edit(np.load(folder / "duration.npy").reshape(-1)))
+    return write
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_ambiguous_line("video_test_0000001 12,5 13.0"),
+     r"Ambiguous_test.txt:\d+: video video_test_0000001 has segments that are not \(start, end\) pairs of numbers"),
+    (_ambiguous_line("video_test_0000001 13.0 12.5"),
+     r"Ambiguous_test.txt:\d+: video video_test_0000001 has segment 0 = \[13.0, 12.5\] s, which ends before it starts"),
+    (lambda folder: (folder / "Ambiguous_test.txt").write_bytes(b"video_test_0000001 1 2\n\xff\xfe 3 4\n"),
+     "Ambiguous_test.txt is not a text file"),
+    (_duration(lambda d: np.stack([d, d], 1)), r"duration.npy has shape \(11, 2\): expected one duration in seconds per video"),
+    (_duration(lambda d: np.where(np.arange(len(d)) == 3, np.nan, d)), r"duration.npy: video \S+ has duration nan"),
+    (_duration(lambda d: np.where(np.arange(len(d)) == 3, 0.0, d)), r"duration.npy: video \S+ has duration 0.0"),
+    (_set_first("labels_all", 3.0), r"labels_all.npy: video \S+ has 3.0, not a list of class names"),
+    (_set_first("labels", b"Diving"), r"labels.npy: video \S+ has b'Diving', not a list of class names"),
+    (lambda folder: np.save(folder / "subset.npy", np.array(b"test")), "subset.npy holds a single value, not a list"),
+], ids=["ambiguous-comma", "ambiguous-reversed", "ambiguous-binary", "duration-pairs", "duration-nan", "duration-zero",
+        "labels_all-number", "labels-string", "subset-scalar"])
+def test_a_malformed_annotation_file_is_named(tiny_root, damage, message):
+    """Each used to be a traceback (ValueError, TypeError) or, for a duration that is not a positive
+    number, a dataset whose length checks pass whatever the lengths."""
+    damage(tiny_root / "Thumos14reduced")
+    with pytest.raises(DataError, match=message):
+        load_annotations(tiny_root / "Thumos14reduced")
+
+
 def test_a_test_video_with_classes_but_no_segment_names_the_video(tiny_root):
     """It used to drop out of the detection mAP silently while counting in the classification mAP."""
     test_video = int(np.flatnonzero(np.load(tiny_root / "Thumos14reduced" / "subset.npy") == b"test")[0])
@@ -249,6 +293,20 @@ def test_test_features_of_the_wrong_length_are_refused_at_load(tiny_root):
     _rewrite_features(tiny_root, halve)
     with pytest.raises(DataError, match=f"video {_video_name(tiny_root, test_video)}: features of"):
         WTALCDataset(tiny_root)
+
+
+def test_held_out_features_of_the_wrong_length_are_refused_at_load(tiny_root):
+    """They used to be refused at the first evaluation of the held-out videos, after training."""
+    video = int(WTALCDataset(tiny_root, held_out_fraction=0.34, held_out_seed=1).held_out_indices[0])
+
+    def halve(feats):
+        feats[video] = feats[video][: len(feats[video]) // 2]
+        return feats
+
+    _rewrite_features(tiny_root, halve)
+    WTALCDataset(tiny_root)  # without a held-out fraction, a training video: its length is not evaluated
+    with pytest.raises(DataError, match=f"video {_video_name(tiny_root, video)}: features of"):
+        WTALCDataset(tiny_root, held_out_fraction=0.34, held_out_seed=1)
 
 
 def test_unknown_dataset_name(tiny_root):

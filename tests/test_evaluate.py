@@ -12,7 +12,8 @@ import pytest
 from helpers import load_bench
 
 from rsnet.data import Annotations, DataError, check_lengths, load_annotations
-from rsnet.evaluate import EvalResult, detections, evaluate, evaluate_detections, main
+from rsnet.errors import UserError
+from rsnet.evaluate import PROTOCOLS, EvalResult, detections, evaluate, evaluate_detections, main
 from rsnet.infer import detections_by_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,6 +313,41 @@ def test_detections_file_order_decides_equal_scores():
     assert quiet(evaluate_detections, results, ann, idx, lenient=True).dmap == ours.dmap
 
 
+def _ending_in_an_action(durations, extra, factor=25 / 16):
+    """One video per duration, its CAS int(duration x factor) + extra snippets long with an action
+    in its last 3 snippets, and a ground-truth segment there."""
+    lengths = [int(d * factor) + extra for d in durations]
+    ann = make_annotations([[[max(0.0, d - 2 / factor), d]] for d in durations], [[0]] * len(durations), ["a"],
+                           lengths=lengths, factor=factor)
+    ann.durations = np.asarray(durations, dtype=np.float64)
+    cas = [plateaus(n, 2, [(0, max(0, n - 3), n, 0.5)]) for n in lengths]
+    return ann, np.arange(len(durations)), np.full((len(durations), 2), 0.5, np.float32), cas
+
+
+@pytest.mark.parametrize("extra", [0, 1, 2])
+def test_detections_reaching_past_the_end_of_any_accepted_length_are_read(extra):
+    """A proposal's stored end is one snippet past its run, so past the video: a video of a whole
+    number of snippets (3.84 s: 7 x 0.64 = 4.48 s > 3.84 + 0.64 s in floats), and sequences one or
+    two snippets longer than int(duration x 25/16), which the length check accepts."""
+    ann, idx, scores, cas = _ending_in_an_action([k * 16 / 25 for k in range(3, 60)], extra)
+    check_lengths(ann, idx, [len(c) for c in cas], 25 / 16, "CAS")
+    for protocol in PROTOCOLS:
+        ours = quiet(evaluate, scores, cas, ann, idx, protocol=protocol, lenient=True)
+        got = quiet(evaluate_detections, _as_json_results(ann, idx, scores, cas, 25 / 16, protocol), ann, idx,
+                    protocol=protocol, lenient=True)
+        assert got.dmap == ours.dmap and ours.avg > 0
+
+
+def test_detections_past_any_accepted_length_are_refused():
+    """64 s = 100 snippets, accepted up to 110 (10 %): a segment may end at snippet 111, not 112."""
+    ann, idx, _, _ = _ending_in_an_action([64.0], 0)
+    results = {ann.video_names[0]: [{"label": "a", "score": 0.5, "segment": [60.0, 111 * 16 / 25]}]}
+    assert quiet(evaluate_detections, results, ann, idx, lenient=True).avg >= 0
+    results[ann.video_names[0]][0]["segment"][1] = 112 * 16 / 25
+    with pytest.raises(UserError, match=r"video_000 detection 0: segment \[60.0, 71.68\] s is outside the video"):
+        evaluate_detections(results, ann, idx, lenient=True)
+
+
 def test_agrees_on_many_videos_float64_and_more_classes():
     ann, idx, scores, cas = synthetic_case(100, n_videos=30, n_classes=8, quantum=0.005, max_len=200, dtype=np.float64)
     ours = quiet(evaluate, scores, cas, ann, idx, iou_thresholds=[0.15, 0.5, 0.75])
@@ -434,6 +470,49 @@ def test_cli_validation_subset_anet_and_errors(tmp_path, capsys):
     assert main(args + ["--subset", "training"]) == 2  # other videos than the predictions
     assert "video_scores has shape" in capsys.readouterr().err
     assert main(["--predictions", str(tmp_path / "nope.npz"), "--annotations", str(tmp_path / "ann")]) == 2
+
+
+def test_cli_out_is_checked_before_the_evaluation(tmp_path, capsys):
+    """A folder, another suffix, or the detections file being scored: one error line before any
+    table is printed (the evaluation did not run), the input left as it was."""
+    ann, idx, scores, cas = synthetic_case(3)
+    _write_wtalc_folder(tmp_path / "ann", ann)
+    _write_predictions(tmp_path / "p.npz", scores, cas)
+    detections = tmp_path / "d.json"
+    detections.write_text(json.dumps({"results": _as_json_results(ann, idx, scores, cas, 25 / 16)}))
+    before = detections.read_text()
+    (tmp_path / "folder.json").mkdir()
+    annotations = ["--annotations", str(tmp_path / "ann")]
+    for given, out, message in [
+            (["--predictions", str(tmp_path / "p.npz")], tmp_path / "folder.json", "is a folder"),
+            (["--predictions", str(tmp_path / "p.npz")], tmp_path / "r.npz", "must end in .json"),
+            (["--detections", str(detections)], detections, f"is the input {detections}"),
+            (["--detections", str(detections)], tmp_path / "." / "d.json", "is the input"),
+            (["--detections", str(detections)], tmp_path / "p.npz" / "r.json", "is a file, not a folder")]:
+        capsys.readouterr()
+        assert main([*given, *annotations, "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.startswith(f"error: --out {out}") and message in captured.err
+        assert len(captured.err.splitlines()) == 1
+    assert detections.read_text() == before
+
+
+def test_cli_out_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The result goes to a temporary file renamed over --out: a write that fails leaves the
+    previous result as it was, and no temporary file."""
+    ann, idx, scores, cas = synthetic_case(3)
+    _write_wtalc_folder(tmp_path / "ann", ann)
+    _write_predictions(tmp_path / "p.npz", scores, cas)
+    out = tmp_path / "r.json"
+    out.write_text("previous")
+
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        quiet(main, ["--predictions", str(tmp_path / "p.npz"), "--annotations", str(tmp_path / "ann"), "--out", str(out)])
+    assert out.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["ann", "p.npz", "r.json"]
 
 
 def test_cli_on_the_test_vectors(shared_data, tmp_path):

@@ -2,6 +2,8 @@
 exactly as the run's own predictions are scored; its bad inputs and its cap."""
 import dataclasses
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ from rsnet import evaluate, infer, inference, official_style, train
 from rsnet.checkpoint import OFFICIAL_KEYS
 from rsnet.config import Config
 from rsnet.data import PackedBatch
+from rsnet.errors import UserError
 from rsnet.evaluate import CLASS_THRESHOLD
 from rsnet.memory import MemoryBank
 from rsnet.model import RSKP
@@ -36,6 +39,19 @@ def run(tmp_path_factory):
     train.run(cfg)
     annotations = train.restore(out / "checkpoint.pt", "cpu").dataset.annotations.folder
     return root, out, annotations
+
+
+@pytest.fixture(scope="module")
+def anet_run(tmp_path_factory):
+    """A tiny ActivityNet1.2 run (its defaults: the anet protocol at 0.5:0.05:0.95, on the
+    validation subset): (data root, run folder)."""
+    root = generate(tmp_path_factory.mktemp("anet"), SyntheticSpec(dataset="ActivityNet1.2", n_train=12, n_test=8,
+                                                                    length_scale=0.1), seed=3)
+    out = tmp_path_factory.mktemp("anet_run")
+    assert train.main(["--data-root", str(root), "--dataset", "ActivityNet1.2", "--out", str(out), "--epochs", "3",
+                       "--warmup-epochs", "1", "--embed-dim", "32", "--videos-per-step", "4", "--max-seqlen", "6",
+                       "--device", "cpu"]) == 0
+    return root, out
 
 
 def _table(capsys) -> str:
@@ -128,6 +144,51 @@ def test_bad_inputs_are_one_error_line(run, tmp_path, capsys):
     message = _error(capsys)
     assert "v1.npy" in message and "(5, 7)" in message
     assert not (tmp_path / "d.json").exists()
+
+
+def test_out_is_checked_before_the_work_and_replaced_whole(run, tmp_path, capsys, monkeypatch):
+    """rsnet.infer's detections and rsnet.inference's predictions: a folder as --out is one error
+    line; a write that fails leaves the previous file as it was, and no temporary file."""
+    _, out, _ = run
+    ckpt = ["--checkpoint", str(out / "checkpoint.pt")]
+    for command, name in ((infer, "d.json"), (inference, "p.npz")):
+        (tmp_path / name).mkdir()
+        assert command.main([*ckpt, "--out", str(tmp_path / name)]) == 2
+        assert _error(capsys) == f"error: --out {tmp_path / name} is a folder; give the {name[1:]} file to write"
+        (tmp_path / name).rmdir()
+        (tmp_path / name).write_text("previous")
+
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", failing_fsync)
+    for command, name in ((infer, "d.json"), (inference, "p.npz")):
+        with pytest.raises(OSError, match="No space left"):
+            command.main([*ckpt, "--out", str(tmp_path / name)])
+        assert (tmp_path / name).read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "p.npz"]
+
+
+@pytest.mark.parametrize("which", ["run", "anet_run"])
+def test_printed_evaluate_command_gives_the_runs_own_map(which, request, tmp_path, capsys):
+    """rsnet.inference and rsnet.infer print the rsnet.evaluate command that scores their file as
+    the run scored itself (a lenient rskp run; an anet run, whose thresholds are not the evaluator's
+    default): running it gives the mAP of the run's last evaluation."""
+    out = request.getfixturevalue(which)[1]
+    last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["avg"] > 0
+    protocol = "anet" if which == "anet_run" else "rskp"
+    for command, name in ((inference, "p.npz"), (infer, "d.json")):
+        capsys.readouterr()
+        assert command.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / name)]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert f"the {protocol} protocol" in printed[-2]
+        words = shlex.split(printed[-1])
+        assert words[:3] == ["python", "-m", "rsnet.evaluate"]
+        assert evaluate.main([*words[3:], "--out", str(tmp_path / "scored.json")]) == 0
+        scored = json.loads((tmp_path / "scored.json").read_text())
+        assert scored["protocol"] == protocol and scored["iou"] == list(evaluate.PROTOCOL_IOUS[protocol])
+        assert scored["dmap"] == last["dmap"] and scored["avg"] == last["avg"]
 
 
 @pytest.fixture
@@ -294,3 +355,44 @@ def test_branches_flag_of_infer_and_inference(run, tmp_path, capsys):
                        "--out", str(tmp_path / "o.json")]) == 2
     assert _error(capsys).startswith("error: --branches all reads the memory bank, and the checkpoint's is empty")
     assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("variant, refused", [
+    ({}, None), ({"representatives": "topk"}, None),
+    ({"fusion": "early"}, "--branches all adds an inter-video branch, which a model trained with --fusion early does not have"),
+    ({"representatives": "foreground"}, "--representatives foreground walks only that part of X"),
+    ({"representatives": "background"}, "--representatives background walks only that part of X"),
+], ids=["paper", "topk", "early-fusion", "foreground", "background"])
+def test_all_branches_only_for_models_that_trained_their_inter_video_walk(variant, refused):
+    """--branches all walks the whole of X toward the bank's rows: the inter-video branch the paper's
+    model and the topk representatives trained (the same logits), which early fusion and the
+    foreground or background representatives never did (one error line)."""
+    model, videos, varlen, bank = _branch_setup(seed=3)
+    model.cfg = dataclasses.replace(model.cfg, **variant)
+    x = torch.cat(videos)
+    rows = bank.read(torch.ones(len(LENGTHS), N_CLASSES, dtype=torch.bool))
+    walked_whole = model.head(model.propagate(model.embed(x), varlen, *rows), varlen, model.cfg.ops)
+    trained = model(x, varlen, memory=lambda mu, p_mu: rows).inter
+    if refused is None:
+        inference.check_branches(model, bank, "all")
+        assert rel_error(walked_whole.logits, trained.logits) <= 1e-12
+    else:
+        with pytest.raises(UserError, match=re.escape(refused)):
+            inference.check_branches(model, bank, "all")
+        assert trained is None or rel_error(walked_whole.logits, trained.logits) > 1e-3
+
+
+def test_all_branches_of_a_video_wise_bank_is_one_error_line(run, tmp_path, capsys):
+    """It used to end in AttributeError: 'VideoBank' object has no attribute 'count'."""
+    root, _, _ = run
+    out = tmp_path / "run"
+    train.run(Config(data_root=str(root), out=str(out), epochs=1, warmup_epochs=0, embed_dim=48, videos_per_step=3,
+                     test_batch_size=4, bank="video", device="cpu"))
+    for command, name in ((infer, "d.json"), (inference, "p.npz")):
+        capsys.readouterr()
+        assert command.main(["--checkpoint", str(out / "checkpoint.pt"), "--branches", "all",
+                             "--out", str(tmp_path / name)]) == 2
+        assert _error(capsys) == ("error: --branches all needs the class-wise memory bank (it reads the rows of the "
+                                  "predicted classes); the model was trained with --bank video: use --branches intra or main")
+        assert not (tmp_path / name).exists()
+

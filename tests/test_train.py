@@ -315,6 +315,26 @@ def test_an_out_that_is_a_file_is_refused_before_the_data_loads(tmp_path):
     assert (tmp_path / "f").read_text() == "mine"
 
 
+def test_held_out_features_of_the_wrong_length_fail_before_any_epoch(tmp_path, monkeypatch):
+    """With --val-fraction, a held-out video of the wrong length used to be refused at the first
+    evaluation, after the epochs before it had trained."""
+    root = generate(tmp_path / "tiny", TINY, seed=2)
+    cfg = _config(root, tmp_path / "run", eval_every=2, val_fraction=0.25)
+    video = int(WTALCDataset(root, held_out_fraction=cfg.val_fraction, held_out_seed=cfg.seed).held_out_indices[0])
+    path = root / "Thumos14reduced" / "Thumos14reduced-I3D-JOINTFeatures.npy"
+    features = np.load(path, allow_pickle=True)
+    features[video] = features[video][: len(features[video]) // 2]
+    np.save(path, features, allow_pickle=True)
+
+    def no_epoch(self, epoch, progress=None):
+        raise AssertionError(f"epoch {epoch} trained before the dataset was refused")
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", no_epoch)
+    name = np.load(root / "Thumos14reduced" / "videoname.npy")[video].decode()
+    with pytest.raises(DataError, match=f"video {name}: features of"):
+        train.run(cfg)
+
+
 def test_every_epoch_records_its_losses_and_an_evaluated_epoch_its_map(tiny_root, tmp_path, monkeypatch):
     """metrics.jsonl used to hold only the evaluated epochs, with the total loss alone."""
     returned = []
