@@ -27,6 +27,7 @@ from rs_kernels.varlen import split
 from . import cli
 from .checkpoint import add_checkpoint_arguments
 from .errors import UserError
+from .inference import check_branches
 from .train import Trainer, restore
 
 
@@ -50,10 +51,20 @@ def assignment_statistics(trainer: Trainer) -> dict[str, float]:
             "representative_cosine": mean(representative_cos)}
 
 
+def all_branches_refused(trainer: Trainer) -> str | None:
+    """Why ``--branches all`` cannot score this run (``rsnet.inference.check_branches``), or None."""
+    try:
+        check_branches(trainer.model, trainer.bank, "all")
+    except UserError as why:
+        return str(why)
+    return None
+
+
 def branch_maps(trainer: Trainer) -> dict[str, float]:
     """Average detection mAP with each fusion of the main (o) and intra-video (m) branches, and with
-    the inter-video branch's second round added (``--branches all``) when the class-wise memory bank
-    holds snippets: every one under the run's protocol, lenient rule and IoUs (``Trainer.evaluate``)."""
+    the inter-video branch's second round added (``--branches all``) where the run allows it
+    (``all_branches_refused``): every one under the run's protocol, lenient rule and IoUs
+    (``Trainer.evaluate``)."""
     saved = trainer.model.cfg
     out = {}
     try:
@@ -63,7 +74,7 @@ def branch_maps(trainer: Trainer) -> dict[str, float]:
             out[name] = trainer.evaluate().avg
     finally:
         trainer.model.cfg = saved
-    if saved.bank == "class" and int(trainer.bank.count.sum()) > 0:
+    if all_branches_refused(trainer) is None:
         out["all branches"] = trainer.evaluate(branches="all").avg
     return out
 
@@ -88,9 +99,9 @@ def main(argv: list[str]) -> int:
           f"representative-snippet {stats['representative_cosine']:.3f} (within a video, mean)")
     for name, avg in branch_maps(trainer).items():
         print(f"average mAP, {name:<14} {avg:.1f}")
-    if cfg.bank == "video":
-        print("average mAP, all branches: not scored: the second round reads the memory bank's snippets of the "
-              "predicted classes, and this run's bank (--bank video) holds training videos' entries, not classes'")
+    refused = all_branches_refused(trainer)
+    if refused is not None:
+        print(f"average mAP, all branches: not scored: {refused}")
     return 0
 
 
