@@ -445,12 +445,14 @@ def main(argv: list[str]) -> int:
     if args.command == "export":
         trained = export(args.source, args.out)
         print(f"{args.out}: the model, memory bank, {len(trained.class_names)} class names and config of "
-              f"{args.source}; read it with python -m rsnet.inference --checkpoint {args.out}")
+              f"{args.source}; read it with python -m rsnet.inference --checkpoint {args.out}"
+              + ("" if trained.config.get("data_root") is None else " --data-root ROOT (the folder holding "
+                 f"{trained.config['dataset']}/: shared weights do not record it)"))
     else:
         _check_weights_out(args.out)
         save_weights(convert_official(args.official, args.dataset, args.data_root), args.out)
         print(f"{args.out}: the model of {args.official} for {args.dataset}; read it with "
-              f"python -m rsnet.inference --checkpoint {args.out}")
+              f"python -m rsnet.inference --checkpoint {args.out} --data-root ROOT")
     return 0
 
 

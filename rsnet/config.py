@@ -158,6 +158,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return bool(value)
         if kind == "int" and isinstance(value, float) and not value.is_integer():
             raise ValueError
+        if kind in ("int", "float") and isinstance(value, bool):  # YAML's `epochs: true` is not 1
+            raise ValueError
         return SCALAR_TYPES.get(kind, str)(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} ({flag(name)}) in {source} expects {kind}, got {value!r}") from None

@@ -112,6 +112,10 @@ def test_a_config_file_value_of_the_wrong_type_names_its_key_and_file(tmp_path):
     path.write_text("epochs: 2.5\n")
     with pytest.raises(ConfigError, match="epochs"):
         _parse(["--config", str(path)])
+    for number in ("epochs", "lr"):  # YAML's true is a bool, not the number 1
+        path.write_text(f"{number}: true\n")
+        with pytest.raises(ConfigError, match=f"{number} \\(--{number}\\) in {path} expects (int|float), got True"):
+            _parse(["--config", str(path)])
     path.write_text("lr: [1, 2\n")
     with pytest.raises(ConfigError, match="cannot be parsed"):
         _parse(["--config", str(path)])
