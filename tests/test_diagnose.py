@@ -52,16 +52,22 @@ def _rows(lines):
     return {name.strip(): value for name, value in rows}
 
 
+def _diagnosed_run(tmp_path, capsys, **overrides):
+    """(run folder, diagnose's printed lines) of a tiny run past its warm-up, config ``overrides`` on top."""
+    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
+    out = tmp_path / "run"
+    train.run(Config(data_root=str(root), out=str(out), warmup_epochs=0, eval_every=1, embed_dim=48, lenient=True,
+                     device="cpu", **overrides))
+    capsys.readouterr()
+    assert diagnose.main(["--checkpoint", str(out / "checkpoint.pt")]) == 0
+    return out, capsys.readouterr().out.splitlines()
+
+
 def test_every_row_is_scored_under_the_runs_protocol(tmp_path, capsys):
     """An ActivityNet-protocol run (IoU 0.5:0.95): the 'all branches' row too, which used to be scored
     at the rskp protocol's IoUs (0.1:0.7); on this run the two differ."""
-    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
-    out = tmp_path / "run"
-    train.run(Config(data_root=str(root), out=str(out), epochs=2, warmup_epochs=0, eval_every=1, embed_dim=48,
-                     lenient=True, device="cpu", protocol="anet"))
-    capsys.readouterr()
-    assert diagnose.main(["--checkpoint", str(out / "checkpoint.pt")]) == 0
-    rows = _rows(capsys.readouterr().out.splitlines())
+    out, lines = _diagnosed_run(tmp_path, capsys, epochs=2, protocol="anet")
+    rows = _rows(lines)
     trainer = train.restore(out / "checkpoint.pt", "cpu")
     anet, rskp = trainer.evaluate(branches="all"), evaluate.evaluate(*predict_split(
         trainer.model, trainer.dataset, trainer.device, trainer.cfg.test_batch_size, "all", trainer.bank),
@@ -73,13 +79,7 @@ def test_every_row_is_scored_under_the_runs_protocol(tmp_path, capsys):
 def test_diagnose_a_run_with_the_video_wise_bank(tmp_path, capsys):
     """--bank video holds training videos' entries, not classes': the 'all branches' row (the
     class-wise bank's snippets of the predicted classes) is a note; the other rows are scored."""
-    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
-    out = tmp_path / "run"
-    train.run(Config(data_root=str(root), out=str(out), epochs=1, warmup_epochs=0, eval_every=1, embed_dim=48,
-                     lenient=True, device="cpu", bank="video"))
-    capsys.readouterr()
-    assert diagnose.main(["--checkpoint", str(out / "checkpoint.pt")]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    _, lines = _diagnosed_run(tmp_path, capsys, epochs=1, bank="video")
     assert list(_rows(lines[2:5])) == ["main only", "fused (paper)", "intra only"]
     assert lines[5].startswith("average mAP, all branches: not scored: ") and "--bank video" in lines[5]
     assert len(lines) == 6
