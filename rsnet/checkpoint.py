@@ -43,19 +43,17 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import pickle
 import re
 import struct
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from . import cli
+from . import cli, outputs
 from .config import Config, to_dict, validate
 from .data import DATASETS, Annotations
 from .errors import UserError
@@ -123,21 +121,7 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` with its checksum to a temporary file in the same folder, fsync, rename over ``path``."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    _write_atomic(_with_hash(buffer.getvalue()), Path(path))
-
-
-def _write_atomic(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    outputs.write(Path(path), _with_hash(buffer.getvalue()))
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -291,7 +275,7 @@ def save_weights(trained: TrainedModel, path: str | Path) -> None:
         raise RuntimeError("safetensors wrote a header without the checksum field as expected; cannot sign it")
     signed_header = unsigned[:header_end].replace(_hash_field(WEIGHTS_HASH_UNSET),
                                                   _hash_field(hashlib.sha256(unsigned).hexdigest()))
-    _write_atomic(signed_header + unsigned[header_end:], Path(path))
+    outputs.write(Path(path), signed_header + unsigned[header_end:])
 
 
 def _weights_header(data: bytes, path: Path) -> tuple[int, dict[str, Any]]:

@@ -2,13 +2,14 @@
 
 ``check_out`` runs before a command computes anything, so that a bad ``--out`` costs nothing: a
 file of another format than its suffix says, a folder, or one of the command's own inputs (which
-the result would replace). ``write`` goes through the atomic write of ``rsnet.checkpoint`` (a
-temporary file in the same folder, fsynced, renamed over the target): an interrupted command
+the result would replace). ``write`` writes atomically (a temporary file in the same folder, fsynced,
+renamed over the target; checkpoints are written so too): an interrupted command
 leaves the previous file whole, never a torn one.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import UserError
@@ -33,7 +34,16 @@ def check_out(path: Path, suffix: str, inputs: tuple[str | Path | None, ...] = (
 
 
 def write(path: Path, data: bytes) -> None:
-    """``data`` into ``path``, atomically (its folder made if needed)."""
-    from .checkpoint import _write_atomic  # here: rsnet.checkpoint imports rsnet.evaluate (by its config)
-
-    _write_atomic(data, path)
+    """``data`` into ``path``, atomically (its folder made if needed): a temporary file in the same
+    folder, fsynced, renamed over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
