@@ -162,7 +162,7 @@ def _layout_annotations(layouts: list[synthetic.VideoLayout], class_names) -> An
     """The ground truth of ``rsnet.synthetic``'s standalone layouts, as the loader reads it: written
     by the generator's own annotation writer and read back by ``load_annotations``."""
     with tempfile.TemporaryDirectory() as tmp:
-        synthetic._write_annotations(Path(tmp), list(class_names), layouts, BENCH_DATASETS["activitynet1.2"])
+        synthetic.write_annotations(Path(tmp), list(class_names), layouts, BENCH_DATASETS["activitynet1.2"])
         return load_annotations(Path(tmp))
 
 

@@ -325,24 +325,24 @@ def load_weights(path: str | Path, data_root: str | None = None) -> TrainedModel
     except Exception as exc:
         raise CheckpointError(f"{path} cannot be read: {' '.join(str(exc).split())[:300]}") from exc
     if class_names is None and data_root is None:  # what convert writes: the published code's model
-        raise CheckpointError(f"{path} holds a model of the published RSKP code, which records no data: "
-                              f"pass --data-root ROOT, the folder holding {config.get('dataset')}/")
+        raise _data_root_needed(path, "holds a model of the published RSKP code, which records no data",
+                                config.get("dataset"))
     if metadata.get("data") == TRAINED_ON_A_FOLDER and data_root is None:
-        raise CheckpointError(f"{path} was trained on a W-TALC folder, which shared weights do not record: "
-                              f"pass --data-root ROOT, the folder holding {config.get('dataset')}/")
+        raise _data_root_needed(path, "was trained on a W-TALC folder, which shared weights do not record",
+                                config.get("dataset"))
     parts = {part: {name.split(".", 1)[1]: value for name, value in tensors.items() if name.startswith(part + ".")}
              for part in ("model", "bank")}
     return TrainedModel(config, parts["model"], parts["bank"], class_names)
 
 
-def _check_weights_out(out: Path) -> None:
-    if out.suffix != WEIGHTS_SUFFIX:
-        raise UserError(f"--out {out} must end in {WEIGHTS_SUFFIX}: the commands that read it go by the suffix")
+def _data_root_needed(path: Path, why: str, dataset: str | None) -> CheckpointError:
+    """The error of a model whose dataset folder must be named (``why``: what it does not record)."""
+    return CheckpointError(f"{path} {why}: pass --data-root ROOT, the folder holding {dataset}/")
 
 
 def export(source: Path, out: Path) -> TrainedModel:
     """Export the run in ``source`` (its folder or checkpoint.pt) to ``out`` (.safetensors)."""
-    _check_weights_out(out)
+    outputs.check_out(out, WEIGHTS_SUFFIX, (source,))
     from .train import restore  # rsnet.train imports this module
 
     trainer = restore(source / "checkpoint.pt" if source.is_dir() else source, "cpu")
@@ -392,8 +392,7 @@ def official_trained(official: dict[str, Any], path: Path, data_root: str | None
             raise CheckpointError(f"{path}: {key} has shape {tuple(official[key].shape)}; {dataset} with "
                                   f"{feature_dim}-d features into {embed_dim}-d needs {tuple(expected[ours].shape)}")
     if data_root is None:
-        raise CheckpointError(f"{path} is a checkpoint of the published RSKP code, which records no data: "
-                              f"pass --data-root ROOT, the folder holding {dataset}/")
+        raise _data_root_needed(path, "is a checkpoint of the published RSKP code, which records no data", dataset)
     bank = MemoryBank(DATASETS[dataset].n_classes, cfg.bank_slots, embed_dim).state_dict()
     return TrainedModel(to_dict(cfg), {OFFICIAL_KEYS[key]: value for key, value in official.items()}, bank, None)
 
@@ -433,7 +432,7 @@ def main(argv: list[str]) -> int:
               + ("" if trained.config.get("data_root") is None else " --data-root ROOT (the folder holding "
                  f"{trained.config['dataset']}/: shared weights do not record it)"))
     else:
-        _check_weights_out(args.out)
+        outputs.check_out(args.out, WEIGHTS_SUFFIX, (args.official,))
         save_weights(convert_official(args.official, args.dataset, args.data_root), args.out)
         print(f"{args.out}: the model of {args.official} for {args.dataset}; read it with "
               f"python -m rsnet.inference --checkpoint {args.out} --data-root ROOT")

@@ -60,11 +60,11 @@ def all_branches_refused(trainer: Trainer) -> str | None:
     return None
 
 
-def branch_maps(trainer: Trainer) -> dict[str, float]:
-    """Average detection mAP with each fusion of the main (o) and intra-video (m) branches, and with
-    the inter-video branch's second round added (``--branches all``) where the run allows it
-    (``all_branches_refused``): every one under the run's protocol, lenient rule and IoUs
-    (``Trainer.evaluate``)."""
+def branch_maps(trainer: Trainer, all_branches: bool) -> dict[str, float]:
+    """Average detection mAP with each fusion of the main (o) and intra-video (m) branches, and, with
+    ``all_branches`` (where ``all_branches_refused`` finds nothing), with the inter-video branch's
+    second round added (``--branches all``): every one under the run's protocol, lenient rule and
+    IoUs (``Trainer.evaluate``)."""
     saved = trainer.model.cfg
     out = {}
     try:
@@ -74,7 +74,7 @@ def branch_maps(trainer: Trainer) -> dict[str, float]:
             out[name] = trainer.evaluate().avg
     finally:
         trainer.model.cfg = saved
-    if all_branches_refused(trainer) is None:
+    if all_branches:
         out["all branches"] = trainer.evaluate(branches="all").avg
     return out
 
@@ -97,9 +97,9 @@ def main(argv: list[str]) -> int:
           f"normalized entropy {stats['normalized_entropy']:.3f} (uniform 1.000)")
     print(f"cosine similarity: snippet-snippet {stats['snippet_cosine']:.3f}, "
           f"representative-snippet {stats['representative_cosine']:.3f} (within a video, mean)")
-    for name, avg in branch_maps(trainer).items():
-        print(f"average mAP, {name:<14} {avg:.1f}")
     refused = all_branches_refused(trainer)
+    for name, avg in branch_maps(trainer, all_branches=refused is None).items():
+        print(f"average mAP, {name:<14} {avg:.1f}")
     if refused is not None:
         print(f"average mAP, all branches: not scored: {refused}")
     return 0

@@ -9,10 +9,10 @@ do not, so a reader that wants mAP takes ``evaluated(records)``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from . import outputs
 from .errors import UserError
 
 FILE_NAME = "metrics.jsonl"
@@ -46,9 +46,7 @@ def held_out_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def write(path: Path, records: list[dict[str, Any]]) -> None:
     """All the records, replacing the file at once: a crash leaves the previous file whole."""
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
+    outputs.write(path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
 def read(path: Path) -> list[dict[str, Any]]:

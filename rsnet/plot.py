@@ -238,14 +238,14 @@ def bank_figure(trainer: Trainer):
 
     if trainer.cfg.bank != "class":
         raise UserError("the bank picture draws the class-wise memory bank; this run has the video-wise one (--bank video)")
-    annotations, bank = trainer.dataset.annotations, trainer.bank
-    count = bank.count.cpu()
-    if int(count.sum()) == 0:
+    annotations = trainer.dataset.annotations
+    by_class = [(c, e) for c, e in class_bank_entries(trainer, range(len(annotations.class_names))) if len(e)]
+    if not by_class:
         raise UserError("the run's memory bank holds no entry (trained without it, or not past the warm-up): "
                         "nothing to plot")
     features, feature_classes = action_features(trainer)
-    entries = torch.cat([bank.bank[c, : int(count[c])] for c in range(len(count))]).float()
-    entry_classes = np.repeat(np.arange(len(count)), count.numpy())
+    entries = torch.cat([e for _, e in by_class]).float()
+    entry_classes = np.repeat([c for c, _ in by_class], [len(e) for _, e in by_class])
     xy = pca_2d(l2_normalize(torch.cat([features.to(entries.device), entries]))).cpu().numpy()
     points, stars = xy[: len(features)], xy[len(features):]
     fig = figure_class()(figsize=(7.5, 5.5), layout="constrained")

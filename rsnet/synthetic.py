@@ -690,7 +690,7 @@ def _object_array(items) -> np.ndarray:
     return out
 
 
-def _write_annotations(folder: Path, classes: list[str], layouts: list[VideoLayout], dataset: str) -> None:
+def write_annotations(folder: Path, classes: list[str], layouts: list[VideoLayout], dataset: str) -> None:
     """The W-TALC annotation files of the dataset's release, with the real files' dtypes (strings as
     bytes); ActivityNet1.2's has no fps files and no ambiguous spans (its url.npy is not written)."""
     v = len(layouts)
@@ -792,7 +792,7 @@ def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", 
         else:
             np.save(staging / features_file(spec.dataset), _object_array(list(videos)), allow_pickle=True)
         if annotations is None:
-            _write_annotations(staging, classes, layouts, spec.dataset)
+            write_annotations(staging, classes, layouts, spec.dataset)
         else:
             for name in ANNOTATION_FILES:
                 if (annotations / name).is_file():

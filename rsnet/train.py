@@ -322,7 +322,7 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
           f"{format_config(cfg)}", file=sys.stderr)
 
     with tqdm(total=trainer.steps_done(cfg.epochs) - trainer.steps_done(start_epoch), desc="train", unit="step",
-                    dynamic_ncols=True) as progress:  # closed on an error too
+              dynamic_ncols=True) as progress:  # closed on an error too
         for epoch in range(start_epoch, cfg.epochs):
             losses = trainer.train_epoch(epoch, progress)
             done = epoch + 1
@@ -343,11 +343,11 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
                 checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records), ckpt_path)
     if board:
         board.close()
-    last, best = records[-1], metrics.best(records)
-    table = results_table(last, best, metrics.held_out_best(records))
+    last, best, held_out = records[-1], metrics.best(records), metrics.held_out_best(records)
+    table = results_table(last, best, held_out)
     (out / "results.md").write_text(table + "\n")
     print(table)
-    return {"last": last, "best": best, "held_out_best": metrics.held_out_best(records)}
+    return {"last": last, "best": best, "held_out_best": held_out}
 
 
 @cli.command

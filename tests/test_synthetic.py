@@ -188,7 +188,7 @@ def test_a_failed_generation_leaves_the_previous_dataset(small_root, tmp_path, m
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(synthetic, "_write_annotations", crash)
+    monkeypatch.setattr(synthetic, "write_annotations", crash)
     with pytest.raises(OSError, match="disk full"):
         generate(root, SMALL, seed=5)
     assert files_of(root) == before
