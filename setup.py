@@ -49,7 +49,7 @@ setup(
     ],
     extras_require={
         "triton": ["triton>=3.0"],
-        "test": ["pytest>=7", "pytest-benchmark>=4", "triton>=3.0", "scipy>=1.10", "matplotlib>=3.6", "tensorboard>=2.10"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "import-linter>=2.1", "triton>=3.0", "scipy>=1.10", "matplotlib>=3.6", "tensorboard>=2.10"],
         "plots": ["matplotlib>=3.6"],
         "tensorboard": ["tensorboard>=2.10"],
     },

@@ -1,26 +1,18 @@
 """Memory of the class-wise bank against the video-wise bank of supplementary Table 2 (the paper: about 15x).
 
-    python bench/bank_memory.py
+    python -m bench.bank_memory
 
-Bytes of each bank's buffers (``rsnet.variants.buffer_bytes``), built at the default sizes: D = 2048,
+Bytes of each bank's buffers (``rsnet.model.banks.buffer_bytes``), built at the default sizes: D = 2048,
 K = 8 representatives per video, S = 5 slots per class, float32 rows; the training-set sizes of
 THUMOS14 (200 videos, 20 classes) and ActivityNet1.2 (4,819 videos, 100 classes).
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-try:
-    import rsnet  # noqa: F401  (installed, or run from a checkout below)
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rsnet.config import Config  # noqa: E402
-from rsnet.memory import MemoryBank  # noqa: E402
-from rsnet.variants import VideoBank, buffer_bytes  # noqa: E402
+from rsnet.config import Config
+from rsnet.model import MemoryBank
+from rsnet.model.banks import VideoBank, buffer_bytes
 
 TRAINING_SETS = {"THUMOS14": (200, 20), "ActivityNet1.2": (4819, 100)}  # (training videos, classes)
 

@@ -1,6 +1,6 @@
-"""rsnet.evaluate against the official-style loops (bench/official_eval.py), same process, same input.
+"""rsnet.evaluate against the official-style loops (bench/oracles/official_eval.py), same process, same input.
 
-    python bench/eval_speed.py [--repeats 20] [--official-repeats 1]
+    python -m bench.eval_speed [--repeats 20] [--official-repeats 1]
 
 Runs on the test vectors of the shared data folder (the real THUMOS14 test split, 212 videos),
 or, when that folder is absent, on random predictions and annotations shaped like them. Prints
@@ -20,15 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.oracles.official_eval import official_evaluate
+from rsnet.data import Annotations, load_annotations
+from rsnet.evaluate import evaluate
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from official_eval import official_evaluate  # noqa: E402
-
-from rsnet.data import Annotations, load_annotations  # noqa: E402
-from rsnet.evaluate import evaluate  # noqa: E402
-
 SHARED = ROOT.parent / "shared" / "data"
 
 

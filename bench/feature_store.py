@@ -1,6 +1,6 @@
 """Loading a dataset's features: the W-TALC pickle against the packed store, same process, same data.
 
-    python bench/feature_store.py [--root ROOT --dataset NAME] [--preset default] [--repeats 3]
+    python -m bench.feature_store [--root ROOT --dataset NAME] [--preset default] [--repeats 3]
 
 With ``--root`` it measures ROOT/<dataset>/ (converting it to a store first if it has none);
 without, a synthetic dataset of ``--preset`` generated in a temporary folder. For each format:
@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rsnet.data import FEATURE_DIM, annotation_folder, convert, load_annotations, load_features  # noqa: E402
-from rsnet.datasets import features_file  # noqa: E402
-from rsnet.feature_store import load_store, store_of  # noqa: E402
+from rsnet.data import annotation_folder, load_annotations
+from rsnet.data.convert import convert
+from rsnet.data.dataset import load_features
+from rsnet.data.feature_store import load_store, store_of
+from rsnet.datasets import FEATURE_DIM, features_file
 
 
 def _measure(load, repeats: int) -> dict[str, float]:
@@ -60,7 +59,7 @@ def main() -> int:
         if root is None:
             from rsnet.synthetic import PRESETS, generate
 
-            dataset = PRESETS[args.preset].dataset
+            dataset = PRESETS[args.preset].spec.dataset
             root = generate(Path(scratch), args.preset)
         source = root / dataset / features_file(dataset)
         n_videos = len(load_annotations(annotation_folder(root / dataset, dataset)))

@@ -87,31 +87,31 @@ stage "GPU tests (pytest -m gpu)" 120 120 pytest.log "$py" -m pytest -m gpu -q -
 test_rc=$stage_rc
 tail -n 25 "$out/pytest.log" 2>/dev/null
 
-stage "kernels (bench/kernels.py)" 90 80 kernels.txt \
-  "$py" bench/kernels.py --json "$out/kernels.json" --compile-batches step
+stage "kernels (python -m bench.kernels)" 90 80 kernels.txt \
+  "$py" -m bench.kernels --json "$out/kernels.json" --compile-batches step
 cat "$out/kernels.txt" 2>/dev/null | grep -v '^\.\.\. ' | tail -n 40
 
 # the official-style epoch (~4-5 s per phase) is timed once, the batched ones 5 times; no torch.compile here
-# (the issue measured 110 s of compiling for the padded model on an H200: run bench/train_speed.py --modes compiled apart)
-stage "training speed (bench/train_speed.py)" 90 35 train_speed.txt \
-  "$py" bench/train_speed.py --modes official,reference,padded,triton,triton-host --json "$out/train_speed.json"
+# (the issue measured 110 s of compiling for the padded model on an H200: run python -m bench.train_speed --modes compiled apart)
+stage "training speed (python -m bench.train_speed)" 90 35 train_speed.txt \
+  "$py" -m bench.train_speed --modes official,reference,padded,triton,triton-host --json "$out/train_speed.json"
 grep -v '^\.\.\. ' "$out/train_speed.txt" 2>/dev/null | tail -n 40
 
-stage "memory bank (bench/membank.py)" 20 25 membank.txt "$py" bench/membank.py --device all
+stage "memory bank (python -m bench.membank)" 20 25 membank.txt "$py" -m bench.membank --device all
 cat "$out/membank.txt" 2>/dev/null
 
 # ActivityNet1.2's shape (100 classes, training videos sampled to 60 snippets, DATASET_DEFAULTS):
 # the warm-up epoch of a quarter of its 4,819 training videos, official-style (one video at a time,
 # ~10-15 s) against triton; no test pass (2,383 whole videos, and the anet evaluation's loops)
 stage "ActivityNet1.2 epoch (train_speed.py --dataset activitynet1.2)" 35 0 "$scratch/train_anet.txt" \
-  "$py" bench/train_speed.py --dataset activitynet1.2 --scale 0.25 --modes official,triton --phases warmup \
+  "$py" -m bench.train_speed --dataset activitynet1.2 --scale 0.25 --modes official,triton --phases warmup \
   --no-test --json "$scratch/train_anet.json"
 grep -v '^\.\.\. ' "$scratch/train_anet.txt" 2>/dev/null | tail -n 12
 
 left=$(( deadline - $(date +%s) ))
 if [ "$left" -ge 45 ] || [ "$dry" = "1" ]; then  # the whole 200-epoch run (rsnet.train.run), if time is left
   stage "200-epoch run (train_speed.py --full)" 240 0 train_full.txt \
-    "$py" bench/train_speed.py --modes triton --phases none --no-test --full --json "$out/train_full.json"
+    "$py" -m bench.train_speed --modes triton --phases none --no-test --full --json "$out/train_full.json"
   grep -v '^\.\.\. ' "$out/train_full.txt" 2>/dev/null | tail -n 8
 else
   summary_rows+=("| 200-epoch run (train_speed.py --full) | skipped (${left} s left) | 0 | - |")
@@ -125,17 +125,17 @@ echo "|---|---|---|---|"
 printf '%s\n' "${summary_rows[@]}"
 echo "install rc=$install_rc | gpu tests rc=$test_rc ($(tail -n 1 "$out/pytest.log" 2>/dev/null))"
 if [ -s "$out/kernels.json" ]; then
-  "$py" bench/kernels.py --summary-from "$out/kernels.json"
+  "$py" -m bench.kernels --summary-from "$out/kernels.json"
 else
   echo "kernels: no results"
 fi
 if [ -s "$out/train_speed.json" ]; then
-  "$py" bench/train_speed.py --summary-from "$out/train_speed.json" "$out/train_full.json"
+  "$py" -m bench.train_speed --summary-from "$out/train_speed.json" "$out/train_full.json"
 else
   echo "train_speed: no results"
 fi
 if [ -s "$scratch/train_anet.json" ]; then
-  "$py" bench/train_speed.py --summary-from "$scratch/train_anet.json"
+  "$py" -m bench.train_speed --summary-from "$scratch/train_anet.json"
 else
   echo "train_speed --dataset activitynet1.2: no results"
 fi

@@ -29,7 +29,7 @@ peak above what was allocated before the call.
 On CPU it runs at reduced size (D = 256, shorter videos) and skips Triton unless
 TRITON_INTERPRET=1 (then at even smaller size): meant for a GPU (``bench/gpu_check.sh``).
 
-  python bench/kernels.py [--json PATH|-] [--batches train,step] [--ops em,rw] [--impls ...]
+  python -m bench.kernels [--json PATH|-] [--batches train,step] [--ops em,rw] [--impls ...]
                           [--compile-batches step] [--d 2048]
 """
 from __future__ import annotations
@@ -44,16 +44,11 @@ import time
 from pathlib import Path
 
 import torch
+import triton
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_common.py
-
-import triton  # noqa: E402
-
-from _common import peak_mb, sync, thumos_lengths, time_ms  # noqa: E402
-
-from rs_kernels import em_attention, padded, random_walk, reference, segment_matmul  # noqa: E402
-from rs_kernels.varlen import Varlen, split, unpad  # noqa: E402
+from bench._common import peak_mb, sync, thumos_lengths, time_ms
+from rs_kernels import em_attention, padded, random_walk, reference, segment_matmul
+from rs_kernels.varlen import Varlen, split, unpad
 
 K, ITERS, TAU, W = 8, 2, 5.0, 0.5
 CLASSES = 21  # the head's C + 1 columns (THUMOS14's 20 actions and the background)

@@ -1,8 +1,8 @@
 """Supplementary Table 4 (MACs per branch), reproduced with ``torch.utils.flop_counter.FlopCounterMode``.
 
-    python bench/macs.py                  # the table at T = 100, the paper's figures beside ours
-    python bench/macs.py --T 100 750 2615 # how every row grows with T (dense walk: T^2, Woodbury: T)
-    python bench/macs.py --json           # the rows as JSON
+    python -m bench.macs                  # the table at T = 100, the paper's figures beside ours
+    python -m bench.macs --T 100 750 2615 # how every row grows with T (dense walk: T^2, Woodbury: T)
+    python -m bench.macs --json           # the rows as JSON
 
 Counting convention (fvcore's): MACs = FLOPs / 2 of the matrix products torch's counter knows
 (mm, addmm, bmm, convolution, the einsums that lower to them) and of any custom op that registers
@@ -11,31 +11,24 @@ reductions, softmax, norms and linear solves count zero. One video, D = 2048, 20
 mode (dropout is the identity), no autograd. The RSKP model is ``rsnet.model.RSKP`` built from
 ``rsnet.config.Config(ops="reference")``, so its EM attention and random walk run as plain torch
 and are counted op by op; the "paper" rows run the official code's dense per-video form
-(``rsnet.official_style``) on the same parameters.
+(``rsnet.official_rskp``) on the same parameters.
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import json
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-try:
-    import rsnet  # noqa: F401  (installed, or run from a checkout below)
-except ImportError:  # `python bench/macs.py` from a clone that was not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rs_kernels.varlen import Varlen  # noqa: E402
-from rsnet import official_style  # noqa: E402
-from rsnet.config import Config  # noqa: E402
-from rsnet.model import RSKP  # noqa: E402
+from bench.oracles import official_rskp
+from rs_kernels.varlen import Varlen
+from rsnet.config import Config
+from rsnet.model import RSKP
 
 DIM = 2048  # I3D RGB 1024 + flow 1024, and RSKP's embedding width
 N_CLASSES = 20  # THUMOS14
@@ -150,8 +143,8 @@ def _official_main(s: Setup) -> tuple[Tensor, Tensor]:
     """The official code's main branch: embedding, P(X), EM attention, p_mu. Returns X (1, T, D), mu (1, K, D)."""
     model, cfg = s.rskp, s.rskp.cfg
     x = model.embed(s.x)[None]
-    mu = official_style.em(model.mu0[None], x, cfg.em_iters, cfg.tau)
-    official_style.prediction_module(model, x)
+    mu = official_rskp.em(model.mu0[None], x, cfg.em_iters, cfg.tau)
+    official_rskp.prediction_module(model, x)
     model.class_probabilities(mu)  # p_mu, the memory-bank scores (K x D x (C+1))
     return x, mu
 
@@ -159,7 +152,7 @@ def _official_main(s: Setup) -> tuple[Tensor, Tensor]:
 def _official_intra(s: Setup) -> None:
     x, mu = _official_main(s)
     cfg = s.rskp.cfg
-    official_style.prediction_module(s.rskp, official_style.random_walk(x, mu, cfg.walk_weight, cfg.tau))
+    official_rskp.prediction_module(s.rskp, official_rskp.random_walk(x, mu, cfg.walk_weight, cfg.tau))
 
 
 def _memory(s: Setup) -> tuple[Tensor, Tensor]:
@@ -220,7 +213,7 @@ def row_walk_dense(s: Setup) -> int:
     """The intra-video random walk alone, the official dense form (T x T solve, then (T x T)(T x D))."""
     x, mu = _walk_inputs(s)
     cfg = s.rskp.cfg
-    return count_macs(lambda: official_style.random_walk(x[None], mu[None], cfg.walk_weight, cfg.tau))
+    return count_macs(lambda: official_rskp.random_walk(x[None], mu[None], cfg.walk_weight, cfg.tau))
 
 
 def row_walk_woodbury(s: Setup) -> int:

@@ -12,21 +12,18 @@ videos 0..b-1): one ``membank_gather_insert_`` against the loop it stands for, a
 ``membank_gather`` and a ``membank_insert_topk_`` per video.
 
 Medians over repeats, after warm-up; CUDA events on the GPU. Both run in this process, on the
-device named beside each figure. Run: ``python bench/membank.py [--repeats N] [--device cpu|cuda|all]``.
+device named beside each figure. Run: ``python -m bench.membank [--repeats N] [--device cpu|cuda|all]``.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, installed or not
-from _common import device_name  # noqa: E402  (bench/ is on sys.path when this file runs as a script)
-from rs_kernels import membank  # noqa: E402
+from bench._common import device_name
+from rs_kernels import membank
 
 C, S, K, D, B = 20, 5, 8, 2048, 10
 

@@ -11,7 +11,7 @@ error, and a two-sided F-test of the variances.
 The official code is not part of rskp. Get it once and name its folder::
 
     git clone https://github.com/LeonHLJ/RSKP /tmp/RSKP
-    python bench/official_oracle.py --official /tmp/RSKP --dataset default --seeds 8 --jobs 2
+    python -m bench.official_oracle --official /tmp/RSKP --dataset default --seeds 8 --jobs 2
 
 It is copied into ``--work`` and patched there only as far as current libraries and small data
 require (the patches are listed in ``OFFICIAL_PATCHES``, each must match the upstream text
@@ -46,10 +46,9 @@ from pathlib import Path
 
 from scipy import stats
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from rsnet.synthetic import SyntheticSpec, generate
 
-from rsnet.synthetic import SyntheticSpec, generate  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DATASET_NAME = "Thumos14reduced"
 

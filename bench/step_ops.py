@@ -6,15 +6,13 @@ ATen from Python, views included; the insides of the custom ops (their few launc
 call. Warm-up step (main and intra-video branches) and inter-video step (plus the memory bank).
 On a CPU the Triton kernels run in Triton's interpreter (TRITON_INTERPRET=1 is set here).
 
-  python bench/step_ops.py
+  python -m bench.step_ops
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import os
-import sys
-from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -22,13 +20,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before rs_kernels decorates its kernels
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rs_kernels.varlen import Varlen  # noqa: E402
-from rsnet.config import Config  # noqa: E402
-from rsnet.losses import rskp_loss  # noqa: E402
-from rsnet.memory import MemoryBank  # noqa: E402
-from rsnet.model import RSKP  # noqa: E402
+from rs_kernels.varlen import Varlen
+from rsnet.config import Config
+from rsnet.model import RSKP, MemoryBank
+from rsnet.model.losses import rskp_loss
 
 VIDEOS, CLASSES, DIM = 10, 20, 16
 

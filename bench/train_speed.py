@@ -18,13 +18,13 @@ ActivityNet1.2 annotation folder given with ``--annotations``), 100 classes, ran
 features, the model settings of ``rsnet.config.DATASET_DEFAULTS``: a training video is sampled to
 at most ``max_seqlen`` (60) snippets each epoch as the trainer samples it
 (``WTALCDataset.pack_for_training``), the test videos stay whole, the evaluation is the anet
-protocol (IoU 0.5:0.05:0.95) against ``anet_reference`` of bench/official_eval.py. ``--scale``
+protocol (IoU 0.5:0.05:0.95) against ``anet_reference`` of bench/oracles/official_eval.py. ``--scale``
 draws that share of the videos, at their real lengths; the targets are THUMOS14's and are not
 printed.
 
 Training, one epoch in each phase: ``warm-up`` (main and intra-video branches, epochs 0-100) and
 ``after warm-up`` (plus the inter-video branch: memory-bank read and insert, epochs 101-199):
-  official     ``rsnet.official_style``: one video at a time (as the trainer samples it), eager,
+  official     ``rsnet.official_rskp``: one video at a time (as the trainer samples it), eager,
                the dense T x T solve of the random walk, the losses of 10 videos summed before each
                optimizer step (Adam); after the warm-up the bank is read per class and fed by
                bench/membank.py's official loop;
@@ -37,10 +37,10 @@ Training, one epoch in each phase: ``warm-up`` (main and intra-video branches, e
                reported apart; a failure is reported in its row;
   triton       the same with ``ops="triton"`` (CUDA only: on CPU Triton runs only in its
                interpreter, far too slow at D = 2048);
-  triton-host  (CUDA) triton with the features on the host, batched by ``rsnet.data.WTALCDataset``.
+  triton-host  (CUDA) triton with the features on the host, batched by ``rsnet.data.dataset.WTALCDataset``.
 Test pass (the 212 test videos, scores and CAS to numpy): official-style one video at a time (dense
-solve) against ``rsnet.inference.predict_split`` (batches of 32). Evaluation of the batched pass's
-predictions: the official-style loops of bench/official_eval.py against ``rsnet.evaluate``.
+solve) against ``rsnet.model.predict_batches`` (batches of 32). Evaluation of the batched pass's
+predictions: the official-style loops of bench/oracles/official_eval.py against ``rsnet.evaluate``.
 ``--precision`` adds rows of the batched modes at tf32 or bf16 (the baseline stays fp32). Times are
 medians over repeats (CUDA events on the GPU, ``perf_counter`` on CPU) after a warm-up; ratios
 are against the official-style rows of the same run. Deterministic algorithms are on, as in
@@ -50,7 +50,7 @@ one per epoch). The 200-epoch runs are extrapolated from this run's times (label
 ``--full`` runs ``rsnet.train.run`` itself (200 epochs, bank fill, an evaluation every 5 epochs, a
 checkpoint per epoch) on these data in the fast mode (triton; reference on CPU) and times it.
 
-  python bench/train_speed.py [--dataset thumos14|activitynet1.2] [--scale F] [--modes official,reference,...]
+  python -m bench.train_speed [--dataset thumos14|activitynet1.2] [--scale F] [--modes official,reference,...]
                               [--phases warmup,inter|none] [--precision fp32,tf32,bf16] [--repeats N]
                               [--no-test] [--full] [--json PATH|-] [--summary-from JSON...]
 
@@ -80,29 +80,28 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from _common import device_name, sync, thumos_lengths, time_runs, versions  # noqa: E402
-from membank import official_step as official_bank_step  # noqa: E402
-from official_eval import anet_reference, official_evaluate  # noqa: E402
-
-from rsnet import checkpoint, official_style, synthetic, train  # noqa: E402
-from rsnet.config import DATASET_DEFAULTS, Config, apply_overrides  # noqa: E402
-from rsnet.data import DATASETS, Annotations, WTALCDataset, load_annotations  # noqa: E402
-from rsnet.evaluate import PROTOCOL_IOUS, detections, evaluate  # noqa: E402
-from rsnet.inference import predict_split  # noqa: E402
-from rsnet.model import RSKP  # noqa: E402
+from bench._common import device_name, sync, thumos_lengths, time_runs, versions
+from bench.membank import official_step as official_bank_step
+from bench.oracles import official_rskp
+from bench.oracles.official_eval import anet_reference, official_evaluate
+from rsnet import checkpoint, synthetic, train
+from rsnet.config import DATASET_DEFAULTS, Config, apply_overrides
+from rsnet.data import Annotations, load_annotations
+from rsnet.data.dataset import WTALCDataset
+from rsnet.datasets import DATASETS
+from rsnet.evaluate import PROTOCOL_IOUS, detections, evaluate
+from rsnet.model import RSKP, predict_batches
+from rsnet.synthetic.statistics import ACTIVITYNET_CLASSES
 
 # --dataset: the W-TALC dataset whose shape, model settings (rsnet.config.DATASET_DEFAULTS) and protocol
+ROOT = Path(__file__).resolve().parents[1]  # the repository: where an error's traceback is reported
 BENCH_DATASETS = {"thumos14": "Thumos14reduced", "activitynet1.2": "ActivityNet1.2"}
 THUMOS_CLASSES = DATASETS["Thumos14reduced"].n_classes
 FPS_FACTOR = 25 / 16  # snippets per second
 MAX_WARMUP_EPOCHS = 6  # compiled: warm-up epochs until one compiles nothing new
 # default --scale on CPU: the default modes in about 2.5 minutes on the 2-core machine (THUMOS14)
 CPU_SCALE = {"thumos14": 0.4, "activitynet1.2": 0.05}
-# the evaluator in loops each protocol is checked against (bench/official_eval.py)
+# the evaluator in loops each protocol is checked against (bench/oracles/official_eval.py)
 REFERENCE_EVALUATORS = {"rskp": official_evaluate, "anet": anet_reference}
 MODES = ("official", "reference", "padded", "compiled", "triton", "triton-host")
 PHASES = {"warmup": "epoch, warm-up", "inter": "epoch, after warm-up"}
@@ -223,8 +222,8 @@ def activitynet_split(scale: float, seed: int, annotations: Path | None = None):
         ann = load_annotations(annotations)
         source = f"real ActivityNet1.2 lengths and ground truth (duration x 25/16, {annotations})"
     else:
-        spec = synthetic.PRESETS["activitynet1.2-synthetic"]
-        ann = _layout_annotations(synthetic.draw_layouts(spec, seed), synthetic.ACTIVITYNET_CLASSES)
+        spec = synthetic.PRESETS["activitynet1.2-synthetic"].spec
+        ann = _layout_annotations(synthetic.draw_layouts(spec, seed), ACTIVITYNET_CLASSES)
         source = ("ActivityNet1.2-like durations, instances and classes (rsnet.synthetic's measured "
                   "distributions; no --annotations folder)")
     info = DATASETS[BENCH_DATASETS["activitynet1.2"]]
@@ -281,7 +280,7 @@ def make_features(lengths: dict[int, int], indices, dim: int, device, seed: int)
 
 
 # ---------------------------------------------------------------------------------------------
-# the official-style paths (rsnet.official_style: one video at a time, dense solve)
+# the official-style paths (rsnet.official_rskp: one video at a time, dense solve)
 # ---------------------------------------------------------------------------------------------
 
 def official_epoch(model, optimizer, dataset: ResidentDataset, epoch: int, seed: int, per_step: int,
@@ -299,13 +298,13 @@ def official_epoch(model, optimizer, dataset: ResidentDataset, epoch: int, seed:
         videos = batch.x.split(batch.varlen.lengths)
         labels = dataset.labels[torch.from_numpy(idx).to(dataset.labels.device)]
         if bank is None:
-            loss = official_style.step_loss(model, videos, labels)
+            loss = official_rskp.step_loss(model, videos, labels)
         else:
             rows, scores, count = bank
             loss, mus, p_mus = 0.0, [], []
             for x, label in zip(videos, labels):
-                memory = official_style.read_memory(rows, count, label)
-                video_loss, mu, p_mu = official_style.video_loss(model, x, label, memory, after_warmup=True)
+                memory = official_rskp.read_memory(rows, count, label)
+                video_loss, mu, p_mu = official_rskp.video_loss(model, x, label, memory, after_warmup=True)
                 loss, mus, p_mus = loss + video_loss, mus + [mu], p_mus + [p_mu]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -319,7 +318,7 @@ def official_epoch(model, optimizer, dataset: ResidentDataset, epoch: int, seed:
 @torch.no_grad()
 def official_test_pass(model: RSKP, dataset: ResidentDataset):
     model.eval()
-    out = [official_style.predict_video(model, dataset.features[int(i)]) for i in dataset.test_indices]
+    out = [official_rskp.predict_video(model, dataset.features[int(i)]) for i in dataset.test_indices]
     return np.stack([s.cpu().numpy() for s, _ in out]), [c.cpu().numpy() for _, c in out]
 
 
@@ -530,7 +529,7 @@ def bench_test_pass(b: Bench, cfg: Config, dataset, device, modes, precisions, r
     model = RSKP(mode_config(cfg, "reference"), dataset.n_classes).to(device).eval()
     official = None
     if "official" in modes:
-        official_style.predict_video(model, dataset.features[int(dataset.test_indices[0])])  # warm-up
+        official_rskp.predict_video(model, dataset.features[int(dataset.test_indices[0])])  # warm-up
         official = official_test_pass(model, dataset)
         times = time_runs(lambda: official_test_pass(model, dataset), device, max(1, reps // 2))
         b.row(TEST, "official", "fp32", times)
@@ -543,8 +542,9 @@ def bench_test_pass(b: Bench, cfg: Config, dataset, device, modes, precisions, r
             note = [BF16_NOTE] if precision == "bf16" else []
             try:
                 with matmul_precision(precision):
-                    pred = predict_split(model, dataset, device, cfg.test_batch_size)  # warm-up
-                    times = time_runs(lambda: predict_split(model, dataset, device, cfg.test_batch_size), device, reps)
+                    pred = predict_batches(model, dataset.test_batches(cfg.test_batch_size), device)  # warm-up
+                    times = time_runs(lambda: predict_batches(model, dataset.test_batches(cfg.test_batch_size), device), device,
+                                      reps)
                 if official is not None:
                     ds = float(np.abs(pred[0] - official[0]).max())
                     dc = max(float(np.abs(a - o).max()) for a, o in zip(pred[1], official[1]))
@@ -806,7 +806,7 @@ def main(argv=None) -> int:
         trainer.train_epoch(0)
         times = time_runs(lambda: trainer.train_epoch(1), device, reps)
         b.row(PHASES["warmup"], "triton-host", "fp32", times,
-              note="features on the host: numpy concat + host-to-device copy per step (rsnet.data.WTALCDataset)")
+              note="features on the host: numpy concat + host-to-device copy per step (rsnet.data.dataset.WTALCDataset)")
         del trainer, host
     if fast_trainer is not None and phases:  # after training: with the optimizer's state, as in a run
         bench_checkpoint(b, fast_trainer, fast)

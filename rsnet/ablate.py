@@ -48,6 +48,7 @@ from typing import Any
 from . import cli, metrics
 from .config import Config, add_config_arguments, build_config, changed_keys, to_dict
 from .errors import UserError
+from .trained import dataset_of, evaluate_videos, load
 
 
 @dataclass(frozen=True)
@@ -151,10 +152,10 @@ def _baseline() -> Study:
 def _table4() -> Study:
     return Study("Supplementary Table 4", [Variant("Full model", {})],
                  note="One trained full model per seed, scored by three sets of branches. The MACs are the paper's "
-                      "(one video of 100 snippets, without I3D); `python bench/macs.py` reproduces them.")
+                      "(one video of 100 snippets, without I3D); `python -m bench.macs` reproduces them.")
 
 
-# Supplementary Table 4's rows: (row, rsnet.inference branches, the paper's THUMOS14 average mAP, its MACs)
+# Supplementary Table 4's rows: (row, rsnet.infer --branches, the paper's THUMOS14 average mAP, its MACs)
 TABLE4_BRANCHES = [
     ("Main branch", "main", 44.7, "0.44G"),
     ("+ intra-video branch", "intra", 45.1, "0.48G"),
@@ -292,14 +293,14 @@ def summarize(study: Study, base: Config, seeds: list[int], out: Path) -> tuple[
 def branch_table(study: Study, base: Config, seeds: list[int], out: Path) -> str:
     """Table 4: each seed's trained model (its last epoch) scored by the main branch, by main + intra
     and by the two-round inference with the inter-video branch."""
-    from .train import restore  # only this study loads models here
-
-    trainers = [restore(cell_folder(out, base, study.variants[0], seed) / "checkpoint.pt", base.device) for seed in seeds]
+    runs = [load(cell_folder(out, base, study.variants[0], seed), base.device) for seed in seeds]
+    datasets = [dataset_of(run) for run in runs]
     lines = [f"{study.title} on {_where(base)}, {len(seeds)} seeds, {base.epochs} epochs (warm-up {base.warmup_epochs}); "
              "average mAP over the dataset's IoUs, last epoch.", "", study.note, "",
              "| branches | paper (THUMOS14) | paper MACs | ours |", "|---|---|---|---|"]
     for row, branches, paper, macs in TABLE4_BRANCHES:
-        ours = _mean_std([trainer.evaluate(branches=branches).avg for trainer in trainers])
+        ours = _mean_std([evaluate_videos(run.model, run.bank, dataset, run.config, run.device, branches=branches).avg
+                          for run, dataset in zip(runs, datasets)])
         lines.append(f"| {row} | {paper:.1f} | {macs} | {ours} |")
     return "\n".join(lines)
 

@@ -18,11 +18,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from rs_kernels._dispatch import IMPLS
+from rs_kernels import IMPLS
 
-from .data import DATASETS
+from .datasets import DATASETS
 from .errors import UserError
-from .evaluate import PROTOCOL_IOUS
+from .presets import PRESETS
+from .protocols import PROTOCOL_IOUS
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Config:
     # data
     dataset: str = "Thumos14reduced"
     data_root: str | None = None  # None: the built-in synthetic dataset of `preset`
-    preset: str = "default"  # synthetic preset used when data_root is None
+    preset: str = "default"  # synthetic preset used when data_root is None (rsnet.presets)
     cache_dir: str = ".rskp_cache"  # where synthetic datasets are generated and reused
     feature_cache: str | None = None  # a folder of packed feature stores (rsnet.data convert); None: beside the data
     data_seed: int = 0  # seed of the synthetic dataset (the training seed is `seed`)
@@ -94,7 +95,7 @@ class Config:
     fuse_intra: float = 0.4
 
 
-# What a dataset changes from the dataclass (THUMOS14) defaults; docs/activitynet.md gives the sources.
+# What a dataset changes from the dataclass (THUMOS14) defaults; docs/usage.md ("What --dataset ActivityNet1.2 sets") gives the sources.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "Thumos14reduced": {},
     "ActivityNet1.2": {
@@ -105,20 +106,6 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         # and test on whole videos, scored at ActivityNet's IoUs
         "max_seqlen": 60, "protocol": "anet",
     },
-}
-
-# Overrides applied when training on the built-in synthetic data (no --data-root); sized for
-# minutes on a 2-core CPU (default) or for a GPU (thumos14-synthetic).
-PRESETS: dict[str, dict[str, Any]] = {
-    # lr 2e-4 so that 30 epochs converge; lenient because on 80 small test videos the official
-    # rule (a class without proposals zeroes the IoU threshold) would report 0 for whole epochs.
-    "default": {"epochs": 30, "warmup_epochs": 15, "eval_every": 10, "lr": 2e-4, "lenient": True},
-    "thumos14-synthetic": {},
-    "activitynet1.2-synthetic": {"dataset": "ActivityNet1.2"},
-    # The dataset's defaults, but lr 2e-4 and 20 epochs (400 steps) for a short run on a CPU;
-    # max_seqlen scaled with its videos (a fifth of the real length). docs/activitynet.md has its result.
-    "activitynet1.2-synthetic-small": {"dataset": "ActivityNet1.2", "epochs": 20, "warmup_epochs": 10,
-                                       "eval_every": 10, "lr": 2e-4, "max_seqlen": 12},
 }
 
 # The names each variant switch takes, the paper's method first (its default).
@@ -150,12 +137,12 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     try:
         if kind.startswith("tuple"):
             return tuple(float(v) for v in value)
-        if kind == "bool":
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                return value.lower() in ("true", "1", "yes")
-            return bool(value)
+        if kind == "bool":  # only a boolean or its word: `intra: 5` or `intra: [0]` is no answer
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+                return value.lower() in ("true", "yes")
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
         if kind == "int" and isinstance(value, float) and not value.is_integer():
             raise ValueError
         if kind in ("int", "float") and isinstance(value, bool):  # YAML's `epochs: true` is not 1
@@ -213,7 +200,7 @@ def build_config(args: argparse.Namespace) -> Config:
         preset = cli.get("preset", file_values.get("preset", Config.preset))
         if preset not in PRESETS:
             raise ConfigError(f"unknown --preset {preset!r}; expected one of {sorted(PRESETS)}")
-    preset_values = PRESETS[preset] if preset is not None else {}
+    preset_values = PRESETS[preset].overrides if preset is not None else {}
     dataset = cli.get("dataset", file_values.get("dataset", preset_values.get("dataset", Config.dataset)))
     # an unknown dataset has no defaults here; validate() names it with the other values out of range
     cfg = apply_overrides(Config(), DATASET_DEFAULTS.get(dataset, {}), f"the defaults of {dataset}")
@@ -280,7 +267,7 @@ def validate(cfg: Config) -> None:
         finite = all(math.isfinite(v) for v in numbers if isinstance(v, float))
         if not (holds and finite):
             raise ConfigError(f"{flag(key)} must be {expected}, got {value!r}")
-    synthetic_dataset = PRESETS[cfg.preset].get("dataset", Config.dataset)
+    synthetic_dataset = PRESETS[cfg.preset].spec.dataset
     if cfg.data_root is None and cfg.dataset != synthetic_dataset:
         raise ConfigError(f"--preset {cfg.preset} generates {synthetic_dataset}, not {flag('dataset')} {cfg.dataset}: "
                           f"give {flag('data_root')} for real {cfg.dataset} data, or a preset of that dataset")

@@ -1,11 +1,14 @@
-"""The W-TALC datasets the package knows: class count and which subsets train and test.
+"""The datasets the package knows and the features it reads: a leaf (no torch, no numpy).
 
-Kept apart from ``rsnet.data`` (which imports torch) so that the synthetic generator can name
-them without importing torch.
+Each W-TALC dataset's class count and which subsets train and test; the I3D feature layout
+(``FEATURE_DIM``: RGB 1024 then flow 1024, one snippet = 16 frames at 25 fps).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+FEATURE_DIM = 2048
+SNIPPETS_PER_SECOND = 25 / 16  # I3D: one snippet = 16 frames at 25 fps
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,13 @@ Prints, on the run's test split:
 - the detection mAP when scoring with the main branch alone, the paper's fusion, and the
   intra-video branch alone (the CAS is always weighted by the main branch's attention), and, when
   the class-wise memory bank holds snippets, with the inter-video branch on the predicted classes'
-  snippets (``--branches all`` of ``rsnet.inference``, docs/design.md "Inference"); a run with the
+  snippets (``--branches all`` of ``rsnet.infer``, docs/design.md "Inference"); a run with the
   video-wise bank (``--bank video``), which holds training videos' entries and no class's, has a
   note in place of that row.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 
@@ -25,18 +24,18 @@ from rs_kernels import reference
 from rs_kernels.varlen import split
 
 from . import cli
-from .checkpoint import add_checkpoint_arguments
+from .data.dataset import WTALCDataset
 from .errors import UserError
-from .inference import check_branches
-from .train import Trainer, restore
+from .model import RSKP, check_branches
+from .trained import Trained, add_arguments, dataset_of, evaluate_videos, load
 
 
 @torch.no_grad()
-def assignment_statistics(trainer: Trainer) -> dict[str, float]:
-    model, cfg = trainer.model.eval(), trainer.cfg
+def assignment_statistics(model: RSKP, dataset: WTALCDataset, device: torch.device) -> dict[str, float]:
+    model, cfg = model.eval(), model.cfg
     largest, entropy, snippet_cos, representative_cos = [], [], [], []
-    for batch in trainer.dataset.test_batches(cfg.test_batch_size):
-        batch = batch.to(trainer.device)
+    for batch in dataset.test_batches(cfg.test_batch_size):
+        batch = batch.to(device)
         online = model.summarize(model.embed(batch.x), batch.varlen)  # the variant's representatives
         for xb, mb in zip(split(online.walk_input, batch.varlen), online.mu):
             z = reference.assignments(xb, mb, cfg.tau)  # (K, T)
@@ -51,31 +50,27 @@ def assignment_statistics(trainer: Trainer) -> dict[str, float]:
             "representative_cosine": mean(representative_cos)}
 
 
-def all_branches_refused(trainer: Trainer) -> str | None:
-    """Why ``--branches all`` cannot score this run (``rsnet.inference.check_branches``), or None."""
+def all_branches_refused(trained: Trained) -> str | None:
+    """Why ``--branches all`` cannot score this run (``rsnet.model.check_branches``), or None."""
     try:
-        check_branches(trainer.model, trainer.bank, "all")
+        check_branches(trained.model, trained.bank, "all")
     except UserError as why:
         return str(why)
     return None
 
 
-def branch_maps(trainer: Trainer, all_branches: bool) -> dict[str, float]:
+def branch_maps(trained: Trained, dataset: WTALCDataset, all_branches: bool) -> dict[str, float]:
     """Average detection mAP with each fusion of the main (o) and intra-video (m) branches, and, with
     ``all_branches`` (where ``all_branches_refused`` finds nothing), with the inter-video branch's
     second round added (``--branches all``): every one under the run's protocol, lenient rule and
-    IoUs (``Trainer.evaluate``)."""
-    saved = trainer.model.cfg
-    out = {}
-    try:
-        for name, (main, intra) in {"main only": (1.0, 0.0), "fused (paper)": (saved.fuse_main, saved.fuse_intra),
-                                    "intra only": (0.0, 1.0)}.items():
-            trainer.model.cfg = dataclasses.replace(saved, fuse_main=main, fuse_intra=intra)
-            out[name] = trainer.evaluate().avg
-    finally:
-        trainer.model.cfg = saved
+    IoUs (``rsnet.trained.evaluate_videos``)."""
+    cfg = trained.config
+    fusions = {"main only": (1.0, 0.0), "fused (paper)": (cfg.fuse_main, cfg.fuse_intra), "intra only": (0.0, 1.0)}
+    score = lambda branches, fusion=None: evaluate_videos(trained.model, trained.bank, dataset, cfg,  # noqa: E731
+                                                          trained.device, branches=branches, fusion=fusion).avg
+    out = {name: score("intra", fusion) for name, fusion in fusions.items()}
     if all_branches:
-        out["all branches"] = trainer.evaluate(branches="all").avg
+        out["all branches"] = score("all")
     return out
 
 
@@ -83,22 +78,22 @@ def branch_maps(trainer: Trainer, all_branches: bool) -> dict[str, float]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.diagnose", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_arguments(parser)
-    parser.add_argument("--device", default="cpu")
+    add_arguments(parser)
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
-    cfg = trainer.cfg
+    trained = load(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
+    cfg = trained.config
     if not cfg.intra:
         raise UserError(f"{args.checkpoint}: the run has no intra-video branch (--no-intra): nothing to diagnose")
-    stats = assignment_statistics(trainer)
+    dataset = dataset_of(trained)
+    stats = assignment_statistics(trained.model, dataset, trained.device)
     print(f"EM assignments (K = {cfg.n_representatives}, tau = {cfg.tau}): mean largest "
           f"{stats['largest_assignment']:.3f} (uniform {stats['uniform_assignment']:.3f}), "
           f"normalized entropy {stats['normalized_entropy']:.3f} (uniform 1.000)")
     print(f"cosine similarity: snippet-snippet {stats['snippet_cosine']:.3f}, "
           f"representative-snippet {stats['representative_cosine']:.3f} (within a video, mean)")
-    refused = all_branches_refused(trainer)
-    for name, avg in branch_maps(trainer, all_branches=refused is None).items():
+    refused = all_branches_refused(trained)
+    for name, avg in branch_maps(trained, dataset, all_branches=refused is None).items():
         print(f"average mAP, {name:<14} {avg:.1f}")
     if refused is not None:
         print(f"average mAP, all branches: not scored: {refused}")

@@ -1,27 +1,34 @@
-"""Detections of a trained model, in the ActivityNet results format, for other methods to use.
+"""``python -m rsnet.infer``: a trained model's predictions or detections, by the suffix of ``--out``.
 
-``python -m rsnet.infer --checkpoint CKPT --out detections.json`` runs the model of a run's
-``checkpoint.pt`` (or its exported ``.safetensors``, or the published RSKP code's ``N.pkl``), with
-the branches ``--branches main|intra|all`` names (default intra: the paper's), over
+``python -m rsnet.infer --checkpoint CKPT --out OUT`` runs the model of a run (its folder or
+``checkpoint.pt``), its exported ``.safetensors`` or the published RSKP code's ``N.pkl``
+(``rsnet.trained.load``), with the branches ``--branches main|intra|all`` names (default intra:
+the paper's; docs/design.md, "Inference"), over
 
 - a W-TALC dataset: ``--data-root ROOT [--split S]`` (default: the dataset recorded in the
-  checkpoint's config, and its test split), or
-- ``--features PATH``: a folder of ``VIDEO_ID.npy`` arrays (T, feature_dim), or one such ``.npy``
-  (the checkpoint's dataset, recorded or under ``--data-root``, still gives the class names),
+  checkpoint, and its test split), or
+- ``--features PATH``: a folder of ``VIDEO_ID.npy`` arrays (T, feature_dim), or one such ``.npy``;
+  no dataset is read (the checkpoint records the class names; the published code's ``N.pkl``
+  records none, so it still needs ``--data-root``).
 
-and writes ``{"version", "results": {video_id: [{"label", "score", "segment": [start_s, end_s]}]},
-"external_data"}``: every class's proposals after NMS, made by the evaluator's own code
-(``rsnet.evaluate.proposals``, under ``--protocol``, by default the checkpoint's: anet, the
-ActivityNet1.2 default, also proposes each video's best class when none reaches 0.1), best first per video, snippet bounds turned into seconds at
-``--frames-per-snippet`` / ``--fps`` (16 frames at 25 fps). ``python -m rsnet.evaluate
---detections detections.json --annotations DIR`` scores the file as the evaluator scores the
-predictions themselves; the command printed after the file is written names the protocol the
-detections were proposed under and scores them under it, with the thresholds and leniency the
-run scored itself with. ``--max-per-video N`` keeps the N best of each video.
+``OUT.npz``: the predictions, in the layout ``python -m rsnet.evaluate --predictions`` reads:
+``vid_preds`` (V, C+1), ``frm_preds`` (an object array of (T_i, C+1) class activation sequences) and
+``vid_lens`` (V,), the videos in the split's annotation order (or the ``--features`` files' sorted order).
+
+``OUT.json``: the detections, ``{"version", "results": {video_id: [{"label", "score", "segment":
+[start_s, end_s]}]}, "external_data"}``: every class's proposals after NMS, made by the evaluator's
+own code (``rsnet.evaluate.proposals``, under ``--protocol``, by default the checkpoint's: anet,
+the ActivityNet1.2 default, also proposes each video's best class when none reaches 0.1), best
+first per video, snippet bounds turned into seconds at ``--frames-per-snippet`` / ``--fps`` (16
+frames at 25 fps). ``--max-per-video N`` keeps the N best of each video.
+
+Either way, the command printed after the file is written scores it with ``python -m
+rsnet.evaluate`` as the run scored itself (its protocol, thresholds and leniency).
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -32,15 +39,17 @@ import torch
 from rs_kernels.varlen import Varlen
 
 from . import cli, outputs
-from .checkpoint import add_checkpoint_arguments
-from .data import PackedBatch
-from .errors import DataError, UserError
-from .evaluate import PROTOCOLS, best_class_of, command_line, proposals
-from .inference import add_branches_argument, predict_batches, predict_split
-from .safe_npy import load_npy
-from .train import restore
+from .data import DataError
+from .data.dataset import PackedBatch
+from .data.safe_npy import load_npy
+from .errors import UserError
+from .evaluate import PROTOCOLS, best_class_of, command_line
+from .evaluate.proposals import proposals
+from .model import BRANCHES, predict_batches
+from .trained import Trained, add_arguments, dataset_of, load
 
 FORMAT_VERSION = "RSKP detections 1.0"
+OUT_SUFFIXES = (".npz", ".json")  # predictions, detections
 
 
 def detections_by_video(scores: np.ndarray, cas: list[np.ndarray], class_names: list[str], seconds_per_snippet: float,
@@ -89,74 +98,99 @@ def packed(features: list[np.ndarray], batch_size: int):
                           labels=torch.zeros(len(videos), 0), index=torch.arange(start, start + len(videos)))
 
 
-def _predict(args, trainer) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
-    """(video ids, video scores, CAS) of the videos the flags name."""
-    model, device, batch_size = trainer.model, trainer.device, trainer.cfg.test_batch_size
-    scoring = (args.branches, trainer.bank)
-    annotations = trainer.dataset.annotations
-    if args.features is not None:
-        names, features = read_features(args.features, trainer.cfg.feature_dim)
-        scores, cas = predict_batches(model, packed(features, batch_size), device, *scoring)
-    elif args.split is None:
-        names = [annotations.video_names[v] for v in trainer.dataset.test_indices]
-        scores, cas = predict_split(model, trainer.dataset, device, batch_size, *scoring)
-    else:
-        indices = annotations.indices(args.split)
-        if len(indices) == 0:
-            raise DataError(f"{annotations.folder}/subset.npy has no video of split {args.split!r}")
-        names = [annotations.video_names[v] for v in indices]
-        scores, cas = predict_batches(model, trainer.dataset.batches_in_order(indices, batch_size), device, *scoring)
-    return names, scores, cas
+class Predicted:
+    """What the model predicted for the videos the flags name, and where their ground truth is."""
+
+    def __init__(self, names: list[str], scores: np.ndarray, cas: list[np.ndarray], annotations: str,
+                 subset: str | None):
+        self.names, self.scores, self.cas = names, scores, cas
+        self.annotations, self.subset = annotations, subset  # for the evaluate command; ANNOTATIONS: not known
 
 
-def _how_to_score(args, trainer, protocol: str) -> str:
-    """What the detections were proposed under, and the rsnet.evaluate command that scores them so
-    (the protocol's thresholds, the run's leniency); ANNOTATIONS stands for the folder of --features videos."""
-    dataset = trainer.dataset
+def predict(args, trained: Trained) -> Predicted:
+    """The videos of ``--features``, or of the dataset's ``--split`` (default: its test split), scored."""
+    scoring = (trained.device, args.branches, trained.bank)
+    batch_size = trained.config.test_batch_size
     if args.features is not None:
-        annotations, subset = "ANNOTATIONS", None
-    else:
-        annotations, subset = dataset.annotations.folder, args.split or dataset.info.test_subset
-    command = command_line(["--detections", args.out], annotations, subset, protocol, trainer.cfg.lenient,
-                           args.fps / args.frames_per_snippet)
-    return f"proposed under the {protocol} protocol; score them under it with\n{command}"
+        names, features = read_features(args.features, trained.config.feature_dim)
+        return Predicted(names, *predict_batches(trained.model, packed(features, batch_size), *scoring),
+                         "ANNOTATIONS", None)
+    dataset = dataset_of(trained)
+    annotations = dataset.annotations
+    indices = dataset.test_indices if args.split is None else annotations.indices(args.split)
+    if len(indices) == 0:
+        raise DataError(f"{annotations.folder}/subset.npy has no video of split {args.split!r}")
+    scores, cas = predict_batches(trained.model, dataset.batches_in_order(indices, batch_size), *scoring)
+    return Predicted([annotations.video_names[v] for v in indices], scores, cas, str(annotations.folder),
+                     args.split or dataset.info.test_subset)
+
+
+def save_predictions(path: Path, scores: np.ndarray, cas: list[np.ndarray]) -> None:
+    """The predictions as ``rsnet.evaluate --predictions`` reads them, written atomically."""
+    frames = np.empty(len(cas), dtype=object)
+    frames[:] = cas
+    archive = io.BytesIO()
+    np.savez(archive, vid_preds=scores, frm_preds=frames, vid_lens=np.array([len(c) for c in cas], dtype=np.int64))
+    outputs.write(path, archive.getvalue())
+
+
+def save_detections(path: Path, args, trained: Trained, predicted: Predicted, protocol: str) -> int:
+    """The detections file (the module docstring); returns how many detections it holds."""
+    per_video = detections_by_video(predicted.scores, predicted.cas, trained.class_names,
+                                    args.frames_per_snippet / args.fps, args.max_per_video, protocol)
+    record = {"version": FORMAT_VERSION, "results": dict(zip(predicted.names, per_video)),
+              "external_data": {"used": False, "details": f"RSKP detections of {args.checkpoint}"}}
+    outputs.write(path, (json.dumps(record) + "\n").encode())
+    return sum(map(len, per_video))
+
+
+def _check_flags(args) -> None:
+    if args.features is not None and args.split is not None:
+        raise UserError("--split selects videos of a dataset; --features gives the videos itself")
+    if args.out.suffix not in OUT_SUFFIXES:
+        raise UserError(f"--out {args.out} must end in .npz (predictions) or .json (detections)")
+    if not (args.frames_per_snippet > 0 and args.fps > 0 and np.isfinite([args.frames_per_snippet, args.fps]).all()):
+        raise UserError(f"--frames-per-snippet and --fps must be positive, got {args.frames_per_snippet}, {args.fps}")
+    if args.max_per_video is not None and args.max_per_video < 1:
+        raise UserError(f"--max-per-video must be at least 1, got {args.max_per_video}")
+    outputs.check_out(args.out, args.out.suffix, (args.checkpoint, args.features))
 
 
 @cli.command
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsnet.infer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_arguments(parser)
-    parser.add_argument("--out", required=True, type=Path, help="the detections file to write (.json)")
-    add_branches_argument(parser)
+    add_arguments(parser)
+    parser.add_argument("--out", required=True, type=Path,
+                        help="the file to write: .npz (predictions) or .json (detections)")
+    parser.add_argument("--branches", choices=BRANCHES, default="intra",
+                        help="main: the main branch alone; intra: main and intra-video (the paper); all: a first "
+                             "round predicts the classes, whose memory-bank snippets add the inter-video branch")
     parser.add_argument("--features", type=Path, default=None, help="a folder of VIDEO_ID.npy (T, feature_dim), or one .npy")
     parser.add_argument("--split", default=None, help="subset of the dataset (default: its test split)")
     parser.add_argument("--frames-per-snippet", type=float, default=16)
     parser.add_argument("--fps", type=float, default=25)
-    parser.add_argument("--max-per-video", type=int, default=None, help="keep the N best detections of each video")
+    parser.add_argument("--max-per-video", type=int, default=None, help="keep the N best detections of each video (.json)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
-                        help="whose proposals (default: the checkpoint's; anet adds each video's best class "
+                        help="whose proposals (.json; default: the checkpoint's; anet adds each video's best class "
                              "when no class reaches 0.1)")
-    parser.add_argument("--device", default="cpu")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    if args.features is not None and args.split is not None:
-        raise UserError("--split selects videos of a dataset; --features gives the videos itself")
-    if not (args.frames_per_snippet > 0 and args.fps > 0 and np.isfinite([args.frames_per_snippet, args.fps]).all()):
-        raise UserError(f"--frames-per-snippet and --fps must be positive, got {args.frames_per_snippet}, {args.fps}")
-    if args.max_per_video is not None and args.max_per_video < 1:
-        raise UserError(f"--max-per-video must be at least 1, got {args.max_per_video}")
-    outputs.check_out(args.out, ".json", (args.checkpoint, args.features))
-    trainer = restore(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
-    protocol = args.protocol or trainer.cfg.protocol
-    names, scores, cas = _predict(args, trainer)
-    per_video = detections_by_video(scores, cas, trainer.dataset.annotations.class_names,
-                                    args.frames_per_snippet / args.fps, args.max_per_video, protocol)
-    record = {"version": FORMAT_VERSION, "results": dict(zip(names, per_video)),
-              "external_data": {"used": False, "details": f"RSKP detections of {args.checkpoint}"}}
-    outputs.write(args.out, (json.dumps(record) + "\n").encode())
-    print(f"{args.out}: {sum(map(len, per_video))} detections of {len(names)} videos, "
-          f"{_how_to_score(args, trainer, protocol)}")
+    _check_flags(args)
+    trained = load(args.checkpoint, args.device, args.data_root, args.checkpoint_format,
+                   dataset_needed=args.features is None)
+    protocol = args.protocol or trained.config.protocol
+    predicted = predict(args, trained)
+    if args.out.suffix == ".npz":
+        save_predictions(args.out, predicted.scores, predicted.cas)
+        given, what = ["--predictions", args.out], f"predictions for {len(predicted.names)} videos"
+    else:
+        count = save_detections(args.out, args, trained, predicted, protocol)
+        given, what = ["--detections", args.out], f"{count} detections of {len(predicted.names)} videos"
+    command = command_line(given, predicted.annotations, predicted.subset, protocol, trained.config.lenient,
+                           args.fps / args.frames_per_snippet)
+    print(f"{args.out}: {what} of {args.checkpoint}; score them as the run scored itself (the {protocol} "
+          f"protocol) with\n{command}")
     return 0
 
 

@@ -32,10 +32,13 @@ from torch import Tensor
 from rs_kernels.reference import l2_normalize
 
 from . import cli, metrics
-from .data import SNIPPETS_PER_SECOND, Annotations
+from .data import Annotations
+from .data.dataset import WTALCDataset
+from .datasets import SNIPPETS_PER_SECOND
 from .errors import UserError
-from .losses import pseudo_label_target_logits
-from .train import Trainer, restore
+from .model.losses import pseudo_label_target_logits
+from .model.predict import predict_packed
+from .trained import Trained, add_arguments, dataset_of, load
 
 IMAGE_SUFFIXES = (".png", ".svg")
 BACKGROUND = -1  # snippet class of a snippet outside every ground-truth segment
@@ -93,6 +96,18 @@ def snippet_classes(annotations: Annotations, video: int, length: int) -> np.nda
     return classes
 
 
+class Run(NamedTuple):
+    """What the pictures of a trained run draw: its model and the dataset it was trained on."""
+
+    trained: Trained
+    dataset: WTALCDataset
+
+
+def open_run(path: Path, device: str = "auto", data_root: str | None = None, checkpoint_format: str = "auto") -> Run:
+    trained = load(path, device, data_root, checkpoint_format)
+    return Run(trained, dataset_of(trained))
+
+
 class VideoOutputs(NamedTuple):
     embedded: Tensor  # (T, D) the embedded snippets (eval mode: no dropout)
     representatives: Tensor  # (K, D) the online representatives
@@ -100,34 +115,32 @@ class VideoOutputs(NamedTuple):
     pseudo_labels: Tensor | None  # (T, C+1) the target of L_spl; None without an intra-video branch
 
 
-def memory_of(trainer: Trainer, labels: Tensor):
+def memory_of(run: Run, labels: Tensor):
     """The model's read of the class-wise memory bank's entries of the video's classes (a read only:
     the picture leaves the bank as it is), or None when the run has no such bank or it holds none of
     them (the inter-video branch does not run then)."""
-    if not any(len(entries) for _, entries in class_bank_entries(trainer, np.flatnonzero(labels[0].cpu()))):
+    if not any(len(entries) for _, entries in class_bank_entries(run, np.flatnonzero(labels[0].cpu()))):
         return None
-    return lambda mu, p_mu: trainer.bank.read(labels)
+    return lambda mu, p_mu: run.trained.bank.read(labels)
 
 
-def class_bank_entries(trainer: Trainer, classes) -> list[tuple[int, Tensor]]:
+def class_bank_entries(run: Run, classes) -> list[tuple[int, Tensor]]:
     """(class, its entries (n, D)) of the class-wise memory bank for each of ``classes``; none when
     the run has no memory bank or the video-wise one (``--bank video``), which holds no class's."""
-    if not (trainer.cfg.memory_bank and trainer.cfg.bank == "class"):
-        return []
-    bank = trainer.bank
-    return [(int(c), bank.bank[c, : int(bank.count[c])]) for c in classes]
+    bank = run.trained.bank
+    return [] if bank is None else bank.class_entries(classes)
 
 
 @torch.no_grad()
-def video_outputs(trainer: Trainer, video: int) -> VideoOutputs:
-    model, cfg = trainer.model.eval(), trainer.cfg
-    batch = trainer.dataset.pack([video]).to(trainer.device)
+def video_outputs(run: Run, video: int) -> VideoOutputs:
+    model, cfg = run.trained.model.eval(), run.trained.config
+    batch = run.dataset.pack([video]).to(run.trained.device)
     embedded = model.embed(batch.x)
     representatives = model.summarize(embedded, batch.varlen).mu[0] if cfg.intra else embedded[:0]  # the variant's
-    _, cas = model.predict(batch.x, batch.varlen)
+    _, cas = predict_packed(model, batch.x, batch.varlen)
     pseudo_labels = None
     if cfg.intra:
-        out = model(batch.x, batch.varlen, memory_of(trainer, batch.labels))
+        out = model(batch.x, batch.varlen, memory_of(run, batch.labels))
         pseudo_labels = torch.softmax(pseudo_label_target_logits(out, cfg) / cfg.spl_temperature, dim=-1)
     return VideoOutputs(embedded, representatives, cas, pseudo_labels)
 
@@ -146,10 +159,10 @@ def draw_ground_truth(ax, annotations: Annotations, video: int, classes: list[in
     ax.set_ylim(0, len(classes))
 
 
-def cas_figure(trainer: Trainer, video: int):
-    annotations = trainer.dataset.annotations
+def cas_figure(run: Run, video: int):
+    annotations = run.dataset.annotations
     classes = ground_truth_classes(annotations, video)
-    outputs = video_outputs(trainer, video)
+    outputs = video_outputs(run, video)
     times = snippet_seconds(outputs.cas.shape[0])
     panels = [("action activation", outputs.cas)]
     if outputs.pseudo_labels is not None:
@@ -178,11 +191,11 @@ def pca_2d(points: Tensor) -> Tensor:
     return centred @ vh[:2].T
 
 
-def embedding_figure(trainer: Trainer, video: int):
-    annotations = trainer.dataset.annotations
+def embedding_figure(run: Run, video: int):
+    annotations = run.dataset.annotations
     classes = ground_truth_classes(annotations, video)
-    outputs = video_outputs(trainer, video)
-    entries = class_bank_entries(trainer, classes)
+    outputs = video_outputs(run, video)
+    entries = class_bank_entries(run, classes)
     # cosine similarity is what EM attention, the walks and the heads compare: project directions
     parts = [outputs.embedded, outputs.representatives, *(e for _, e in entries)]
     xy = pca_2d(l2_normalize(torch.cat(parts).float())).cpu().numpy()
@@ -215,14 +228,14 @@ def embedding_figure(trainer: Trainer, video: int):
 
 
 @torch.no_grad()
-def action_features(trainer: Trainer) -> tuple[Tensor, np.ndarray]:
+def action_features(run: Run) -> tuple[Tensor, np.ndarray]:
     """(n, D) each training video's embedded snippets (eval mode, directions) inside the segments of
     one of its classes, averaged, and (n,) that class: one point per (video, class)."""
-    model, dataset, size = trainer.model.eval(), trainer.dataset, trainer.cfg.test_batch_size
+    model, dataset, size = run.trained.model.eval(), run.dataset, run.trained.config.test_batch_size
     features, classes = [], []
     for start in range(0, len(dataset.train_indices), size):
         videos = dataset.train_indices[start:start + size]
-        batch = dataset.pack(videos).to(trainer.device)
+        batch = dataset.pack(videos).to(run.trained.device)
         embedded = l2_normalize(model.embed(batch.x).float())
         offsets = batch.varlen.offsets
         for video, first, end in zip(videos, offsets, offsets[1:]):
@@ -230,20 +243,20 @@ def action_features(trainer: Trainer) -> tuple[Tensor, np.ndarray]:
             for c in np.unique(labels[labels != BACKGROUND]):
                 features.append(embedded[first:end][torch.from_numpy(labels == c).to(embedded.device)].mean(0))
                 classes.append(c)
-    return torch.stack(features) if features else torch.zeros(0, trainer.cfg.embed_dim), np.array(classes, dtype=int)
+    return torch.stack(features) if features else torch.zeros(0, run.trained.config.embed_dim), np.array(classes, dtype=int)
 
 
-def bank_figure(trainer: Trainer):
+def bank_figure(run: Run):
     from matplotlib import colormaps  # present: figure_class() checked it
 
-    if trainer.cfg.bank != "class":
+    if run.trained.config.bank != "class":
         raise UserError("the bank picture draws the class-wise memory bank; this run has the video-wise one (--bank video)")
-    annotations = trainer.dataset.annotations
-    by_class = [(c, e) for c, e in class_bank_entries(trainer, range(len(annotations.class_names))) if len(e)]
+    annotations = run.dataset.annotations
+    by_class = [(c, e) for c, e in class_bank_entries(run, range(len(annotations.class_names))) if len(e)]
     if not by_class:
         raise UserError("the run's memory bank holds no entry (trained without it, or not past the warm-up): "
                         "nothing to plot")
-    features, feature_classes = action_features(trainer)
+    features, feature_classes = action_features(run)
     entries = torch.cat([e for _, e in by_class]).float()
     entry_classes = np.repeat([c for c, _ in by_class], [len(e) for _, e in by_class])
     xy = pca_2d(l2_normalize(torch.cat([features.to(entries.device), entries]))).cpu().numpy()
@@ -351,11 +364,7 @@ def curves_figure(runs: list[Path]):
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True,
-                        help="OUT/checkpoint.pt of a run, or its weights exported by python -m rsnet.checkpoint export")
-    parser.add_argument("--data-root", help="the folder holding the run's dataset (default: the one recorded in "
-                                            "checkpoint.pt; exported weights trained on a W-TALC folder need it)")
-    parser.add_argument("--device", default="cpu")
+    add_arguments(parser)
 
 
 def _add_video_arguments(parser: argparse.ArgumentParser) -> None:
@@ -387,11 +396,11 @@ def main(argv: list[str]) -> int:
     if args.command == "curves":
         fig, source = curves_figure(args.runs), ", ".join(map(str, args.runs))
     elif args.command == "bank":
-        fig, source = bank_figure(restore(args.checkpoint, args.device, args.data_root)), str(args.checkpoint)
+        fig, source = bank_figure(open_run(args.checkpoint, args.device, args.data_root, args.checkpoint_format)), str(args.checkpoint)
     else:
-        trainer = restore(args.checkpoint, args.device, args.data_root)
-        video = video_index(trainer.dataset.annotations, args.video)
-        fig = (cas_figure if args.command == "cas" else embedding_figure)(trainer, video)
+        run = open_run(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
+        video = video_index(run.dataset.annotations, args.video)
+        fig = (cas_figure if args.command == "cas" else embedding_figure)(run, video)
         source = f"{args.video} of {args.checkpoint}"
     save(fig, args.out, args.dpi)
     print(f"{args.out}: {args.command} of {source}")

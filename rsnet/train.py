@@ -17,7 +17,6 @@ end of its epoch with one line, before that epoch is saved.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -30,40 +29,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint, cli, metrics
-from .config import (Config, add_config_arguments, apply_overrides, build_config, changed_keys, format_config, to_dict,
-                     validate)
-from .data import PackedBatch, WTALCDataset
-from .errors import DataError, DivergedError, UserError
-from .evaluate import PROTOCOL_IOUS, evaluate
-from .inference import predict_batches
-from .losses import LossTerms, rskp_loss
-from .memory import MemoryBank
-from .model import RSKP, MemoryRead
-from .variants import VideoBank
+from .config import Config, add_config_arguments, build_config, changed_keys, format_config, to_dict, validate
+from .data.dataset import PackedBatch, WTALCDataset
+from .errors import DivergedError, UserError
+from .evaluate import EvalResult
+from .model import RSKP, LossTerms, MemoryRead, make_bank, rskp_loss
+from .trained import evaluate_videos, load_dataset, resolve_device
 
 RUN_FILES = ("checkpoint.pt", metrics.FILE_NAME, "results.md", "config.json")  # what every run writes in OUT
 HELD_OUT_BEST = "checkpoint_held_out_best.pt"  # with --val-fraction: the run at its best epoch on the held-out videos
 OWN_FILES = (*RUN_FILES, HELD_OUT_BEST)  # a folder holding any of these holds a run; --overwrite replaces them
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for CUDA, but no CUDA device is available")
-    return device
-
-
-def load_dataset(cfg: Config) -> WTALCDataset:
-    if cfg.data_root is not None:
-        root = cfg.data_root
-    else:
-        from .synthetic import ensure_synthetic
-
-        root = ensure_synthetic(cfg.cache_dir, cfg.preset, cfg.data_seed)
-    return WTALCDataset(root, cfg.dataset, cfg.feature_dim, cfg.max_seqlen, cfg.val_fraction, cfg.seed,
-                        cfg.feature_cache)
 
 
 def make_deterministic(seed: int, device: torch.device) -> None:
@@ -92,41 +67,18 @@ class Trainer:
     def __init__(self, cfg: Config, dataset: WTALCDataset, device: torch.device):
         self.cfg, self.dataset, self.device = cfg, dataset, device
         self.model = RSKP(cfg, dataset.n_classes).to(device)
-        self.bank = self.make_bank().to(device)
+        labels = dataset.annotations.video_labels[dataset.train_indices]
+        self.bank = make_bank(cfg, dataset.n_classes, dataset.train_indices, labels).to(device)
         # On CUDA the fused Adam updates every parameter in one kernel (the default, foreach, takes a
         # dozen launches a step); on CPU the default is kept.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                           weight_decay=cfg.weight_decay, fused=True if device.type == "cuda" else None)
 
-    def make_bank(self) -> MemoryBank | VideoBank:
-        """The class-wise bank (the paper's) or, with ``bank`` video, one entry per training video (Table 2)."""
-        cfg, data = self.cfg, self.dataset
-        if cfg.bank == "class":
-            return MemoryBank(data.n_classes, cfg.bank_slots, cfg.embed_dim)
-        labels = data.annotations.video_labels[data.train_indices]
-        return VideoBank(data.train_indices, labels, cfg.n_representatives, cfg.embed_dim, cfg.bank_momentum, cfg.seed)
-
     def read_bank(self, batch: PackedBatch, epoch: int) -> MemoryRead:
         """The inter-video branch's memory for a piece of a step, as the model calls it once EM has
-        given the representatives: it reads Y_e and inserts the piece's representatives. Class-wise
-        (the paper's): video by video in the official order, each reading after the inserts of the
-        videos before it. Video-wise (Table 2): each video reads its partner's entry, then the
-        piece's entries move toward its representatives."""
-        def class_wise(mu: Tensor, p_mu: Tensor):
-            return self.bank.read_in_order(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
-
-        def video_wise(mu: Tensor, p_mu: Tensor):
-            rows = self.bank.read(batch.index, epoch)
-            self.bank.insert(mu, batch.index)
-            return rows
-
-        return video_wise if self.cfg.bank == "video" else class_wise
-
-    def fill_bank_with(self, mu: Tensor, p_mu: Tensor, batch: PackedBatch) -> None:
-        if self.cfg.bank == "video":
-            self.bank.insert(mu, batch.index)
-        else:
-            self.bank.insert(mu, p_mu[..., : self.dataset.n_classes], batch.labels)
+        given the representatives: the bank's ``step_read`` (it reads Y_e and inserts the piece's
+        representatives, in the official order)."""
+        return lambda mu, p_mu: self.bank.step_read(mu, p_mu, batch.labels, batch.index, epoch)
 
     def inter_active(self, epoch: int) -> bool:
         return self.cfg.memory_bank and epoch > self.cfg.warmup_epochs
@@ -187,17 +139,13 @@ class Trainer:
         for batch in self.dataset.batches_in_order(self.dataset.train_indices, self.cfg.test_batch_size):
             batch = batch.to(self.device)
             mu, p_mu = self.model.bank_candidates(batch.x, batch.varlen)
-            self.fill_bank_with(mu, p_mu, batch)
+            self.bank.fill(mu, p_mu, batch.labels, batch.index)
         self.model.train()
 
-    def evaluate(self, indices=None, branches: str = "intra"):
-        """The evaluation of the test split, or of the videos ``indices`` (the held-out training videos),
-        scored by ``branches`` (``rsnet.inference.BRANCHES``; the paper's main + intra by default)."""
-        indices = self.dataset.test_indices if indices is None else indices
-        batches = self.dataset.batches_in_order(indices, self.cfg.test_batch_size)
-        scores, cas = predict_batches(self.model, batches, self.device, branches, self.bank)
-        return evaluate(scores, cas, self.dataset.annotations, indices, protocol=self.cfg.protocol,
-                        lenient=self.cfg.lenient, iou_thresholds=PROTOCOL_IOUS[self.cfg.protocol])
+    def evaluate(self, indices=None) -> EvalResult:
+        """The evaluation of the test split, or of the videos ``indices`` (the held-out training
+        videos), as every command scores (``rsnet.trained.evaluate_videos``)."""
+        return evaluate_videos(self.model, self.bank, self.dataset, self.cfg, self.device, indices)
 
     def state_dict(self, epoch: int, best: dict | None, metrics: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -216,35 +164,18 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], path: str | Path) -> None:
-        """Continue the run whose state ``checkpoint.load_run`` read from ``path``, on classes it was trained on."""
-        checkpoint.check_classes(checkpoint.run_trained(state), self.dataset.annotations, path)
-        self.model.load_state_dict(state["model"])
-        self.bank.load_state_dict(state["bank"])
+        """Continue the run whose state ``checkpoint.load_run`` read from ``path``: its trained model
+        (``checkpoint.run_trained``, what ``rsnet.trained.load`` reads too), on the classes it was
+        trained on, then what training adds: the optimizer, a step's gradients, the RNG."""
+        trained = checkpoint.run_trained(state)
+        checkpoint.check_classes(trained, self.dataset.annotations, path)
+        self.model.load_state_dict(trained.model)
+        self.bank.load_state_dict(trained.bank)
         self.optimizer.load_state_dict(state["optimizer"])
         for name, p in self.model.named_parameters():
             grad = state["grads"][name]
             p.grad = None if grad is None else grad.to(p.device)
         checkpoint.restore_rng_state(state["rng"])
-
-
-def restore(path: str | Path, device: str, data_root: str | None = None, checkpoint_format: str = "auto") -> Trainer:
-    """The trained model and memory bank of a run's checkpoint.pt, its exported .safetensors or the
-    published code's N.pkl (``checkpoint.load_trained``), with the run's dataset (or its dataset
-    under ``data_root``), on ``device``."""
-    trained = checkpoint.load_trained(path, checkpoint_format, data_root)
-    cfg = dataclasses.replace(apply_overrides(Config(), trained.config, str(path)), device=device)
-    if data_root is not None:
-        cfg = dataclasses.replace(cfg, data_root=data_root)
-    validate(cfg)
-    try:
-        dataset = load_dataset(cfg)
-    except DataError as exc:
-        raise DataError(f"{path} is a model of {cfg.dataset}: {exc}") from exc
-    trainer = Trainer(cfg, dataset, resolve_device(device))
-    checkpoint.check_classes(trained, trainer.dataset.annotations, path)
-    trainer.model.load_state_dict(trained.model)
-    trainer.bank.load_state_dict(trained.bank)
-    return trainer
 
 
 def _check_resume_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
@@ -282,6 +213,18 @@ def results_table(last: dict[str, Any], best: dict[str, Any], held_out: dict[str
     return "\n".join(rows)
 
 
+def evaluate_epoch(trainer: Trainer, records: list[dict[str, Any]], done: int, out: Path) -> None:
+    """The evaluation of the last record's epoch ``done``, in the loop and at a ``--resume`` that ends
+    on an epoch never evaluated: the test split and, with held-out videos, those, whose best epoch
+    so far ``OUT/checkpoint_held_out_best.pt`` keeps."""
+    record = records[-1]
+    record.update(trainer.evaluate().to_dict())
+    if trainer.cfg.val_fraction > 0:
+        record["held_out"] = trainer.evaluate(trainer.dataset.held_out_indices).to_dict()
+        if metrics.held_out_best(records) is record:
+            checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records), out / HELD_OUT_BEST)
+
+
 def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train and evaluate; returns the last and best evaluated records."""
     validate(cfg)
@@ -304,7 +247,7 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
         trainer.load_state_dict(state, ckpt_path)
         start_epoch, records = state["epoch"], list(state["metrics"])
         if start_epoch == cfg.epochs and not metrics.is_evaluated(records[-1]):  # --epochs ends where no evaluation was
-            records[-1].update(trainer.evaluate().to_dict())
+            evaluate_epoch(trainer, records, start_epoch, out)
             checkpoint.save_atomic(trainer.state_dict(start_epoch, metrics.best(records), records), ckpt_path)
     for path in replaced:
         print(f"rskp: --overwrite: removing {path}", file=sys.stderr)
@@ -329,12 +272,7 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
             record = metrics.epoch_record(done, losses)
             records.append(record)
             if done % cfg.eval_every == 0 or done == cfg.epochs:
-                record.update(trainer.evaluate().to_dict())
-                if cfg.val_fraction > 0:
-                    record["held_out"] = trainer.evaluate(dataset.held_out_indices).to_dict()
-                    if metrics.held_out_best(records) is record:
-                        checkpoint.save_atomic(trainer.state_dict(done, metrics.best(records), records),
-                                               out / HELD_OUT_BEST)
+                evaluate_epoch(trainer, records, done, out)
                 progress.set_postfix(loss=f"{losses['total']:.3f}", avg_map=f"{record['avg']:.1f}")
             metrics.write(metrics_path, records)
             if board:

@@ -200,21 +200,22 @@ def test_tables_2_and_3_run_each_variant_with_its_switches_and_the_papers_number
 
 def test_table4_scores_each_seeds_model_by_each_set_of_branches(tmp_path, monkeypatch):
     """Table 4's rows are one trained model's test scores by main, main + intra and all branches."""
-    from rsnet import train
+    from rsnet import train, trained
 
     root = generate(tmp_path / "data", SyntheticSpec(n_train=6, n_test=4, length_scale=0.15), seed=1)
     base = Config(data_root=str(root), epochs=2, warmup_epochs=0, eval_every=1, embed_dim=16, videos_per_step=2,
                   lenient=True, device="cpu", out=str(tmp_path / "sweep"))
     monkeypatch.setattr(ablate, "train_cell", lambda cfg, env: train.run(cfg, overwrite=True))
     scored = []
-    real_evaluate = train.Trainer.evaluate
+    real_evaluate = trained.evaluate_videos
 
-    def recording_evaluate(self, indices=None, branches="intra"):
-        result = real_evaluate(self, indices, branches)
+    def recording_evaluate(*args, branches="intra", **kwargs):
+        result = real_evaluate(*args, branches=branches, **kwargs)
         scored.append((branches, result.avg))
         return result
 
-    monkeypatch.setattr(train.Trainer, "evaluate", recording_evaluate)
+    for scorer in (train, ablate):  # training's evaluations, and the table's
+        monkeypatch.setattr(scorer, "evaluate_videos", recording_evaluate)
     text = ablate.ablate("table4", base, seeds=[0], jobs=1)
     table_scores = scored[-3:]  # training evaluated its epochs first
     assert [b for b, _ in table_scores] == ["main", "intra", "all"]

@@ -4,16 +4,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 import pytest
+from helpers import crash_at_epoch
 
-from rsnet import checkpoint, evaluate, infer, metrics, synthetic, train
+from rsnet import checkpoint, infer, metrics, synthetic, train
 from rsnet.config import DATASET_DEFAULTS, Config, ConfigError, add_config_arguments, build_config
 from rsnet.errors import UserError
 from rsnet.evaluate import ACTIVITYNET_IOUS
 from rsnet.synthetic import SyntheticSpec, generate
-
-from helpers import crash_at_epoch
 
 ANET = ["--data-root", "/data", "--dataset", "ActivityNet1.2"]
 # the RSKP authors' ActivityNet1.2 settings (LeonHLJ/RSKP issue #3) and the codebases' sampling and protocol
@@ -107,7 +107,7 @@ def test_training_on_activitynet_reports_its_protocol_and_resumes_exactly(anet_r
 def test_the_activitynet_presets_train_on_their_own_dataset():
     for preset in ("activitynet1.2-synthetic", "activitynet1.2-synthetic-small"):
         cfg = _parse(["--preset", preset])
-        assert cfg.dataset == "ActivityNet1.2" == synthetic.PRESETS[preset].dataset
+        assert cfg.dataset == "ActivityNet1.2" == synthetic.PRESETS[preset].spec.dataset
         assert (cfg.protocol, cfg.dropout, cfg.scale) == ("anet", 0.7, 10.0)  # the dataset's defaults under the preset
     small = _parse(["--preset", "activitynet1.2-synthetic-small"])
     assert (small.max_seqlen, small.lr) == (12, 2e-4)  # the preset over the dataset's defaults
@@ -155,7 +155,7 @@ def test_detections_of_an_activitynet_run_use_its_protocol_proposals(anet_root, 
     """rsnet.infer proposes as the checkpoint's protocol does: anet also proposes each video's best
     class when no class reaches the threshold (here raised above every score), rskp nothing then."""
     _train(anet_root, tmp_path / "run", "--epochs", "1")
-    monkeypatch.setattr(evaluate, "CLASS_THRESHOLD", 1.01)
+    monkeypatch.setattr(sys.modules["rsnet.evaluate.proposals"], "CLASS_THRESHOLD", 1.01)
     written = {}
     for protocol in (None, "anet", "rskp"):
         out = tmp_path / f"{protocol}.json"

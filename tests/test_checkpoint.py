@@ -9,16 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import rel_error
 from safetensors import safe_open
 
-from rsnet import checkpoint, diagnose, inference, train
-from rsnet.checkpoint import CheckpointError
-from rsnet.config import Config
-from rsnet.data import WTALCDataset
-from rsnet.model import RSKP
-from rsnet.synthetic import SyntheticSpec, generate
-from helpers import rel_error
 from rs_kernels.varlen import cu_seqlens_from_lengths
+from rsnet import checkpoint, diagnose, infer, train, trained
+from rsnet.checkpoint import CheckpointError
+from rsnet.checkpoint.command import main as checkpoint_main
+from rsnet.config import Config
+from rsnet.data.dataset import WTALCDataset
+from rsnet.evaluate.command import main as evaluate_main
+from rsnet.model import RSKP
+from rsnet.model.predict import predict_packed
+from rsnet.synthetic import SyntheticSpec, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
@@ -106,7 +109,7 @@ def _entry_points(tiny_root, out):
     resume = ["--data-root", str(tiny_root), "--out", str(out), "--epochs", "2", "--warmup-epochs", "0",
               "--embed-dim", "48", "--lenient", "--device", "cpu", "--resume"]
     return {"train": (train.main, resume),
-            "inference": (inference.main, ["--checkpoint", ckpt, "--out", str(out / "p.npz")]),
+            "infer": (infer.main, ["--checkpoint", ckpt, "--out", str(out / "p.npz")]),
             "diagnose": (diagnose.main, ["--checkpoint", ckpt])}
 
 
@@ -124,7 +127,7 @@ def test_no_command_runs_code_from_a_checkpoint(tiny_root, tmp_path, capsys, sig
         assert not canary.exists(), name
 
 
-@pytest.mark.parametrize("module", ["train", "inference", "diagnose"])
+@pytest.mark.parametrize("module", ["train", "infer", "diagnose"])
 def test_no_command_runs_code_from_a_signed_checkpoint_as_a_process(tiny_root, tmp_path, module):
     canary, path = tmp_path / "created-by-the-checkpoint", tmp_path / "run" / "checkpoint.pt"
     _booby_trapped_run(path, canary, signed=True)
@@ -148,12 +151,12 @@ def exported(tiny_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     ckpt = _tiny_run(tiny_root, out)
     weights = out / "model.safetensors"
-    assert checkpoint.main(["export", str(out), "--out", str(weights)]) == 0
+    assert checkpoint_main(["export", str(out), "--out", str(weights)]) == 0
     return ckpt, weights
 
 
 def _predictions(ckpt, out, *flags):
-    assert inference.main(["--checkpoint", str(ckpt), "--out", str(out), *flags]) == 0
+    assert infer.main(["--checkpoint", str(ckpt), "--out", str(out), *flags]) == 0
     with np.load(out, allow_pickle=True) as saved:
         return saved["vid_preds"], list(saved["frm_preds"])
 
@@ -195,7 +198,7 @@ def test_a_flipped_byte_in_exported_weights_is_an_error_naming_the_file(exported
         with pytest.raises(CheckpointError, match=str(path)):
             checkpoint.load_trained(path)
     capsys.readouterr()
-    assert inference.main(["--checkpoint", str(path), "--out", str(tmp_path / "p.npz")]) == 2
+    assert infer.main(["--checkpoint", str(path), "--out", str(tmp_path / "p.npz")]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {path} is damaged: its content does not match its SHA-256 checksum\n"
     assert not (tmp_path / "p.npz").exists()
@@ -218,7 +221,7 @@ def test_weights_of_other_classes_than_the_dataset_are_refused(exported, tiny_ro
     path = tmp_path / "model.safetensors"
     checkpoint.save_weights(shared._replace(class_names=shared.class_names[::-1]), path)
     with pytest.raises(CheckpointError, match=f"{path} was trained on other classes"):
-        train.restore(path, "cpu", str(tiny_root))
+        trained.load(path, "cpu", str(tiny_root))
 
 
 def test_shared_weights_name_no_local_folder_and_ask_for_the_data_root(exported, tiny_root, tmp_path, capsys,
@@ -229,14 +232,14 @@ def test_shared_weights_name_no_local_folder_and_ask_for_the_data_root(exported,
     ckpt, weights = exported
     assert str(tiny_root).encode() in ckpt.read_bytes() and str(tiny_root).encode() not in weights.read_bytes()
     assert str(ckpt.parent).encode() not in weights.read_bytes()
-    assert inference.main(["--checkpoint", str(weights), "--out", str(tmp_path / "p.npz")]) == 2
+    assert infer.main(["--checkpoint", str(weights), "--out", str(tmp_path / "p.npz")]) == 2
     assert capsys.readouterr().err == (f"error: {weights} was trained on a W-TALC folder, which shared weights do not "
                                        f"record: pass --data-root ROOT, the folder holding Thumos14reduced/\n")
     run = checkpoint.load_trained(ckpt)
     synthetic = tmp_path / "synthetic.safetensors"
     checkpoint.save_weights(run._replace(config={**run.config, "data_root": None}), synthetic)
     assert checkpoint.load_trained(synthetic).config["preset"] == run.config["preset"]
-    monkeypatch.setattr(checkpoint, "weights_metadata", lambda trained: {  # what version 1 wrote
+    monkeypatch.setattr(checkpoint.weights, "weights_metadata", lambda trained: {  # what version 1 wrote
         "format": checkpoint.WEIGHTS_FORMAT, "version": "1", "config": json.dumps(trained.config),
         "class_names": json.dumps(trained.class_names)})
     old = tmp_path / "v1.safetensors"
@@ -252,7 +255,7 @@ def test_export_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
                           (["export", str(ckpt), "--out", str(tmp_path / "m.pt")],
                            f"error: --out {tmp_path / 'm.pt'} must end in .safetensors")]:
         capsys.readouterr()
-        assert checkpoint.main(argv) == 2
+        assert checkpoint_main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith(message) and len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
@@ -279,7 +282,7 @@ def test_a_converted_official_checkpoint_predicts_as_the_model_it_holds(tiny_roo
     path.parent.mkdir()
     torch.save(_official_layout(original), path)
     out = tmp_path / "model.safetensors"
-    assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--data-root", str(tiny_root),
+    assert checkpoint_main(["convert", str(path), "--dataset", "Thumos14reduced", "--data-root", str(tiny_root),
                             "--out", str(out)]) == 0
     converted = checkpoint.load_trained(out, data_root=str(tiny_root))
     assert converted.config["feature_dim"] == 96 and converted.config["n_representatives"] == 5
@@ -289,7 +292,7 @@ def test_a_converted_official_checkpoint_predicts_as_the_model_it_holds(tiny_roo
     restored.load_state_dict(converted.model)
     lengths = [1, 17, 6]
     x, cu = torch.rand(sum(lengths), 96, dtype=torch.float64), cu_seqlens_from_lengths(lengths)
-    for want, got in zip(original.predict(x, cu), restored.predict(x, cu), strict=True):
+    for want, got in zip(predict_packed(original, x, cu), predict_packed(restored, x, cu), strict=True):
         assert torch.equal(want, got)
 
 
@@ -303,19 +306,19 @@ def test_an_official_checkpoint_that_does_not_fit_names_the_key(tmp_path, capsys
     for state, message in cases:
         torch.save(state, path)
         capsys.readouterr()
-        assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced",
+        assert checkpoint_main(["convert", str(path), "--dataset", "Thumos14reduced",
                                 "--out", str(tmp_path / "m.safetensors")]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {path}") and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "m.safetensors").exists()
 
 
-def test_inference_reads_a_converted_official_checkpoint(exported, tiny_root, tmp_path):
+def test_infer_reads_a_converted_official_checkpoint(exported, tiny_root, tmp_path):
     ckpt, _ = exported
     run = checkpoint.load_run(ckpt)
     path, out = tmp_path / "200.pkl", tmp_path / "model.safetensors"
     torch.save({OFFICIAL_OF_OURS[name]: value for name, value in run["model"].items()}, path)
-    assert checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--data-root", str(tiny_root),
+    assert checkpoint_main(["convert", str(path), "--dataset", "Thumos14reduced", "--data-root", str(tiny_root),
                             "--out", str(out)]) == 0
     scores, cas = _predictions(ckpt, tmp_path / "run.npz")
     converted_scores, converted_cas = _predictions(out, tmp_path / "converted.npz", "--data-root", str(tiny_root))
@@ -338,33 +341,34 @@ def _official_pkl(path, n_classes=20, seed=6):
 
 
 def test_an_official_pkl_predicts_as_the_official_code(tiny_root, tmp_path):
-    """The .pkl read where a checkpoint is (train.restore, as every command reads it): float64
-    predictions of the model it builds equal the published code's way of predicting (official_style)."""
-    from rsnet import official_style
+    """The .pkl read where a checkpoint is (rsnet.trained.load, as every command reads it): float64
+    predictions of the model it builds equal the published code's way of predicting (official_rskp)."""
+    from bench.oracles import official_rskp
 
     path = tmp_path / "ckpt" / "200.pkl"
     original = _official_pkl(path)
-    trainer = train.restore(path, "cpu", str(tiny_root))
-    assert trainer.cfg.data_root == str(tiny_root) and trainer.cfg.embed_dim == 48
-    model = trainer.model.double().eval()
+    run = trained.load(path, "cpu", str(tiny_root))
+    assert run.config.data_root == str(tiny_root) and run.config.embed_dim == 48
+    model, dataset = run.model.double().eval(), trained.dataset_of(run)
     compared = 0
-    for batch in trainer.dataset.test_batches(4):
-        scores, cas = model.predict(batch.x.double(), batch.varlen)
+    for batch in dataset.test_batches(4):
+        scores, cas = predict_packed(model, batch.x.double(), batch.varlen)
         bounds = batch.varlen.cu_seqlens.tolist()
         for b, v in enumerate(batch.index.tolist()):
-            want_scores, want_cas = official_style.predict_video(original, torch.from_numpy(trainer.dataset.features[v]).double())
+            want_scores, want_cas = official_rskp.predict_video(original, torch.from_numpy(dataset.features[v]).double())
             assert torch.isfinite(scores[b]).all() and torch.isfinite(cas[bounds[b]:bounds[b + 1]]).all()
             assert rel_error(scores[b], want_scores) <= 1e-10
             assert rel_error(cas[bounds[b]:bounds[b + 1]], want_cas) <= 1e-10
             compared += 1
-    assert compared == len(trainer.dataset.test_indices)
+    assert compared == len(dataset.test_indices)
 
 
 def test_an_official_pkl_scores_through_the_commands_as_the_official_code(exported, tiny_root, tmp_path, capsys):
-    """rsnet.inference and rsnet.infer read the .pkl (a trained model's weights, under the published
-    code's names); rsnet.evaluate gives their predictions and detections the mAP of the published
+    """rsnet.infer reads the .pkl (a trained model's weights, under the published
+    code's names); rsnet.evaluate gives its predictions and detections the mAP of the published
     code's way of predicting, in float32 as the commands run."""
-    from rsnet import evaluate, infer, official_style
+    from bench.oracles import official_rskp
+    from rsnet import evaluate
 
     run = checkpoint.load_run(exported[0])
     original = RSKP(Config(feature_dim=2048, embed_dim=48), 20).eval()
@@ -372,14 +376,14 @@ def test_an_official_pkl_scores_through_the_commands_as_the_official_code(export
     path = tmp_path / "200.pkl"
     torch.save(_official_layout(original), path)
     dataset = WTALCDataset(tiny_root)
-    want = [official_style.predict_video(original, torch.from_numpy(dataset.features[v])) for v in dataset.test_indices]
-    inference.save_predictions(tmp_path / "want.npz", torch.stack([s for s, _ in want]).numpy(), [c.numpy() for _, c in want])
+    want = [official_rskp.predict_video(original, torch.from_numpy(dataset.features[v])) for v in dataset.test_indices]
+    infer.save_predictions(tmp_path / "want.npz", torch.stack([s for s, _ in want]).numpy(), [c.numpy() for _, c in want])
     source = ["--checkpoint", str(path), "--data-root", str(tiny_root)]
-    assert inference.main([*source, "--out", str(tmp_path / "p.npz")]) == 0
+    assert infer.main([*source, "--out", str(tmp_path / "p.npz")]) == 0
     assert infer.main([*source, "--out", str(tmp_path / "d.json")]) == 0
     results = {}
     for given, name in [("--predictions", "want.npz"), ("--predictions", "p.npz"), ("--detections", "d.json")]:
-        assert evaluate.main([given, str(tmp_path / name), "--annotations", str(dataset.annotations.folder),
+        assert evaluate_main([given, str(tmp_path / name), "--annotations", str(dataset.annotations.folder),
                               "--lenient", "--out", str(tmp_path / f"{name}.out.json")]) == 0
         results[name] = json.loads((tmp_path / f"{name}.out.json").read_text())
     assert results["p.npz"]["dmap"] == results["want.npz"]["dmap"] == results["d.json"]["dmap"]
@@ -398,9 +402,9 @@ def test_an_official_pkl_scores_through_the_commands_as_the_official_code(export
 def test_checkpoint_format_official_takes_any_file_as_the_state_dict(exported, tiny_root, tmp_path, capsys):
     ckpt, _ = exported
     out = ["--data-root", str(tiny_root), "--out", str(tmp_path / "p.npz")]
-    assert inference.main(["--checkpoint", str(ckpt), *out]) == 0  # auto: a run's checkpoint
+    assert infer.main(["--checkpoint", str(ckpt), *out]) == 0  # auto: a run's checkpoint
     capsys.readouterr()
-    assert inference.main(["--checkpoint", str(ckpt), "--checkpoint-format", "official", *out]) == 2
+    assert infer.main(["--checkpoint", str(ckpt), "--checkpoint-format", "official", *out]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {ckpt} is not the published RSKP model's state_dict: unknown keys ['bank', ")
     assert len(err.splitlines()) == 1
@@ -415,7 +419,7 @@ def test_an_official_pkl_that_does_not_fit_is_one_line_naming_the_key(tiny_root,
                                 (prefixed, "auto", "carries no rskp checksum"),
                                 ({**layout, "fg_center": layout["fg_center"][:, :-1]}, "auto", "fg_center has shape (1, 47)")]:
         torch.save(state, path)
-        for main, out in [(inference.main, "p.npz"), (diagnose.main, None)]:
+        for main, out in [(infer.main, "p.npz"), (diagnose.main, None)]:
             capsys.readouterr()
             argv = ["--checkpoint", str(path), "--data-root", str(tiny_root), "--checkpoint-format", fmt]
             argv += ["--out", str(tmp_path / out)] if out else []
@@ -430,7 +434,7 @@ def test_a_pkl_that_would_run_code_is_refused_in_either_format(tiny_root, tmp_pa
     torch.save({"mu": _CreatesFile(canary)}, path)
     for fmt, why in [("auto", "carries no rskp checksum"), ("official", "holds objects other than tensors")]:
         capsys.readouterr()
-        assert inference.main(["--checkpoint", str(path), "--checkpoint-format", fmt, "--data-root", str(tiny_root),
+        assert infer.main(["--checkpoint", str(path), "--checkpoint-format", fmt, "--data-root", str(tiny_root),
                                "--out", str(tmp_path / "p.npz")]) == 2
         assert capsys.readouterr().err.startswith(f"error: {path} {why}")
         assert not canary.exists()
@@ -446,13 +450,13 @@ def test_the_published_codes_checkpoints_need_the_data_root(tiny_root, tmp_path,
            f"pass --data-root ROOT, the folder holding Thumos14reduced/\n"
     out = tmp_path / "model.safetensors"
     for command in (lambda: diagnose.main(["--checkpoint", str(path)]),
-                    lambda: inference.main(["--checkpoint", str(path), "--out", str(tmp_path / "p.npz")]),
-                    lambda: checkpoint.main(["convert", str(path), "--dataset", "Thumos14reduced", "--out", str(out)])):
+                    lambda: infer.main(["--checkpoint", str(path), "--out", str(tmp_path / "p.npz")]),
+                    lambda: checkpoint_main(["convert", str(path), "--dataset", "Thumos14reduced", "--out", str(out)])):
         capsys.readouterr()
         assert command() == 2 and capsys.readouterr().err == asks
     assert not out.exists() and not (tmp_path / "p.npz").exists()
     with pytest.raises(CheckpointError, match="records no data"):
-        train.restore(path, "cpu")
+        trained.load(path, "cpu")
     converted = checkpoint.load_trained(path, data_root=str(tiny_root))
     checkpoint.save_weights(converted._replace(config={**converted.config, "data_root": None}), out)  # as it was
     with safe_open(out, "pt") as weights:
@@ -461,7 +465,7 @@ def test_the_published_codes_checkpoints_need_the_data_root(tiny_root, tmp_path,
     assert diagnose.main(["--checkpoint", str(out)]) == 2
     assert capsys.readouterr().err == (f"error: {out} holds a model of the published RSKP code, which records no "
                                        f"data: pass --data-root ROOT, the folder holding Thumos14reduced/\n")
-    assert train.restore(out, "cpu", str(tiny_root)).cfg.data_root == str(tiny_root)
+    assert trained.load(out, "cpu", str(tiny_root)).config.data_root == str(tiny_root)
 
 
 def test_a_checkpoint_of_another_dataset_or_class_count_is_one_line(exported, tiny_root, tmp_path, capsys):

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from rsnet import train
-from rsnet.config import PRESETS, Config, ConfigError, add_config_arguments, build_config
+from rsnet.config import Config, ConfigError, add_config_arguments, build_config
+from rsnet.presets import PRESETS
 
 
 def _parse(argv):
@@ -22,7 +23,7 @@ def test_defaults_are_the_official_ones_when_a_data_root_is_given():
 
 
 def test_synthetic_preset_applies_without_data_root():
-    assert _parse([]).epochs == PRESETS["default"]["epochs"]
+    assert _parse([]).epochs == PRESETS["default"].overrides["epochs"]
 
 
 @pytest.mark.parametrize("text", ["data_root: null\n", "data_root:\n"])
@@ -32,7 +33,7 @@ def test_a_null_data_root_in_the_file_keeps_the_synthetic_preset(tmp_path, text)
     path.write_text(text)
     cfg = _parse(["--config", str(path)])
     assert cfg.data_root is None and cfg == _parse([])
-    assert (cfg.lr, cfg.lenient, cfg.eval_every) == (PRESETS["default"]["lr"], True, PRESETS["default"]["eval_every"])
+    assert (cfg.lr, cfg.lenient, cfg.eval_every) == (PRESETS["default"].overrides["lr"], True, PRESETS["default"].overrides["eval_every"])
 
 
 def test_command_line_overrides_file_overrides_defaults(tmp_path):
@@ -119,6 +120,18 @@ def test_a_config_file_value_of_the_wrong_type_names_its_key_and_file(tmp_path):
     path.write_text("lr: [1, 2\n")
     with pytest.raises(ConfigError, match="cannot be parsed"):
         _parse(["--config", str(path)])
+
+
+@pytest.mark.parametrize("value", ["5", "[0]", "0", "1", "'maybe'", "null-ish"])
+def test_a_boolean_key_takes_only_booleans(tmp_path, value):
+    """`intra: 5` and `intra: [0]` used to be read as True (bool() of anything)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"intra: {value}\n")
+    with pytest.raises(ConfigError, match=f"intra \\(--intra\\) in {path} expects bool"):
+        _parse(["--config", str(path)])
+    for word, meant in (("true", True), ("no", False), ("'False'", False)):
+        path.write_text(f"intra: {word}\nmemory_bank: false\n")
+        assert _parse(["--config", str(path)]).intra is meant
 
 
 def test_a_value_out_of_range_stops_before_any_data_loads(tmp_path, capsys):

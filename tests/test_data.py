@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from rsnet.data import (DataError, WTALCDataset, check_evaluable, convert, hold_out, load_annotations,
-                        stratified_snippets)
-from rsnet.data import main as data_main
-from rsnet.feature_store import write_store
+from rsnet.data import DataError, check_evaluable, load_annotations
+from rsnet.data.command import main as data_main
+from rsnet.data.convert import convert
+from rsnet.data.dataset import WTALCDataset, hold_out, stratified_snippets
+from rsnet.data.feature_store import write_store
 from rsnet.synthetic import SyntheticSpec, generate
 
 TINY = SyntheticSpec(n_train=6, n_test=5, length_scale=0.15)

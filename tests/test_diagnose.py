@@ -1,9 +1,9 @@
 """The diagnostic of a trained run: assignment sharpness within its bounds, one mAP per fusion."""
 import pytest
 
-from rsnet import diagnose, evaluate, train
-from rsnet.inference import predict_split
+from rsnet import diagnose, evaluate, train, trained
 from rsnet.config import Config
+from rsnet.model import predict_batches
 from rsnet.synthetic import SyntheticSpec, generate
 
 
@@ -38,10 +38,11 @@ def test_identical_centres_give_exactly_uniform_assignments(tmp_path):
 
     root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
     cfg = Config(data_root=str(root), embed_dim=48, lenient=True, device="cpu")
-    trainer = train.Trainer(cfg, train.load_dataset(cfg), torch.device("cpu"))
+    dataset = trained.load_dataset(cfg)
+    trainer = train.Trainer(cfg, dataset, torch.device("cpu"))
     with torch.no_grad():
         trainer.model.mu0.copy_(trainer.model.mu0[:1].expand_as(trainer.model.mu0))
-    stats = diagnose.assignment_statistics(trainer)
+    stats = diagnose.assignment_statistics(trainer.model, dataset, torch.device("cpu"))
     assert stats["largest_assignment"] == pytest.approx(1 / cfg.n_representatives, abs=1e-6)
     assert stats["normalized_entropy"] == pytest.approx(1.0, abs=1e-6)
 
@@ -68,12 +69,15 @@ def test_every_row_is_scored_under_the_runs_protocol(tmp_path, capsys):
     at the rskp protocol's IoUs (0.1:0.7); on this run the two differ."""
     out, lines = _diagnosed_run(tmp_path, capsys, epochs=2, protocol="anet")
     rows = _rows(lines)
-    trainer = train.restore(out / "checkpoint.pt", "cpu")
-    anet, rskp = trainer.evaluate(branches="all"), evaluate.evaluate(*predict_split(
-        trainer.model, trainer.dataset, trainer.device, trainer.cfg.test_batch_size, "all", trainer.bank),
-        trainer.dataset.annotations, trainer.dataset.test_indices, lenient=True)
+    run = trained.load(out, "cpu")
+    dataset = trained.dataset_of(run)
+    score = lambda branches: trained.evaluate_videos(run.model, run.bank, dataset, run.config, run.device,  # noqa: E731
+                                                     branches=branches)
+    anet, rskp = score("all"), evaluate.evaluate(*predict_batches(
+        run.model, dataset.test_batches(run.config.test_batch_size), run.device, "all", run.bank),
+        dataset.annotations, dataset.test_indices, lenient=True)
     assert f"{anet.avg:.1f}" != f"{rskp.avg:.1f}"  # the test tells the protocols apart
-    assert rows["all branches"] == f"{anet.avg:.1f}" and rows["fused (paper)"] == f"{trainer.evaluate().avg:.1f}"
+    assert rows["all branches"] == f"{anet.avg:.1f}" and rows["fused (paper)"] == f"{score('intra').avg:.1f}"
 
 
 def test_diagnose_a_run_with_the_video_wise_bank(tmp_path, capsys):

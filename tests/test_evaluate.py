@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_bench
 
 from rsnet.data import Annotations, DataError, check_lengths, load_annotations
 from rsnet.errors import UserError
-from rsnet.evaluate import PROTOCOLS, EvalResult, detections, evaluate, evaluate_detections, main
+from rsnet.evaluate import PROTOCOLS, EvalResult, detections, evaluate, evaluate_detections
+from rsnet.evaluate.command import main
 from rsnet.infer import detections_by_video
 
 ROOT = Path(__file__).resolve().parents[1]
-official = load_bench("official_eval")
+from bench.oracles import official_eval as official  # noqa: E402
 
 VECTORS = ("preds_a", "preds_b_muted_class")
 
@@ -391,6 +391,15 @@ def test_bad_input_is_a_named_value_error(change, message):
     s, c, a = _small()
     with pytest.raises(ValueError, match=message):
         evaluate(*change(s, c, a, [0]), fps_factor=1.0)
+
+
+@pytest.mark.parametrize("indices, message", [([3], "indices must lie in"), ([-1], "indices must lie in"),
+                                              ([[0]], "1-D array"), ([0, 0], "more than once"), ([], "is empty")])
+def test_a_detections_files_indices_are_checked_as_the_predictions_are(indices, message):
+    """evaluate_detections used to skip these checks: an index past the annotations was an IndexError."""
+    _, _, ann = _small()
+    with pytest.raises(UserError, match=message):
+        evaluate_detections({}, ann, indices, fps_factor=1.0)
 
 
 @pytest.mark.parametrize("kwargs, message", [

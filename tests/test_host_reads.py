@@ -21,10 +21,9 @@ import rs_kernels
 from rs_kernels import varlen
 from rs_kernels.varlen import Varlen
 from rsnet.config import Config
-from rsnet.data import PackedBatch, WTALCDataset
-from rsnet.losses import rskp_loss
-from rsnet.memory import MemoryBank
-from rsnet.model import RSKP
+from rsnet.data.dataset import PackedBatch, WTALCDataset
+from rsnet.model import RSKP, MemoryBank
+from rsnet.model.losses import rskp_loss
 from rsnet.synthetic import SyntheticSpec, generate
 from rsnet.train import Trainer
 

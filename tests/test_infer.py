@@ -14,16 +14,17 @@ import torch
 import torch.nn.functional as F
 from helpers import rel_error
 
-from rsnet import evaluate, infer, inference, official_style, train
+from bench.oracles import official_rskp
+from rs_kernels.varlen import Varlen
+from rsnet import evaluate, infer, train, trained
 from rsnet.checkpoint import OFFICIAL_KEYS
 from rsnet.config import Config
-from rsnet.data import PackedBatch
+from rsnet.data.dataset import PackedBatch
 from rsnet.errors import UserError
-from rsnet.evaluate import CLASS_THRESHOLD
-from rsnet.memory import MemoryBank
-from rsnet.model import RSKP
+from rsnet.evaluate.command import main as evaluate_main
+from rsnet.model import RSKP, MemoryBank, predict
+from rsnet.protocols import CLASS_THRESHOLD
 from rsnet.synthetic import SyntheticSpec, generate
-from rs_kernels.varlen import Varlen
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
@@ -37,7 +38,7 @@ def run(tmp_path_factory):
     cfg = Config(data_root=str(root), out=str(out), epochs=3, warmup_epochs=0, eval_every=1, embed_dim=48,
                  videos_per_step=3, test_batch_size=4, lenient=True, device="cpu")
     train.run(cfg)
-    annotations = train.restore(out / "checkpoint.pt", "cpu").dataset.annotations.folder
+    annotations = trained.dataset_annotations(trained.load(out, "cpu").config).folder
     return root, out, annotations
 
 
@@ -62,11 +63,11 @@ def _table(capsys) -> str:
 def test_detections_json_scores_exactly_as_the_predictions(run, tmp_path, capsys, lenient):
     root, out, annotations = run
     assert infer.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "d.json")]) == 0
-    assert inference.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "p.npz")]) == 0
+    assert infer.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "p.npz")]) == 0
     capsys.readouterr()
     ann = ["--annotations", str(annotations), *lenient]
-    assert evaluate.main(["--detections", str(tmp_path / "d.json"), *ann, "--out", str(tmp_path / "d.out.json")]) == 0
-    assert evaluate.main(["--predictions", str(tmp_path / "p.npz"), *ann, "--out", str(tmp_path / "p.out.json")]) == 0
+    assert evaluate_main(["--detections", str(tmp_path / "d.json"), *ann, "--out", str(tmp_path / "d.out.json")]) == 0
+    assert evaluate_main(["--predictions", str(tmp_path / "p.npz"), *ann, "--out", str(tmp_path / "p.out.json")]) == 0
     from_json = json.loads((tmp_path / "d.out.json").read_text())
     from_npz = json.loads((tmp_path / "p.out.json").read_text())
     assert from_json["dmap"] == from_npz["dmap"] and from_json["avg"] == from_npz["avg"]
@@ -81,9 +82,10 @@ def test_ambiguous_and_unevaluated_detections_are_handled_as_for_predictions(run
     """The file lists every class of every video; the evaluator proposes only the ground truth's
     classes and drops what overlaps an ambiguous segment: the same ranked detections either way."""
     root, out, annotations = run
-    trainer = train.restore(out / "checkpoint.pt", "cpu")
-    scores, cas = inference.predict_split(trainer.model, trainer.dataset, trainer.device, 4)
-    ann, idx = trainer.dataset.annotations, trainer.dataset.test_indices
+    run = trained.load(out, "cpu")
+    dataset = trained.dataset_of(run)
+    scores, cas = predict.predict_batches(run.model, dataset.test_batches(4), run.device)
+    ann, idx = dataset.annotations, dataset.test_indices
     names = [ann.video_names[v] for v in idx]
     results = dict(zip(names, infer.detections_by_video(scores, cas, ann.class_names, 16 / 25)))
     expected = evaluate.evaluate(scores, cas, ann, idx, lenient=True)
@@ -109,11 +111,11 @@ def test_max_per_video_keeps_the_best(run, tmp_path):
 def test_features_folder_gives_the_datasets_detections(run, tmp_path):
     root, out, _ = run
     ckpt = str(out / "checkpoint.pt")
-    trainer = train.restore(ckpt, "cpu")
+    dataset = trained.dataset_of(trained.load(ckpt, "cpu"))
     folder = tmp_path / "feats"
     folder.mkdir()
-    for v in trainer.dataset.test_indices:
-        np.save(folder / f"{trainer.dataset.annotations.video_names[v]}.npy", trainer.dataset.features[v])
+    for v in dataset.test_indices:
+        np.save(folder / f"{dataset.annotations.video_names[v]}.npy", dataset.features[v])
     assert infer.main(["--checkpoint", ckpt, "--out", str(tmp_path / "f.json"), "--features", str(folder)]) == 0
     assert infer.main(["--checkpoint", ckpt, "--out", str(tmp_path / "d.json"), "--data-root", str(root),
                        "--split", "test"]) == 0
@@ -147,11 +149,11 @@ def test_bad_inputs_are_one_error_line(run, tmp_path, capsys):
 
 
 def test_out_is_checked_before_the_work_and_replaced_whole(run, tmp_path, capsys, monkeypatch):
-    """rsnet.infer's detections and rsnet.inference's predictions: a folder as --out is one error
+    """rsnet.infer's detections and predictions: a folder as --out is one error
     line; a write that fails leaves the previous file as it was, and no temporary file."""
     _, out, _ = run
     ckpt = ["--checkpoint", str(out / "checkpoint.pt")]
-    for command, name in ((infer, "d.json"), (inference, "p.npz")):
+    for command, name in ((infer, "d.json"), (infer, "p.npz")):
         (tmp_path / name).mkdir()
         assert command.main([*ckpt, "--out", str(tmp_path / name)]) == 2
         assert _error(capsys) == f"error: --out {tmp_path / name} is a folder; give the {name[1:]} file to write"
@@ -162,7 +164,7 @@ def test_out_is_checked_before_the_work_and_replaced_whole(run, tmp_path, capsys
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.fsync", failing_fsync)
-    for command, name in ((infer, "d.json"), (inference, "p.npz")):
+    for command, name in ((infer, "d.json"), (infer, "p.npz")):
         with pytest.raises(OSError, match="No space left"):
             command.main([*ckpt, "--out", str(tmp_path / name)])
         assert (tmp_path / name).read_text() == "previous"
@@ -171,21 +173,21 @@ def test_out_is_checked_before_the_work_and_replaced_whole(run, tmp_path, capsys
 
 @pytest.mark.parametrize("which", ["run", "anet_run"])
 def test_printed_evaluate_command_gives_the_runs_own_map(which, request, tmp_path, capsys):
-    """rsnet.inference and rsnet.infer print the rsnet.evaluate command that scores their file as
+    """rsnet.infer prints, for predictions and detections, the rsnet.evaluate command that scores their file as
     the run scored itself (a lenient rskp run; an anet run, whose thresholds are not the evaluator's
     default): running it gives the mAP of the run's last evaluation."""
     out = request.getfixturevalue(which)[1]
     last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["avg"] > 0
     protocol = "anet" if which == "anet_run" else "rskp"
-    for command, name in ((inference, "p.npz"), (infer, "d.json")):
+    for command, name in ((infer, "p.npz"), (infer, "d.json")):
         capsys.readouterr()
         assert command.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / name)]) == 0
         printed = capsys.readouterr().out.splitlines()
         assert f"the {protocol} protocol" in printed[-2]
         words = shlex.split(printed[-1])
         assert words[:3] == ["python", "-m", "rsnet.evaluate"]
-        assert evaluate.main([*words[3:], "--out", str(tmp_path / "scored.json")]) == 0
+        assert evaluate_main([*words[3:], "--out", str(tmp_path / "scored.json")]) == 0
         scored = json.loads((tmp_path / "scored.json").read_text())
         assert scored["protocol"] == protocol and scored["iou"] == list(evaluate.PROTOCOL_IOUS[protocol])
         assert scored["dmap"] == last["dmap"] and scored["avg"] == last["avg"]
@@ -202,7 +204,7 @@ def _evaluate_edited(record, annotations, tmp_path, capsys) -> str:
     path = tmp_path / "edited.json"
     path.write_text(json.dumps(record))
     capsys.readouterr()
-    assert evaluate.main(["--detections", str(path), "--annotations", str(annotations)]) == 2
+    assert evaluate_main(["--detections", str(path), "--annotations", str(annotations)]) == 2
     return _error(capsys)
 
 
@@ -248,7 +250,7 @@ def test_exported_weights_reproduce_the_runs_map_through_infer_and_evaluate(run,
     assert proc.returncode == 0, proc.stderr
     assert infer.main(["--checkpoint", str(weights), "--data-root", str(root), "--out", str(tmp_path / "d.json")]) == 0
     assert any(json.loads((tmp_path / "d.json").read_text())["results"].values())
-    assert evaluate.main(["--detections", str(tmp_path / "d.json"), "--annotations", str(annotations), "--lenient",
+    assert evaluate_main(["--detections", str(tmp_path / "d.json"), "--annotations", str(annotations), "--lenient",
                           "--out", str(tmp_path / "d.out.json")]) == 0
     scored = json.loads((tmp_path / "d.out.json").read_text())
     last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
@@ -276,11 +278,11 @@ def _official_all_branches(model, x_in, bank, classes):
     """One video's scores and CAS with the inter-video branch reading ``classes``' rows, the official way."""
     cfg = model.cfg
     x = F.relu(model.embedding(x_in))[None]
-    o = official_style.prediction_module(model, x)
-    mu = official_style.em(model.mu0[None], x, cfg.em_iters, cfg.tau)
-    m = official_style.prediction_module(model, official_style.random_walk(x, mu, cfg.walk_weight, cfg.tau))
-    memory = official_style.read_memory(bank.bank, bank.count, classes)[None]
-    r = official_style.prediction_module(model, official_style.random_walk(x, memory, cfg.walk_weight, cfg.tau))
+    o = official_rskp.prediction_module(model, x)
+    mu = official_rskp.em(model.mu0[None], x, cfg.em_iters, cfg.tau)
+    m = official_rskp.prediction_module(model, official_rskp.random_walk(x, mu, cfg.walk_weight, cfg.tau))
+    memory = official_rskp.read_memory(bank.bank, bank.count, classes)[None]
+    r = official_rskp.prediction_module(model, official_rskp.random_walk(x, memory, cfg.walk_weight, cfg.tau))
     weights = (cfg.fuse_main, cfg.fuse_intra * (1 - cfg.pseudo_inter_mix), cfg.fuse_intra * cfg.pseudo_inter_mix)
     scores = sum(w * p[0] for w, p in zip(weights, (o, m, r)))
     cas = sum(w * torch.softmax(p[3], -1) for w, p in zip(weights, (o, m, r))) * o[2][..., None]
@@ -291,10 +293,10 @@ def test_main_branch_alone_is_the_main_branchs_prediction():
     model, videos, varlen, bank = _branch_setup(seed=1)
     x = torch.cat(videos)
     main = model(x, varlen).main
-    scores, cas = inference.predict_packed(model, x, varlen, "main")
+    scores, cas = predict.predict_packed(model, x, varlen, "main")
     assert rel_error(scores, main.p_ca) <= 1e-12
     assert rel_error(cas, torch.softmax(main.logits, -1) * main.attention[:, None]) <= 1e-12
-    assert rel_error(scores, model.predict(x, varlen)[0]) > 1e-6  # not the paper's fusion
+    assert rel_error(scores, predict.predict_packed(model, x, varlen)[0]) > 1e-6  # not the paper's fusion
 
 
 def test_all_branches_read_the_bank_rows_of_the_predicted_classes_not_the_labels():
@@ -302,13 +304,13 @@ def test_all_branches_read_the_bank_rows_of_the_predicted_classes_not_the_labels
     threshold, and the best one); their bank rows feed the inter-video branch. The batch carries
     true labels that differ from the predicted classes: reading them would change the result."""
     model, videos, varlen, bank = _branch_setup(seed=2)
-    first_round = torch.stack([official_style.predict_video(model, v)[0] for v in videos])
+    first_round = torch.stack([official_rskp.predict_video(model, v)[0] for v in videos])
     predicted = (first_round[:, :-1] >= CLASS_THRESHOLD)
     predicted[torch.arange(len(videos)), first_round[:, :-1].argmax(1)] = True
     labels = (~predicted).double()  # "true" labels: every class but the predicted ones
     batch = PackedBatch(x=torch.cat(videos), varlen=varlen, labels=labels, index=torch.arange(len(videos)))
-    scores, cas = inference.predict_batches(model, [batch], torch.device("cpu"), "all", bank)
-    intra_scores, _ = inference.predict_batches(model, [batch], torch.device("cpu"), "intra", bank)
+    scores, cas = predict.predict_batches(model, [batch], torch.device("cpu"), "all", bank)
+    intra_scores, _ = predict.predict_batches(model, [batch], torch.device("cpu"), "intra", bank)
     assert np.isfinite(scores).all() and all(np.isfinite(c).all() for c in cas)
     for b, x_in in enumerate(videos):
         want_scores, want_cas = _official_all_branches(model, x_in, bank, predicted[b])
@@ -319,9 +321,9 @@ def test_all_branches_read_the_bank_rows_of_the_predicted_classes_not_the_labels
     unread = ~predicted.any(0)
     assert unread.any()
     bank.bank[unread] = torch.rand_like(bank.bank[unread])
-    assert np.array_equal(inference.predict_batches(model, [batch], torch.device("cpu"), "all", bank)[0], scores)
+    assert np.array_equal(predict.predict_batches(model, [batch], torch.device("cpu"), "all", bank)[0], scores)
     bank.bank[predicted[0]] += 1
-    assert not np.allclose(inference.predict_batches(model, [batch], torch.device("cpu"), "all", bank)[0], scores)
+    assert not np.allclose(predict.predict_batches(model, [batch], torch.device("cpu"), "all", bank)[0], scores)
 
 
 def test_predicted_classes_are_classes_with_bank_rows():
@@ -329,27 +331,27 @@ def test_predicted_classes_are_classes_with_bank_rows():
                            [0.02, 0.03, 0.01, 0.04, 0.9]])  # none reaches the threshold: the best of the bank's
     in_bank = torch.tensor([False, True, True, True])
     assert CLASS_THRESHOLD == 0.1
-    assert inference.predicted_classes(scores, in_bank).tolist() == [[False, True, True, False],
+    assert predict.predicted_classes(scores, in_bank).tolist() == [[False, True, True, False],
                                                                      [False, False, False, True]]
 
 
-def test_branches_flag_of_infer_and_inference(run, tmp_path, capsys):
-    """Each --branches scores the run's test videos, in rsnet.infer and rsnet.inference alike; an
+def test_branches_flag_of_infer_for_both_outputs(run, tmp_path, capsys):
+    """Each --branches scores the run's test videos, in rsnet.infer's detections and predictions alike; an
     official .pkl has no memory bank: --branches all with it is one error line."""
     root, out, _ = run
     ckpt = str(out / "checkpoint.pt")
     detections = {}
-    for branches in inference.BRANCHES:
+    for branches in predict.BRANCHES:
         argv = ["--checkpoint", ckpt, "--branches", branches]
         assert infer.main([*argv, "--out", str(tmp_path / f"{branches}.json")]) == 0
-        assert inference.main([*argv, "--out", str(tmp_path / f"{branches}.npz")]) == 0
+        assert infer.main([*argv, "--out", str(tmp_path / f"{branches}.npz")]) == 0
         detections[branches] = json.loads((tmp_path / f"{branches}.json").read_text())["results"]
         with np.load(tmp_path / f"{branches}.npz", allow_pickle=True) as saved:
             assert np.isfinite(saved["vid_preds"]).all()
     assert detections["main"] != detections["intra"] != detections["all"] != detections["main"]
     official = tmp_path / "200.pkl"
-    trained = train.restore(ckpt, "cpu").model.state_dict()
-    torch.save({name: trained[ours] for name, ours in OFFICIAL_KEYS.items()}, official)
+    weights = trained.load(ckpt, "cpu").model.state_dict()
+    torch.save({name: weights[ours] for name, ours in OFFICIAL_KEYS.items()}, official)
     capsys.readouterr()
     assert infer.main(["--checkpoint", str(official), "--data-root", str(root), "--branches", "all",
                        "--out", str(tmp_path / "o.json")]) == 2
@@ -374,11 +376,11 @@ def test_all_branches_only_for_models_that_trained_their_inter_video_walk(varian
     walked_whole = model.head(model.propagate(model.embed(x), varlen, *rows), varlen, model.cfg.ops)
     trained = model(x, varlen, memory=lambda mu, p_mu: rows).inter
     if refused is None:
-        inference.check_branches(model, bank, "all")
+        predict.check_branches(model, bank, "all")
         assert rel_error(walked_whole.logits, trained.logits) <= 1e-12
     else:
         with pytest.raises(UserError, match=re.escape(refused)):
-            inference.check_branches(model, bank, "all")
+            predict.check_branches(model, bank, "all")
         assert trained is None or rel_error(walked_whole.logits, trained.logits) > 1e-3
 
 
@@ -388,7 +390,7 @@ def test_all_branches_of_a_video_wise_bank_is_one_error_line(run, tmp_path, caps
     out = tmp_path / "run"
     train.run(Config(data_root=str(root), out=str(out), epochs=1, warmup_epochs=0, embed_dim=48, videos_per_step=3,
                      test_batch_size=4, bank="video", device="cpu"))
-    for command, name in ((infer, "d.json"), (inference, "p.npz")):
+    for command, name in ((infer, "d.json"), (infer, "p.npz")):
         capsys.readouterr()
         assert command.main(["--checkpoint", str(out / "checkpoint.pt"), "--branches", "all",
                              "--out", str(tmp_path / name)]) == 2

@@ -102,11 +102,11 @@ def test_extension_loads_on_the_first_membank_call():
         import torch
         import rs_kernels
         import rsnet.evaluate
-        import rsnet.memory
+        import rsnet.model
         import rsnet.train
 
         assert "rs_kernels._C" not in sys.modules, "loaded on import"
-        bank = rsnet.memory.MemoryBank(n_classes=3, slots=2, dim=4)
+        bank = rsnet.model.MemoryBank(n_classes=3, slots=2, dim=4)
         y, cu = bank.read(torch.tensor([[True, False, True]]))
         assert "rs_kernels._C" in sys.modules and y.shape == (0, 4) and cu.offsets == (0, 0)
         print("ok")

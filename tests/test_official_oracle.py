@@ -5,9 +5,7 @@ import statistics
 import pytest
 from scipy import stats
 
-from helpers import load_bench
-
-oracle = load_bench("official_oracle")
+from bench import official_oracle as oracle  # noqa: E402
 
 
 def _upstream_tree(root):

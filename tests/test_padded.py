@@ -6,10 +6,10 @@ it is held to the reference as tightly as float64 allows.
 """
 import pytest
 import torch
+from helpers import DEVICES, FWD_TOL, GRAD_TOL, rel_error
 
 from rs_kernels import em_attention, random_walk, segment_matmul
 from rs_kernels.varlen import cu_seqlens_from_lengths
-from helpers import DEVICES, FWD_TOL, GRAD_TOL, rel_error
 
 F64_TOL = 1e-12  # padded and reference are the same float64 math in another summation order
 
@@ -137,9 +137,10 @@ def test_model_compiles_with_padded_ops():
     host-offset reads stay out of the graphs (inductor failed on their symbolic ints, and guards
     on the lengths recompiled every batch until the recompile limit fell back to eager)."""
     from torch._dynamo.utils import counters
+
     from rsnet.config import Config
-    from rsnet.losses import rskp_loss
     from rsnet.model import RSKP
+    from rsnet.model.losses import rskp_loss
 
     torch.manual_seed(0)
     model = RSKP(Config(feature_dim=16, embed_dim=12, ops="padded", dropout=0.0), 3)

@@ -11,13 +11,11 @@ import torch
 from helpers import rel_error as _rel
 
 import rs_kernels
-
-from rsnet import official_style
-from rsnet.config import Config
-from rsnet.losses import rskp_loss
-from rsnet.memory import MemoryBank
-from rsnet.model import RSKP
+from bench.oracles import official_rskp
 from rs_kernels.varlen import cu_seqlens_from_lengths
+from rsnet.config import Config
+from rsnet.model import RSKP, MemoryBank, predict_packed
+from rsnet.model.losses import rskp_loss
 
 LENGTHS = [1, 3, 50, 777, 12]
 N_CLASSES = 6
@@ -54,7 +52,7 @@ def _both_steps(dtype, after_warmup, seed=0):
     batched = rskp_loss(model(torch.cat(videos), cu, memory), labels, cu, model.cfg, after_warmup=after_warmup).total
     batched_grads = _gradients(model, batched)
     fixed_bank = (bank.bank, bank.count) if after_warmup else None
-    official = official_style.step_loss(model, videos, labels, fixed_bank, after_warmup)
+    official = official_rskp.step_loss(model, videos, labels, fixed_bank, after_warmup)
     return batched, batched_grads, official, _gradients(model, official)
 
 
@@ -105,10 +103,10 @@ def test_inter_branch_changes_the_loss():
 def test_batched_inference_equals_official_style_inference():
     model, videos, _, _ = _setup(torch.float64, seed=5)
     model.eval()
-    scores, cas = model.predict(torch.cat(videos), cu_seqlens_from_lengths(LENGTHS))
+    scores, cas = predict_packed(model, torch.cat(videos), cu_seqlens_from_lengths(LENGTHS))
     rows = cu_seqlens_from_lengths(LENGTHS).tolist()
     for b, x_in in enumerate(videos):
-        want_scores, want_cas = official_style.predict_video(model, x_in)
+        want_scores, want_cas = official_rskp.predict_video(model, x_in)
         assert _rel(scores[b], want_scores) <= 1e-12
         assert _rel(cas[rows[b]:rows[b + 1]], want_cas) <= 1e-12
 

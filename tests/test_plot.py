@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_train import TINY, _config
 
-from rsnet import metrics, plot, train
+from rsnet import metrics, plot, train, trained
 from rsnet.synthetic import generate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -21,7 +21,7 @@ def run(tmp_path_factory):
     root = generate(tmp_path_factory.mktemp("data") / "tiny", TINY, seed=2)
     out = tmp_path_factory.mktemp("run")
     train.run(_config(root, out, epochs=3, eval_every=2))
-    annotations = train.restore(out / "checkpoint.pt", "cpu").dataset.annotations
+    annotations = trained.dataset_annotations(trained.load(out, "cpu").config)
     video = annotations.video_names[max(annotations.indices("test"), key=lambda v: len(annotations.segments[v]))]
     with open(annotations.folder / "Ambiguous_test.txt", "a") as f:  # read at evaluation only: the run is the same
         f.write(f"{video} 1.0 2.5\n")
@@ -59,7 +59,7 @@ def test_the_bank_picture_averages_each_videos_snippets_of_each_class(run):
     """One point per (training video, class of its segments): the mean direction of its embedded
     snippets whose middle falls in that class's segments, whatever batch the video is packed in."""
     _, out, _ = run
-    trainer = train.restore(out / "checkpoint.pt", "cpu")
+    trainer = plot.open_run(out / "checkpoint.pt", "cpu")
     features, classes = plot.action_features(trainer)
     annotations, want = trainer.dataset.annotations, []
     for video in trainer.dataset.train_indices:
@@ -95,7 +95,7 @@ def test_the_pseudo_labels_are_the_target_of_the_pseudo_label_loss(run, monkeypa
     """The plotted pseudo labels are what rskp_loss trains the main branch toward, for the video's
     classes read from the memory bank as training reads them."""
     _, out, video = run
-    trainer = train.restore(out / "checkpoint.pt", "cpu")
+    trainer = plot.open_run(out / "checkpoint.pt", "cpu")
     index = plot.video_index(trainer.dataset.annotations, video)
     targets = []
     real = train.rskp_loss.__globals__["pseudo_label_loss"]
@@ -106,19 +106,19 @@ def test_the_pseudo_labels_are_the_target_of_the_pseudo_label_loss(run, monkeypa
 
     monkeypatch.setitem(train.rskp_loss.__globals__, "pseudo_label_loss", capture)
     batch = trainer.dataset.pack([index])
-    assert int(trainer.bank.count[batch.labels[0].bool()].sum()) > 0
+    assert int(trainer.trained.bank.count[batch.labels[0].bool()].sum()) > 0
     with torch.no_grad():
-        trainer.model.eval()
-        output = trainer.model(batch.x, batch.varlen, lambda mu, p_mu: trainer.bank.read(batch.labels))
+        trainer.trained.model.eval()
+        output = trainer.trained.model(batch.x, batch.varlen, lambda mu, p_mu: trainer.trained.bank.read(batch.labels))
         assert output.inter is not None
-        train.rskp_loss(output, batch.labels, batch.varlen, trainer.cfg, after_warmup=True)
+        train.rskp_loss(output, batch.labels, batch.varlen, trainer.trained.config, after_warmup=True)
     shown = plot.video_outputs(trainer, index).pseudo_labels
     assert torch.allclose(shown, targets[0], rtol=1e-6, atol=1e-7)
 
 
 def test_the_ground_truth_shows_the_ambiguous_spans_apart(run):
     _, out, video = run
-    trainer = train.restore(out / "checkpoint.pt", "cpu")
+    trainer = plot.open_run(out / "checkpoint.pt", "cpu")
     annotations = trainer.dataset.annotations
     fig = plot.cas_figure(trainer, annotations.video_names.index(video))
     ground_truth = fig.axes[-1]
@@ -130,7 +130,7 @@ def test_the_ground_truth_shows_the_ambiguous_spans_apart(run):
 
 def test_snippet_classes_follow_the_segments_in_seconds(run):
     _, out, video = run
-    annotations = train.restore(out / "checkpoint.pt", "cpu").dataset.annotations
+    annotations = trained.dataset_annotations(trained.load(out, "cpu").config)
     v = annotations.video_names.index(video)
     length = int(annotations.durations[v] * 25 / 16)
     classes = plot.snippet_classes(annotations, v, length)
@@ -218,10 +218,10 @@ def test_the_embedding_shows_the_representatives_of_the_runs_variant(run, tmp_pa
     root, _, video = run
     out = tmp_path / "topk"
     train.run(_config(root, out, epochs=1, representatives="topk"))
-    trainer = train.restore(out / "checkpoint.pt", "cpu")
+    trainer = plot.open_run(out / "checkpoint.pt", "cpu")
     outputs = plot.video_outputs(trainer, trainer.dataset.annotations.video_names.index(video))
     distances = torch.cdist(outputs.representatives, outputs.embedded)
-    assert len(outputs.representatives) == trainer.cfg.n_representatives
+    assert len(outputs.representatives) == trainer.trained.config.n_representatives
     assert (distances.min(dim=1).values == 0).all()  # every one is a snippet of the video
 
 
@@ -236,14 +236,14 @@ def test_the_video_pictures_of_a_run_with_the_video_wise_bank(run, tmp_path, cap
         assert plot.main([command, "--checkpoint", str(out / "checkpoint.pt"), "--video", video,
                           "--out", str(image)]) == 0
         _assert_image(image)
-    trainer = train.restore(out / "checkpoint.pt", "cpu")
-    assert int(trainer.bank.filled.sum()) == len(trainer.dataset.train_indices)  # a bank, filled, not drawn
+    trainer = plot.open_run(out / "checkpoint.pt", "cpu")
+    assert int(trainer.trained.bank_state["filled"].sum()) == len(trainer.dataset.train_indices)  # a bank, filled, not drawn
     index = plot.video_index(trainer.dataset.annotations, video)
     batch = trainer.dataset.pack([index])
     assert plot.memory_of(trainer, batch.labels) is None
     with torch.no_grad():
-        intra_only = trainer.model.eval()(batch.x, batch.varlen, None)
-    want = torch.softmax(plot.pseudo_label_target_logits(intra_only, trainer.cfg) / trainer.cfg.spl_temperature, -1)
+        intra_only = trainer.trained.model.eval()(batch.x, batch.varlen, None)
+    want = torch.softmax(plot.pseudo_label_target_logits(intra_only, trainer.trained.config) / trainer.trained.config.spl_temperature, -1)
     assert torch.equal(plot.video_outputs(trainer, index).pseudo_labels, want)
     capsys.readouterr()
     assert plot.main(["bank", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "b.png")]) == 2

@@ -5,15 +5,13 @@ random inputs, with every buffer the launchers allocate pre-filled with NaN.
 """
 import pytest
 import torch
+from helpers import DEVICES, FWD_TOL, GRAD_TOL, op_offsets
+from helpers import rel_error as _rel
 from torch.library import opcheck
 from torch.utils.flop_counter import FlopCounterMode
 
 from rs_kernels import random_walk, reference
 from rs_kernels.varlen import cu_seqlens_from_lengths
-from helpers import DEVICES, FWD_TOL, GRAD_TOL, op_offsets
-from helpers import rel_error as _rel
-
-
 
 pytestmark = pytest.mark.usefixtures("nan_buffers")
 
@@ -176,8 +174,8 @@ def test_model_training_steps_equal_reference(device, ops):
     """Two Adam steps of the RSKP model (both branches) with ops=triton (or the padded baseline)
     equal ops=reference to 1e-5."""
     from rsnet.config import Config
-    from rsnet.losses import rskp_loss
     from rsnet.model import RSKP
+    from rsnet.model.losses import rskp_loss
 
     gen = torch.Generator().manual_seed(11)
     lengths, ms, n_classes = [2, 17, 40], [5, 10, 0], 4

@@ -7,8 +7,6 @@ from rs_kernels import reference
 from rs_kernels.varlen import cu_seqlens_from_lengths
 
 
-
-
 @pytest.mark.parametrize("m", [1, 5, 8, 20])
 def test_woodbury_equals_dense_on_mixed_lengths(m):
     gen = torch.Generator().manual_seed(m)

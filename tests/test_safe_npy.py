@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
-from rsnet import evaluate, train
-from rsnet.data import DataError, WTALCDataset, load_annotations
-from rsnet.safe_npy import load_npy, load_npz
+from rsnet import train
+from rsnet.data import DataError, load_annotations
+from rsnet.data.dataset import WTALCDataset
+from rsnet.data.safe_npy import load_npy, load_npz
+from rsnet.evaluate.command import main as evaluate_main
 from rsnet.synthetic import FEATURES_FILE, SyntheticSpec, generate
 
 TINY = SyntheticSpec(n_train=4, n_test=3, length_scale=0.15)
@@ -59,7 +61,7 @@ def test_a_pickle_that_would_create_a_file_is_refused_before_it_runs(tmp_path):
     marker = tmp_path / "created-by-unpickling"
     path = tmp_path / "evil.npy"
     np.save(path, _object_array(np.zeros((2, 3), np.float32), _CreatesFile(marker)), allow_pickle=True)
-    with pytest.raises(DataError, match=rf"evil\.npy: refuses to unpickle io\.open: only numpy arrays"):
+    with pytest.raises(DataError, match=r"evil\.npy: refuses to unpickle io\.open: only numpy arrays"):
         load_npy(path)
     assert not marker.exists()
     np.load(path, allow_pickle=True)  # the file is live: np.load runs its code
@@ -158,7 +160,7 @@ def test_the_evaluator_refuses_a_predictions_file_that_would_create_a_file(tmp_p
     marker = tmp_path / "created-by-unpickling"
     predictions = tmp_path / "p.npz"
     np.savez(predictions, vid_preds=np.zeros((3, 21), np.float32), frm_preds=_object_array(_CreatesFile(marker)))
-    code = evaluate.main(["--predictions", str(predictions), "--annotations", str(root / "Thumos14reduced")])
+    code = evaluate_main(["--predictions", str(predictions), "--annotations", str(root / "Thumos14reduced")])
     assert code == 2 and "p.npz/frm_preds.npy: refuses to unpickle io.open" in capsys.readouterr().err
     assert not marker.exists()
 

@@ -5,14 +5,13 @@ every buffer the launchers allocate pre-filled with NaN.
 """
 import pytest
 import torch
+from helpers import DEVICES, FWD_TOL, GRAD_TOL, op_offsets
+from helpers import rel_error as _rel
 from torch.library import opcheck
 from torch.utils.flop_counter import FlopCounterMode
 
 from rs_kernels import reference, segment_matmul
 from rs_kernels.varlen import cu_seqlens_from_lengths
-from helpers import DEVICES, FWD_TOL, GRAD_TOL, op_offsets
-from helpers import rel_error as _rel
-
 
 pytestmark = pytest.mark.usefixtures("nan_buffers")
 

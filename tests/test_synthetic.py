@@ -11,12 +11,16 @@ import numpy as np
 import pytest
 
 from rsnet import synthetic
+from rsnet.errors import UserError
+from rsnet.presets import Preset
 from rsnet.synthetic import DATASET, FEATURES_FILE, PRESETS, SyntheticSpec, draw_layouts, ensure_synthetic, generate
+from rsnet.synthetic.command import main as synthetic_main
+from rsnet.synthetic.statistics import CLASSES
 
 # A dozen short videos: enough to exercise every file, fast enough to generate many times.
 SMALL = SyntheticSpec(n_train=6, n_test=6, length_scale=0.2)
 # THUMOS14-sized layouts (no features): the statistics below are those of 412 real videos.
-THUMOS_SIZED = PRESETS["thumos14-synthetic"]
+THUMOS_SIZED = PRESETS["thumos14-synthetic"].spec
 
 
 def files_of(root):
@@ -114,9 +118,9 @@ def test_standalone_statistics_match_thumos14():
 
 
 def test_default_preset_stays_small_enough_to_train_on_a_cpu():
-    snippets = np.array([x.n_snippets for x in draw_layouts(PRESETS["default"], seed=0)])
+    snippets = np.array([x.n_snippets for x in draw_layouts(PRESETS["default"].spec, seed=0)])
     assert 60 <= np.median(snippets) <= 120
-    assert snippets[:PRESETS["default"].n_train].sum() < 16000
+    assert snippets[:PRESETS["default"].spec.n_train].sum() < 16000
 
 
 def real_subset(source, folder, keep: list[int]):
@@ -135,7 +139,7 @@ def real_subset(source, folder, keep: list[int]):
 def test_read_layouts_reproduces_the_real_ground_truth(shared_data):
     source = shared_data / "Thumos14reduced-Annotations"
     classes, layouts = synthetic.read_layouts(source)
-    assert classes == list(synthetic.CLASSES)
+    assert classes == list(CLASSES)
     assert [x.segments for x in layouts] == np.load(source / "segments.npy", allow_pickle=True).tolist()
     assert [x.labels for x in layouts] == np.load(source / "labels.npy", allow_pickle=True).tolist()
     names = {x.name for x in layouts}  # the file also lists 3 spans of a video the reduced set dropped
@@ -148,7 +152,7 @@ def test_annotations_mode_keeps_the_real_files(shared_data, tmp_path, capsys):
     names = [n.decode() for n in np.load(source / "videoname.npy")]
     with_ambiguous = names.index((source / "Ambiguous_test.txt").read_text().split()[0])
     subset = real_subset(source, tmp_path / "annotations", [0, 1, 2, with_ambiguous])
-    synthetic.main(["--out", str(tmp_path / "out"), "--annotations", str(subset)])
+    synthetic_main(["--out", str(tmp_path / "out"), "--annotations", str(subset)])
     assert "4 videos (3 train 'validation', 1 'test')" in capsys.readouterr().out
     written = tmp_path / "out" / DATASET
     for path in subset.iterdir():
@@ -159,7 +163,7 @@ def test_annotations_mode_keeps_the_real_files(shared_data, tmp_path, capsys):
 
 
 def test_ensure_synthetic_reuses_the_cache_and_repairs_it(tmp_path, monkeypatch):
-    monkeypatch.setitem(PRESETS, "small", SMALL)
+    monkeypatch.setitem(PRESETS, "small", Preset(SMALL))
     root = ensure_synthetic(tmp_path, preset="small", seed=3)
     features = root / DATASET / FEATURES_FILE
     made = features.stat().st_mtime_ns
@@ -188,7 +192,7 @@ def test_a_failed_generation_leaves_the_previous_dataset(small_root, tmp_path, m
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(synthetic, "write_annotations", crash)
+    monkeypatch.setattr(synthetic.writer, "write_annotations", crash)
     with pytest.raises(OSError, match="disk full"):
         generate(root, SMALL, seed=5)
     assert files_of(root) == before
@@ -207,13 +211,13 @@ def test_a_folder_not_written_here_is_refused_untouched_unless_overwrite(tmp_pat
         if manifest is not None:
             (real / synthetic.MANIFEST_FILE).write_text(manifest)
             before[synthetic.MANIFEST_FILE] = manifest.encode()
-        assert synthetic.main(["--out", str(tmp_path / "data"), "--seed", "1"]) == 2
+        assert synthetic_main(["--out", str(tmp_path / "data"), "--seed", "1"]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {real} exists and is not a synthetic dataset written by python -m "
                               f"rsnet.synthetic") and "--overwrite" in err and len(err.splitlines()) == 1
         assert {p.name: p.read_bytes() for p in real.iterdir()} == before
         assert [p.name for p in (tmp_path / "data").iterdir()] == [DATASET]
-    with pytest.raises(synthetic.UserError, match="--overwrite"):
+    with pytest.raises(UserError, match="--overwrite"):
         generate(tmp_path / "data", SMALL, seed=1)
     generate(tmp_path / "data", SMALL, seed=1, overwrite=True)
     assert files_of(tmp_path / "data") == files_of(generate(tmp_path / "again", SMALL, seed=1))
@@ -222,7 +226,7 @@ def test_a_folder_not_written_here_is_refused_untouched_unless_overwrite(tmp_pat
 
 
 def test_ensure_synthetic_repairs_a_cache_without_its_manifest(tmp_path, monkeypatch):
-    monkeypatch.setitem(PRESETS, "small", SMALL)
+    monkeypatch.setitem(PRESETS, "small", Preset(SMALL))
     root = ensure_synthetic(tmp_path, preset="small", seed=3)
     intact = files_of(root)
     (root / DATASET / synthetic.MANIFEST_FILE).unlink()
@@ -230,7 +234,7 @@ def test_ensure_synthetic_repairs_a_cache_without_its_manifest(tmp_path, monkeyp
 
 
 def test_the_loader_reads_the_generated_dataset(small_root):
-    from rsnet.data import WTALCDataset
+    from rsnet.data.dataset import WTALCDataset
 
     data = WTALCDataset(small_root, dataset=DATASET)
     assert len(data.train_indices) == SMALL.n_train and len(data.test_indices) == SMALL.n_test
@@ -244,7 +248,7 @@ def test_a_short_training_lifts_classification_map_well_above_chance(tmp_path):
     Chance cmAP is the mean over classes of the positive rate among the test videos."""
     from rsnet import train
     from rsnet.config import Config
-    from rsnet.data import WTALCDataset
+    from rsnet.data.dataset import WTALCDataset
 
     root = generate(tmp_path / "data", SyntheticSpec(n_train=40, n_test=40, length_scale=0.12), seed=3)
     cfg = Config(data_root=str(root), out=str(tmp_path / "run"), epochs=6, warmup_epochs=100, eval_every=6,
@@ -257,16 +261,16 @@ def test_a_short_training_lifts_classification_map_well_above_chance(tmp_path):
 
 
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
-    assert synthetic.main(["--out", str(tmp_path / "out"), "--annotations", str(tmp_path / "none")]) == 2
+    assert synthetic_main(["--out", str(tmp_path / "out"), "--annotations", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err == f"error: annotation folder not found: {tmp_path / 'none'}\n"
-    assert synthetic.main(["--out", str(tmp_path / "out"), "--seed", "-1"]) == 2
+    assert synthetic_main(["--out", str(tmp_path / "out"), "--seed", "-1"]) == 2
     assert capsys.readouterr().err == "error: --seed must be >= 0, got -1\n"
     assert not (tmp_path / "out").exists()
 
 
 # --- ActivityNet1.2 ------------------------------------------------------------------------------------
 
-ANET_SIZED = PRESETS["activitynet1.2-synthetic"]
+ANET_SIZED = PRESETS["activitynet1.2-synthetic"].spec
 TINY_ANET = SyntheticSpec(dataset="ActivityNet1.2", n_train=10, n_test=6, length_scale=0.1)
 
 
@@ -293,7 +297,7 @@ def test_activitynet_files_are_the_release_s_and_the_loader_reads_them(tmp_path)
     names = {p.name for p in folder.iterdir()}
     assert "ActivityNet1.2-I3D-JOINTFeatures.npy" in names
     assert not names & {"Ambiguous_test.txt", "extracted_fps.npy", "original_fps.npy", "Thumos14reduced"}
-    from rsnet.data import WTALCDataset
+    from rsnet.data.dataset import WTALCDataset
 
     ds = WTALCDataset(root, dataset="ActivityNet1.2")
     assert ds.n_classes == 100 and len(ds.train_indices) == 10 and len(ds.test_indices) == 6
@@ -312,7 +316,7 @@ def _peak_memory(generate_it) -> int:
 def test_a_store_written_video_by_video_holds_the_pickled_features(tmp_path):
     """feature_store=True writes the same features into a packed store, one video in memory at a
     time: four times the videos take about the same peak memory."""
-    from rsnet.data import WTALCDataset
+    from rsnet.data.dataset import WTALCDataset
 
     pickled = generate(tmp_path / "pickled", TINY_ANET, seed=0)
     stored = generate(tmp_path / "stored", dataclasses.replace(TINY_ANET, feature_store=True), seed=0)
@@ -329,7 +333,7 @@ def test_a_store_written_video_by_video_holds_the_pickled_features(tmp_path):
 
 
 def test_ensure_synthetic_keeps_a_stored_dataset(tmp_path, monkeypatch):
-    monkeypatch.setitem(PRESETS, "tiny-anet", dataclasses.replace(TINY_ANET, feature_store=True))
+    monkeypatch.setitem(PRESETS, "tiny-anet", Preset(dataclasses.replace(TINY_ANET, feature_store=True)))
     root = ensure_synthetic(tmp_path, "tiny-anet", seed=0)
     packed = root / "ActivityNet1.2" / "ActivityNet1.2-I3D-JOINTFeatures.store" / "features.npy"
     stamp = packed.stat().st_mtime_ns
@@ -351,7 +355,7 @@ def test_annotations_mode_recognizes_activitynet12(shared_data, tmp_path, capsys
     for name in ("subset", "videoname", "duration", "segments", "labels", "labels_all", "url"):
         np.save(folder / f"{name}.npy", np.load(source / f"{name}.npy", allow_pickle=True)[keep])
     np.save(folder / "classlist.npy", np.load(source / "classlist.npy"))
-    synthetic.main(["--out", str(tmp_path / "out"), "--annotations", str(folder)])
+    synthetic_main(["--out", str(tmp_path / "out"), "--annotations", str(folder)])
     assert "5 videos (3 train 'training', 2 'validation')" in capsys.readouterr().out
     written = tmp_path / "out" / "ActivityNet1.2"
     for path in folder.iterdir():
@@ -372,11 +376,11 @@ def test_annotations_mode_under_the_full_activitynet_preset_writes_a_packed_stor
     for name in ("subset", "videoname", "duration", "segments", "labels", "labels_all", "url"):
         np.save(folder / f"{name}.npy", np.load(source / f"{name}.npy", allow_pickle=True)[keep])
     np.save(folder / "classlist.npy", np.load(source / "classlist.npy"))
-    assert synthetic.main(["--out", str(tmp_path / "out"), "--preset", "activitynet1.2-synthetic",
+    assert synthetic_main(["--out", str(tmp_path / "out"), "--preset", "activitynet1.2-synthetic",
                            "--annotations", str(folder)]) == 0
     written = tmp_path / "out" / "ActivityNet1.2"
     assert not (written / "ActivityNet1.2-I3D-JOINTFeatures.npy").exists()
-    from rsnet.data import WTALCDataset
+    from rsnet.data.dataset import WTALCDataset
 
     ds = WTALCDataset(tmp_path / "out", dataset="ActivityNet1.2")
     durations = np.load(folder / "duration.npy").reshape(-1)
@@ -394,5 +398,5 @@ def test_annotations_of_an_unknown_dataset_are_refused(shared_data, tmp_path, ca
     for name in ("subset", "videoname", "duration", "segments", "labels", "labels_all"):
         np.save(folder / f"{name}.npy", np.load(source / f"{name}.npy", allow_pickle=True)[keep])
     np.save(folder / "classlist.npy", classes)
-    assert synthetic.main(["--out", str(tmp_path / "out"), "--annotations", str(folder)]) == 2
+    assert synthetic_main(["--out", str(tmp_path / "out"), "--annotations", str(folder)]) == 2
     assert "holds 50 classes and subsets training, validation: none of Thumos14reduced, ActivityNet1.2" in capsys.readouterr().err

@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from rsnet import checkpoint, diagnose, evaluate, inference, metrics, train
-from rsnet.checkpoint import CheckpointError
-from rsnet.data import DataError, WTALCDataset, convert
-from rsnet.errors import UserError
-from rsnet.inference import predict_split
-from rsnet.config import Config
-from rsnet.synthetic import SyntheticSpec, generate
-
 from helpers import crash_at_epoch
+
+from rsnet import checkpoint, diagnose, infer, metrics, train, trained
+from rsnet.checkpoint import CheckpointError
+from rsnet.config import Config
+from rsnet.data import DataError
+from rsnet.data.convert import convert
+from rsnet.data.dataset import WTALCDataset
+from rsnet.errors import UserError
+from rsnet.evaluate.command import main as evaluate_main
+from rsnet.model.predict import predict_batches, predict_packed
+from rsnet.synthetic import SyntheticSpec, generate
 
 TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +98,7 @@ def test_a_run_records_its_feature_cache_and_may_resume_without_it(tiny_root, tm
     convert(tiny_root, "Thumos14reduced", feature_cache=cache)
     train.run(_config(tiny_root, out, epochs=1, feature_cache=str(cache)))
     assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["feature_cache"] == str(cache)
-    assert isinstance(train.restore(out / "checkpoint.pt", "cpu").dataset.features[0], np.memmap)
+    assert isinstance(trained.dataset_of(trained.load(out, "cpu")).features[0], np.memmap)
     train.run(_config(tiny_root, out, epochs=2), resume=True)
     train.run(_config(tiny_root, tmp_path / "plain", epochs=2))
     assert _metrics(out) == _metrics(tmp_path / "plain")
@@ -133,7 +135,7 @@ def test_a_checkpoint_written_before_class_names_were_recorded_loads_and_resumes
     del state["class_names"]
     checkpoint.save_atomic(state, out / "checkpoint.pt")
     assert checkpoint.load_trained(out / "checkpoint.pt").class_names is None
-    assert train.restore(out / "checkpoint.pt", "cpu").dataset.n_classes == 20
+    assert len(trained.load(out, "cpu").class_names) == 20
     train.run(_config(tiny_root, out, epochs=2), resume=True)
     train.run(_config(tiny_root, tmp_path / "straight", epochs=2))
     assert _metrics(out) == _metrics(tmp_path / "straight")
@@ -279,30 +281,30 @@ def test_a_diverged_run_stops_in_its_epoch_with_one_line_and_keeps_the_epochs_be
     assert saved["epoch"] == 1 and all(torch.isfinite(p).all() for p in saved["model"].values())
 
 
-def test_inference_cli_writes_what_the_evaluator_scores(tiny_root, tmp_path, capsys):
-    """``python -m rsnet.inference`` used to print nothing and exit 0."""
-    proc = subprocess.run([sys.executable, "-m", "rsnet.inference"], capture_output=True, text=True, cwd=ROOT)
+def test_infer_writes_predictions_the_evaluator_scores(tiny_root, tmp_path, capsys):
+    """``python -m rsnet.infer`` without flags says what it needs; its .npz scores as the run did."""
+    proc = subprocess.run([sys.executable, "-m", "rsnet.infer"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "--checkpoint" in proc.stderr
     out = tmp_path / "a"
     train.run(_config(tiny_root, out, epochs=1))
-    assert inference.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "p.npz")]) == 0
+    assert infer.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "p.npz")]) == 0
     assert "python -m rsnet.evaluate --predictions" in capsys.readouterr().out
-    assert evaluate.main(["--predictions", str(tmp_path / "p.npz"), "--annotations", str(tiny_root / "Thumos14reduced"),
+    assert evaluate_main(["--predictions", str(tmp_path / "p.npz"), "--annotations", str(tiny_root / "Thumos14reduced"),
                           "--lenient", "--out", str(tmp_path / "r.json")]) == 0
     scored = json.loads((tmp_path / "r.json").read_text())
     assert scored["dmap"] == _metrics(out)[-1]["dmap"] and scored["cmap"] == _metrics(out)[-1]["cmap"]
 
 
-def test_predict_split_equals_one_video_at_a_time(tiny_root):
+def test_the_batched_test_pass_equals_one_video_at_a_time(tiny_root):
     """The batched test pass (one copy back per split) gives each video what predicting it alone gives."""
     dataset = WTALCDataset(tiny_root)
     trainer = train.Trainer(_config(tiny_root, "unused"), dataset, torch.device("cpu"))
-    scores, cas = predict_split(trainer.model, dataset, torch.device("cpu"), batch_size=3)
+    scores, cas = predict_batches(trainer.model, dataset.test_batches(3), torch.device("cpu"))
     assert len(cas) == len(dataset.test_indices) == scores.shape[0]
-    trainer.model.eval()  # as predict_split runs it (no dropout)
+    trainer.model.eval()  # as predict_batches runs it (no dropout)
     for row, video in enumerate(dataset.test_indices):
         alone = dataset.pack([video])
-        video_scores, video_cas = trainer.model.predict(alone.x, alone.cu_seqlens)
+        video_scores, video_cas = predict_packed(trainer.model, alone.x, alone.varlen)
         assert np.allclose(scores[row], video_scores[0].numpy(), rtol=1e-5, atol=1e-7)
         assert cas[row].shape == tuple(video_cas.shape)
         assert np.allclose(cas[row], video_cas.numpy(), rtol=1e-5, atol=1e-7)
@@ -370,6 +372,21 @@ def test_a_resume_that_ends_at_an_unevaluated_epoch_evaluates_it(tiny_root, tmp_
     assert [r["epoch"] for r in records] == [1, 2] and summary["last"] == summary["best"] == records[-1]
     assert "avg" in records[-1] and "| last | 2 |" in (out / "results.md").read_text()
     assert torch.load(out / "checkpoint.pt", weights_only=True)["metrics"] == records
+
+
+def test_a_resume_that_ends_at_an_unevaluated_epoch_scores_the_held_out_videos_too(tiny_root, tmp_path, monkeypatch):
+    """With --val-fraction, that evaluation is the loop's own: the held-out videos scored and
+    checkpoint_held_out_best.pt written (it used to score the test split alone and write no file)."""
+    out = tmp_path / "a"
+    crash_at_epoch(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_config(tiny_root, out, epochs=6, eval_every=5, val_fraction=0.25))
+    assert not (out / train.HELD_OUT_BEST).exists()
+    summary = train.run(_config(tiny_root, out, epochs=3, eval_every=5, val_fraction=0.25), resume=True)
+    last = _metrics(out)[-1]
+    assert last["epoch"] == 3 and "avg" in last and "held_out" in last
+    assert summary["held_out_best"] == last
+    assert torch.load(out / train.HELD_OUT_BEST, weights_only=True)["epoch"] == 3
 
 
 def _tensorboard_scalars(out):

@@ -1,7 +1,7 @@
 """bench/train_speed.py's data: ActivityNet1.2's shape (counts, classes, the trainer's 60-snippet
 sampling, whole test videos), THUMOS14's draws as before --dataset, and a whole small run.
 
-bench/ is not a package: the script is loaded from its path (helpers.load_bench). Times are the
+The benchmark is imported as the module it runs as (python -m bench.NAME). Times are the
 benchmark's business; these tests check what it times.
 """
 import json
@@ -9,11 +9,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import load_bench
 
+from bench import train_speed  # noqa: E402
 from rsnet.data import check_lengths
-
-train_speed = load_bench("train_speed")
 
 DIM = 3  # the features' width: the shape of the data is under test, not the model
 
@@ -65,7 +63,7 @@ def test_activitynet_trains_on_60_snippets_and_tests_whole_videos(anet, monkeypa
         seen.extend(len(v) for v in videos)
         raise Seen
 
-    monkeypatch.setattr(train_speed.official_style, "step_loss", step_loss)
+    monkeypatch.setattr(train_speed.official_rskp, "step_loss", step_loss)
     with pytest.raises(Seen):
         train_speed.official_epoch(torch.nn.Identity(), None, dataset, 0, 0, 10)
     assert seen == pieces[:10]

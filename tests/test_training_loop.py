@@ -1,4 +1,4 @@
-"""The training loop equals the published one (rsnet.official_style.train_epochs) in float64.
+"""The training loop equals the published one (rsnet.official_rskp.train_epochs) in float64.
 
 Beyond one step (tests/test_parity.py): steps of videos_per_step videos counted across epochs
 (a step open at the end of an epoch, and at the end of warm-up, is completed in the next; the
@@ -14,10 +14,11 @@ import pytest
 import torch
 from helpers import rel_error
 
-from rsnet import official_style, train
+from bench.oracles import official_rskp
+from rsnet import train
 from rsnet.config import Config
-from rsnet.data import WTALCDataset
-from rsnet.memory import MemoryBank
+from rsnet.data.dataset import WTALCDataset
+from rsnet.model import MemoryBank
 from rsnet.synthetic import SyntheticSpec, generate
 
 # 8 videos in steps of 3: epochs end 2 and 1 videos into a step (the second one is the end of warm-up)
@@ -59,7 +60,7 @@ def _official_epochs(trainer, dataset):
     features = {int(v): torch.from_numpy(dataset.features[v]) for v in dataset.train_indices}
     labels = torch.from_numpy(dataset.annotations.video_labels)
     orders = [dataset.train_order(epoch, cfg.seed).tolist() for epoch in range(EPOCHS)]
-    epochs = official_style.train_epochs(model, optimizer, features, labels, orders, dataset.train_indices.tolist())
+    epochs = official_rskp.train_epochs(model, optimizer, features, labels, orders, dataset.train_indices.tolist())
     return model, epochs
 
 
@@ -94,8 +95,8 @@ def test_read_in_order_reads_what_each_video_would_read_after_the_ones_before(da
     rows, scores = bank.bank.clone(), bank.scores.clone()
     y, y_cu = bank.read_in_order(candidates, candidate_scores, labels)
     for b, label in enumerate(labels):
-        want = official_style.read_queue(rows, label)
+        want = official_rskp.read_queue(rows, label)
         assert torch.equal(y[y_cu.offsets[b]:y_cu.offsets[b + 1]], want), b
-        official_style.update_queue(rows, scores, candidates[b], candidate_scores[b], label)
+        official_rskp.update_queue(rows, scores, candidates[b], candidate_scores[b], label)
     assert torch.equal(bank.bank, rows) and torch.equal(bank.scores, scores)
     assert not torch.equal(y[y_cu.offsets[3]:y_cu.offsets[4]], y[:y_cu.offsets[1]])  # video 3 read video 0's inserts

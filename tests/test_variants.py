@@ -5,16 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import load_bench
-
+from bench import bank_memory
 from rs_kernels import reference
 from rs_kernels.varlen import Varlen
-from rsnet import checkpoint, train, variants
+from rsnet import checkpoint, train, trained
 from rsnet.config import VARIANTS, Config, ConfigError, validate
 from rsnet.errors import UserError
-from rsnet.losses import feature_propagation_loss, rskp_loss
-from rsnet.memory import MemoryBank
-from rsnet.model import RSKP, PredictionModule
+from rsnet.model import RSKP, MemoryBank, PredictionModule, banks, variants
+from rsnet.model.losses import feature_propagation_loss, rskp_loss
 from rsnet.synthetic import SyntheticSpec, generate
 
 LENGTHS = [1, 3, 17, 9]
@@ -170,7 +168,7 @@ def test_the_foreground_gate_passes_no_gradient_to_the_attention():
 
 def _video_bank(labels, rows=3, dim=6, momentum=0.9, seed=0, video_ids=None):
     ids = np.arange(len(labels)) * 3 + 2 if video_ids is None else video_ids
-    return variants.VideoBank(ids, np.asarray(labels), rows, dim, momentum, seed), torch.as_tensor(ids)
+    return banks.VideoBank(ids, np.asarray(labels), rows, dim, momentum, seed), torch.as_tensor(ids)
 
 
 def test_video_bank_with_momentum_zero_and_one_video_per_class_reads_the_class_wise_bank():
@@ -227,7 +225,7 @@ def test_a_video_reads_a_partner_that_shares_a_class_drawn_per_seed_and_epoch():
 
 def test_the_video_wise_bank_takes_about_15_times_the_class_wise_memory_on_thumos14():
     """200 training videos x 8 representatives against 20 classes x 5 slots (the paper: about 15x)."""
-    class_wise, video_wise = load_bench("bank_memory").bank_bytes(200, 20, Config())
+    class_wise, video_wise = bank_memory.bank_bytes(200, 20, Config())
     assert class_wise == 20 * 5 * 2048 * 4 + 20 * 5 * 4 + 20 * 8  # rows, scores, fill counts
     assert video_wise == 200 * 8 * 2048 * 4 + 200  # entries, filled flags
     assert 15 <= video_wise / class_wise <= 16.5
@@ -337,10 +335,9 @@ def test_every_switch_trains_through_the_memory_bank_phase(tiny_root, tmp_path, 
                  videos_per_step=3, test_batch_size=4, lenient=True, device="cpu", **switches)
     summary = train.run(cfg)
     assert np.isfinite(summary["last"]["avg"])
-    trainer = train.restore(tmp_path / "checkpoint.pt", "cpu")
+    bank = trained.load(tmp_path, "cpu").bank_state
     if cfg.bank == "video":
-        assert isinstance(trainer.bank, variants.VideoBank) and trainer.bank.filled.all()
-        assert trainer.bank.entries.abs().sum() > 0
+        assert bank["filled"].all() and bank["entries"].abs().sum() > 0
 
 
 def test_a_run_saved_before_the_switches_existed_resumes(tiny_root, tmp_path):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's pictures (and docs/plots.md's), from the default main job. Run from the repository root:
+# The README's pictures (and docs/results.md's), from the default main job. Run from the repository root:
 #   bash docs/images/make.sh            # trains runs/rskp first unless it holds a finished run
 #   bash docs/images/make.sh RUN_DIR    # pictures of another run of the default synthetic data
 # After a change to training, retrain: python -m rsnet.train --out runs/rskp --overwrite

@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .errors import DataError
+from ..errors import DataError
 
 
 def _latin1_bytes(text: str, encoding: str) -> bytes:

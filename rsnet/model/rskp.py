@@ -3,7 +3,7 @@
 Main branch o = P(X); intra-video branch m = P(RW(X, mu)) with mu the EM representatives;
 inter-video branch r = P(RW(X, Y_e)) with Y_e read from the memory bank; the switches of
 supplementary Tables 2 and 3 change what mu summarizes and what the walks go toward (``summarize``,
-``rsnet.variants``). The heavy ops (EM attention, random walk) come from ``rs_kernels``; ``ops``
+``rsnet.model.variants``). The heavy ops (EM attention, random walk) come from ``rs_kernels``; ``ops``
 picks their implementation.
 The batch's offsets arrive as a ``rs_kernels.varlen.Varlen`` (or a plain offsets tensor, read once)
 and go as that object to every op, so no layer reads them back from the device.
@@ -17,22 +17,13 @@ from torch import Tensor, nn
 
 import rs_kernels
 from rs_kernels.reference import l2_normalize
-from rs_kernels.varlen import Varlen, as_varlen, segment_ids, segment_sum
+from rs_kernels.varlen import Varlen, as_varlen
 
+from ..config import Config
 from . import variants
-from .config import Config
+from .head import Prediction, PredictionModule
 
-ATT_MASS_EPS = 1e-5  # abar = a / (sum_t a + 1e-5), as the official code
 MemoryRead = Callable[[Tensor, Tensor], tuple[Tensor, Varlen | Tensor]]  # (mu, p_mu) -> (Y_e, its offsets)
-
-
-class Prediction(NamedTuple):
-    """P(X) of a packed batch: video probabilities (B, C+1) of both heads, attention (N,), logits (N, C+1)."""
-
-    p_ca: Tensor
-    p_cw: Tensor
-    attention: Tensor
-    logits: Tensor
 
 
 class RSKPOutput(NamedTuple):
@@ -43,51 +34,6 @@ class RSKPOutput(NamedTuple):
     p_mu: Tensor | None  # (B, K, C+1) their class probabilities (memory-bank scores)
     features: Tensor | None = None  # (N, D) X, the embedded snippets
     walked: Tensor | None = None  # (N, D) F^a, the intra-video branch's features (the feature losses of Table 3)
-
-
-class PredictionModule(nn.Module):
-    """FAC-Net's class-agnostic attention head and MIL head (supplementary §1)."""
-
-    def __init__(self, n_classes: int, dim: int, scale: float):
-        super().__init__()
-        self.scale = scale
-        self.class_centres = nn.Parameter(torch.empty(n_classes + 1, dim))  # A: C actions + background
-        nn.init.xavier_uniform_(self.class_centres)
-        self.fg_centre = nn.Parameter(-self.class_centres.detach()[-1:].clone())  # f = -A[C]
-
-    def forward(self, x: Tensor, cu_seqlens: Varlen | Tensor, ops: str = "auto") -> Prediction:
-        """``ops`` picks the class-wise pooling's implementation (the model passes its config's)."""
-        cu_seqlens = as_varlen(cu_seqlens)
-        centres = l2_normalize(self.class_centres)
-        nx = l2_normalize(x)
-        logits = self.scale * nx @ centres.T  # S (N, C+1)
-        attention = torch.sigmoid(self.scale * (nx @ l2_normalize(self.fg_centre).T).squeeze(1))
-        seg = segment_ids(cu_seqlens, x.shape[0])
-
-        agnostic_weight = attention / (segment_sum(attention, cu_seqlens) + ATT_MASS_EPS)[seg]
-        video_feat = segment_sum(agnostic_weight[:, None] * x, cu_seqlens)  # (B, D)
-        p_ca = torch.softmax(self.scale * l2_normalize(video_feat) @ centres.T, dim=-1)
-
-        class_att = torch.sigmoid(logits)
-        class_weight = class_att / (segment_sum(class_att, cu_seqlens) + ATT_MASS_EPS)[seg]
-        class_feats = rs_kernels.segment_matmul(class_weight, x, cu_seqlens, impl=ops)  # (B, C+1, D)
-        p_cw = torch.softmax(self.scale * (l2_normalize(class_feats) * centres).sum(-1), dim=-1)  # (B, C+1)
-        return Prediction(p_ca, p_cw, attention, logits)
-
-    def forward_each(self, xs: list[Tensor], cu_seqlens: Varlen | Tensor, ops: str = "auto") -> list[Prediction]:
-        """P(X) of several feature sets of the same videos (the branches) in one call.
-
-        The sets go in as one packed batch of len(xs) x B videos, so each layer of the head runs
-        once per step instead of once per branch: on a GPU, a third of the kernel launches.
-        """
-        cu_seqlens = as_varlen(cu_seqlens)
-        if len(xs) == 1:
-            return [self(xs[0], cu_seqlens, ops)]
-        joint = self(torch.cat(xs), cu_seqlens.tile(len(xs)), ops)
-        videos, snippets = [cu_seqlens.batch_size] * len(xs), [x.shape[0] for x in xs]
-        parts = (joint.p_ca.split(videos), joint.p_cw.split(videos), joint.attention.split(snippets),
-                 joint.logits.split(snippets))
-        return [Prediction(*branch) for branch in zip(*parts, strict=True)]
 
 
 class RSKP(nn.Module):
@@ -168,15 +114,3 @@ class RSKP(nn.Module):
         else:
             main, (intra, *inter) = online.main, self.head.forward_each(branches, cu_seqlens, self.cfg.ops)
         return RSKPOutput(main, intra, inter[0] if inter else None, online.mu, p_mu, x, branches[0])
-
-    @torch.no_grad()
-    def predict(self, x: Tensor, cu_seqlens: Varlen | Tensor) -> tuple[Tensor, Tensor]:
-        """Video scores (B, C+1) and the class activation sequence (N, C+1) (docs/design.md, Inference)."""
-        out = self.forward(x, cu_seqlens)
-        main = out.main
-        if out.intra is None:
-            return main.p_ca, torch.softmax(main.logits, dim=-1) * main.attention[:, None]
-        fm, fi = self.cfg.fuse_main, self.cfg.fuse_intra
-        scores = fm * main.p_ca + fi * out.intra.p_ca
-        cas = (fm * torch.softmax(main.logits, -1) + fi * torch.softmax(out.intra.logits, -1)) * main.attention[:, None]
-        return scores, cas

@@ -12,8 +12,8 @@ from torch import Tensor
 
 from rs_kernels.varlen import Varlen, max_seqlen, pad, segment_sum, seqlens
 
-from .config import Config
-from .model import RSKPOutput
+from ..config import Config
+from .rskp import RSKPOutput
 
 LABEL_EPS = 1e-8
 

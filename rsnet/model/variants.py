@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from rs_kernels import membank
 from rs_kernels.varlen import Varlen, as_varlen, max_seqlen, pad, seqlens, split
 
 if TYPE_CHECKING:
-    from .model import Prediction
+    from .head import Prediction
 
 Representatives = tuple[Tensor, Varlen]  # packed rows (sum M_b, D) and their offsets: what a walk goes toward
 
@@ -89,65 +87,3 @@ def walk_targets(online: Representatives, memory: Representatives | None, fusion
 def add_kept(walked: Tensor, kept: Tensor | None) -> Tensor:
     """The updated features: the walk's output plus the part of X it did not move."""
     return walked if kept is None else walked + kept
-
-
-class VideoBank(nn.Module):
-    """Table 2's video-wise memory bank: one entry of K representatives per training video.
-
-    ``entries`` (V, K, D) and ``filled`` (V,) are buffers, saved and moved with the model's state.
-    The first insert of a video copies its representatives; later ones move the entry by momentum,
-    ``entry <- m entry + (1 - m) mu`` (MoCo's update; ``rs_kernels.membank.membank_momentum_``). A
-    video reads the entry of a *partner*: another training video sharing one of its classes, drawn
-    afresh for each (seed, epoch, video), itself when no other video has its classes.
-    """
-
-    entries: Tensor
-    filled: Tensor
-
-    def __init__(self, video_ids: np.ndarray, labels: np.ndarray, rows: int, dim: int, momentum: float, seed: int):
-        super().__init__()
-        self.register_buffer("entries", torch.zeros(len(video_ids), rows, dim))
-        self.register_buffer("filled", torch.zeros(len(video_ids), dtype=torch.bool))
-        self.momentum, self.seed = momentum, seed
-        self.row_of = {int(v): row for row, v in enumerate(video_ids)}
-        self.labels = np.asarray(labels) > 0  # (V, C): which classes each training video has
-
-    def reset(self) -> None:
-        self.entries.zero_()
-        self.filled.zero_()
-
-    def _rows(self, index: Tensor) -> Tensor:
-        return torch.tensor([self.row_of[v] for v in index.tolist()], dtype=torch.int64, device=self.entries.device)
-
-    def partner(self, video_id: int, epoch: int) -> int:
-        """The row a video reads at ``epoch``: a uniform draw among the other videos sharing a class."""
-        row = self.row_of[video_id]
-        shares = (self.labels & self.labels[row]).any(axis=1)
-        shares[row] = False
-        candidates = np.flatnonzero(shares)
-        if len(candidates) == 0:
-            return row
-        return int(np.random.default_rng([self.seed, epoch, video_id]).choice(candidates))
-
-    def read(self, index: Tensor, epoch: int) -> Representatives:
-        """(Y_e (B K, D), its offsets): each video's partner's entry, K rows a video."""
-        rows = [self.partner(v, epoch) for v in index.tolist()]
-        got = membank.membank_momentum_read(self.entries, torch.tensor(rows, dtype=torch.int64,
-                                                                       device=self.entries.device))
-        batch, k, dim = got.shape
-        return got.reshape(batch * k, dim), Varlen.uniform(batch, k, got.device)
-
-    @torch.no_grad()
-    def insert(self, candidates: Tensor, index: Tensor) -> None:
-        """candidates (B, K, D): the representatives of the videos ``index`` (B,), each in the batch once."""
-        rows = self._rows(index)
-        candidates = candidates.detach().to(self.entries.dtype)
-        fresh = ~self.filled[rows]
-        membank.membank_momentum_(self.entries, rows[fresh], candidates[fresh], 0.0)
-        membank.membank_momentum_(self.entries, rows[~fresh], candidates[~fresh], self.momentum)
-        self.filled[rows] = True
-
-
-def buffer_bytes(module: nn.Module) -> int:
-    """The bytes of a module's buffers: what a memory bank keeps."""
-    return sum(b.numel() * b.element_size() for b in module.buffers())

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import Config
-from .model import RSKP
+from rsnet.config import Config
+from rsnet.model import RSKP
 
 
 def _l2n(v: Tensor) -> Tensor:

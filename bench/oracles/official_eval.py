@@ -95,9 +95,10 @@ def _ambiguous_ranges(annotations, name: str, factor: float) -> list[range]:
     return [range(int(round(float(a) * factor)), int(round(float(b) * factor))) for a, b in spans]
 
 
-def _class_predictions(video_scores, cas, annotations, videos, names, c, factor, best_class=False):
+def _class_predictions(video_scores, cas, annotations, videos, names, c, factor, best_class=False, anet_ranking=False):
     """Kept proposals of class c over the videos, sorted, ambiguous ones removed, sorted again;
-    None when nothing is left."""
+    None when nothing is left. ``anet_ranking``: ambiguous ones removed, then ranked as ActivityNet's
+    eval_detection.py ranks its table, ``np.argsort(score)[::-1]`` (equal scores fall elsewhere)."""
     collected = []
     for i, k in enumerate(videos):
         if video_scores[k][c] < CLASS_THRESHOLD and not (best_class and _best_class_fallback(video_scores[k], annotations) == c):
@@ -107,7 +108,8 @@ def _class_predictions(video_scores, cas, annotations, videos, names, c, factor,
     if not collected:
         return None
     arr = np.array(collected)
-    arr = arr[np.argsort(-arr[:, 3])]
+    if not anet_ranking:
+        arr = arr[np.argsort(-arr[:, 3])]
     rows = []
     for row in arr:
         pred = range(int(row[1]), int(row[2]))
@@ -116,7 +118,7 @@ def _class_predictions(video_scores, cas, annotations, videos, names, c, factor,
     if not rows:
         return None
     arr = np.array(rows)
-    return arr[np.argsort(-arr[:, 3])]
+    return arr[np.argsort(arr[:, 3])[::-1]] if anet_ranking else arr[np.argsort(-arr[:, 3])]
 
 
 def _voc_ap(tp: list[float], n_pos: int) -> float:
@@ -146,7 +148,8 @@ def _setup(video_scores, cas, annotations, indices, factor, best_class=False):
     names = [annotations.video_names[indices[k]] for k in videos]
     class_names = sorted({annotations.class_names[lab] for k in videos for lab in annotations.segment_labels[indices[k]]})
     classes = [annotations.class_names.index(n) for n in class_names]
-    predictions = {c: _class_predictions(video_scores, cas, annotations, videos, names, c, factor, best_class)
+    predictions = {c: _class_predictions(video_scores, cas, annotations, videos, names, c, factor, best_class,
+                                         anet_ranking=best_class)  # best_class: the anet protocol
                    for c in classes}
     gts = {c: [(i, float(seg[0]), float(seg[1]))
                for i, k in enumerate(videos)
@@ -192,8 +195,8 @@ def official_evaluate(video_scores, cas, annotations, indices, factor=25 / 16, i
 
 
 def anet_reference(video_scores, cas, annotations, indices, factor=25 / 16, iou_thresholds=IOUS) -> dict:
-    """The ActivityNet-style protocol, in loops: the best-class fallback, seconds, continuous IoU,
-    no whole-threshold zero."""
+    """The ActivityNet-style protocol, in loops: the best-class fallback, ActivityNet's ranking
+    (``np.argsort(score)[::-1]``), seconds, continuous IoU, no whole-threshold zero."""
     indices, classes, predictions, gts = _setup(video_scores, cas, annotations, indices, factor, best_class=True)
     cmap = classification_map(np.asarray(video_scores), annotations.video_labels[indices])
     dmap = []
@@ -207,7 +210,7 @@ def anet_reference(video_scores, cas, annotations, indices, factor=25 / 16, iou_
             used = [False] * len(gts[c])
             tp = []
             for row in preds:
-                ps, pe = row[1] / factor, row[2] / factor
+                ps, pe = row[1] * (1 / factor), row[2] * (1 / factor)  # the seconds rsnet.infer writes
                 best_j, best_iou = None, -1.0
                 for j, (video, gs, ge) in enumerate(gts[c]):
                     if video != row[0] or used[j]:

@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 FEATURES, OFFSETS, SOURCE = "features.npy", "offsets.npy", "source.json"
 
