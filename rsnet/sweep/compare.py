@@ -58,7 +58,7 @@ def comparison_table(scores: dict[str, list[float]], against: str | None, what: 
         lines[0] += (f"; against {reference!r}: the difference of the means, Welch's {CONFIDENCE:.0%} interval and "
                      f"the Mann-Whitney U test's two-sided p (with {seeds} seeds a row it cannot go below "
                      f"{floor:.3f}). Within noise: the interval holds 0.")
-        header += f" difference | {CONFIDENCE:.0%} interval | p (rank test) | |"
+        header += f" difference | {CONFIDENCE:.0%} interval | p (rank test) | verdict |"
     lines += ["", header, "|---" * (header.count("|") - 1) + "|"]
     for name, values in scores.items():
         spread = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
