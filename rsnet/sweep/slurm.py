@@ -63,8 +63,9 @@ class SubmititLauncher:
         for cfg, job in zip(cells, jobs):
             write_launch(cfg, {"launcher": "submitit", "cluster": self.cluster, "job_id": job.job_id,
                                "folder": str(self.folder)})
-        print(f"rskp: sweep: submitted {len(jobs)} cells as {self.cluster} job array "
-              f"{jobs[0].job_id.split('_')[0]}; logs in {self.folder.parent}", file=sys.stderr)
+        last = f" to {jobs[-1].job_id}" if len(jobs) > 1 else ""
+        print(f"rskp: sweep: submitted {len(jobs)} cells to {self.cluster} as job {jobs[0].job_id}{last}; "
+              f"their logs in {self.folder.parent}", file=sys.stderr)
         return self._follow(dict(zip((job.job_id for job in jobs), cells)), jobs) if self.wait else []
 
     def _follow(self, cells: dict[str, Config], jobs: list) -> list[str]:
