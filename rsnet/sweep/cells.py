@@ -92,7 +92,8 @@ def train_cell(cfg: Config, env: dict[str, str]) -> None:
     again = "--resume" if (out / "checkpoint.pt").is_file() else "--overwrite"  # the folder is the sweep's own
     command = [sys.executable, "-m", "rsnet.train", "--config", str(out / "cell.json"), again]
     with open(out / LOG_FILE, "a") as log:
-        print(f"rskp: sweep: python -m rsnet.train --config {out / 'cell.json'} {again}", file=log, flush=True)
+        cut = "\n" if log.tell() else ""  # a killed start may have left a progress bar without its line end
+        print(f"{cut}rskp: sweep: python -m rsnet.train --config {out / 'cell.json'} {again}", file=log, flush=True)
         result = subprocess.run(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise RuntimeError(f"{out}: python -m rsnet.train exited with {result.returncode} (see {out / LOG_FILE})")
