@@ -14,6 +14,13 @@ Studies (``--table`` / ``--figure``):
   and the number of memory-bank slots per class in {1, ..., 10} with K = 8.
 - Figure 3: the number of EM iterations in {1, ..., 6}.
 - ``--baseline``: the full model against the baseline, the two rows a new dataset is first checked on.
+- ``--grid KEY=V1,V2 ...``: every combination of the values of any config keys (``grid.md``).
+
+``--seeds`` takes seeds and ranges (``0-7``). The sweep engine is ``rsnet.sweep``; docs/sweeps.md
+runs one on a Slurm cluster (``--launcher slurm``: a job array through submitit, pre-empted and
+timed-out tasks requeued and resumed), ``--shard K/N`` a share of the cells under any scheduler,
+``--status`` prints each cell's state, ``--against ROW`` compares every row to one (the difference,
+Welch's 95 % interval, a rank test's p, rows within noise marked).
 
 Every run is ``python -m rsnet.train`` in its own folder of the sweep folder (``--out``, default
 ``runs/ablate``), with the training flags given here (``--epochs 30``, ``--data-root ROOT``, ...)
@@ -28,7 +35,8 @@ by side: one process per visible GPU (``CUDA_VISIBLE_DEVICES``), or on CPU ``--j
 with the cores split between them. Each study writes a markdown table (the paper's THUMOS14
 numbers beside ours where the text gives them; ours as mean ± std over seeds, at the last epoch,
 at the best one, picked on the test split as in the paper, and with ``--val-fraction`` at the one
-picked on held-out training videos) and, for a figure, a PNG plot.
+picked on held-out training videos) and, for a figure, a PNG plot; with two seeds or more, the
+comparison table below it.
 """
 from __future__ import annotations
 

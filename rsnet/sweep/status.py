@@ -62,7 +62,7 @@ def _state(cfg: Config, record: dict[str, Any] | None, job) -> CellState:
         from .slurm import failure_line
 
         state = job.state.split()[0].upper()  # sacct writes e.g. "CANCELLED by 1234"
-        where = f"job {job.job_id} {state}"
+        where = f"job {job.job_id} " + ("(not listed by sacct yet)" if state == "UNKNOWN" else state)
         if state in SCHEDULER_RUNNING | SCHEDULER_QUEUED:
             return CellState(cfg, RUNNING if state in SCHEDULER_RUNNING else QUEUED, _join(where, log))
         return CellState(cfg, FAILED, f"{where}: {failure_line(cfg, job)}")
