@@ -156,11 +156,6 @@ STUDIES = {"table1": _table1(), "table2": _table2(), "table3": _table3(), "table
 
 # --- reporting -----------------------------------------------------------------------------------
 
-def _mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {spread:.1f}"
-
-
 def _where(base: Config) -> str:
     return f"synthetic data (preset {base.preset})" if base.data_root is None else base.data_root
 
@@ -193,7 +188,7 @@ def summarize(study: Study, base: Config, seeds: list[int], out: Path) -> tuple[
         scores[variant.name] = {key: [score(r) for r in records] for key, _, score in columns}
         paper = ("-" if variant.paper is None else f"{variant.paper:.1f}") + " | " if study.paper_column else ""
         lines.append(f"| {variant.name} | {paper}" + " | ".join(f"{last:.1f}" for last in scores[variant.name]["last"])
-                     + " | " + " | ".join(_mean_std(scores[variant.name][key]) for key, _, _ in columns) + " |")
+                     + " | " + " | ".join(compare.mean_std(scores[variant.name][key]) for key, _, _ in columns) + " |")
     return "\n".join(lines), scores
 
 
@@ -207,7 +202,7 @@ def branch_table(study: Study, base: Config, seeds: list[int], out: Path) -> str
              "average mAP over the dataset's IoUs, last epoch.", "", study.note, "",
              "| branches | paper (THUMOS14) | paper MACs | ours |", "|---|---|---|---|"]
     for row, branches, paper, macs in TABLE4_BRANCHES:
-        ours = _mean_std([trainer.evaluate(branches=branches).avg for trainer in trainers])
+        ours = compare.mean_std([trainer.evaluate(branches=branches).avg for trainer in trainers])
         lines.append(f"| {row} | {paper:.1f} | {macs} | {ours} |")
     return "\n".join(lines)
 

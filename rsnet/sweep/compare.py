@@ -9,8 +9,8 @@ the reference. The statistics are scipy's.
 from __future__ import annotations
 
 import math
+import statistics
 
-import numpy as np
 from scipy import stats
 
 from ..errors import UserError
@@ -33,12 +33,18 @@ def find_row(names: list[str], wanted: str) -> str:
 def difference(scores: list[float], reference: list[float]) -> tuple[float, float, float, float]:
     """(mean of scores - mean of reference, Welch's 95 % interval of it, Mann-Whitney U's two-sided p);
     NaN where the seeds cannot give one (one seed a row, or no spread in either)."""
-    delta = float(np.mean(scores) - np.mean(reference))
+    delta = statistics.mean(scores) - statistics.mean(reference)
     if min(len(scores), len(reference)) < 2:
         return delta, math.nan, math.nan, math.nan
     interval = stats.ttest_ind(scores, reference, equal_var=False).confidence_interval(CONFIDENCE)
     p = stats.mannwhitneyu(scores, reference, alternative="two-sided").pvalue
     return delta, float(interval.low), float(interval.high), float(p)
+
+
+def mean_std(values: list[float]) -> str:
+    """``mean ± std`` over the seeds (the sample std; 0.0 for one seed), as every table prints it."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.1f} ± {spread:.1f}"
 
 
 def _number(value: float, digits: int = 1) -> str:
@@ -61,9 +67,7 @@ def comparison_table(scores: dict[str, list[float]], against: str | None, what: 
         header += f" difference | {CONFIDENCE:.0%} interval | p (rank test) | verdict |"
     lines += ["", header, "|---" * (header.count("|") - 1) + "|"]
     for name, values in scores.items():
-        spread = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-        row = f"| {name} | {np.mean(values):.1f} ± {'-' if math.isnan(spread) else f'{spread:.1f}'} | "
-        row += ("-" if len(values) < 2 else f"{stats.sem(values):.2f}") + " |"
+        row = f"| {name} | {mean_std(values)} | " + ("-" if len(values) < 2 else f"{stats.sem(values):.2f}") + " |"
         if against is not None:
             row += _against(values, scores[reference], name == reference)
         lines.append(row)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from .cells import LOG_FILE, completed, last_log_line, read_launch
+from .cells import LOG_FILE, completed, is_finished, last_log_line, read_launch
 
 DONE, RUNNING, QUEUED, FAILED, NOT_STARTED = "done", "running", "queued", "failed", "not started"
 ACTIVE = (RUNNING, QUEUED)  # a cell someone is training or will train: a rerun leaves it to them
@@ -44,7 +44,7 @@ def _scheduler_jobs(cells: list[Config], records: list[dict[str, Any] | None]) -
     """The submitit job of each unfinished cell a scheduler took, all made before any is asked
     about: submitit's watcher then asks sacct once for all of them."""
     taken = {cfg.out: record for cfg, record in zip(cells, records)
-             if record is not None and record["launcher"] == "submitit" and completed(Path(cfg.out), cfg.epochs) is None}
+             if record is not None and record["launcher"] == "submitit" and not is_finished(cfg)}
     if not taken:
         return {}
     from .slurm import rebuilt_job  # only a sweep launched through submitit needs it

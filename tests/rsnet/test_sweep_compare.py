@@ -52,5 +52,6 @@ def test_the_reference_is_a_rows_name_or_its_unique_start():
     assert find_row(rows, "baseline") == rows[1] and find_row(rows, "Full model") == rows[0]
     with pytest.raises(UserError, match="'x' is no row; the rows are: Full model; Baseline"):
         find_row(rows, "x")
-    with pytest.raises(UserError, match="'Baseline' matches several rows; the rows are: Baseline, no L_att; Baseline, L_att"):
+    several = "'Baseline' matches several rows; the rows are: Baseline, no L_att; Baseline, L_att"
+    with pytest.raises(UserError, match=several):
         find_row(["Baseline, no L_att", "Baseline, L_att", "+ memory bank"], "Baseline")

@@ -41,7 +41,8 @@ GRID = ["lr=1e-4,5e-4", "n_representatives=4,16"]
 
 
 @pytest.mark.slow  # 4 task processes that each import torch (through rsnet.config): 10-40 s on 2 busy cores
-def test_local_executor_runs_a_grid_as_slurm_would_and_reports_what_the_local_pool_does(tmp_path, tasks_pickle_this_module):
+def test_local_executor_runs_a_grid_as_slurm_would_and_reports_what_the_local_pool_does(tmp_path,
+                                                                                        tasks_pickle_this_module):
     base = Config(epochs=2, out=str(tmp_path / "submitit"))
     study = ablate.grid_study(GRID, base)
     launcher = SubmititLauncher(tmp_path / "submitit", "local", {"timeout_min": 5}, poll_s=0.2)
@@ -117,10 +118,12 @@ def test_slurm_gets_one_array_of_the_unfinished_cells_with_the_asked_resources(t
                  "#SBATCH --exclusive", "#SBATCH --job-name=rskp-sweep", "-m submitit.core._submit"):
         assert line in script, line
     assert str(out / ".submitit") in script
-    assert _submitted_cells(out, "4242") == [
-        "lr-0.0001_n-representatives-16-seed0", "lr-0.0005_n-representatives-16-seed0", "lr-0.0005_n-representatives-4-seed0"]
+    assert _submitted_cells(out, "4242") == ["lr-0.0001_n-representatives-16-seed0",
+                                             "lr-0.0005_n-representatives-16-seed0",
+                                             "lr-0.0005_n-representatives-4-seed0"]
     report = capsys.readouterr().out
-    assert "3 of 4 cells are not finished" in report and "| lr-0.0005_n-representatives-4-seed0 | queued | job 4242_" in report
+    assert "3 of 4 cells are not finished" in report
+    assert "| lr-0.0005_n-representatives-4-seed0 | queued | job 4242_" in report
 
     # the scheduler runs one, keeps one queued, and one fails after writing its log
     (fake_slurm / "states").write_text("4242_0|RUNNING|node1\n4242_1|PENDING|\n4242_2|FAILED|node2\n")
