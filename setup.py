@@ -46,12 +46,15 @@ setup(
         "tqdm>=4.60",
         "pyyaml>=6.0",
         "safetensors>=0.4",
+        "scipy>=1.11",  # the sweep's comparison table: Welch's interval (ttest_ind's confidence_interval), rank test
     ],
     extras_require={
         "triton": ["triton>=3.0"],
-        "test": ["pytest>=7", "pytest-benchmark>=4", "import-linter>=2.1", "triton>=3.0", "scipy>=1.10", "matplotlib>=3.6", "tensorboard>=2.10"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "import-linter>=2.1", "triton>=3.0", "matplotlib>=3.6", "tensorboard>=2.10",
+                 "submitit>=1.5"],
         "plots": ["matplotlib>=3.6"],
         "tensorboard": ["tensorboard>=2.10"],
+        "slurm": ["submitit>=1.5"],  # python -m rsnet.ablate --launcher slurm
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

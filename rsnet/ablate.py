@@ -14,6 +14,13 @@ Studies (``--table`` / ``--figure``):
   and the number of memory-bank slots per class in {1, ..., 10} with K = 8.
 - Figure 3: the number of EM iterations in {1, ..., 6}.
 - ``--baseline``: the full model against the baseline, the two rows a new dataset is first checked on.
+- ``--grid KEY=V1,V2 ...``: every combination of the values of any config keys (``grid.md``).
+
+``--seeds`` takes seeds and ranges (``0-7``). The sweep engine is ``rsnet.sweep``; docs/sweeps.md
+runs one on a Slurm cluster (``--launcher slurm``: a job array through submitit, pre-empted and
+timed-out tasks requeued and resumed), ``--shard K/N`` a share of the cells under any scheduler,
+``--status`` prints each cell's state, ``--against ROW`` compares every row to one (the difference,
+Welch's 95 % interval, a rank test's p, rows within noise marked).
 
 Every run is ``python -m rsnet.train`` in its own folder of the sweep folder (``--out``, default
 ``runs/ablate``), with the training flags given here (``--epochs 30``, ``--data-root ROOT``, ...)
@@ -28,44 +35,25 @@ by side: one process per visible GPU (``CUDA_VISIBLE_DEVICES``), or on CPU ``--j
 with the cores split between them. Each study writes a markdown table (the paper's THUMOS14
 numbers beside ours where the text gives them; ours as mean ± std over seeds, at the last epoch,
 at the best one, picked on the test split as in the paper, and with ``--val-fraction`` at the one
-picked on held-out training videos) and, for a figure, a PNG plot.
+picked on held-out training videos) and, for a figure, a PNG plot; with two seeds or more, the
+comparison table below it.
 """
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import dataclasses
-import json
-import os
-import queue
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from . import cli, metrics
-from .config import Config, add_config_arguments, build_config, changed_keys, to_dict
+from .config import Config, add_config_arguments, build_config
 from .errors import UserError
+from .sweep import compare, launchers, status
+from .sweep.cells import Variant, cell_config, cell_folder, completed, train_cell, unique
+from .sweep.grid import parse_grid, parse_seeds, parse_shard
+from .sweep.launchers import Launcher, LocalLauncher, run_cells, worker_environments
 from .trained import dataset_of, evaluate_videos, load
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str  # the row's label
-    switches: dict[str, Any]  # config keys set on top of the sweep's config
-    paper: float | None = None  # the supplementary's THUMOS14 average mAP, where its text gives it
-    panel: str = ""  # figures: which plot the variant belongs to
-    x: float | None = None  # figures: its value on that plot's x axis
-
-
-def cell_folder(out: Path, base: Config, variant: Variant, seed: int) -> Path:
-    """A run's folder, named by the config keys the variant changes (``base`` when none): rows of
-    any study that train the same configuration share one run in a sweep folder."""
-    changed = sorted((key, value) for key, value in variant.switches.items() if getattr(base, key) != value)
-    name = "_".join(f"{key.replace('_', '-')}-{value}" for key, value in changed) or "base"
-    return out / f"{name}-seed{seed}"  # e.g. memory-bank-False_representatives-topk-seed0
 
 
 @dataclass(frozen=True)
@@ -74,6 +62,7 @@ class Study:
     variants: list[Variant]
     note: str = ""  # what the paper reports where it gives no number
     panels: dict[str, str] = field(default_factory=dict)  # figures: panel -> its x-axis label
+    paper_column: bool = True  # a grid of the user's own keys has no paper numbers
 
 
 def _table1() -> Study:
@@ -166,96 +155,7 @@ STUDIES = {"table1": _table1(), "table2": _table2(), "table3": _table3(), "table
            "figure3": _figure3(), "baseline": _baseline()}
 
 
-# --- running the cells ---------------------------------------------------------------------------
-
-def completed(out: Path, epochs: int) -> list[dict] | None:
-    """The evaluation records of a run that reached its last epoch, else None."""
-    path = out / metrics.FILE_NAME
-    if not path.is_file():
-        return None
-    records = metrics.read(path)
-    done = records and records[-1]["epoch"] == epochs and metrics.is_evaluated(records[-1])
-    return metrics.evaluated(records) if done else None
-
-
-def cell_config(base: Config, variant: Variant, seed: int, out: Path) -> Config:
-    return dataclasses.replace(base, **variant.switches, seed=seed, out=str(out))
-
-
-def train_cell(cfg: Config, env: dict[str, str]) -> None:
-    """One run as its own process, its output in OUT/train.log; resumed when it holds a checkpoint."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cell.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    again = "--resume" if (out / "checkpoint.pt").is_file() else "--overwrite"  # the folder is the sweep's own
-    command = [sys.executable, "-m", "rsnet.train", "--config", str(out / "cell.json"), again]
-    with open(out / "train.log", "a") as log:
-        result = subprocess.run(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise RuntimeError(f"{out}: python -m rsnet.train exited with {result.returncode} (see {out / 'train.log'})")
-
-
-def worker_environments(device: str, jobs: int | None) -> list[dict[str, str]]:
-    """One environment per parallel worker: a GPU each, or a share of the CPU cores each."""
-    import torch
-
-    if device != "cpu" and torch.cuda.is_available():
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
-        return [{"CUDA_VISIBLE_DEVICES": g} for g in gpus[: jobs or len(gpus)]]
-    jobs = jobs or 1
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    return [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * jobs
-
-
-def check_reusable(cfg: Config) -> None:
-    """A finished run in the cell's folder is read back only if it trained the cell's config: a
-    sweep rerun with other flags (another --data-root, --lr, ...) into the same folder would
-    otherwise report the old runs under the new title."""
-    out = Path(cfg.out)
-    saved = out / "config.json"
-    if not saved.is_file():
-        raise UserError(f"{out} holds a finished metrics.jsonl but no config.json: not a run of rsnet.train")
-    changed = changed_keys(json.loads(saved.read_text()), cfg)
-    if changed:
-        raise UserError(f"{out} holds a finished run of another config ({', '.join(changed)}): give this sweep "
-                        f"another --out, or remove that run")
-
-
-def run_cells(cells: list[Config], environments: list[dict[str, str]]) -> None:
-    """Train the cells not yet finished, len(environments) at a time; every failure is reported at the
-    end. Finished runs are checked against their cells before any training starts."""
-    unique = {cfg.out: cfg for cfg in cells}  # rows that train the same configuration share its run
-    todo = [cfg for cfg in unique.values() if completed(Path(cfg.out), cfg.epochs) is None]
-    for cfg in unique.values():
-        if cfg not in todo:
-            check_reusable(cfg)
-    free: queue.Queue[dict[str, str]] = queue.Queue()
-    for env in environments:
-        free.put(env)
-
-    def train_with_a_free_worker(cfg: Config) -> None:
-        env = free.get()
-        try:
-            print(f"rskp: ablate: training {cfg.out}", file=sys.stderr)
-            train_cell(cfg, env)
-        finally:
-            free.put(env)
-
-    with concurrent.futures.ThreadPoolExecutor(len(environments)) as pool:
-        futures = [pool.submit(train_with_a_free_worker, cfg) for cfg in todo]
-    failures = [str(f.exception()) for f in futures if f.exception() is not None]
-    if failures:
-        raise UserError(f"{len(failures)} of {len(todo)} runs failed; the others are kept and a rerun continues: "
-                        + "; ".join(failures))
-
-
 # --- reporting -----------------------------------------------------------------------------------
-
-def _mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {spread:.1f}"
-
 
 def _where(base: Config) -> str:
     return f"synthetic data (preset {base.preset})" if base.data_root is None else base.data_root
@@ -278,15 +178,18 @@ def summarize(study: Study, base: Config, seeds: list[int], out: Path) -> tuple[
              "average mAP over the dataset's IoUs; each seed's at the last epoch, then mean ± std over the seeds.", ""]
     if study.note:
         lines += [study.note, ""]
-    lines += ["| variant | paper (THUMOS14) | " + " | ".join(f"seed {seed}" for seed in seeds) + " | "
-              + " | ".join(header for _, header, _ in columns) + " |", "|---|---|" + "---|" * (len(seeds) + len(columns))]
+    paper_header = "paper (THUMOS14) | " if study.paper_column else ""
+    lines += [f"| variant | {paper_header}" + " | ".join(f"seed {seed}" for seed in seeds) + " | "
+              + " | ".join(header for _, header, _ in columns) + " |",
+              "|---|" + "---|" * (study.paper_column + len(seeds) + len(columns))]
     scores = {}
     for variant in study.variants:
-        records = [completed(cell_folder(out, base, variant, seed), base.epochs) for seed in seeds]
+        epochs = variant.switches.get("epochs", base.epochs)  # a grid may sweep it
+        records = [completed(cell_folder(out, base, variant, seed), epochs) for seed in seeds]
         scores[variant.name] = {key: [score(r) for r in records] for key, _, score in columns}
-        paper = "-" if variant.paper is None else f"{variant.paper:.1f}"
-        lines.append(f"| {variant.name} | {paper} | " + " | ".join(f"{last:.1f}" for last in scores[variant.name]["last"])
-                     + " | " + " | ".join(_mean_std(scores[variant.name][key]) for key, _, _ in columns) + " |")
+        paper = ("-" if variant.paper is None else f"{variant.paper:.1f}") + " | " if study.paper_column else ""
+        lines.append(f"| {variant.name} | {paper}" + " | ".join(f"{last:.1f}" for last in scores[variant.name]["last"])
+                     + " | " + " | ".join(compare.mean_std(scores[variant.name][key]) for key, _, _ in columns) + " |")
     return "\n".join(lines), scores
 
 
@@ -299,7 +202,7 @@ def branch_table(study: Study, base: Config, seeds: list[int], out: Path) -> str
              "average mAP over the dataset's IoUs, last epoch.", "", study.note, "",
              "| branches | paper (THUMOS14) | paper MACs | ours |", "|---|---|---|---|"]
     for row, branches, paper, macs in TABLE4_BRANCHES:
-        ours = _mean_std([evaluate_videos(run.model, run.bank, dataset, run.config, run.device, branches=branches).avg
+        ours = compare.mean_std([evaluate_videos(run.model, run.bank, dataset, run.config, run.device, branches=branches).avg
                           for run, dataset in zip(runs, datasets)])
         lines.append(f"| {row} | {paper:.1f} | {macs} | {ours} |")
     return "\n".join(lines)
@@ -340,20 +243,58 @@ def _require_matplotlib() -> None:
         raise UserError("the figures need matplotlib: pip install -e .[plots]") from None
 
 
-def ablate(name: str, base: Config, seeds: list[int], jobs: int | None) -> str:
-    study, out = STUDIES[name], Path(base.out)
+def study_cells(study: Study, base: Config, seeds: list[int]) -> list[Config]:
+    """Every run of the study: each variant with each seed, in the sweep folder (``base.out``)."""
+    out = Path(base.out)
+    return [cell_config(base, v, seed, cell_folder(out, base, v, seed)) for v in study.variants for seed in seeds]
+
+
+def check_against(name: str, study: Study, against: str | None) -> None:
+    """``--against`` must name a row of the table, before anything trains."""
+    if against is None:
+        return
+    if name == "table4":
+        raise UserError("--against compares the rows of a table of runs; Table 4's rows are one model's branches")
+    compare.find_row([v.name for v in study.variants], against)
+
+
+def unfinished_report(cells: list[Config], unfinished: list[Config]) -> str:
+    states = status.cell_states(unique(cells))
+    return (f"{len(unfinished)} of {len(states)} cells are not finished (other shards', or queued or running): "
+            "the table needs them all; rerun this command once they are (--status follows them)\n\n"
+            + status.status_table(states))
+
+
+def ablate(name: str, base: Config, seeds: list[int], jobs: int | None = None, *, study: Study | None = None,
+           launcher: Launcher | None = None, shard: tuple[int, int] | None = None, against: str | None = None) -> str:
+    """Run the study (``STUDIES[name]``, or ``study`` named ``name``) with every seed and write its
+    table as OUT/NAME.md; the table of what is unfinished where cells are left to other shards or
+    a scheduler. ``launcher``: this machine's pool of ``jobs`` processes by default."""
+    study, out = study or STUDIES[name], Path(base.out)
     if study.panels:
         _require_matplotlib()  # before hours of training, not after
-    cells = [cell_config(base, v, seed, cell_folder(out, base, v, seed)) for v in study.variants for seed in seeds]
-    run_cells(cells, worker_environments(base.device, jobs))
+    check_against(name, study, against)
+    cells = study_cells(study, base, seeds)
+    unfinished = run_cells(cells, launcher or LocalLauncher(worker_environments(base.device, jobs)), train_cell, shard)
+    if unfinished:
+        return unfinished_report(cells, unfinished)
     if name == "table4":
         text = branch_table(study, base, seeds, out)
     else:
         text, scores = summarize(study, base, seeds, out)
+        if len(seeds) > 1 or against is not None:
+            lasts = {variant: columns["last"] for variant, columns in scores.items()}
+            text += "\n\n" + compare.comparison_table(lasts, against, "Last-epoch average mAP")
     (out / f"{name}.md").write_text(text + "\n")
     if study.panels:
         plot(study, scores, out / f"{name}.png")
     return text
+
+
+def grid_study(tokens: list[str], base: Config) -> Study:
+    variants = parse_grid(tokens, base)
+    keys = list(variants[0].switches)
+    return Study(f"Grid over {', '.join(keys)}", variants, paper_column=False)
 
 
 @cli.command
@@ -364,18 +305,31 @@ def main(argv: list[str]) -> int:
     which.add_argument("--table", type=int, choices=[1, 2, 3, 4], help="a supplementary table")
     which.add_argument("--figure", type=int, choices=[2, 3], help="a supplementary figure")
     which.add_argument("--baseline", action="store_true", help="the full model against the baseline")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, help="runs side by side (default: one per visible GPU, else 1)")
+    which.add_argument("--grid", nargs="+", metavar="KEY=V1,V2",
+                       help="every combination of these config keys' values, e.g. lr=1e-4,5e-4 n_representatives=4,8")
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], metavar="SEEDS",
+                        help="seeds and ranges, e.g. 0 1 2 or 0-7 (default 0 1 2)")
+    parser.add_argument("--against", metavar="ROW",
+                        help="a row's name (or its start): each row's difference to it, its 95%% interval and p")
     parser.add_argument("--config", help="YAML or JSON file of config keys")
+    launchers.add_arguments(parser)
     cli.add_debug_flag(parser)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
-    if args.jobs is not None and args.jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-    name = "baseline" if args.baseline else f"table{args.table}" if args.table else f"figure{args.figure}"
+    launchers.check_arguments(args)
     if args.out is None:
         args.out = "runs/ablate"
-    print(ablate(name, build_config(args), args.seeds, args.jobs))
+    base, seeds = build_config(args), parse_seeds(args.seeds)
+    if args.grid:
+        name, study = "grid", grid_study(args.grid, base)
+    else:
+        name = "baseline" if args.baseline else f"table{args.table}" if args.table else f"figure{args.figure}"
+        study = STUDIES[name]
+    if args.status:
+        print(status.status_table(status.cell_states(unique(study_cells(study, base, seeds)))))
+        return 0
+    print(ablate(name, base, seeds, study=study, launcher=launchers.make_launcher(args, base),
+                 shard=parse_shard(args.shard), against=args.against))
     return 0
 
 

@@ -9,6 +9,7 @@ import pytest
 from rsnet import ablate
 from rsnet.config import Config, to_dict, validate
 from rsnet.errors import UserError
+from rsnet.sweep import cells, launchers
 from rsnet.synthetic import SyntheticSpec, generate
 
 
@@ -70,7 +71,7 @@ def test_a_finished_run_of_another_config_is_refused_not_reported(tmp_path, fake
 def test_the_last_and_the_best_epoch_are_reported_apart(tmp_path, monkeypatch):
     def falls_after_its_peak(cfg, env):
         out = Path(cfg.out)
-        out.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)  # the launcher made it for its launch.json
         (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "avg": 30.0, "loss": 1.0}) + "\n"
                                            + json.dumps({"epoch": 2, "loss": 0.9}) + "\n"  # not evaluated
                                            + json.dumps({"epoch": 3, "avg": 20.0, "loss": 0.8}) + "\n")
@@ -84,7 +85,7 @@ def test_with_held_out_videos_the_epoch_they_pick_is_reported_too(tmp_path, monk
     """The held-out pick (by their mAP, then their cmAP) reports its test score; --baseline runs the two rows."""
     def three_evaluations(cfg, env):
         out = Path(cfg.out)
-        out.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)  # the launcher made it for its launch.json
         test, held_out = (30.0, 20.0, 25.0), ((1.0, 5.0), (2.0, 3.0), (2.0, 4.0))  # the held-out pick: epoch 3
         records = [{"epoch": e + 1, "avg": test[e] + cfg.intra, "held_out": {"avg": held_out[e][0], "cmap": held_out[e][1]}}
                    for e in range(3)]
@@ -116,7 +117,7 @@ def test_figure_sweeps_set_their_key_and_draw_a_png(tmp_path, fake_training):
 
 
 def test_cpu_workers_split_the_cores(monkeypatch):
-    monkeypatch.setattr(ablate.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(launchers.os, "cpu_count", lambda: 8)
     envs = ablate.worker_environments("cpu", 3)
     assert len(envs) == 3 and all(env["OMP_NUM_THREADS"] == "2" for env in envs)
     assert ablate.worker_environments("cpu", None) == [{"OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "8"}]
@@ -137,7 +138,7 @@ def test_a_failed_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch)
 
 def test_an_interrupted_run_resumes_and_a_new_one_starts_over(tmp_path, monkeypatch):
     commands = []
-    monkeypatch.setattr(ablate.subprocess, "run",
+    monkeypatch.setattr(cells.subprocess, "run",
                         lambda command, **kw: commands.append(command) or type("Done", (), {"returncode": 0})())
     interrupted = tmp_path / "interrupted"
     interrupted.mkdir()
@@ -240,7 +241,7 @@ def test_studies_in_one_sweep_folder_share_the_runs_of_one_configuration(tmp_pat
 
 
 def test_rows_of_one_configuration_in_one_study_train_once(tmp_path, fake_training):
-    cells = [ablate.cell_config(Config(epochs=2), ablate.Variant(name, {"em_iters": 2}), 0, tmp_path / "same")
-             for name in ("a", "b")]
-    ablate.run_cells(cells, [{}, {}])
+    same = [ablate.cell_config(Config(epochs=2), ablate.Variant(name, {"em_iters": 2}), 0, tmp_path / "same")
+            for name in ("a", "b")]
+    launchers.run_cells(same, launchers.LocalLauncher([{}, {}]), ablate.train_cell)
     assert len(fake_training) == 1
