@@ -136,10 +136,11 @@ class InceptionI3d(nn.Module):
         return self.logits(features[:, :, None, None, None]).flatten(1)
 
 
-def load_state(path: Path) -> dict[str, Tensor]:
-    """The tensors of a weight file (a state dict saved by ``torch.save``); tensors only, no code run."""
+def load_state(path: Path, what: str) -> dict[str, Tensor]:
+    """The tensors of a weight file (a state dict saved by ``torch.save``); tensors only, no code run.
+    ``what`` names the file in the error when it is missing."""
     if not path.is_file():
-        raise UserError(f"I3D weights {path} not found")
+        raise UserError(f"{what} {path} not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many kinds (pickle, zip, RuntimeError) for a bad file
@@ -154,8 +155,9 @@ def _listed(names: list[str], limit: int = 4) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def check_state(model: nn.Module, state: Mapping[str, Tensor], path: Path, stream: str) -> None:
-    """A DataError naming the missing, extra and mis-shaped keys of ``state`` against ``model``.
+def check_state(model: nn.Module, state: Mapping[str, Tensor], path: Path, expected: str) -> None:
+    """A DataError naming the missing, extra and mis-shaped keys of ``state`` against ``model``
+    (``expected`` says what the file should have been).
 
     ``num_batches_tracked`` may be absent (files saved before PyTorch 0.4.1 lack it; eval ignores it)."""
     expected = model.state_dict()
@@ -166,15 +168,15 @@ def check_state(model: nn.Module, state: Mapping[str, Tensor], path: Path, strea
     problems = [f"{what}: {_listed(keys)}" for what, keys in
                 (("missing", missing), ("unexpected", extra), ("mis-shaped", misshaped)) if keys]
     if problems:
-        raise DataError(f"{path}: not the pytorch-i3d {stream} weights "
-                        f"(in_channels={model.in_channels}): {'; '.join(problems)}")
+        raise DataError(f"{path}: not the {expected}: {'; '.join(problems)}")
 
 
 def load_i3d(path: Path, stream: str) -> InceptionI3d:
     """The ``stream`` ("rgb" or "flow") I3D with the weights of ``path``, in eval mode, on CPU."""
     model = InceptionI3d(in_channels=3 if stream == "rgb" else 2)
-    state = load_state(Path(path))
-    check_state(model, state, Path(path), stream)
+    path = Path(path)
+    state = load_state(path, f"--{stream}-weights")
+    check_state(model, state, path, f"pytorch-i3d {stream} weights ({model.in_channels} input channels)")
     model.load_state_dict(state, strict=False)  # strict but for num_batches_tracked, checked above
     return model.eval()
 
