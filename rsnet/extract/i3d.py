@@ -160,10 +160,10 @@ def check_state(model: nn.Module, state: Mapping[str, Tensor], path: Path, expec
     (``expected`` says what the file should have been).
 
     ``num_batches_tracked`` may be absent (files saved before PyTorch 0.4.1 lack it; eval ignores it)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    extra = [k for k in state if k not in expected]
-    misshaped = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    extra = [k for k in state if k not in own]
+    misshaped = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in own.items()
                  if k in state and state[k].shape != v.shape]
     problems = [f"{what}: {_listed(keys)}" for what, keys in
                 (("missing", missing), ("unexpected", extra), ("mis-shaped", misshaped)) if keys]
