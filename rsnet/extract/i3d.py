@@ -172,12 +172,16 @@ def check_state(model: nn.Module, state: Mapping[str, Tensor], path: Path, expec
 
 
 def load_i3d(path: Path, stream: str) -> InceptionI3d:
-    """The ``stream`` ("rgb" or "flow") I3D with the weights of ``path``, in eval mode, on CPU."""
-    model = InceptionI3d(in_channels=3 if stream == "rgb" else 2)
+    """The ``stream`` ("rgb" or "flow") I3D with the weights of ``path``, in eval mode, on CPU, in float32."""
+    with torch.device("meta"):  # no initialisation to overwrite: the file's tensors become the parameters
+        model = InceptionI3d(in_channels=3 if stream == "rgb" else 2)
     path = Path(path)
     state = load_state(path, f"--{stream}-weights")
     check_state(model, state, path, f"pytorch-i3d {stream} weights ({model.in_channels} input channels)")
-    model.load_state_dict(state, strict=False)  # strict but for num_batches_tracked, checked above
+    state = {name: value.float() if value.is_floating_point() else value for name, value in state.items()}
+    for name in model.state_dict():
+        state.setdefault(name, torch.zeros((), dtype=torch.long))  # num_batches_tracked, absent from old files
+    model.load_state_dict(state, assign=True)
     return model.eval()
 
 
@@ -186,7 +190,9 @@ def random_state(in_channels: int, seed: int = 0) -> dict[str, Tensor]:
     downloaded there): He-scaled convolutions and random batch-norm statistics, so that every
     parameter and buffer moves the features and activations keep their scale through the layers."""
     gen = torch.Generator().manual_seed(seed)
-    state = InceptionI3d(in_channels).state_dict()
+    with torch.device("meta"):
+        shapes = InceptionI3d(in_channels).state_dict()
+    state = {name: torch.zeros(value.shape, dtype=value.dtype) for name, value in shapes.items()}
     for name, value in state.items():
         if name.endswith("conv3d.weight"):
             fan_in = value[0].numel()
