@@ -23,10 +23,18 @@ from pathlib import Path
 from rsnet import cli
 from rsnet.errors import UserError
 
-from .flow import FLOW_METHODS
+from .flow import FLOW_METHODS, import_raft_models
 from .pipeline import Recipe, extract_videos
 
 INSTALL = 'pip install -e ".[extract]"'
+
+
+def _installed(module: str) -> bool:
+    try:
+        import_raft_models() if module == "torchvision" else importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def check_extra(flow: str) -> None:
@@ -34,12 +42,7 @@ def check_extra(flow: str) -> None:
     needed = {"av": "av", "cv2": "opencv-contrib-python-headless"}
     if flow != "tvl1":
         needed["torchvision"] = "torchvision"
-    missing = []
-    for module, package in needed.items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(package)
+    missing = [package for module, package in needed.items() if not _installed(module)]
     if missing:
         raise UserError(f"python -m rsnet.extract needs the [extract] extra ({', '.join(missing)} missing): "
                         f"run {INSTALL}")

@@ -73,7 +73,7 @@ def _compiled_ops_load(package: Path) -> bool:
     return True
 
 
-def _import_torchvision_raft():
+def import_raft_models():
     """torchvision's RAFT module.
 
     torchvision's PyPI wheels are CUDA builds: beside a CPU-only torch their compiled ops (detection
@@ -100,7 +100,7 @@ def raft_weights_file(method: str, weights: Path | None) -> Path:
     downloaded here); a UserError saying where to put it when neither exists."""
     if weights is not None:
         return Path(weights)
-    optical_flow = _import_torchvision_raft()
+    optical_flow = import_raft_models()
     enum = optical_flow.Raft_Large_Weights if method == "raft" else optical_flow.Raft_Small_Weights
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.DEFAULT.url).name
     if not cached.is_file():
@@ -116,7 +116,7 @@ class RAFT:
     MIN_SIDE = 128  # RAFT's correlation pyramid needs feature maps (1/8 of the frame) of >= 16
 
     def __init__(self, method: str, weights: Path | None, device: torch.device, batch: int = 8):
-        optical_flow = _import_torchvision_raft()
+        optical_flow = import_raft_models()
         path = raft_weights_file(method, weights)
         self.model = (optical_flow.raft_large if method == "raft" else optical_flow.raft_small)(weights=None)
         state = load_state(path, "RAFT weights")

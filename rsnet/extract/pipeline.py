@@ -227,7 +227,8 @@ class ExtractionError(DataError):
         self.written = written
 
 
-def _save(path: Path, features: np.ndarray) -> None:
+def save_features(path: Path, features: np.ndarray) -> None:
+    """``features`` as a .npy file at ``path``, written atomically (``rsnet.outputs.write``)."""
     buffer = io.BytesIO()
     np.save(buffer, features)
     outputs.write(path, buffer.getvalue())
@@ -272,7 +273,7 @@ def extract_videos(videos: list[Path], out_dir: Path, rgb_weights: Path, flow_we
                     failures.append(str(exc))
                     continue
             with extractor.stages.timed("write", len(features)):
-                _save(features_path(out_dir, video), features)
+                save_features(features_path(out_dir, video), features)
     finally:
         if extractor is not None:
             extractor.close()

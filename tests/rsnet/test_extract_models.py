@@ -104,9 +104,9 @@ def test_tvl1_recovers_a_known_shift():
 
 
 def test_raft_small_runs_on_random_weights(tmp_path):
-    from rsnet.extract.flow import RAFT, _import_torchvision_raft
+    from rsnet.extract.flow import RAFT, import_raft_models
 
-    optical_flow = _import_torchvision_raft()
+    optical_flow = import_raft_models()
     torch.manual_seed(0)
     torch.save(optical_flow.raft_small(weights=None).state_dict(), tmp_path / "raft_small.pt")
     raft = RAFT("raft_small", tmp_path / "raft_small.pt", torch.device("cpu"), batch=2)
