@@ -173,7 +173,8 @@ class Extractor:
             if following is None:
                 flows = np.concatenate([flows, flows[-1:]])
             flow_input = to_i3d_input(center_crop(flows, crop))
-        rgb_input = center_crop(np.stack(frames), crop).astype(np.float32) / 127.5 - 1  # [0, 255] -> [-1, 1]
+        with self.stages.timed("resize/crop", 0):  # the frames were counted when resized
+            rgb_input = center_crop(np.stack(frames), crop).astype(np.float32) / 127.5 - 1  # [0, 255] -> [-1, 1]
         with self.stages.timed("i3d rgb", n):
             rgb = self.rgb.features(self._clips(rgb_input)).cpu()
         with self.stages.timed("i3d flow", n):

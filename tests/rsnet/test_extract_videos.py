@@ -303,3 +303,11 @@ def test_library_refuses_bad_arguments_before_any_work(tmp_path, weights):
     with pytest.raises(UserError, match="--device 'gpu0'"):
         extract_videos([video], tmp_path / "f", *weights, device="gpu0", progress=False, recipe=TINY)
     assert not (tmp_path / "f").exists()
+
+
+def test_importing_the_package_loads_none_of_the_extra():
+    blocked = ("av", "cv2", "torchvision")
+    code = (f"import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None  # any import of them fails\n"
+            "import rsnet.extract, rsnet.extract.__main__\nprint('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
