@@ -46,9 +46,6 @@ def check_extra(flow: str) -> None:
     if missing:
         raise UserError(f"python -m rsnet.extract needs the [extract] extra ({', '.join(missing)} missing): "
                         f"run {INSTALL}")
-    if flow == "tvl1" and not hasattr(sys.modules["cv2"], "optflow"):
-        raise UserError("--flow tvl1 needs OpenCV's contrib modules (cv2.optflow), which opencv-python lacks: "
-                        f"pip uninstall opencv-python opencv-python-headless, then run {INSTALL}")
 
 
 @cli.command

@@ -42,6 +42,9 @@ class TVL1:
     def __init__(self, jobs: int | None = None):
         import cv2
 
+        if not hasattr(cv2, "optflow"):
+            raise UserError("--flow tvl1 needs OpenCV's contrib modules (cv2.optflow), which opencv-python lacks: "
+                            'pip uninstall opencv-python opencv-python-headless, then pip install -e ".[extract]"')
         self._cv2 = cv2
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(jobs or os.cpu_count() or 1, thread_name_prefix="tvl1")
@@ -149,9 +152,5 @@ class RAFT:
 
 
 def flow_estimator(method: str, device: torch.device, batch: int, jobs: int | None, raft_weights: Path | None):
-    """The ``method`` flow (FLOW_METHODS) as a callable frames -> flows with ``close()``."""
-    if method == "tvl1":
-        return TVL1(jobs)
-    if method in ("raft", "raft_small"):
-        return RAFT(method, raft_weights, device, batch)
-    raise UserError(f"--flow {method!r}: choose one of {', '.join(FLOW_METHODS)}")
+    """The ``method`` flow (one of FLOW_METHODS) as a callable frames -> flows with ``close()``."""
+    return TVL1(jobs) if method == "tvl1" else RAFT(method, raft_weights, device, batch)

@@ -311,3 +311,16 @@ def test_importing_the_package_loads_none_of_the_extra():
             "import rsnet.extract, rsnet.extract.__main__\nprint('ok')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
+@pytest.mark.slow  # ~15 s on a 2-core CPU: RAFT on 16 frame pairs
+def test_raft_flow_through_the_pipeline(tmp_path, weights):
+    from rsnet.extract.flow import import_raft_models
+
+    torch.manual_seed(0)
+    torch.save(import_raft_models().raft_small(weights=None).state_dict(), tmp_path / "raft_small.pt")
+    video = write_video(tmp_path / "v.mp4", 17)
+    [path] = extract_videos([video], tmp_path / "f", *weights, flow="raft_small", device="auto", batch=4,
+                            progress=False, raft_weights=tmp_path / "raft_small.pt", recipe=TINY)
+    features = np.load(path)
+    assert features.shape == (1, 2048) and np.isfinite(features).all()
