@@ -122,7 +122,7 @@ class RAFT:
         optical_flow = import_raft_models()
         path = raft_weights_file(method, weights)
         self.model = (optical_flow.raft_large if method == "raft" else optical_flow.raft_small)(weights=None)
-        state = load_state(path, "RAFT weights")
+        state = load_state(path, "--raft-weights")
         check_state(self.model, state, path, f"torchvision {method} weights")
         self.model.load_state_dict(state)
         self.model.eval().to(device)
