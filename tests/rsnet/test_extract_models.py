@@ -103,6 +103,7 @@ def test_tvl1_recovers_a_known_shift():
     np.testing.assert_allclose(scaled, [-1.0, -0.5, 0.0, 1.0])
 
 
+@pytest.mark.slow  # ~5-8 s on a 2-core CPU: torchvision's import and RAFT's 12 iterations at 128 x 128
 def test_raft_small_runs_on_random_weights(tmp_path):
     from rsnet.extract.flow import RAFT, import_raft_models
 
