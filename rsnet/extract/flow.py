@@ -87,12 +87,12 @@ def import_raft_models():
     spec = importlib.util.find_spec("torchvision")
     if spec is None:
         raise ImportError("No module named 'torchvision'")
-    if "torchvision" not in sys.modules and not _compiled_ops_load(Path(spec.origin).parent):
-        if not _TORCHVISION_STUBS and not hasattr(torch.ops.torchvision, "nms"):
-            stubs = torch.library.Library("torchvision", "DEF")
-            for op in ("nms", "qnms"):
-                stubs.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            _TORCHVISION_STUBS.append(stubs)
+    if ("torchvision" not in sys.modules and not _TORCHVISION_STUBS
+            and not _compiled_ops_load(Path(spec.origin).parent) and not hasattr(torch.ops.torchvision, "nms")):
+        stubs = torch.library.Library("torchvision", "DEF")
+        for op in ("nms", "qnms"):
+            stubs.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _TORCHVISION_STUBS.append(stubs)
     from torchvision.models import optical_flow
 
     return optical_flow

@@ -25,7 +25,7 @@ from rsnet.data import expected_length
 from rsnet.errors import DataError, UserError
 
 from .flow import FLOW_METHODS, flow_estimator, to_i3d_input
-from .i3d import FEATURE_DIM, load_i3d
+from .i3d import load_i3d
 from .video import Video, center_crop, resize_short_side, upright_rgb
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")

@@ -7,6 +7,7 @@ seconds on a CPU; the published 224-pixel recipe is the same code with ``crop=22
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -285,7 +286,7 @@ def test_cli_user_errors_are_one_line_and_exit_2(tmp_path, weights, capsys, case
                                 str(flow), "--crop", "32", "--batch", batch, "--quiet")
     assert code == 2 and stdout == ""
     assert err.count("\n") == 1 and err.startswith("error: ")
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
 
 
 def test_cli_without_the_extract_extra_names_the_command_to_run(tmp_path, weights, capsys, monkeypatch):
