@@ -34,6 +34,11 @@ def extension_modules():
 
 ext_modules, cmdclass = extension_modules()
 
+# python -m rsnet.extract (video files to I3D features): PyAV decodes (its wheels bundle FFmpeg),
+# OpenCV's contrib build has TV-L1 (cv2.optflow), torchvision has RAFT; torchvision 0.28 is the
+# release built against torch 2.13.
+EXTRACT = ["av>=18.1", "opencv-contrib-python-headless>=4.10", "torchvision==0.28.0"]
+
 setup(
     name="rskp",
     version="0.1.0",
@@ -50,8 +55,9 @@ setup(
     ],
     extras_require={
         "triton": ["triton>=3.0"],
-        "test": ["pytest>=7", "pytest-benchmark>=4", "import-linter>=2.1", "triton>=3.0", "matplotlib>=3.6", "tensorboard>=2.10",
-                 "submitit>=1.5"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "import-linter>=2.1", "triton>=3.0", "matplotlib>=3.6",
+                 "tensorboard>=2.10", "submitit>=1.5", *EXTRACT],
+        "extract": EXTRACT,
         "plots": ["matplotlib>=3.6"],
         "tensorboard": ["tensorboard>=2.10"],
         "slurm": ["submitit>=1.5"],  # python -m rsnet.ablate --launcher slurm

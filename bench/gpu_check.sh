@@ -2,8 +2,8 @@
 # The one script a session runs on a lent GPU (<= 5 minutes in all): install the package, run the
 # GPU tests (pytest -m gpu: the Triton kernels against the float64 reference, bitwise determinism,
 # model steps triton == reference), the kernel benchmark, the training-speed benchmark (epoch, test
-# pass, evaluation), the memory-bank benchmark, an ActivityNet1.2-sized warm-up epoch, and the whole
-# 200-epoch run if time is left; prints a short summary last, with the card and the versions.
+# pass, evaluation), the memory-bank benchmark, an ActivityNet1.2-sized warm-up epoch, the video
+# feature extraction benchmark, and the whole 200-epoch run if time is left; prints a short summary last, with the card and the versions.
 #
 #   bash bench/gpu_check.sh        # logs and JSON go to $OUT (or a temp dir)
 #   GPU_CHECK_DRY_RUN=1 bash bench/gpu_check.sh    # print the stages and their time limits, run nothing
@@ -102,11 +102,19 @@ cat "$out/membank.txt" 2>/dev/null
 
 # ActivityNet1.2's shape (100 classes, training videos sampled to 60 snippets, DATASET_DEFAULTS):
 # the warm-up epoch of a quarter of its 4,819 training videos, official-style (one video at a time,
-# ~10-15 s) against triton; no test pass (2,383 whole videos, and the anet evaluation's loops)
-stage "ActivityNet1.2 epoch (train_speed.py --dataset activitynet1.2)" 35 0 "$scratch/train_anet.txt" \
+# ~10-15 s) against triton; no test pass (2,383 whole videos, and the anet evaluation's loops);
+# it leaves 25 s for the feature extraction after it
+stage "ActivityNet1.2 epoch (train_speed.py --dataset activitynet1.2)" 35 25 "$scratch/train_anet.txt" \
   "$py" -m bench.train_speed --dataset activitynet1.2 --scale 0.25 --modes official,triton --phases warmup \
   --no-test --json "$scratch/train_anet.json"
 grep -v '^\.\.\. ' "$scratch/train_anet.txt" 2>/dev/null | tail -n 12
+
+# video feature extraction (rsnet.extract) on a generated 4 s video, random I3D and RAFT-small
+# weights, batches of 8 snippets on the GPU; with no [extract] extra on the image (PyAV, OpenCV,
+# torchvision) it times the two I3D streams alone. Its log stays in $scratch (8 files come back).
+stage "extract (python -m bench.extract_speed)" 25 0 "$scratch/extract.txt" \
+  "$py" -m bench.extract_speed --seconds 4 --device cuda --flow raft_small --batch 8
+tail -n 12 "$scratch/extract.txt" 2>/dev/null
 
 left=$(( deadline - $(date +%s) ))
 if [ "$left" -ge 45 ] || [ "$dry" = "1" ]; then  # the whole 200-epoch run (rsnet.train.run), if time is left
@@ -140,4 +148,5 @@ else
   echo "train_speed --dataset activitynet1.2: no results"
 fi
 grep -E '^(cpu|cuda) ' "$out/membank.txt" 2>/dev/null || echo "membank: no results"
+grep -E '^\| (all|i3d rgb|i3d flow|flow) |^bottleneck' "$scratch/extract.txt" 2>/dev/null || echo "extract: no results"
 exit "$test_rc"

@@ -31,10 +31,11 @@ from tqdm.auto import tqdm
 from . import checkpoint, cli, metrics
 from .config import Config, add_config_arguments, build_config, changed_keys, format_config, to_dict, validate
 from .data.dataset import PackedBatch, WTALCDataset
+from .devices import resolve_device
 from .errors import DivergedError, UserError
 from .evaluate import EvalResult
 from .model import RSKP, LossTerms, MemoryRead, make_bank, rskp_loss
-from .trained import evaluate_videos, load_dataset, resolve_device
+from .trained import evaluate_videos, load_dataset
 
 RUN_FILES = ("checkpoint.pt", metrics.FILE_NAME, "results.md", "config.json")  # what every run writes in OUT
 HELD_OUT_BEST = "checkpoint_held_out_best.pt"  # with --val-fraction: the run at its best epoch on the held-out videos

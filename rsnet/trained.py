@@ -22,7 +22,7 @@ from .checkpoint import CHECKPOINT_FORMATS, CheckpointError, TrainedModel, check
 from .config import Config, apply_overrides, validate
 from .data import Annotations, DataError, annotation_folder, load_annotations
 from .data.dataset import WTALCDataset
-from .errors import UserError
+from .devices import resolve_device
 from .evaluate import EvalResult, evaluate
 from .model import RSKP, MemoryBank
 from .model.predict import Fusion, predict_batches
@@ -40,16 +40,6 @@ class Trained:
     class_names: list[str]  # the dataset's classes, in label order
     device: torch.device
     source: Path  # the file it was read from
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: the GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for CUDA, but no CUDA device is available")
-    return device
 
 
 def dataset_root(cfg: Config) -> Path:

@@ -4,7 +4,7 @@ import importlib
 import pytest
 import torch
 
-from rsnet import trained
+from rsnet import devices
 from rsnet.errors import UserError
 
 COMMANDS = {
@@ -29,6 +29,6 @@ def test_every_command_that_runs_a_model_defaults_to_the_gpu_when_there_is_one(c
     assert module.main(COMMANDS[command]) == 2
     assert asked == ["auto"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert trained.resolve_device("auto") == torch.device("cuda")
+    assert devices.resolve_device("auto") == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert trained.resolve_device("auto") == torch.device("cpu")
+    assert devices.resolve_device("auto") == torch.device("cpu")

@@ -42,12 +42,30 @@ The package: ``signed`` (the signed files, a run's state), ``weights`` (safetens
 model), ``trained_model`` (``load_trained``, any of them), ``command`` (the command line).
 """
 from .official import OFFICIAL_KEYS, convert_official, official_trained
-from .signed import (RUN_CHECKPOINT, RUN_FORMAT, RUN_KEYS, RUN_OPTIONAL_KEYS, RUN_VERSION, CheckpointError, load,
-                     load_run, restore_rng_state, rng_state, save_atomic)
+from .signed import (
+                     RUN_CHECKPOINT,
+                     RUN_FORMAT,
+                     RUN_KEYS,
+                     RUN_OPTIONAL_KEYS,
+                     RUN_VERSION,
+                     CheckpointError,
+                     load,
+                     load_run,
+                     restore_rng_state,
+                     rng_state,
+                     save_atomic,
+)
 from .state import TrainedModel, check_classes
 from .trained_model import CHECKPOINT_FORMATS, load_trained, run_trained
-from .weights import (LOCAL_CONFIG_KEYS, WEIGHTS_FORMAT, WEIGHTS_SUFFIX, WEIGHTS_VERSION, load_weights, save_weights,
-                      weights_metadata)
+from .weights import (
+                     LOCAL_CONFIG_KEYS,
+                     WEIGHTS_FORMAT,
+                     WEIGHTS_SUFFIX,
+                     WEIGHTS_VERSION,
+                     load_weights,
+                     save_weights,
+                     weights_metadata,
+)
 
 __all__ = ["OFFICIAL_KEYS", "convert_official", "official_trained", "RUN_CHECKPOINT", "RUN_FORMAT", "RUN_KEYS",
            "RUN_OPTIONAL_KEYS", "RUN_VERSION", "CheckpointError", "load", "load_run", "restore_rng_state", "rng_state",

@@ -5,8 +5,15 @@ batches (``dataset``, torch) and ``python -m rsnet.data convert`` (``convert``).
 Importing this package pulls in no torch: the evaluator reads annotations through it.
 """
 from ..errors import DataError
-from .annotations import (LENGTH_TOLERANCE, Annotations, annotation_folder, check_evaluable, check_lengths,
-                          expected_length, load_annotations)
+from .annotations import (
+                          LENGTH_TOLERANCE,
+                          Annotations,
+                          annotation_folder,
+                          check_evaluable,
+                          check_lengths,
+                          expected_length,
+                          load_annotations,
+)
 
 __all__ = ["DataError", "LENGTH_TOLERANCE", "Annotations", "annotation_folder", "check_evaluable", "check_lengths",
            "expected_length", "load_annotations"]
