@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -84,9 +83,11 @@ def read_features(path: Path, feature_dim: int) -> tuple[list[str], list[np.ndar
         if feat.ndim != 2 or feat.shape[1] != feature_dim or feat.shape[0] == 0 or feat.dtype.kind not in "biuf":
             raise DataError(f"{file}: features of shape {feat.shape} dtype {feat.dtype}; the checkpoint takes "
                             f"(T >= 1, {feature_dim}) real numbers")
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: refused below
+            feat = feat.astype(np.float32)
         if not np.isfinite(feat).all():
-            raise DataError(f"{file}: NaN or infinite features")
-        features.append(feat.astype(np.float32))
+            raise DataError(f"{file}: NaN or infinite features (as float32, the model's dtype)")
+        features.append(feat)
     return [f.stem for f in files], features
 
 
@@ -140,7 +141,7 @@ def save_detections(path: Path, args, trained: Trained, predicted: Predicted, pr
                                     args.frames_per_snippet / args.fps, args.max_per_video, protocol)
     record = {"version": FORMAT_VERSION, "results": dict(zip(predicted.names, per_video)),
               "external_data": {"used": False, "details": f"RSKP detections of {args.checkpoint}"}}
-    outputs.write(path, (json.dumps(record) + "\n").encode())
+    outputs.write(path, outputs.json_bytes(record))
     return sum(map(len, per_video))
 
 

@@ -98,8 +98,8 @@ def load(path: str | Path, device: str = "auto", data_root: str | None = None, c
         class_names = annotations.class_names
     on = resolve_device(device)
     model = RSKP(cfg, len(class_names))
-    model.load_state_dict(stored.model)
-    return Trained(cfg, model.to(on).eval(), class_bank(cfg, len(class_names), stored.bank, on), stored.bank,
+    load_fitting(model, stored.model, path, "model")
+    return Trained(cfg, model.to(on).eval(), class_bank(cfg, len(class_names), stored.bank, on, path), stored.bank,
                    class_names, on, path)
 
 
@@ -112,15 +112,26 @@ def run_config(stored: TrainedModel, path: Path, device: str, data_root: str | N
     return cfg
 
 
-def class_bank(cfg: Config, n_classes: int, state: dict[str, Tensor], device: torch.device) -> MemoryBank | None:
+def load_fitting(module: torch.nn.Module, state: dict[str, Tensor], path: Path, what: str) -> None:
+    """``state`` into ``module``, or a CheckpointError naming the file and every tensor whose name or
+    shape does not fit the config the file records (a file whose metadata and tensors disagree)."""
+    expected = module.state_dict()
+    problems = [f"{name} {tuple(state[name].shape)} where the config needs {tuple(want.shape)}"
+                for name, want in expected.items() if name in state and state[name].shape != want.shape]
+    problems += [f"{name} missing" for name in expected if name not in state]
+    problems += [f"{name} unexpected" for name in state if name not in expected]
+    if problems:
+        raise CheckpointError(f"{path}: its {what}'s tensors do not fit the config it records: {'; '.join(problems)}")
+    module.load_state_dict(state)
+
+
+def class_bank(cfg: Config, n_classes: int, state: dict[str, Tensor], device: torch.device,
+               path: Path) -> MemoryBank | None:
     """The class-wise memory bank of the run's ``state``; None when the run has none (or the video-wise one)."""
     if not (cfg.memory_bank and cfg.bank == "class"):
         return None
     bank = MemoryBank(n_classes, cfg.bank_slots, cfg.embed_dim)
-    try:
-        bank.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"its memory bank does not fit the config: {' '.join(str(exc).split())[:300]}") from exc
+    load_fitting(bank, state, path, "memory bank")
     return bank.to(device)
 
 
