@@ -9,7 +9,10 @@ the paper's; docs/design.md, "Inference"), over
   checkpoint, and its test split), or
 - ``--features PATH``: a folder of ``VIDEO_ID.npy`` arrays (T, feature_dim), or one such ``.npy``;
   no dataset is read (the checkpoint records the class names; the published code's ``N.pkl``
-  records none, so it still needs ``--data-root``).
+  records none, so it still needs ``--data-root``), or
+- ``--video FILE_OR_DIR... --rgb-weights RGB.pt --flow-weights FLOW.pt [--flow tvl1|raft]``: video
+  files, whose features ``rsnet.extract`` extracts first (the ``[extract]`` extra) into
+  ``--video-cache``, by flow and weights: a video extracted once is not extracted again.
 
 ``OUT.npz``: the predictions, in the layout ``python -m rsnet.evaluate --predictions`` reads:
 ``vid_preds`` (V, C+1), ``frm_preds`` (an object array of (T_i, C+1) class activation sequences) and
@@ -28,6 +31,7 @@ rsnet.evaluate`` as the run scored itself (its protocol, thresholds and leniency
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import sys
 from pathlib import Path
@@ -44,6 +48,8 @@ from .data.safe_npy import load_npy
 from .errors import UserError
 from .evaluate import PROTOCOLS, best_class_of, command_line
 from .evaluate.proposals import proposals
+from .extract.flow import FLOW_METHODS
+from .extract.pipeline import Recipe
 from .model import BRANCHES, predict_batches
 from .trained import Trained, add_arguments, dataset_of, load
 
@@ -67,16 +73,20 @@ def detections_by_video(scores: np.ndarray, cas: list[np.ndarray], class_names: 
     return per_video
 
 
-def read_features(path: Path, feature_dim: int) -> tuple[list[str], list[np.ndarray]]:
-    """(video ids, float32 (T, feature_dim) arrays) of a folder of VIDEO_ID.npy, or of one .npy."""
+def feature_files(path: Path) -> list[Path]:
+    """The VIDEO_ID.npy files of a folder, sorted, or the one .npy ``path`` names."""
     if path.is_dir():
         files = sorted(path.glob("*.npy"))
         if not files:
             raise DataError(f"--features {path} holds no .npy file")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise DataError(f"--features {path} not found")
+        return files
+    if path.is_file():
+        return [path]
+    raise DataError(f"--features {path} not found")
+
+
+def read_features(files: list[Path], feature_dim: int) -> tuple[list[str], list[np.ndarray]]:
+    """(video ids, float32 (T, feature_dim) arrays) of VIDEO_ID.npy files."""
     features = []
     for file in files:
         feat = np.asarray(load_npy(file))
@@ -112,8 +122,9 @@ def predict(args, trained: Trained) -> Predicted:
     """The videos of ``--features``, or of the dataset's ``--split`` (default: its test split), scored."""
     scoring = (trained.device, args.branches, trained.bank)
     batch_size = trained.config.test_batch_size
-    if args.features is not None:
-        names, features = read_features(args.features, trained.config.feature_dim)
+    if args.features is not None or args.video is not None:
+        files = feature_files(args.features) if args.features is not None else extracted(args)
+        names, features = read_features(files, trained.config.feature_dim)
         return Predicted(names, *predict_batches(trained.model, packed(features, batch_size), *scoring),
                          "ANNOTATIONS", None)
     dataset = dataset_of(trained)
@@ -124,6 +135,23 @@ def predict(args, trained: Trained) -> Predicted:
     scores, cas = predict_batches(trained.model, dataset.batches_in_order(indices, batch_size), *scoring)
     return Predicted([annotations.video_names[v] for v in indices], scores, cas, str(annotations.folder),
                      args.split or dataset.info.test_subset)
+
+
+def extracted(args) -> list[Path]:
+    """The features of ``--video`` files (``rsnet.extract``), in a cache folder keyed by the flow
+    and the weight files, so a video extracted once is not extracted again."""
+    from .extract import extract_videos
+    from .extract.extra import check_extra
+
+    check_extra(args.flow, "python -m rsnet.infer --video")
+    key = hashlib.sha256(args.flow.encode())
+    for weights in (args.rgb_weights, args.flow_weights, args.raft_weights):
+        if weights is not None and Path(weights).is_file():
+            key.update(hashlib.sha256(Path(weights).read_bytes()).digest())
+    key.update(str(args.crop).encode())
+    folder = args.video_cache / f"{args.flow}-{key.hexdigest()[:16]}"
+    return extract_videos(args.video, folder, args.rgb_weights, args.flow_weights, args.flow, args.device,
+                          raft_weights=args.raft_weights, recipe=Recipe(crop=args.crop))
 
 
 def save_predictions(path: Path, scores: np.ndarray, cas: list[np.ndarray]) -> None:
@@ -146,15 +174,20 @@ def save_detections(path: Path, args, trained: Trained, predicted: Predicted, pr
 
 
 def _check_flags(args) -> None:
-    if args.features is not None and args.split is not None:
-        raise UserError("--split selects videos of a dataset; --features gives the videos itself")
+    given = [flag for flag, value in (("--features", args.features), ("--video", args.video)) if value is not None]
+    if len(given) == 2 or (given and args.split is not None):
+        raise UserError(f"{' and '.join(given + (['--split'] if args.split else []))}: give one source of videos "
+                        f"(--split selects videos of a dataset; --features and --video give the videos themselves)")
+    if args.video is not None and not (args.rgb_weights and args.flow_weights):
+        raise UserError("--video extracts features first: give --rgb-weights and --flow-weights (the pytorch-i3d "
+                        "files, rgb_imagenet.pt and flow_imagenet.pt)")
     if args.out.suffix not in OUT_SUFFIXES:
         raise UserError(f"--out {args.out} must end in .npz (predictions) or .json (detections)")
     if not (args.frames_per_snippet > 0 and args.fps > 0 and np.isfinite([args.frames_per_snippet, args.fps]).all()):
         raise UserError(f"--frames-per-snippet and --fps must be positive, got {args.frames_per_snippet}, {args.fps}")
     if args.max_per_video is not None and args.max_per_video < 1:
         raise UserError(f"--max-per-video must be at least 1, got {args.max_per_video}")
-    outputs.check_out(args.out, args.out.suffix, (args.checkpoint, args.features))
+    outputs.check_out(args.out, OUT_SUFFIXES, (args.checkpoint, args.features))
 
 
 @cli.command
@@ -169,6 +202,17 @@ def main(argv: list[str]) -> int:
                              "round predicts the classes, whose memory-bank snippets add the inter-video branch")
     parser.add_argument("--features", type=Path, default=None, help="a folder of VIDEO_ID.npy (T, feature_dim), or one .npy")
     parser.add_argument("--split", default=None, help="subset of the dataset (default: its test split)")
+    videos = parser.add_argument_group("--video: video files, their features extracted first (python -m rsnet.extract)")
+    videos.add_argument("--video", nargs="+", type=Path, default=None, metavar="VIDEO", help="video files or folders")
+    videos.add_argument("--rgb-weights", type=Path, help="pytorch-i3d RGB weights (rgb_imagenet.pt)")
+    videos.add_argument("--flow-weights", type=Path, help="pytorch-i3d flow weights (flow_imagenet.pt)")
+    videos.add_argument("--flow", choices=FLOW_METHODS, default="tvl1",
+                        help="optical flow: tvl1 (default: the published features', which a model trained on them expects)")
+    videos.add_argument("--raft-weights", type=Path, default=None, help="torchvision RAFT weights (--flow raft)")
+    videos.add_argument("--crop", type=int, default=Recipe.crop,
+                        help="I3D input size (default 224, the published features'; smaller only for quick tests)")
+    videos.add_argument("--video-cache", type=Path, default=Path(".rskp_cache") / "video-features",
+                        help="where extracted features are kept, by flow and weights (default .rskp_cache/video-features)")
     parser.add_argument("--frames-per-snippet", type=float, default=16)
     parser.add_argument("--fps", type=float, default=25)
     parser.add_argument("--max-per-video", type=int, default=None, help="keep the N best detections of each video (.json)")
@@ -179,7 +223,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _check_flags(args)
     trained = load(args.checkpoint, args.device, args.data_root, args.checkpoint_format,
-                   dataset_needed=args.features is None)
+                   dataset_needed=args.features is None and args.video is None)
     protocol = args.protocol or trained.config.protocol
     predicted = predict(args, trained)
     if args.out.suffix == ".npz":
