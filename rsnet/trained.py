@@ -4,8 +4,9 @@
 the published RSKP code's ``N.pkl`` (``rsnet.checkpoint.load_trained``) into a ``Trained``: the
 model in eval mode on the device, its config, its class names and its memory bank. Every command
 that uses a trained model (``rsnet.infer``, ``rsnet.diagnose``, ``rsnet.plot``, ``rsnet.ablate``'s
-Table 4, ``rsnet.checkpoint export``) goes through it, and ``rsnet.train --resume`` builds on it,
-adding the optimizer. The dataset a command scores is loaded apart (``load_dataset``), only by the
+Table 4, ``rsnet.checkpoint export``) goes through it; ``rsnet.train --resume`` reads the same
+stored model (``rsnet.checkpoint.run_trained``) and adds what training needs: the optimizer, a
+step's gradients, the random state. The dataset a command scores is loaded apart (``load_dataset``), only by the
 commands that need its features.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .evaluate import EvalResult, evaluate
 from .model import RSKP, MemoryBank
 from .model.predict import Fusion, predict_batches
 from .protocols import PROTOCOL_IOUS
+from .synthetic import ensure_synthetic
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,6 @@ def dataset_root(cfg: Config) -> Path:
     """The loader root of the run's data: ``data_root``, else its synthetic preset's (generated once, cached)."""
     if cfg.data_root is not None:
         return Path(cfg.data_root)
-    from .synthetic import ensure_synthetic  # numpy work: only when the synthetic data is the run's
-
     return ensure_synthetic(cfg.cache_dir, cfg.preset, cfg.data_seed)
 
 
