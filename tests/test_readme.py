@@ -28,6 +28,7 @@ def first_python_block(text: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.slow  # a second interpreter, importing torch and Triton
 def test_example_runs_and_prints_what_it_shows():
     code = first_python_block(readme())
     shown = re.search(r"^print\(.*?#\s*(.+)$", code, re.M)

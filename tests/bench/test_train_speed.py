@@ -91,6 +91,7 @@ def test_thumos_default_unchanged(scale, counts, snippets, first, labelled):
     check_lengths(dataset.annotations, test_idx, [lengths[int(i)] for i in test_idx], 25 / 16, "CAS")
 
 
+@pytest.mark.slow  # a whole small run, official-style and ours: ~10 s
 def test_activitynet_run(tmp_path, capsys):
     """A whole small run: official-style and reference epochs, the checkpoint, the test pass and the
     anet evaluation, each a row without an error."""

@@ -7,9 +7,9 @@ points Triton at a stand-in CUDA driver that reports an sm_90 device, turns ever
 compilation (JITFunction.run with warmup=True), and drives the public ops forward and backward
 on CPU tensors, so each kernel is compiled with the very arguments the launchers pass. Nothing
 runs: buffers are zeros and every Woodbury system stays I. It prints one JSON object per compiled
-kernel; tests/test_sm90_compile.py reads them.
+kernel; tests/kernels/test_sm90_compile.py reads them.
 
-Usage: python tests/sm90_compile_probe.py   (TRITON_INTERPRET must be unset)
+Usage: python tests/kernels/sm90_compile_probe.py   (TRITON_INTERPRET must be unset)
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Micro-benchmarks of EM attention, the random walk, the head's pooling and the memory bank at small sizes.
 
-Skipped unless asked for (see conftest.py). Reference (PyTorch) implementations on every device,
-the Triton ones on CUDA; forward and forward+backward apart, as bench/kernels.py does at full size.
+Skipped unless asked for: --run-benchmarks or RSKP_BENCHMARKS=1 (tests/conftest.py). Reference (PyTorch)
+implementations on every device, the Triton ones on CUDA; forward and forward+backward apart, as
+bench/kernels.py does at full size.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ C, S, B = 20, 5, 10  # memory bank: classes, slots, videos per step
 
 
 def _impls(device):
-    return ["reference", "triton"] if device.type == "cuda" else ["reference"]
+    return ["reference", "triton"] if torch.device(device).type == "cuda" else ["reference"]
 
 
 @pytest.fixture
@@ -32,17 +33,17 @@ def packed(device):
     return x, cu, mu0, y, Varlen.uniform(len(LENGTHS), K, device)
 
 
-def _bench(benchmark, run, name, device, impl, backward, op, args, trained, grad):
+def _bench(benchmark, synced, name, device, impl, backward, op, args, trained, grad):
     """Times op(*args) without autograd, or with the args at positions ``trained`` as leaves, backward(grad)."""
     if impl not in _impls(device):
         pytest.skip("Triton runs on CUDA only here (the interpreter is not a benchmark)")
-    benchmark.group = f"{name} {'fwd+bwd' if backward else 'fwd'} {device.type}"
+    benchmark.group = f"{name} {'fwd+bwd' if backward else 'fwd'} {torch.device(device).type}"
     if backward:
         leaves = [a.clone().requires_grad_() if i in trained else a for i, a in enumerate(args)]
-        benchmark(run(lambda: op(*leaves).backward(grad)))
+        benchmark(synced(lambda: op(*leaves).backward(grad), device))
     else:
         with torch.no_grad():
-            benchmark(run(lambda: op(*args)))
+            benchmark(synced(lambda: op(*args), device))
 
 
 IMPLS = pytest.mark.parametrize("impl", ["reference", "triton"])
@@ -51,28 +52,28 @@ PASSES = pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd
 
 @IMPLS
 @PASSES
-def test_em_attention(benchmark, run, device, packed, impl, backward):
+def test_em_attention(benchmark, synced, device, packed, impl, backward):
     x, cu, mu0, _, _ = packed
-    _bench(benchmark, run, "em_attention", device, impl, backward,
+    _bench(benchmark, synced, "em_attention", device, impl, backward,
            lambda a, c, m: em_attention(a, c, m, ITERS, TAU, impl=impl), (x, cu, mu0), {0, 2},
            torch.randn(len(LENGTHS), K, D, device=device))
 
 
 @IMPLS
 @PASSES
-def test_random_walk(benchmark, run, device, packed, impl, backward):
+def test_random_walk(benchmark, synced, device, packed, impl, backward):
     x, cu, _, y, ycu = packed
-    _bench(benchmark, run, "random_walk", device, impl, backward,
+    _bench(benchmark, synced, "random_walk", device, impl, backward,
            lambda a, c, b, bc: random_walk(a, c, b, bc, W, TAU, impl=impl), (x, cu, y, ycu), {0, 2},
            torch.randn_like(x))
 
 
 @IMPLS
 @PASSES
-def test_segment_matmul(benchmark, run, device, packed, impl, backward):
+def test_segment_matmul(benchmark, synced, device, packed, impl, backward):
     x, cu, _, _, _ = packed
     weights = torch.rand(x.shape[0], C + 1, device=device)  # the head's class-wise attention shares
-    _bench(benchmark, run, "segment_matmul", device, impl, backward,
+    _bench(benchmark, synced, "segment_matmul", device, impl, backward,
            lambda w, a, c: segment_matmul(w, a, c, impl=impl), (weights, x, cu), {0, 1},
            torch.randn(len(LENGTHS), C + 1, D, device=device))
 
@@ -91,13 +92,13 @@ def bank(device):
     return [t.to(device) for t in (rows, scores, count, labels, cand, cand_scores)]
 
 
-def test_membank_gather(benchmark, run, device, bank):
+def test_membank_gather(benchmark, synced, device, bank):
     rows, _, count, labels, _, _ = bank
-    benchmark.group = f"membank {device.type}"
-    benchmark(run(lambda: membank.membank_gather(rows, count, labels)))
+    benchmark.group = f"membank {torch.device(device).type}"
+    benchmark(synced(lambda: membank.membank_gather(rows, count, labels), device))
 
 
-def test_membank_insert(benchmark, run, device, bank):
+def test_membank_insert(benchmark, synced, device, bank):
     rows, scores, count, labels, cand, cand_scores = bank
-    benchmark.group = f"membank {device.type}"
-    benchmark(run(lambda: membank.membank_insert_topk_(rows, scores, count, cand, cand_scores, labels)))
+    benchmark.group = f"membank {torch.device(device).type}"
+    benchmark(synced(lambda: membank.membank_insert_topk_(rows, scores, count, cand, cand_scores, labels), device))

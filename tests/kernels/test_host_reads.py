@@ -27,7 +27,7 @@ from rsnet.model.losses import rskp_loss
 from rsnet.synthetic import SyntheticSpec, generate
 from rsnet.train import Trainer
 
-PACKAGES = tuple(str(Path(__file__).resolve().parents[1] / name) for name in ("rs_kernels", "rsnet"))
+PACKAGES = tuple(str(Path(__file__).resolve().parents[2] / name) for name in ("rs_kernels", "rsnet"))
 READS = ("item", "tolist", "__bool__", "__int__", "__index__", "__float__")
 LENGTHS, N_CLASSES = (23, 1, 40, 9), 5
 MS = (2, 0, 3, 1)  # representatives per video, one video without any
@@ -97,6 +97,7 @@ def _warmup_trainer(root: Path, device: str) -> Trainer:
     return Trainer(cfg, dataset, torch.device(device))
 
 
+@pytest.mark.slow  # a whole warm-up epoch, every tensor read counted: ~5 s
 def test_a_warmup_epoch_reads_back_once_its_losses(count_reads, tmp_path):
     """Its steps, packing and optimizer included, read nothing back; its end reads the loss sums,
     which also tell a diverged run (test_train)."""
@@ -192,6 +193,7 @@ def test_block_table_is_built_once_per_batch_and_block_size(count_builds):
     assert table.first.tolist() == [0, 2, 3, 5] and table.video.tolist() == [0, 0, 1, 2, 2]
 
 
+@pytest.mark.slow  # every tensor read counted through whole steps: ~2 s
 def test_int32_and_copied_offsets_read_nothing_and_build_one_table(count_reads, count_builds):
     """The ops of a batch, forward and backward, with int32 offsets and copies of the metadata (as
     a data loader or a user's code may hand over): no host read, one block table for all of them."""

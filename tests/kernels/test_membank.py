@@ -155,6 +155,7 @@ def opcheck_all(device):
     torch.library.opcheck(ops.membank_momentum_read.default, (vbank, index))
 
 
+@pytest.mark.slow  # torch.library's opcheck runs each op many times
 def test_opcheck_cpu():
     opcheck_all("cpu")
 
@@ -219,6 +220,7 @@ def test_no_gradient_through_the_bank():
         y.sum().backward()
 
 
+@pytest.mark.slow  # two interpreters, each importing torch and loading the extension
 def test_namespace_shared_with_python_custom_ops():
     """Python custom ops in rs_kernels:: coexist with the extension's TORCH_LIBRARY, defined before
     it loads (the package's em_attention / random_walk ops, and the probe when before=False) or after."""
@@ -250,9 +252,11 @@ def test_namespace_shared_with_python_custom_ops():
 DTYPE_CASES = [
     (torch.float32, torch.float32, False),
     (torch.float32, torch.float32, True),
-    (torch.float64, torch.float64, True),
-    (torch.float16, torch.float32, True),
-    (torch.bfloat16, torch.float16, False),
+    *(pytest.param(*case, marks=pytest.mark.slow) for case in [  # the other dtypes in the full suite
+        (torch.float64, torch.float64, True),
+        (torch.float16, torch.float32, True),
+        (torch.bfloat16, torch.float16, False),
+    ]),
 ]
 
 

@@ -28,7 +28,7 @@ def _inputs():
     return x, cu_seqlens_from_lengths([T]), y, Varlen.uniform(1, M), mu0
 
 
-@pytest.mark.parametrize("impl", ["triton", "padded"])
+@pytest.mark.parametrize("impl", [pytest.param("triton", marks=pytest.mark.slow), "padded"])  # T = 1500 interpreted
 def test_no_allocation_above_the_size_of_x(impl):
     x, cu, y, ycu, mu0 = _inputs()
     walk = _largest_allocation(lambda: random_walk(x, cu, y, ycu, impl=impl).sum().backward())

@@ -5,8 +5,6 @@ random inputs, with every buffer the launchers allocate pre-filled with NaN.
 """
 import pytest
 import torch
-from helpers import DEVICES, FWD_TOL, GRAD_TOL, op_offsets
-from helpers import rel_error as _rel
 from torch.library import opcheck
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -55,44 +53,48 @@ CASES = {  # name: (lengths, M per video, D, kind)
 }
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", list(CASES))
-def test_matches_float64_reference(case, device):
+# the long ones (the interpreter's seconds) in the full suite only; the fast lane keeps the odd shapes
+SLOW_CASES = {"T1000_M20", "B5_mixed", "D2048"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES])
+def test_matches_float64_reference(case, device, rel_error, tol):
     lengths, ms, d, kind = CASES[case]
     x, cu, y, ycu, grad = _inputs(lengths, ms, d, kind=kind, seed=len(case), device=device)
     out, dx, dy = _run(x, cu, y, ycu, grad, "triton")
     ref, rdx, rdy = _reference(x, cu, y, ycu, grad)
     assert out.dtype == x.dtype and out.shape == ref.shape and dy.shape == y.shape
-    errs = {"x*": _rel(out.cpu(), ref), "dx": _rel(dx.cpu(), rdx)}
+    errs = {"x*": rel_error(out.cpu(), ref), "dx": rel_error(dx.cpu(), rdx)}
     if sum(ms):
-        errs["dy"] = _rel(dy.cpu(), rdy)
+        errs["dy"] = rel_error(dy.cpu(), rdy)
     cu_cpu = cu.cpu()
-    per_video = [_rel(out[cu_cpu[b]:cu_cpu[b + 1]].cpu(), ref[cu_cpu[b]:cu_cpu[b + 1]]) for b in range(len(lengths))]
+    per_video = [rel_error(out[cu_cpu[b]:cu_cpu[b + 1]].cpu(), ref[cu_cpu[b]:cu_cpu[b + 1]])
+                 for b in range(len(lengths))]
     print(f"{case} {device}: {errs} worst video fwd {max(per_video):.2e}")
-    assert max(per_video) <= FWD_TOL, per_video
-    assert errs["dx"] <= GRAD_TOL and errs.get("dy", 0.0) <= GRAD_TOL, errs
+    assert max(per_video) <= tol.fwd, per_video
+    assert errs["dx"] <= tol.grad and errs.get("dy", 0.0) <= tol.grad, errs
 
 
 @pytest.mark.gpu
-def test_thumos_shaped_batch_on_gpu():
+def test_thumos_shaped_batch_on_gpu(rel_error, tol):
     """Real sizes on the device: D = 2048, a 2615-snippet video beside short ones, fp32 against float64."""
     x, cu, y, ycu, grad = _inputs([2615, 1, 17, 300, 250], [8, 8, 0, 20, 5], 2048, seed=9, device="cuda")
     out, dx, dy = _run(x, cu, y, ycu, grad, "triton")
     ref, rdx, rdy = _reference(x, cu, y, ycu, grad)
-    assert _rel(out.cpu(), ref) <= FWD_TOL
-    assert _rel(dx.cpu(), rdx) <= GRAD_TOL and _rel(dy.cpu(), rdy) <= GRAD_TOL
+    assert rel_error(out.cpu(), ref) <= tol.fwd
+    assert rel_error(dx.cpu(), rdx) <= tol.grad and rel_error(dy.cpu(), rdy) <= tol.grad
 
 
 @pytest.mark.parametrize("w,tau", [(0.3, 1.0), (0.9, 20.0)])
-def test_other_w_and_tau(w, tau):
+def test_other_w_and_tau(w, tau, rel_error, tol):
     x, cu, y, ycu, grad = _inputs([17, 40], [3, 6], 32, seed=int(tau))
     out, dx, dy = _run(x, cu, y, ycu, grad, "triton", w=w, tau=tau)
     ref, rdx, rdy = _reference(x, cu, y, ycu, grad, w=w, tau=tau)
-    assert _rel(out, ref) <= FWD_TOL
-    assert _rel(dx, rdx) <= GRAD_TOL and _rel(dy, rdy) <= GRAD_TOL
+    assert rel_error(out, ref) <= tol.fwd
+    assert rel_error(dx, rdx) <= tol.grad and rel_error(dy, rdy) <= tol.grad
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.slow  # each op twice in Triton's interpreter, over several blocks
 def test_bitwise_deterministic(device):
     if device == "cpu":
         lengths, ms, d = [1, 17, 300], [5, 0, 20], 64
@@ -111,7 +113,8 @@ def test_gradcheck_float64_triton():
                              (x.requires_grad_(), y.requires_grad_()), fast_mode=True)
 
 
-def test_opcheck():
+@pytest.mark.slow  # torch.library's opcheck runs each op many times, interpreted
+def test_opcheck(op_offsets):
     x, cu, y, ycu, grad = _inputs([1, 3], [2, 0], 16, seed=4)
     offsets = op_offsets(cu)
     opcheck(torch.ops.rs_kernels.random_walk_fwd, (x, *offsets, y, ycu, 2, 0.5, 5.0))
@@ -131,21 +134,21 @@ def test_flop_formulas_registered():
     assert counts["rs_kernels.random_walk_bwd"] == 16 * n * m * d + 2 * n * m * m + solve + 6 * batch * m * m * d
 
 
-def test_max_m_larger_than_needed_is_fine_and_smaller_fails():
+def test_max_m_larger_than_needed_is_fine_and_smaller_fails(rel_error, tol, op_offsets):
     x, cu, y, ycu, _ = _inputs([5, 11], [3, 2], 16, seed=6)
     ref = reference.random_walk(x.double(), cu, y.double(), ycu)
     out = torch.ops.rs_kernels.random_walk_fwd(x, *op_offsets(cu), y, ycu, 7, 0.5, 5.0)[0]
-    assert _rel(out, ref) <= FWD_TOL
+    assert rel_error(out, ref) <= tol.fwd
     with pytest.raises(RuntimeError, match="max_m = 2 is below"):
         torch.ops.rs_kernels.random_walk_fwd(x, *op_offsets(cu), y, ycu, 2, 0.5, 5.0)
 
 
-def test_dispatch():
+def test_dispatch(rel_error, tol):
     x, cu, y, ycu, _ = _inputs([3, 4], [2, 1], 16)
     ref = reference.random_walk(x, cu, y, ycu)
     assert torch.equal(random_walk(x, cu, y, ycu), ref)  # auto on CPU -> reference
     assert torch.equal(random_walk(x, cu, y, ycu, impl="reference"), ref)
-    assert _rel(random_walk(x, cu, y, ycu, impl="triton"), ref) <= FWD_TOL
+    assert rel_error(random_walk(x, cu, y, ycu, impl="triton"), ref) <= tol.fwd
 
 
 @pytest.mark.parametrize("impl", ["triton", "reference"])
@@ -168,9 +171,9 @@ def test_errors_name_the_argument(impl):
             random_walk(x, cu, y, ycu, w=w, impl=impl)
 
 
+@pytest.mark.slow  # two Adam steps of the whole model, three times, Triton in its interpreter: 4-7 s each
 @pytest.mark.parametrize("ops", ["triton", "padded"])
-@pytest.mark.parametrize("device", DEVICES)
-def test_model_training_steps_equal_reference(device, ops):
+def test_model_training_steps_equal_reference(device, ops, rel_error):
     """Two Adam steps of the RSKP model (both branches) with ops=triton (or the padded baseline)
     equal ops=reference to 1e-5."""
     from rsnet.config import Config
@@ -200,9 +203,9 @@ def test_model_training_steps_equal_reference(device, ops):
             losses.append(loss.detach())
         runs[impl] = torch.stack(losses), grads, torch.cat([p.detach().flatten() for p in model.parameters()])
     (ref_loss, ref_grads, ref_params), (loss, grads, params) = runs["reference"], runs[ops]
-    print(f"model {ops} {device}: loss {_rel(loss, ref_loss):.1e} grads {[f'{_rel(g, rg):.1e}' for g, rg in zip(grads, ref_grads)]} "
-          f"params {_rel(params, ref_params):.1e}")
-    assert _rel(loss, ref_loss) <= 1e-5
+    print(f"model {ops} {device}: loss {rel_error(loss, ref_loss):.1e} grads {[f'{rel_error(g, rg):.1e}' for g, rg in zip(grads, ref_grads)]} "
+          f"params {rel_error(params, ref_params):.1e}")
+    assert rel_error(loss, ref_loss) <= 1e-5
     for g, rg in zip(grads, ref_grads):
-        assert _rel(g, rg) <= 1e-5
-    assert _rel(params, ref_params) <= 1e-5
+        assert rel_error(g, rg) <= 1e-5
+    assert rel_error(params, ref_params) <= 1e-5

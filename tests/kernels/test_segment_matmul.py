@@ -5,8 +5,6 @@ every buffer the launchers allocate pre-filled with NaN.
 """
 import pytest
 import torch
-from helpers import DEVICES, FWD_TOL, GRAD_TOL, op_offsets
-from helpers import rel_error as _rel
 from torch.library import opcheck
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -51,22 +49,21 @@ CASES = {  # name: (lengths, C, D)
 }
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", list(CASES))
-def test_matches_float64_reference(case, device):
+def test_matches_float64_reference(case, device, rel_error, tol):
     lengths, c, d = CASES[case]
     w, x, cu, grad = _inputs(lengths, c, d, seed=len(case), device=device)
     out, dw, dx = _run(w, x, cu, grad, "triton")
     ref, rdw, rdx = _reference(w, x, cu, grad)
     assert out.dtype == x.dtype and out.shape == ref.shape
-    per_video = [_rel(out[b].cpu(), ref[b]) for b in range(len(lengths))]
-    errs = {"dw": _rel(dw.cpu(), rdw), "dx": _rel(dx.cpu(), rdx)}
+    per_video = [rel_error(out[b].cpu(), ref[b]) for b in range(len(lengths))]
+    errs = {"dw": rel_error(dw.cpu(), rdw), "dx": rel_error(dx.cpu(), rdx)}
     print(f"{case} {device}: worst video fwd {max(per_video):.2e}, {errs}")
-    assert max(per_video) <= FWD_TOL, per_video
-    assert max(errs.values()) <= GRAD_TOL, errs
+    assert max(per_video) <= tol.fwd, per_video
+    assert max(errs.values()) <= tol.grad, errs
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.slow  # each op twice in Triton's interpreter, over several blocks
 def test_bitwise_deterministic(device):
     lengths, d = ([1, 17, 300], 64) if device == "cpu" else ([2615, 1, 17, 300, 250] * 20, 2048)
     w, x, cu, grad = _inputs(lengths, 21, d, seed=7, device=device)
@@ -80,7 +77,8 @@ def test_gradcheck_float64_triton():
                              (w.requires_grad_(), x.requires_grad_()), fast_mode=True)
 
 
-def test_opcheck():
+@pytest.mark.slow  # torch.library's opcheck runs each op many times, interpreted
+def test_opcheck(op_offsets):
     w, x, cu, grad = _inputs([1, 3], 4, 16, seed=4)
     opcheck(torch.ops.rs_kernels.segment_matmul_fwd, (w, x, *op_offsets(cu)))
     opcheck(torch.ops.rs_kernels.segment_matmul_bwd, (grad, w, x, *op_offsets(cu)))
@@ -96,11 +94,11 @@ def test_flop_formulas_registered():
     assert counts["rs_kernels.segment_matmul_bwd"] == 4 * 16 * 21 * 32
 
 
-def test_dispatch():
+def test_dispatch(rel_error, tol):
     w, x, cu, _ = _inputs([3, 4], 5, 16)
     ref = reference.segment_matmul(w, x, cu)
     assert torch.equal(segment_matmul(w, x, cu), ref)  # auto on CPU -> reference
-    assert _rel(segment_matmul(w, x, cu, impl="triton"), ref) <= FWD_TOL
+    assert rel_error(segment_matmul(w, x, cu, impl="triton"), ref) <= tol.fwd
 
 
 @pytest.mark.parametrize("impl", ["triton", "reference"])

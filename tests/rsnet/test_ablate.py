@@ -101,6 +101,7 @@ def test_with_held_out_videos_the_epoch_they_pick_is_reported_too(tmp_path, monk
         "base-seed0", "baseline.md", "intra-False_memory-bank-False_pseudo-label-False-seed0"]
 
 
+@pytest.mark.slow  # matplotlib drawing the figure
 def test_figure_sweeps_set_their_key_and_draw_a_png(tmp_path, fake_training):
     pytest.importorskip("matplotlib")
     base = Config(epochs=2, out=str(tmp_path))
@@ -148,6 +149,7 @@ def test_an_interrupted_run_resumes_and_a_new_one_starts_over(tmp_path, monkeypa
     assert [c[-1] for c in commands] == ["--resume", "--overwrite"]
 
 
+@pytest.mark.slow  # python -m rsnet.train in a second interpreter
 def test_a_cell_trains_for_real_with_its_switches(tmp_path):
     """The cell's config file round-trips through python -m rsnet.train: one real, tiny run."""
     root = generate(tmp_path / "data", SyntheticSpec(n_train=4, n_test=3, length_scale=0.1), seed=1)

@@ -7,13 +7,11 @@ import json
 import sys
 
 import pytest
-from helpers import crash_at_epoch
 
 from rsnet import checkpoint, infer, metrics, synthetic, train
 from rsnet.config import DATASET_DEFAULTS, Config, ConfigError, add_config_arguments, build_config
 from rsnet.errors import UserError
 from rsnet.evaluate import ACTIVITYNET_IOUS
-from rsnet.synthetic import SyntheticSpec, generate
 
 ANET = ["--data-root", "/data", "--dataset", "ActivityNet1.2"]
 # the RSKP authors' ActivityNet1.2 settings (LeonHLJ/RSKP issue #3) and the codebases' sampling and protocol
@@ -68,40 +66,26 @@ def test_a_synthetic_preset_of_another_dataset_is_refused():
         _parse(["--dataset", "ActivityNet1.2"])
 
 
-# --- end to end on a tiny synthetic ActivityNet1.2 ---------------------------------------------------
-
-# 12 training and 8 validation videos of ActivityNet's statistics, a tenth of the real length
-TINY_ANET = SyntheticSpec(dataset="ActivityNet1.2", n_train=12, n_test=8, length_scale=0.1)
-FAST = ["--epochs", "3", "--warmup-epochs", "1", "--eval-every", "1", "--embed-dim", "32", "--videos-per-step", "4",
-        "--max-seqlen", "6", "--device", "cpu"]
+# --- end to end on the tiny synthetic ActivityNet1.2 (tiny_anet_root, tiny_anet_train, tiny_anet_run) -----
 
 
-@pytest.fixture(scope="module")
-def anet_root(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("anet"), TINY_ANET, seed=3)
-
-
-def _train(root, out, *flags):
-    assert train.main(["--data-root", str(root), "--dataset", "ActivityNet1.2", "--out", str(out), *FAST, *flags]) == 0
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def test_training_on_activitynet_reports_its_protocol_and_resumes_exactly(anet_root, tmp_path, monkeypatch):
-    records = _train(anet_root, tmp_path / "straight")
+def test_training_on_activitynet_reports_its_protocol_and_resumes_exactly(tiny_anet_run, tiny_anet_train, tmp_path,
+                                                                          monkeypatch, crash_at_epoch):
+    records = tiny_anet_run.metrics()
     assert [r["epoch"] for r in records] == [1, 2, 3]
     for r in records:
         assert r["protocol"] == "anet" and r["iou"] == list(ACTIVITYNET_IOUS) and len(r["dmap"]) == 10
         assert r["avg"] == pytest.approx(sum(r["dmap"]) / 10) and 0 <= r["cmap"] <= 100
-    table = (tmp_path / "straight" / "results.md").read_text()
+    table = (tiny_anet_run.out / "results.md").read_text()
     assert "| mAP@0.5 | mAP@0.55 |" in table and "| mAP@0.95 | avg | cmAP |" in table
-    saved = json.loads((tmp_path / "straight" / "config.json").read_text())
+    saved = json.loads((tiny_anet_run.out / "config.json").read_text())
     assert (saved["protocol"], saved["max_seqlen"], saved["lr"], saved["scale"]) == ("anet", 6, 2e-5, 10.0)
 
-    crash_at_epoch(monkeypatch, 2)
+    crash_at_epoch(2)
     with pytest.raises(KeyboardInterrupt):
-        _train(anet_root, tmp_path / "resumed")
+        tiny_anet_train(tmp_path / "resumed")
     monkeypatch.undo()  # the crash no more
-    assert _train(anet_root, tmp_path / "resumed", "--resume") == records
+    assert tiny_anet_train(tmp_path / "resumed", "--resume") == records
 
 
 def test_the_activitynet_presets_train_on_their_own_dataset():
@@ -114,25 +98,25 @@ def test_the_activitynet_presets_train_on_their_own_dataset():
     assert _parse(["--preset", "activitynet1.2-synthetic-small", "--max-seqlen", "0"]).max_seqlen == 0  # flags over both
 
 
-def test_a_run_saved_before_the_sampling_and_protocol_keys_existed_resumes(anet_root, tmp_path):
+def test_a_run_saved_before_the_sampling_and_protocol_keys_existed_resumes(tiny_anet_root, tiny_anet_train,
+                                                                          tiny_anet_flags, tmp_path):
     """A checkpoint whose config lacks max_seqlen and protocol held their defaults (whole videos, rskp)."""
     out = tmp_path / "old"
     flags = ["--max-seqlen", "0", "--protocol", "rskp", "--epochs", "1"]
-    _train(anet_root, out, *flags)
+    tiny_anet_train(out, *flags)
     state = checkpoint.load_run(out / "checkpoint.pt")
     for key in ("max_seqlen", "protocol"):
         del state["config"][key]
     checkpoint.save_atomic(state, out / "checkpoint.pt")
-    assert [r["epoch"] for r in _train(anet_root, out, *flags[:-2], "--epochs", "2", "--resume")] == [1, 2]
+    assert [r["epoch"] for r in tiny_anet_train(out, *flags[:-2], "--epochs", "2", "--resume")] == [1, 2]
     with pytest.raises(UserError, match="max_seqlen"):  # the dataset's 60 is not what the run did
-        train.run(dataclasses.replace(_parse(["--data-root", str(anet_root), "--dataset", "ActivityNet1.2",
-                                               "--out", str(out), *FAST, "--protocol", "rskp", "--max-seqlen", "60"]),
-                                      epochs=3), resume=True)
+        train.run(dataclasses.replace(_parse(["--data-root", str(tiny_anet_root), "--out", str(out), *tiny_anet_flags,
+                                               "--protocol", "rskp", "--max-seqlen", "60"]), epochs=3), resume=True)
 
 
-def test_held_out_training_videos_pick_an_epoch_without_the_test_split(anet_root, tmp_path):
+def test_held_out_training_videos_pick_an_epoch_without_the_test_split(tiny_anet_run, tiny_anet_train, tmp_path):
     out = tmp_path / "held"
-    records = _train(anet_root, out, "--val-fraction", "0.25")
+    records = tiny_anet_train(out, "--val-fraction", "0.25")
     for r in records:
         held = r["held_out"]
         assert held["protocol"] == "anet" and held["iou"] == list(ACTIVITYNET_IOUS) and 0 <= held["cmap"] <= 100
@@ -143,24 +127,23 @@ def test_held_out_training_videos_pick_an_epoch_without_the_test_split(anet_root
     table = (out / "results.md").read_text().splitlines()
     assert len(table) == 5 and table[4].startswith(f"| best on the held-out training videos (their avg "
                                                     f"{picked['held_out']['avg']:.2f}) | {picked['epoch']} |")
-    straight = _train(anet_root, tmp_path / "plain")  # the held-out videos do not train
+    straight = tiny_anet_run.metrics()  # the same run without --val-fraction: the held-out videos do not train
     assert [r["losses"] for r in straight] != [r["losses"] for r in records]
     assert all("held_out" not in r for r in straight)
-    assert not (tmp_path / "plain" / train.HELD_OUT_BEST).exists()
-    _train(anet_root, out, "--overwrite")  # a new run in the folder leaves no held-out checkpoint of the old one
+    assert not (tiny_anet_run.out / train.HELD_OUT_BEST).exists()
+    tiny_anet_train(out, "--overwrite")  # a new run in the folder leaves no held-out checkpoint of the old one
     assert not (out / train.HELD_OUT_BEST).exists()
 
 
-def test_detections_of_an_activitynet_run_use_its_protocol_proposals(anet_root, tmp_path, monkeypatch):
+def test_detections_of_an_activitynet_run_use_its_protocol_proposals(tiny_anet_run, tmp_path, monkeypatch):
     """rsnet.infer proposes as the checkpoint's protocol does: anet also proposes each video's best
     class when no class reaches the threshold (here raised above every score), rskp nothing then."""
-    _train(anet_root, tmp_path / "run", "--epochs", "1")
     monkeypatch.setattr(sys.modules["rsnet.evaluate.proposals"], "CLASS_THRESHOLD", 1.01)
     written = {}
     for protocol in (None, "anet", "rskp"):
         out = tmp_path / f"{protocol}.json"
         flags = [] if protocol is None else ["--protocol", protocol]
-        assert infer.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(out), *flags]) == 0
+        assert infer.main(["--checkpoint", str(tiny_anet_run.out / "checkpoint.pt"), "--out", str(out), *flags]) == 0
         written[protocol] = json.loads(out.read_text())["results"]
     assert written[None] == written["anet"]
     assert all(len({d["label"] for d in dets}) == 1 for dets in written["anet"].values())  # the best class only

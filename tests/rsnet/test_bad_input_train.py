@@ -44,7 +44,8 @@ def _wait_for_owner(out: Path, process: subprocess.Popen) -> None:
 def test_two_trainings_into_one_folder_leave_one_run_and_one_refusal(tiny_root, tmp_path):
     """Both used to exit 0, the folder mixed (one run's config.json beside the other's checkpoint)."""
     out = tmp_path / "run"
-    first = _start([*_argv(tiny_root, out, epochs=30), "--eval-every", "10"])  # long enough for the second to start
+    # long enough that the second process (its Python and torch imports alone take seconds) meets it running
+    first = _start([*_argv(tiny_root, out, epochs=60), "--eval-every", "60", "--checkpoint-every", "60"])
     _wait_for_owner(out, first)
     second = _start([*_argv(tiny_root, out, epochs=2), "--lr", "1e-3", "--overwrite"])
     _, err = second.communicate(timeout=120)
@@ -53,7 +54,7 @@ def test_two_trainings_into_one_folder_leave_one_run_and_one_refusal(tiny_root, 
                            f"or choose another folder")
     assert first.wait(timeout=600) == 0
     records = [line for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(records) == 30 and '"lr": 5e-05' in (out / "config.json").read_text()
+    assert len(records) == 60 and '"lr": 5e-05' in (out / "config.json").read_text()
 
 
 def test_a_lock_left_by_a_killed_run_does_not_block_a_rerun(tiny_root, tmp_path):

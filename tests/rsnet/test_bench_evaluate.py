@@ -1,6 +1,7 @@
 """Micro-benchmark of rsnet.evaluate (CPU, numpy) on 24 random videos with THUMOS-like ground truth.
 
-Skipped unless asked for (see conftest.py); bench/eval_speed.py times the real 212-video test split.
+Skipped unless asked for: --run-benchmarks or RSKP_BENCHMARKS=1 (tests/conftest.py); bench/eval_speed.py
+times the real 212-video test split.
 """
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import rel_error
 from safetensors import safe_open
 
 from rs_kernels.varlen import cu_seqlens_from_lengths
@@ -21,16 +20,8 @@ from rsnet.data.dataset import WTALCDataset
 from rsnet.evaluate.command import main as evaluate_main
 from rsnet.model import RSKP
 from rsnet.model.predict import predict_packed
-from rsnet.synthetic import SyntheticSpec, generate
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("data") / "tiny", TINY, seed=2)
-
+ROOT = Path(__file__).resolve().parents[2]
 
 def _state():
     return {"format": "test", "w": torch.arange(7, dtype=torch.float32), "betas": (0.9, 0.99), "best": None,
@@ -46,6 +37,7 @@ def test_round_trip_and_plain_torch_load(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left
 
 
+@pytest.mark.slow  # every byte of the file flipped in turn, each a load: ~5 s
 def test_every_flipped_byte_is_an_error_naming_the_file(tmp_path):
     path = tmp_path / "c.pt"
     checkpoint.save_atomic(_state(), path)
@@ -127,6 +119,7 @@ def test_no_command_runs_code_from_a_checkpoint(tiny_root, tmp_path, capsys, sig
         assert not canary.exists(), name
 
 
+@pytest.mark.slow  # each command in a second interpreter
 @pytest.mark.parametrize("module", ["train", "infer", "diagnose"])
 def test_no_command_runs_code_from_a_signed_checkpoint_as_a_process(tiny_root, tmp_path, module):
     canary, path = tmp_path / "created-by-the-checkpoint", tmp_path / "run" / "checkpoint.pt"
@@ -138,21 +131,12 @@ def test_no_command_runs_code_from_a_signed_checkpoint_as_a_process(tiny_root, t
     assert len(proc.stderr.splitlines()) == 1
 
 
-def _tiny_run(tiny_root, out):
-    cfg = Config(data_root=str(tiny_root), out=str(out), epochs=1, warmup_epochs=0, eval_every=1, embed_dim=48,
-                 videos_per_step=3, test_batch_size=4, lenient=True, device="cpu")
-    train.run(cfg)
-    return out / "checkpoint.pt"
-
-
 @pytest.fixture(scope="module")
-def exported(tiny_root, tmp_path_factory):
-    """A tiny run (its memory bank filled) and its weights exported by the command."""
-    out = tmp_path_factory.mktemp("run")
-    ckpt = _tiny_run(tiny_root, out)
-    weights = out / "model.safetensors"
-    assert checkpoint_main(["export", str(out), "--out", str(weights)]) == 0
-    return ckpt, weights
+def exported(tiny_run, tmp_path_factory):
+    """The tiny run's checkpoint (its memory bank filled) and its weights exported by the command."""
+    weights = tmp_path_factory.mktemp("exported") / "model.safetensors"
+    assert checkpoint_main(["export", str(tiny_run.out), "--out", str(weights)]) == 0
+    return tiny_run.out / "checkpoint.pt", weights
 
 
 def _predictions(ckpt, out, *flags):
@@ -187,6 +171,7 @@ def test_diagnose_reads_exported_weights_as_the_checkpoint(exported, tiny_root, 
     assert printed[0] == printed[1] and "average mAP, all branches" in printed[0]  # the bank is filled
 
 
+@pytest.mark.slow  # a thousand damaged copies, each a load: ~4 s
 def test_a_flipped_byte_in_exported_weights_is_an_error_naming_the_file(exported, tmp_path, capsys):
     good = exported[1].read_bytes()
     path = tmp_path / "model.safetensors"
@@ -248,6 +233,7 @@ def test_shared_weights_name_no_local_folder_and_ask_for_the_data_root(exported,
     assert _predictions(old, tmp_path / "v1.npz")[0].tobytes() == _predictions(ckpt, tmp_path / "run.npz")[0].tobytes()
 
 
+@pytest.mark.slow  # python -m rsnet.checkpoint in two more interpreters
 def test_export_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
     ckpt, _ = exported
     for argv, message in [(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.safetensors")],
@@ -340,7 +326,7 @@ def _official_pkl(path, n_classes=20, seed=6):
     return original
 
 
-def test_an_official_pkl_predicts_as_the_official_code(tiny_root, tmp_path):
+def test_an_official_pkl_predicts_as_the_official_code(tiny_root, tmp_path, rel_error):
     """The .pkl read where a checkpoint is (rsnet.trained.load, as every command reads it): float64
     predictions of the model it builds equal the published code's way of predicting (official_rskp)."""
     from bench.oracles import official_rskp

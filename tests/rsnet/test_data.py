@@ -15,12 +15,13 @@ from rsnet.data.dataset import WTALCDataset, hold_out, stratified_snippets
 from rsnet.data.feature_store import write_store
 from rsnet.synthetic import SyntheticSpec, generate
 
-TINY = SyntheticSpec(n_train=6, n_test=5, length_scale=0.15)
+# its own dataset, a fresh one per test (they damage it): the assertions count its 6 training and 5 test videos
+COUNTED = SyntheticSpec(n_train=6, n_test=5, length_scale=0.15)
 
 
 @pytest.fixture
 def tiny_root(tmp_path):
-    return generate(tmp_path / "tiny", TINY, seed=1)
+    return generate(tmp_path / "tiny", COUNTED, seed=1)
 
 
 def _feature_file(root):
@@ -491,7 +492,7 @@ def test_a_store_in_a_feature_cache_holds_the_wtalc_features_bit_for_bit(tiny_ro
 
 def test_two_roots_with_a_dataset_of_the_same_name_share_a_feature_cache_apart(tmp_path):
     cache = tmp_path / "cache"
-    roots = [generate(tmp_path / name, TINY, seed=seed) for name, seed in (("a", 1), ("b", 2))]
+    roots = [generate(tmp_path / name, COUNTED, seed=seed) for name, seed in (("a", 1), ("b", 2))]
     stores = [convert(root, "Thumos14reduced", feature_cache=cache) for root in roots]
     assert stores[0] != stores[1] and sorted(cache.iterdir()) == sorted(stores)
     for root in roots:

@@ -7,12 +7,10 @@ from rsnet.model import predict_batches
 from rsnet.synthetic import SyntheticSpec, generate
 
 
-def test_diagnose_a_short_run(tmp_path, capsys):
-    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
-    train.run(Config(data_root=str(root), out=str(tmp_path / "run"), epochs=1, warmup_epochs=5, eval_every=1,
-                     embed_dim=48, lenient=True, device="cpu"))
+def test_diagnose_a_short_run(tiny_trained, capsys):
+    run = tiny_trained(epochs=1, warmup_epochs=5)
     capsys.readouterr()
-    diagnose.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt")])
+    diagnose.main(["--checkpoint", str(run.out / "checkpoint.pt")])
     lines = capsys.readouterr().out.splitlines()
     largest = float(lines[0].split("mean largest ")[1].split()[0])
     entropy = float(lines[0].split("normalized entropy ")[1].split()[0])
@@ -22,22 +20,19 @@ def test_diagnose_a_short_run(tmp_path, capsys):
                                "and the checkpoint's is empty") and len(lines) == 6  # still in its warm-up
 
 
-def test_diagnose_refuses_a_run_without_the_intra_branch(tmp_path, capsys):
-    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
-    train.run(Config(data_root=str(root), out=str(tmp_path / "run"), epochs=1, eval_every=1, embed_dim=48,
-                     lenient=True, device="cpu", intra=False, pseudo_label=False, memory_bank=False))
+def test_diagnose_refuses_a_run_without_the_intra_branch(tiny_trained, capsys):
+    run = tiny_trained(epochs=1, intra=False, pseudo_label=False, memory_bank=False)
     capsys.readouterr()
-    assert diagnose.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt")]) == 2
+    assert diagnose.main(["--checkpoint", str(run.out / "checkpoint.pt")]) == 2
     assert "the run has no intra-video branch" in capsys.readouterr().err
 
 
-def test_identical_centres_give_exactly_uniform_assignments(tmp_path):
+def test_identical_centres_give_exactly_uniform_assignments(tiny_config):
     """With every mu0 row the same, EM keeps the K centres equal: each snippet's assignment is 1/K
     to each, so the largest is 1/K and the normalized entropy 1 (the statistics' two bounds)."""
     import torch
 
-    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
-    cfg = Config(data_root=str(root), embed_dim=48, lenient=True, device="cpu")
+    cfg = tiny_config("unused")
     dataset = trained.load_dataset(cfg)
     trainer = train.Trainer(cfg, dataset, torch.device("cpu"))
     with torch.no_grad():
@@ -53,21 +48,22 @@ def _rows(lines):
     return {name.strip(): value for name, value in rows}
 
 
-def _diagnosed_run(tmp_path, capsys, **overrides):
-    """(run folder, diagnose's printed lines) of a tiny run past its warm-up, config ``overrides`` on top."""
-    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
-    out = tmp_path / "run"
-    train.run(Config(data_root=str(root), out=str(out), warmup_epochs=0, eval_every=1, embed_dim=48, lenient=True,
-                     device="cpu", **overrides))
+def _diagnosed(out, capsys):
+    """diagnose's printed lines on the run in ``out``."""
     capsys.readouterr()
     assert diagnose.main(["--checkpoint", str(out / "checkpoint.pt")]) == 0
-    return out, capsys.readouterr().out.splitlines()
+    return capsys.readouterr().out.splitlines()
 
 
 def test_every_row_is_scored_under_the_runs_protocol(tmp_path, capsys):
     """An ActivityNet-protocol run (IoU 0.5:0.95): the 'all branches' row too, which used to be scored
-    at the rskp protocol's IoUs (0.1:0.7); on this run the two differ."""
-    out, lines = _diagnosed_run(tmp_path, capsys, epochs=2, protocol="anet")
+    at the rskp protocol's IoUs (0.1:0.7); on this run the two differ. Its own data and settings: the
+    tiny runs localize nothing at IoU 0.5 or more, where both protocols would score 0."""
+    root = generate(tmp_path / "data", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15), seed=4)
+    out = tmp_path / "run"
+    train.run(Config(data_root=str(root), out=str(out), epochs=2, warmup_epochs=0, eval_every=1, embed_dim=48,
+                     lenient=True, device="cpu", protocol="anet"))
+    lines = _diagnosed(out, capsys)
     rows = _rows(lines)
     run = trained.load(out, "cpu")
     dataset = trained.dataset_of(run)
@@ -80,10 +76,10 @@ def test_every_row_is_scored_under_the_runs_protocol(tmp_path, capsys):
     assert rows["all branches"] == f"{anet.avg:.1f}" and rows["fused (paper)"] == f"{score('intra').avg:.1f}"
 
 
-def test_diagnose_a_run_with_the_video_wise_bank(tmp_path, capsys):
+def test_diagnose_a_run_with_the_video_wise_bank(tiny_variant, capsys):
     """--bank video holds training videos' entries, not classes': the 'all branches' row (the
     class-wise bank's snippets of the predicted classes) is a note; the other rows are scored."""
-    _, lines = _diagnosed_run(tmp_path, capsys, epochs=1, bank="video")
+    lines = _diagnosed(tiny_variant(bank="video").out, capsys)
     assert list(_rows(lines[2:5])) == ["main only", "fused (paper)", "intra only"]
     assert lines[5].startswith("average mAP, all branches: not scored: ") and "--bank video" in lines[5]
     assert len(lines) == 6

@@ -306,6 +306,7 @@ def test_library_refuses_bad_arguments_before_any_work(tmp_path, weights):
     assert not (tmp_path / "f").exists()
 
 
+@pytest.mark.slow  # a second interpreter
 def test_importing_the_package_loads_none_of_the_extra():
     blocked = ("av", "cv2", "torchvision")
     code = (f"import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None  # any import of them fails\n"

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import rel_error
 
 from bench.oracles import official_rskp
 from rs_kernels.varlen import Varlen
-from rsnet import evaluate, infer, train, trained
+from rsnet import evaluate, infer, trained
 from rsnet.checkpoint import OFFICIAL_KEYS
 from rsnet.config import Config
 from rsnet.data.dataset import PackedBatch
@@ -24,35 +23,22 @@ from rsnet.errors import UserError
 from rsnet.evaluate.command import main as evaluate_main
 from rsnet.model import RSKP, MemoryBank, predict
 from rsnet.protocols import CLASS_THRESHOLD
-from rsnet.synthetic import SyntheticSpec, generate
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = SyntheticSpec(n_train=8, n_test=6, length_scale=0.15)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A tiny trained run: (data root, run folder, its annotations folder)."""
-    root = generate(tmp_path_factory.mktemp("data") / "tiny", TINY, seed=2)
-    out = tmp_path_factory.mktemp("run")
-    cfg = Config(data_root=str(root), out=str(out), epochs=3, warmup_epochs=0, eval_every=1, embed_dim=48,
-                 videos_per_step=3, test_batch_size=4, lenient=True, device="cpu")
-    train.run(cfg)
-    annotations = trained.dataset_annotations(trained.load(out, "cpu").config).folder
-    return root, out, annotations
+def run(tiny_run):
+    """The tiny trained run: (data root, run folder, its annotations folder)."""
+    annotations = trained.dataset_annotations(trained.load(tiny_run.out, "cpu").config).folder
+    return tiny_run.root, tiny_run.out, annotations
 
 
 @pytest.fixture(scope="module")
-def anet_run(tmp_path_factory):
-    """A tiny ActivityNet1.2 run (its defaults: the anet protocol at 0.5:0.05:0.95, on the
+def anet_run(tiny_anet_run):
+    """The tiny ActivityNet1.2 run (its defaults: the anet protocol at 0.5:0.05:0.95, on the
     validation subset): (data root, run folder)."""
-    root = generate(tmp_path_factory.mktemp("anet"), SyntheticSpec(dataset="ActivityNet1.2", n_train=12, n_test=8,
-                                                                    length_scale=0.1), seed=3)
-    out = tmp_path_factory.mktemp("anet_run")
-    assert train.main(["--data-root", str(root), "--dataset", "ActivityNet1.2", "--out", str(out), "--epochs", "3",
-                       "--warmup-epochs", "1", "--embed-dim", "32", "--videos-per-step", "4", "--max-seqlen", "6",
-                       "--device", "cpu"]) == 0
-    return root, out
+    return tiny_anet_run.root, tiny_anet_run.out
 
 
 def _table(capsys) -> str:
@@ -240,6 +226,7 @@ def test_evaluate_detections_refuses_segments_before_the_start_and_empty_ones(de
         assert f"detection 0: {message}" in error and next(iter(bad["results"])) in error, error
 
 
+@pytest.mark.slow  # python -m rsnet.checkpoint export in a second interpreter
 def test_exported_weights_reproduce_the_runs_map_through_infer_and_evaluate(run, tmp_path):
     """python -m rsnet.checkpoint export, then rsnet.infer on the file, then rsnet.evaluate --detections:
     the mAP the run gave itself at its last evaluation (lenient, as it scored itself)."""
@@ -289,7 +276,7 @@ def _official_all_branches(model, x_in, bank, classes):
     return scores[0], cas[0]
 
 
-def test_main_branch_alone_is_the_main_branchs_prediction():
+def test_main_branch_alone_is_the_main_branchs_prediction(rel_error):
     model, videos, varlen, bank = _branch_setup(seed=1)
     x = torch.cat(videos)
     main = model(x, varlen).main
@@ -299,7 +286,7 @@ def test_main_branch_alone_is_the_main_branchs_prediction():
     assert rel_error(scores, predict.predict_packed(model, x, varlen)[0]) > 1e-6  # not the paper's fusion
 
 
-def test_all_branches_read_the_bank_rows_of_the_predicted_classes_not_the_labels():
+def test_all_branches_read_the_bank_rows_of_the_predicted_classes_not_the_labels(rel_error):
     """--branches all: the first round's video scores pick the classes (>= the evaluator's class
     threshold, and the best one); their bank rows feed the inter-video branch. The batch carries
     true labels that differ from the predicted classes: reading them would change the result."""
@@ -365,7 +352,7 @@ def test_branches_flag_of_infer_for_both_outputs(run, tmp_path, capsys):
     ({"representatives": "foreground"}, "--representatives foreground walks only that part of X"),
     ({"representatives": "background"}, "--representatives background walks only that part of X"),
 ], ids=["paper", "topk", "early-fusion", "foreground", "background"])
-def test_all_branches_only_for_models_that_trained_their_inter_video_walk(variant, refused):
+def test_all_branches_only_for_models_that_trained_their_inter_video_walk(variant, refused, rel_error):
     """--branches all walks the whole of X toward the bank's rows: the inter-video branch the paper's
     model and the topk representatives trained (the same logits), which early fusion and the
     foreground or background representatives never did (one error line)."""
@@ -384,12 +371,9 @@ def test_all_branches_only_for_models_that_trained_their_inter_video_walk(varian
         assert trained is None or rel_error(walked_whole.logits, trained.logits) > 1e-3
 
 
-def test_all_branches_of_a_video_wise_bank_is_one_error_line(run, tmp_path, capsys):
+def test_all_branches_of_a_video_wise_bank_is_one_error_line(tiny_variant, tmp_path, capsys):
     """It used to end in AttributeError: 'VideoBank' object has no attribute 'count'."""
-    root, _, _ = run
-    out = tmp_path / "run"
-    train.run(Config(data_root=str(root), out=str(out), epochs=1, warmup_epochs=0, embed_dim=48, videos_per_step=3,
-                     test_batch_size=4, bank="video", device="cpu"))
+    out = tiny_variant(bank="video").out
     for command, name in ((infer, "d.json"), (infer, "p.npz")):
         capsys.readouterr()
         assert command.main(["--checkpoint", str(out / "checkpoint.pt"), "--branches", "all",

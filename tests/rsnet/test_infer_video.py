@@ -5,10 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rsnet import infer, train
-from rsnet.config import Config
+from rsnet import infer
 from rsnet.evaluate.command import main as evaluate_main
-from rsnet.synthetic import SyntheticSpec, VideoLayout, generate, write_annotations
+from rsnet.synthetic import VideoLayout, write_annotations
 from rsnet.synthetic.statistics import CLASSES
 
 av = pytest.importorskip("av")
@@ -32,14 +31,12 @@ def _write_video(path: Path, n_frames: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    root = generate(tmp_path_factory.mktemp("data") / "tiny", SyntheticSpec(n_train=6, n_test=4, length_scale=0.15), 2)
-    out = tmp_path_factory.mktemp("run")
-    train.run(Config(data_root=str(root), out=str(out), epochs=1, warmup_epochs=0, embed_dim=16, videos_per_step=3,
-                     test_batch_size=4, lenient=True, device="cpu"))
-    return out
+def checkpoint(tiny_run) -> Path:
+    """The tiny run's folder (a model of the THUMOS14 classes)."""
+    return tiny_run.out
 
 
+@pytest.mark.slow  # TV-L1 flow and I3D over 80 frames
 def test_a_video_file_becomes_detections_the_evaluator_reads(checkpoint, tmp_path, capsys):
     from rsnet.extract.i3d import random_state
 

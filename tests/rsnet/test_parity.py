@@ -8,7 +8,6 @@ import dataclasses
 
 import pytest
 import torch
-from helpers import rel_error as _rel
 
 import rs_kernels
 from bench.oracles import official_rskp
@@ -57,18 +56,18 @@ def _both_steps(dtype, after_warmup, seed=0):
 
 
 @pytest.mark.parametrize("after_warmup", [False, True], ids=["warmup", "inter-video"])
-def test_float64_batched_step_equals_official_style_step(after_warmup):
+def test_float64_batched_step_equals_official_style_step(after_warmup, rel_error):
     batched, batched_grads, official, official_grads = _both_steps(torch.float64, after_warmup)
     assert torch.isfinite(batched)
     assert abs(batched.item() - official.item()) / abs(official.item()) <= TOLERANCE[torch.float64]
     for name, grad in official_grads.items():
         assert grad.norm() > 0, f"{name} gets no gradient: the test would not see it"
-        assert _rel(batched_grads[name], grad) <= TOLERANCE[torch.float64], name
+        assert rel_error(batched_grads[name], grad) <= TOLERANCE[torch.float64], name
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in range(1, 8))])
 @pytest.mark.parametrize("after_warmup", [False, True], ids=["warmup", "inter-video"])
-def test_float32_batched_step_is_as_exact_as_the_official_style_step(after_warmup, seed):
+def test_float32_batched_step_is_as_exact_as_the_official_style_step(after_warmup, seed, rel_error):
     """Against the exact (float64) step, and against the official-style float32 step: the loss and
     every gradient within 1e-5 relative, except where float32 itself cannot reach it. mu0's gradient
     is a small difference of large terms, and the official-style float32 step is itself 4e-6 to
@@ -80,14 +79,14 @@ def test_float32_batched_step_is_as_exact_as_the_official_style_step(after_warmu
     assert torch.isfinite(batched)
     assert abs(batched.item() - official.item()) / abs(official.item()) <= TOLERANCE[torch.float32]
     for name, grad in official_grads.items():
-        error = _rel(batched_grads[name].double(), exact_grads[name])
+        error = rel_error(batched_grads[name].double(), exact_grads[name])
         if name == "mu0":
-            official_error = _rel(grad.double(), exact_grads[name])
+            official_error = rel_error(grad.double(), exact_grads[name])
             assert official_error <= MU0_OFFICIAL_ERROR_CAP, "the reference is itself off: the bound would say nothing"
             assert error <= max(TOLERANCE[torch.float32], 2 * official_error), (error, official_error)
         else:
             assert error <= TOLERANCE[torch.float32], name
-            assert _rel(batched_grads[name], grad) <= TOLERANCE[torch.float32], name
+            assert rel_error(batched_grads[name], grad) <= TOLERANCE[torch.float32], name
 
 
 def test_inter_branch_changes_the_loss():
@@ -100,15 +99,15 @@ def test_inter_branch_changes_the_loss():
     assert abs(with_memory.item() - without.item()) > 1e-6
 
 
-def test_batched_inference_equals_official_style_inference():
+def test_batched_inference_equals_official_style_inference(rel_error):
     model, videos, _, _ = _setup(torch.float64, seed=5)
     model.eval()
     scores, cas = predict_packed(model, torch.cat(videos), cu_seqlens_from_lengths(LENGTHS))
     rows = cu_seqlens_from_lengths(LENGTHS).tolist()
     for b, x_in in enumerate(videos):
         want_scores, want_cas = official_rskp.predict_video(model, x_in)
-        assert _rel(scores[b], want_scores) <= 1e-12
-        assert _rel(cas[rows[b]:rows[b + 1]], want_cas) <= 1e-12
+        assert rel_error(scores[b], want_scores) <= 1e-12
+        assert rel_error(cas[rows[b]:rows[b + 1]], want_cas) <= 1e-12
 
 
 def test_bf16_embedding_stays_close_to_float32():
@@ -129,8 +128,8 @@ def test_bf16_embedding_stays_close_to_float32():
         assert torch.nn.functional.cosine_similarity(bf16_grads[name].flatten(), grad.flatten(), dim=0) > 0.999, name
 
 
-@pytest.mark.parametrize("ops", ["reference", "triton"])
-def test_head_on_all_branches_at_once_equals_one_call_per_branch(ops):
+@pytest.mark.parametrize("ops", ["reference", pytest.param("triton", marks=pytest.mark.slow)])  # the interpreter: ~4 s
+def test_head_on_all_branches_at_once_equals_one_call_per_branch(ops, rel_error):
     """forward_each (the branches as one packed batch) against the head run on each branch alone."""
     model, videos, _, _ = _setup(torch.float64, seed=3)
     head = model.head
@@ -142,15 +141,16 @@ def test_head_on_all_branches_at_once_equals_one_call_per_branch(ops):
     assert len(joint) == 3
     for together, single in zip(joint, alone, strict=True):
         for field, a, b in zip(together._fields, together, single, strict=True):
-            assert a.shape == b.shape and _rel(a, b) <= 1e-12, field
+            assert a.shape == b.shape and rel_error(a, b) <= 1e-12, field
     weights = [torch.rand_like(t) for t in joint[0]]
     loss = lambda preds: sum((w * t).sum() for p in preds for w, t in zip(weights, p))  # noqa: E731
     grads_joint = torch.autograd.grad(loss(joint), branches)
     grads_alone = torch.autograd.grad(loss(alone), branches)
     for a, b in zip(grads_joint, grads_alone, strict=True):
-        assert _rel(a, b) <= 1e-12
+        assert rel_error(a, b) <= 1e-12
 
 
+@pytest.mark.slow  # the whole model in Triton's interpreter: ~3 s
 def test_the_head_follows_the_models_ops(monkeypatch):
     """Switching model.cfg (as the benchmarks do) switches the head's pooling too, not only EM and the walk."""
     model, videos, _, _ = _setup(torch.float32, seed=1)

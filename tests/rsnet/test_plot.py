@@ -7,25 +7,20 @@ import xml.etree.ElementTree as ElementTree
 import numpy as np
 import pytest
 import torch
-from test_train import TINY, _config
 
 from rsnet import metrics, plot, train, trained
-from rsnet.synthetic import generate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """(data root, run folder, a test video with ground truth) of a tiny run whose bank is filled."""
-    root = generate(tmp_path_factory.mktemp("data") / "tiny", TINY, seed=2)
-    out = tmp_path_factory.mktemp("run")
-    train.run(_config(root, out, epochs=3, eval_every=2))
-    annotations = trained.dataset_annotations(trained.load(out, "cpu").config)
+def run(tiny_run):
+    """(data root, run folder, a test video with ground truth and an ambiguous span) of the tiny run
+    (its bank filled)."""
+    annotations = trained.dataset_annotations(trained.load(tiny_run.out, "cpu").config)
     video = annotations.video_names[max(annotations.indices("test"), key=lambda v: len(annotations.segments[v]))]
-    with open(annotations.folder / "Ambiguous_test.txt", "a") as f:  # read at evaluation only: the run is the same
-        f.write(f"{video} 1.0 2.5\n")
-    return root, out, video
+    assert video in annotations.ambiguous  # tiny_root gives this video an ambiguous span
+    return tiny_run.root, tiny_run.out, video
 
 
 def _assert_image(path):
@@ -71,18 +66,17 @@ def test_the_bank_picture_averages_each_videos_snippets_of_each_class(run):
     assert torch.allclose(features, torch.stack([f for _, f in want]), atol=1e-6)
 
 
-def test_the_bank_picture_of_a_run_without_a_bank_is_one_error_line(run, tmp_path, capsys):
-    root, _, _ = run
-    train.run(_config(root, tmp_path / "no-bank", epochs=1, memory_bank=False))
+def test_the_bank_picture_of_a_run_without_a_bank_is_one_error_line(tiny_trained, tmp_path, capsys):
+    no_bank = tiny_trained(epochs=1, memory_bank=False).out
     capsys.readouterr()
-    assert plot.main(["bank", "--checkpoint", str(tmp_path / "no-bank" / "checkpoint.pt"),
+    assert plot.main(["bank", "--checkpoint", str(no_bank / "checkpoint.pt"),
                       "--out", str(tmp_path / "b.png")]) == 2
     assert capsys.readouterr().err == ("error: the run's memory bank holds no entry (trained without it, or not past "
                                        "the warm-up): nothing to plot\n")
     assert not (tmp_path / "b.png").exists()
 
 
-@pytest.mark.parametrize("suffix", [".png", ".svg"])
+@pytest.mark.parametrize("suffix", [".png", pytest.param(".svg", marks=pytest.mark.slow)])  # four images each
 def test_curves_of_one_run_and_of_several(run, tmp_path, suffix):
     _, out, _ = run
     assert plot.main(["curves", str(out), "--out", str(tmp_path / f"one{suffix}")]) == 0
@@ -178,7 +172,7 @@ def test_runs_with_other_epochs_are_refused(run, tmp_path, capsys):
     records = metrics.read(out / metrics.FILE_NAME)
     metrics.write(other / metrics.FILE_NAME, records[:2])
     err = _error(capsys, ["curves", str(out), str(other), "--out", str(tmp_path / "a.png")])
-    assert f"{other} has evaluations at epochs 2" in err and "need the same epochs" in err
+    assert f"{other} has evaluations at epochs 1, 2 but {out} at 1, 2, 3" in err and "need the same epochs" in err
     (other / metrics.FILE_NAME).write_text(json.dumps(records[0]) + "\n{not json\n")
     err = _error(capsys, ["curves", str(other), "--out", str(tmp_path / "a.png")])
     assert err == f"error: {other / metrics.FILE_NAME}:2 is not a metrics record (a JSON object with an integer epoch)"
@@ -195,7 +189,8 @@ def test_missing_matplotlib_is_one_line_naming_the_extra(run, tmp_path, capsys, 
 def test_curves_of_a_run_before_its_first_evaluation_and_of_one_without_losses(run, tmp_path, capsys):
     _, out, _ = run
     records = metrics.read(out / metrics.FILE_NAME)
-    for name, kept in (("early", records[:1]), ("no-losses", [{k: v for k, v in r.items() if k != "losses"}
+    before_evaluation = {"epoch": 1, "losses": records[0]["losses"]}  # the record of an epoch not evaluated
+    for name, kept in (("early", [before_evaluation]), ("no-losses", [{k: v for k, v in r.items() if k != "losses"}
                                                                for r in metrics.evaluated(records)])):
         (tmp_path / name).mkdir()
         metrics.write(tmp_path / name / metrics.FILE_NAME, kept)
@@ -212,12 +207,11 @@ def test_curves_of_a_run_before_its_first_evaluation_and_of_one_without_losses(r
     assert "has evaluations of mAP@0.5, mAP@0.5" in err and "need the same curves" in err
 
 
-def test_the_embedding_shows_the_representatives_of_the_runs_variant(run, tmp_path):
+def test_the_embedding_shows_the_representatives_of_the_runs_variant(run, tiny_variant):
     """Under --representatives topk the online representatives are the top and bottom snippets
     themselves, not EM centres: the picture shows what the run trained with."""
-    root, _, video = run
-    out = tmp_path / "topk"
-    train.run(_config(root, out, epochs=1, representatives="topk"))
+    _, _, video = run
+    out = tiny_variant(representatives="topk").out
     trainer = plot.open_run(out / "checkpoint.pt", "cpu")
     outputs = plot.video_outputs(trainer, trainer.dataset.annotations.video_names.index(video))
     distances = torch.cdist(outputs.representatives, outputs.embedded)
@@ -225,12 +219,11 @@ def test_the_embedding_shows_the_representatives_of_the_runs_variant(run, tmp_pa
     assert (distances.min(dim=1).values == 0).all()  # every one is a snippet of the video
 
 
-def test_the_video_pictures_of_a_run_with_the_video_wise_bank(run, tmp_path, capsys):
+def test_the_video_pictures_of_a_run_with_the_video_wise_bank(run, tiny_variant, tmp_path, capsys):
     """--bank video holds training videos' entries, not classes': the pictures draw no bank entry and
     the pseudo labels are the intra-video branch's; the bank picture is one error line."""
-    root, _, video = run
-    out = tmp_path / "video-bank"
-    train.run(_config(root, out, epochs=1, bank="video"))
+    _, _, video = run
+    out = tiny_variant(bank="video").out
     for command in ("cas", "embedding"):
         image = tmp_path / f"{command}.png"
         assert plot.main([command, "--checkpoint", str(out / "checkpoint.pt"), "--video", video,

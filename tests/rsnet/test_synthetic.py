@@ -94,6 +94,7 @@ def test_written_annotations_follow_the_layouts(small_root):
     assert [x.labels for x in layouts] == load(small_root, "labels").tolist()
 
 
+@pytest.mark.slow  # the layouts of the real dataset's size
 def test_standalone_statistics_match_thumos14():
     """Loose bounds around the real figures (quoted in each comment), for one 412-video draw."""
     layouts = draw_layouts(THUMOS_SIZED, seed=0)
@@ -275,6 +276,7 @@ ANET_SIZED = PRESETS["activitynet1.2-synthetic"].spec
 TINY_ANET = SyntheticSpec(dataset="ActivityNet1.2", n_train=10, n_test=6, length_scale=0.1)
 
 
+@pytest.mark.slow  # 7,202 layouts: ~2 s
 def test_standalone_statistics_match_activitynet12():
     """Loose bounds around the real figures (quoted in each comment), for one 7,202-video draw."""
     layouts = draw_layouts(ANET_SIZED, seed=0)

@@ -1,6 +1,6 @@
 """The training loop equals the published one (rsnet.official_rskp.train_epochs) in float64.
 
-Beyond one step (tests/test_parity.py): steps of videos_per_step videos counted across epochs
+Beyond one step (tests/rsnet/test_parity.py): steps of videos_per_step videos counted across epochs
 (a step open at the end of an epoch, and at the end of warm-up, is completed in the next; the
 run's last open step is never applied), bank reads and inserts video by video within a step, the
 end-of-warm-up fill in eval mode and the lambda_s switch. Both loops start from the same
@@ -12,7 +12,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from helpers import rel_error
 
 from bench.oracles import official_rskp
 from rsnet import train
@@ -64,7 +63,7 @@ def _official_epochs(trainer, dataset):
     return model, epochs
 
 
-def test_training_loop_equals_the_official_loop(dataset):
+def test_training_loop_equals_the_official_loop(dataset, rel_error):
     trainer = _trainer(dataset)
     official, official_epochs = _official_epochs(trainer, dataset)
     classes = dataset.annotations.video_labels[dataset.train_indices].any(0)

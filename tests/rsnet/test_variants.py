@@ -1,5 +1,6 @@
 """The variants of supplementary Tables 2 and 3: each switch changes what it should and nothing else."""
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ from rsnet.config import VARIANTS, Config, ConfigError, validate
 from rsnet.errors import UserError
 from rsnet.model import RSKP, MemoryBank, PredictionModule, banks, variants
 from rsnet.model.losses import feature_propagation_loss, rskp_loss
-from rsnet.synthetic import SyntheticSpec, generate
 
 LENGTHS = [1, 3, 17, 9]
 N_CLASSES = 5
@@ -319,32 +319,32 @@ def test_a_meaningless_switch_is_one_line_naming_it(switches, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("data") / "tiny", SyntheticSpec(n_train=8, n_test=6, length_scale=0.15),
-                    seed=2)
+def _trained_elsewhere_too(switches):
+    """topk and the video-wise bank: runs the pictures, diagnose and infer read too (a tiny_variant each);
+    the other variants train for this test alone, in the full suite."""
+    return switches if switches in ({"representatives": "topk"}, {"bank": "video"}) else \
+        pytest.param(switches, marks=pytest.mark.slow)
 
 
-@pytest.mark.parametrize("switches", [
+@pytest.mark.parametrize("switches", [_trained_elsewhere_too(s) for s in [
     {"representatives": "foreground"}, {"representatives": "background"}, {"representatives": "topk"},
     {"bank": "video"}, {"propagation_loss": "feature_l1"}, {"propagation_loss": "feature_l2"}, {"fusion": "early"},
-], ids=lambda s: "-".join(map(str, s.values())))
-def test_every_switch_trains_through_the_memory_bank_phase(tiny_root, tmp_path, switches):
-    """Two tiny epochs: warm-up, the bank filled, one inter-video epoch, a checkpoint, an evaluation."""
-    cfg = Config(data_root=str(tiny_root), out=str(tmp_path), epochs=2, warmup_epochs=0, eval_every=2, embed_dim=16,
-                 videos_per_step=3, test_batch_size=4, lenient=True, device="cpu", **switches)
-    summary = train.run(cfg)
-    assert np.isfinite(summary["last"]["avg"])
-    bank = trained.load(tmp_path, "cpu").bank_state
-    if cfg.bank == "video":
+]], ids=lambda s: "-".join(map(str, s.values())))
+def test_every_switch_trains_through_the_memory_bank_phase(tiny_variant, switches):
+    """Two tiny epochs (tiny_variant): warm-up, the bank filled, one inter-video epoch, a checkpoint, an evaluation."""
+    run = tiny_variant(**switches)
+    assert np.isfinite(run.summary["last"]["avg"]) and run.summary["last"]["epoch"] == 2
+    loaded = trained.load(run.out, "cpu")
+    assert all(getattr(loaded.config, key) == value for key, value in switches.items())
+    if loaded.config.bank == "video":
+        bank = loaded.bank_state
         assert bank["filled"].all() and bank["entries"].abs().sum() > 0
 
 
-def test_a_run_saved_before_the_switches_existed_resumes(tiny_root, tmp_path):
+def test_a_run_saved_before_the_switches_existed_resumes(tiny_config, tiny_trained, tmp_path):
     """Its config lacks the new keys; their defaults are what it ran, so --resume continues it."""
-    cfg = Config(data_root=str(tiny_root), out=str(tmp_path), epochs=1, warmup_epochs=0, eval_every=1, embed_dim=16,
-                 videos_per_step=3, test_batch_size=4, lenient=True, device="cpu")
-    train.run(cfg)
+    shutil.copytree(tiny_trained(epochs=1).out, tmp_path, dirs_exist_ok=True)
+    cfg = tiny_config(tmp_path, epochs=1)
     path = tmp_path / "checkpoint.pt"
     state = checkpoint.load_run(path)
     for key in VARIANTS.keys() | {"bank_momentum"}:
