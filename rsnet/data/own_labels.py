@@ -146,7 +146,7 @@ def _check_classes(path: Path, videos: dict[str, Video], subsets: dict[str, str]
     users: dict[str, set[str]] = {}
     for name, video in videos.items():
         for label, number in video.labels.items():
-            first_row.setdefault(label, number)
+            first_row[label] = min(number, first_row.get(label, number))
             users.setdefault(label, set()).add(name)
     for label, names in users.items():
         if len(names) == 1:
