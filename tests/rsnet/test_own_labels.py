@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rsnet import train
+from rsnet import infer, train
+from rsnet.checkpoint import load_trained
+from rsnet.checkpoint.command import main as checkpoint_main
 from rsnet.data import DataError
 from rsnet.data.command import main as data_main
 from rsnet.data.json_dataset import JSONDataset
@@ -58,6 +60,14 @@ def test_a_csv_of_video_level_labels_builds_a_dataset_that_trains(tmp_path, feat
     config = json.loads((run / "config.json").read_text())
     assert config["dataset"] == "custom" and config["lr"] == 5e-5  # a dataset of one's own: the official settings
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    # its shared weights record no local path: scoring the dataset again needs it named
+    weights = tmp_path / "w.safetensors"
+    assert checkpoint_main(["export", str(run), "--out", str(weights)]) == 0
+    assert "annotations" not in load_trained(weights, data_root=str(out)).config
+    assert infer.main(["--checkpoint", str(weights), "--out", str(tmp_path / "p.npz"), "--device", "cpu"]) == 2
+    assert "trained on ActivityNet JSON annotations, which shared weights do not record" in capsys.readouterr().err
+    assert infer.main(["--checkpoint", str(weights), "--annotations", str(out), "--features", str(features),
+                       "--out", str(tmp_path / "p.npz"), "--device", "cpu"]) == 0
 
 
 def test_a_subset_column_or_a_test_fraction_splits_the_videos(tmp_path, features):
