@@ -399,7 +399,8 @@ def main(argv: list[str]) -> int:
     if args.command == "curves":
         fig, source = curves_figure(args.runs), ", ".join(map(str, args.runs))
     elif args.command == "bank":
-        fig, source = bank_figure(open_run(args.checkpoint, args.device, args.data_root, args.checkpoint_format, json_data(args))), str(args.checkpoint)
+        run = open_run(args.checkpoint, args.device, args.data_root, args.checkpoint_format, json_data(args))
+        fig, source = bank_figure(run), str(args.checkpoint)
     else:
         run = open_run(args.checkpoint, args.device, args.data_root, args.checkpoint_format, json_data(args))
         video = video_index(run.dataset.annotations, args.video)
