@@ -9,7 +9,10 @@ the paper's; docs/design.md, "Inference"), over
   JSON layout) ``[--split S]`` (default: the dataset recorded in the checkpoint, and its test split), or
 - ``--features PATH`` alone: a folder of ``VIDEO_ID.npy`` arrays (T, feature_dim), or one such ``.npy``;
   no dataset is read (the checkpoint records the class names; the published code's ``N.pkl``
-  records none, so it still needs ``--data-root``).
+  records none, so it still needs ``--data-root``), or
+- ``--video FILE_OR_DIR... --rgb-weights RGB.pt --flow-weights FLOW.pt [--flow tvl1|raft]``: video
+  files, whose features ``rsnet.extract`` extracts first (the ``[extract]`` extra) into
+  ``--video-cache``, by flow and weights: a video extracted once is not extracted again.
 
 ``OUT.npz``: the predictions, in the layout ``python -m rsnet.evaluate --predictions`` reads:
 ``vid_preds`` (V, C+1), ``frm_preds`` (an object array of (T_i, C+1) class activation sequences) and
@@ -28,8 +31,8 @@ rsnet.evaluate`` as the run scored itself (its protocol, thresholds and leniency
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -45,6 +48,8 @@ from .data.safe_npy import load_npy
 from .errors import UserError
 from .evaluate import PROTOCOLS, best_class_of, command_line
 from .evaluate.proposals import proposals
+from .extract.flow import FLOW_METHODS
+from .extract.pipeline import Recipe
 from .model import BRANCHES, predict_batches
 from .trained import Trained, add_arguments, dataset_of, json_data, load
 
@@ -68,25 +73,31 @@ def detections_by_video(scores: np.ndarray, cas: list[np.ndarray], class_names: 
     return per_video
 
 
-def read_features(path: Path, feature_dim: int) -> tuple[list[str], list[np.ndarray]]:
-    """(video ids, float32 (T, feature_dim) arrays) of a folder of VIDEO_ID.npy, or of one .npy."""
+def feature_files(path: Path) -> list[Path]:
+    """The VIDEO_ID.npy files of a folder, sorted, or the one .npy ``path`` names."""
     if path.is_dir():
         files = sorted(path.glob("*.npy"))
         if not files:
             raise DataError(f"--features {path} holds no .npy file")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise DataError(f"--features {path} not found")
+        return files
+    if path.is_file():
+        return [path]
+    raise DataError(f"--features {path} not found")
+
+
+def read_features(files: list[Path], feature_dim: int) -> tuple[list[str], list[np.ndarray]]:
+    """(video ids, float32 (T, feature_dim) arrays) of VIDEO_ID.npy files."""
     features = []
     for file in files:
         feat = np.asarray(load_npy(file))
         if feat.ndim != 2 or feat.shape[1] != feature_dim or feat.shape[0] == 0 or feat.dtype.kind not in "biuf":
             raise DataError(f"{file}: features of shape {feat.shape} dtype {feat.dtype}; the checkpoint takes "
                             f"(T >= 1, {feature_dim}) real numbers")
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: refused below
+            feat = feat.astype(np.float32)
         if not np.isfinite(feat).all():
-            raise DataError(f"{file}: NaN or infinite features")
-        features.append(feat.astype(np.float32))
+            raise DataError(f"{file}: NaN or infinite features (as float32, the model's dtype)")
+        features.append(feat)
     return [f.stem for f in files], features
 
 
@@ -111,8 +122,9 @@ def predict(args, trained: Trained) -> Predicted:
     """The videos of ``--features``, or of the dataset's ``--split`` (default: its test split), scored."""
     scoring = (trained.device, args.branches, trained.bank)
     batch_size = trained.config.test_batch_size
-    if features_alone(args):
-        names, features = read_features(args.features, trained.config.feature_dim)
+    if features_alone(args) or args.video is not None:
+        files = feature_files(args.features) if args.video is None else extracted(args)
+        names, features = read_features(files, trained.config.feature_dim)
         return Predicted(names, *predict_batches(trained.model, packed(features, batch_size), *scoring),
                          "ANNOTATIONS", None)
     dataset = dataset_of(trained)
@@ -130,6 +142,23 @@ def features_alone(args) -> bool:
     return args.features is not None and args.annotations is None
 
 
+def extracted(args) -> list[Path]:
+    """The features of ``--video`` files (``rsnet.extract``), in a cache folder keyed by the flow
+    and the weight files, so a video extracted once is not extracted again."""
+    from .extract import extract_videos
+    from .extract.extra import check_extra
+
+    check_extra(args.flow, "python -m rsnet.infer --video")
+    key = hashlib.sha256(args.flow.encode())
+    for weights in (args.rgb_weights, args.flow_weights, args.raft_weights):
+        if weights is not None and Path(weights).is_file():
+            key.update(hashlib.sha256(Path(weights).read_bytes()).digest())
+    key.update(str(args.crop).encode())
+    folder = args.video_cache / f"{args.flow}-{key.hexdigest()[:16]}"
+    return extract_videos(args.video, folder, args.rgb_weights, args.flow_weights, args.flow, args.device,
+                          raft_weights=args.raft_weights, recipe=Recipe(crop=args.crop))
+
+
 def save_predictions(path: Path, scores: np.ndarray, cas: list[np.ndarray]) -> None:
     """The predictions as ``rsnet.evaluate --predictions`` reads them, written atomically."""
     frames = np.empty(len(cas), dtype=object)
@@ -145,7 +174,7 @@ def save_detections(path: Path, args, trained: Trained, predicted: Predicted, pr
                                     1 / snippet_rate(args, trained), args.max_per_video, protocol)
     record = {"version": FORMAT_VERSION, "results": dict(zip(predicted.names, per_video)),
               "external_data": {"used": False, "details": f"RSKP detections of {args.checkpoint}"}}
-    outputs.write(path, (json.dumps(record) + "\n").encode())
+    outputs.write(path, outputs.json_bytes(record))
     return sum(map(len, per_video))
 
 
@@ -157,8 +186,15 @@ def snippet_rate(args, trained: Trained) -> float:
 
 
 def _check_flags(args) -> None:
-    if features_alone(args) and args.split is not None:
-        raise UserError("--split selects videos of a dataset; --features alone gives the videos itself")
+    given = [flag for flag, present in (("--features", features_alone(args)), ("--video", args.video is not None))
+             if present]
+    if len(given) == 2 or (given and args.split is not None):
+        raise UserError(f"{' and '.join(given + (['--split'] if args.split else []))}: give one source of videos "
+                        f"(--split selects videos of a dataset; --features alone and --video give the videos "
+                        f"themselves)")
+    if args.video is not None and not (args.rgb_weights and args.flow_weights):
+        raise UserError("--video extracts features first: give --rgb-weights and --flow-weights (the pytorch-i3d "
+                        "files, rgb_imagenet.pt and flow_imagenet.pt)")
     if args.out.suffix not in OUT_SUFFIXES:
         raise UserError(f"--out {args.out} must end in .npz (predictions) or .json (detections)")
     given = [v for v in (args.frames_per_snippet, args.fps) if v is not None]
@@ -166,7 +202,7 @@ def _check_flags(args) -> None:
         raise UserError(f"--frames-per-snippet and --fps must be positive, got {args.frames_per_snippet}, {args.fps}")
     if args.max_per_video is not None and args.max_per_video < 1:
         raise UserError(f"--max-per-video must be at least 1, got {args.max_per_video}")
-    outputs.check_out(args.out, args.out.suffix, (args.checkpoint, args.features))
+    outputs.check_out(args.out, OUT_SUFFIXES, (args.checkpoint, args.features))
 
 
 @cli.command
@@ -180,6 +216,17 @@ def main(argv: list[str]) -> int:
                         help="main: the main branch alone; intra: main and intra-video (the paper); all: a first "
                              "round predicts the classes, whose memory-bank snippets add the inter-video branch")
     parser.add_argument("--split", default=None, help="subset of the dataset (default: its test split)")
+    videos = parser.add_argument_group("--video: video files, their features extracted first (python -m rsnet.extract)")
+    videos.add_argument("--video", nargs="+", type=Path, default=None, metavar="VIDEO", help="video files or folders")
+    videos.add_argument("--rgb-weights", type=Path, help="pytorch-i3d RGB weights (rgb_imagenet.pt)")
+    videos.add_argument("--flow-weights", type=Path, help="pytorch-i3d flow weights (flow_imagenet.pt)")
+    videos.add_argument("--flow", choices=FLOW_METHODS, default="tvl1",
+                        help="optical flow: tvl1 (default: the published features', which a model trained on them expects)")
+    videos.add_argument("--raft-weights", type=Path, default=None, help="torchvision RAFT weights (--flow raft)")
+    videos.add_argument("--crop", type=int, default=Recipe.crop,
+                        help="I3D input size (default 224, the published features'; smaller only for quick tests)")
+    videos.add_argument("--video-cache", type=Path, default=Path(".rskp_cache") / "video-features",
+                        help="where extracted features are kept, by flow and weights (default .rskp_cache/video-features)")
     parser.add_argument("--frames-per-snippet", type=float, default=None, help="default: the checkpoint's (16)")
     parser.add_argument("--fps", type=float, default=None, help="default: the checkpoint's (25)")
     parser.add_argument("--max-per-video", type=int, default=None, help="keep the N best detections of each video (.json)")
@@ -190,7 +237,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _check_flags(args)
     trained = load(args.checkpoint, args.device, args.data_root, args.checkpoint_format,
-                   dataset_needed=not features_alone(args), data=None if features_alone(args) else json_data(args))
+                   dataset_needed=not (features_alone(args) or args.video is not None),
+                   data=None if features_alone(args) or args.video is not None else json_data(args))
     protocol = args.protocol or trained.config.protocol
     predicted = predict(args, trained)
     if args.out.suffix == ".npz":

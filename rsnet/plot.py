@@ -21,6 +21,8 @@ Needs matplotlib: ``pip install -e .[plots]``.
 from __future__ import annotations
 
 import argparse
+import io
+import math
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,7 +33,7 @@ from torch import Tensor
 
 from rs_kernels.reference import l2_normalize
 
-from . import cli, metrics
+from . import cli, metrics, outputs
 from .data import Annotations
 from .data.dataset import VideoDataset
 from .datasets import SNIPPETS_PER_SECOND
@@ -53,14 +55,18 @@ def figure_class():
     return Figure
 
 
-def check_out(out: Path) -> None:
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"--out {out} must end in {' or '.join(IMAGE_SUFFIXES)}: the suffix picks the image format")
+def check_flags(args) -> None:
+    """--out (an image the suffix names the format of, where it can be written) and --dpi, before any work."""
+    outputs.check_out(args.out, IMAGE_SUFFIXES, (getattr(args, "checkpoint", None),))
+    if not (math.isfinite(args.dpi) and args.dpi > 0):
+        raise UserError(f"--dpi must be a positive number, got {args.dpi}")
 
 
 def save(fig, out: Path, dpi: float) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format=out.suffix[1:].lower(), dpi=dpi, bbox_inches="tight")
+    """The figure as the image ``out``'s suffix names, written whole (``rsnet.outputs.write``)."""
+    image = io.BytesIO()
+    fig.savefig(image, format=out.suffix[1:].lower(), dpi=dpi, bbox_inches="tight")
+    outputs.write(out, image.getvalue())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -394,7 +400,7 @@ def main(argv: list[str]) -> int:
         subcommand.add_argument("--dpi", type=float, default=100, help="resolution of a .png (default 100)")
         cli.add_debug_flag(subcommand)
     args = parser.parse_args(argv)
-    check_out(args.out)
+    check_flags(args)
     figure_class()  # a missing matplotlib is an error before any work
     if args.command == "curves":
         fig, source = curves_figure(args.runs), ", ".join(map(str, args.runs))

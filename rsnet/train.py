@@ -17,7 +17,6 @@ end of its epoch with one line, before that epoch is saved.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import checkpoint, cli, metrics
+from . import checkpoint, cli, folder_lock, metrics, outputs
 from .config import Config, add_config_arguments, build_config, changed_keys, format_config, to_dict, validate
 from .data.dataset import PackedBatch, VideoDataset
 from .devices import resolve_device
@@ -190,8 +189,6 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
     """The run files a new run will replace; refuses to start over a run it was not told to replace."""
     if resume and overwrite:
         raise UserError("--resume continues the run in OUT and --overwrite replaces it: give one of them")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
     found = [out / name for name in OWN_FILES if (out / name).exists()]
     if found and not (resume or overwrite):
         raise UserError(f"{out} holds a run ({', '.join(p.name for p in found)}): add --resume to continue it "
@@ -227,10 +224,18 @@ def evaluate_epoch(trainer: Trainer, records: list[dict[str, Any]], done: int, o
 
 
 def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train and evaluate; returns the last and best evaluated records."""
+    """Train and evaluate; returns the last and best evaluated records. The run owns its folder
+    (``rsnet.folder_lock``) from before it reads anything to its end: a second run started into
+    it is refused at once."""
     validate(cfg)
     summary_writer = metrics.summary_writer_class() if cfg.tensorboard else None  # missing: an error before any work
     out = Path(cfg.out)
+    outputs.check_out_folder(out)
+    with folder_lock.owned(out, "a training run"):
+        return _run(cfg, out, resume, overwrite, summary_writer)
+
+
+def _run(cfg: Config, out: Path, resume: bool, overwrite: bool, summary_writer) -> dict[str, Any]:
     replaced = _prepare_out(out, resume, overwrite)
     ckpt_path, metrics_path = out / "checkpoint.pt", out / metrics.FILE_NAME
     state = checkpoint.load_run(ckpt_path) if resume else None
@@ -261,7 +266,7 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
     board = summary_writer(str(out / "tensorboard"), purge_step=1) if summary_writer else None
     if board:
         metrics.add_scalars(board, records)
-    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    outputs.write(out / "config.json", outputs.json_bytes(to_dict(cfg), indent=2))
     print(f"rskp: {len(dataset.train_indices)} train / {len(dataset.test_indices)} test videos on {device} "
           f"(features {where}); config:\n"
           f"{format_config(cfg)}", file=sys.stderr)
@@ -285,7 +290,7 @@ def run(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str,
         board.close()
     last, best, held_out = records[-1], metrics.best(records), metrics.held_out_best(records)
     table = results_table(last, best, held_out)
-    (out / "results.md").write_text(table + "\n")
+    outputs.write(out / "results.md", (table + "\n").encode())
     print(table)
     return {"last": last, "best": best, "held_out_best": held_out}
 

@@ -4,8 +4,9 @@
 the published RSKP code's ``N.pkl`` (``rsnet.checkpoint.load_trained``) into a ``Trained``: the
 model in eval mode on the device, its config, its class names and its memory bank. Every command
 that uses a trained model (``rsnet.infer``, ``rsnet.diagnose``, ``rsnet.plot``, ``rsnet.ablate``'s
-Table 4, ``rsnet.checkpoint export``) goes through it, and ``rsnet.train --resume`` builds on it,
-adding the optimizer. The dataset a command scores is loaded apart (``load_dataset``), only by the
+Table 4, ``rsnet.checkpoint export``) goes through it; ``rsnet.train --resume`` reads the same
+stored model (``rsnet.checkpoint.run_trained``) and adds what training needs: the optimizer, a
+step's gradients, the random state. The dataset a command scores is loaded apart (``load_dataset``), only by the
 commands that need its features.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .model import RSKP, MemoryBank
 from .model.predict import Fusion, predict_batches
 from .presets import PRESETS, json_layout_files
 from .protocols import PROTOCOL_IOUS
+from .synthetic import ensure_synthetic
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,6 @@ def dataset_root(cfg: Config) -> Path:
     """The loader root of the run's data: ``data_root``, else its synthetic preset's (generated once, cached)."""
     if cfg.data_root is not None:
         return Path(cfg.data_root)
-    from .synthetic import ensure_synthetic  # numpy work: only when the synthetic data is the run's
-
     return ensure_synthetic(cfg.cache_dir, cfg.preset, cfg.data_seed)
 
 
@@ -122,8 +122,8 @@ def load(path: str | Path, device: str = "auto", data_root: str | None = None, c
         class_names = annotations.class_names
     on = resolve_device(device)
     model = RSKP(cfg, len(class_names))
-    model.load_state_dict(stored.model)
-    return Trained(cfg, model.to(on).eval(), class_bank(cfg, len(class_names), stored.bank, on), stored.bank,
+    load_fitting(model, stored.model, path, "model")
+    return Trained(cfg, model.to(on).eval(), class_bank(cfg, len(class_names), stored.bank, on, path), stored.bank,
                    class_names, on, path)
 
 
@@ -140,15 +140,26 @@ def run_config(stored: TrainedModel, path: Path, device: str, data_root: str | N
     return cfg
 
 
-def class_bank(cfg: Config, n_classes: int, state: dict[str, Tensor], device: torch.device) -> MemoryBank | None:
+def load_fitting(module: torch.nn.Module, state: dict[str, Tensor], path: Path, what: str) -> None:
+    """``state`` into ``module``, or a CheckpointError naming the file and every tensor whose name or
+    shape does not fit the config the file records (a file whose metadata and tensors disagree)."""
+    expected = module.state_dict()
+    problems = [f"{name} {tuple(state[name].shape)} where the config needs {tuple(want.shape)}"
+                for name, want in expected.items() if name in state and state[name].shape != want.shape]
+    problems += [f"{name} missing" for name in expected if name not in state]
+    problems += [f"{name} unexpected" for name in state if name not in expected]
+    if problems:
+        raise CheckpointError(f"{path}: its {what}'s tensors do not fit the config it records: {'; '.join(problems)}")
+    module.load_state_dict(state)
+
+
+def class_bank(cfg: Config, n_classes: int, state: dict[str, Tensor], device: torch.device,
+               path: Path) -> MemoryBank | None:
     """The class-wise memory bank of the run's ``state``; None when the run has none (or the video-wise one)."""
     if not (cfg.memory_bank and cfg.bank == "class"):
         return None
     bank = MemoryBank(n_classes, cfg.bank_slots, cfg.embed_dim)
-    try:
-        bank.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"its memory bank does not fit the config: {' '.join(str(exc).split())[:300]}") from exc
+    load_fitting(bank, state, path, "memory bank")
     return bank.to(device)
 
 

@@ -60,13 +60,25 @@ def save_weights(trained: TrainedModel, path: str | Path) -> None:
     tensors = {f"{part}.{name}": value.detach().cpu().contiguous()
                for part, state in (("model", trained.model), ("bank", trained.bank)) for name, value in state.items()}
     metadata = {**weights_metadata(trained), WEIGHTS_HASH_KEY: WEIGHTS_HASH_UNSET}
-    unsigned = save(tensors, metadata)
+    unsigned = _canonical(save(tensors, metadata))
     header_end = 8 + struct.unpack("<Q", unsigned[:8])[0]
     if unsigned.count(_hash_field(WEIGHTS_HASH_UNSET), 0, header_end) != 1:
         raise RuntimeError("safetensors wrote a header without the checksum field as expected; cannot sign it")
     signed_header = unsigned[:header_end].replace(_hash_field(WEIGHTS_HASH_UNSET),
                                                   _hash_field(hashlib.sha256(unsigned).hexdigest()))
     outputs.write(Path(path), signed_header + unsigned[header_end:])
+
+
+def _canonical(safetensors: bytes) -> bytes:
+    """The same file with its header's keys in sorted order (safetensors writes its metadata map in
+    an arbitrary order): the same trained model gives the same bytes, so a published checksum can
+    be reproduced. The tensors' offsets are relative to the data, which does not move."""
+    header_end = 8 + struct.unpack("<Q", safetensors[:8])[0]
+    header = json.loads(safetensors[8:header_end])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(dict(sorted(header.items())), separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data stays 8-byte aligned, as safetensors aligns it
+    return struct.pack("<Q", len(text)) + text + safetensors[header_end:]
 
 
 def _weights_header(data: bytes, path: Path) -> tuple[int, dict[str, Any]]:

@@ -75,6 +75,7 @@ def load_annotations(folder: str | Path) -> Annotations:
     class_names = [_text(c) for c in raw["classlist"]]
     class_index = {c: i for i, c in enumerate(class_names)}
     video_names = [_text(n) for n in raw["videoname"]]
+    check_unique_names(video_names, folder / "videoname.npy")
 
     def class_indices(labels, v: int, source: str) -> np.ndarray:
         if isinstance(labels, (str, bytes)) or not np.iterable(labels):
@@ -106,6 +107,17 @@ def load_annotations(folder: str | Path) -> Annotations:
         video_labels=video_labels,
         ambiguous=_load_ambiguous(folder / "Ambiguous_test.txt"),
     )
+
+
+def check_unique_names(video_names: list[str], source: Path) -> None:
+    """Every video named once: detections and predictions are keyed by name, so a second video of
+    the same name would silently take the first one's place."""
+    first: dict[str, int] = {}
+    for position, name in enumerate(video_names):
+        if name in first:
+            raise DataError(f"{source} names video {name!r} twice (positions {first[name]} and {position}): "
+                            f"each video needs its own name")
+        first[name] = position
 
 
 def _numbers(value, shape: tuple[int, ...], problem: str) -> np.ndarray:

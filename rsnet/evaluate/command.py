@@ -4,7 +4,6 @@ mAP of a detections file.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import warnings
@@ -107,7 +106,7 @@ def main(argv: list[str]) -> int:
     if args.out is not None:
         record = {**result.to_dict(), "subset": subset, "n_videos": int(len(indices)),
                   "predictions": str(args.detections or args.predictions), "annotations": str(args.annotations)}
-        outputs.write(args.out, (json.dumps(record, indent=2) + "\n").encode())
+        outputs.write(args.out, outputs.json_bytes(record, indent=2))
     return 0
 
 

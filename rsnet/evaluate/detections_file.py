@@ -113,14 +113,28 @@ def _detection_fields(det, where: str) -> tuple[str, float, tuple[float, float]]
     return str(label), score, (segment[0], segment[1])
 
 
+class RepeatedKey(Exception):
+    """A JSON object naming one key twice."""
+
+
+def _refusing_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise RepeatedKey(next(key for key in keys if keys.count(key) > 1))
+    return dict(pairs)
+
+
 def load_detections(path: Path) -> dict:
     """The "results" of an ActivityNet results JSON file."""
     if not path.is_file():
         raise UserError(f"detections file not found: {path}")
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(), object_pairs_hook=_refusing_repeated_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path} is not a JSON file: {exc}") from exc
+    except RepeatedKey as repeated:
+        raise UserError(f"{path} lists {repeated.args[0]!r} twice in one object (a video's detections split "
+                        f"over two entries, of which a JSON reader keeps only the last): merge them") from None
     if not isinstance(record, dict) or "results" not in record:
         raise UserError(f"{path} has no 'results' (expected the ActivityNet results format)")
     return record["results"]

@@ -16,36 +16,15 @@ gives other features. Needs the [extract] extra: pip install -e ".[extract]".
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
 from rsnet import cli
 from rsnet.errors import UserError
 
-from .flow import FLOW_METHODS, import_raft_models
+from .extra import check_extra
+from .flow import FLOW_METHODS
 from .pipeline import Recipe, extract_videos
-
-INSTALL = 'pip install -e ".[extract]"'
-
-
-def _installed(module: str) -> bool:
-    try:
-        import_raft_models() if module == "torchvision" else importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
-
-
-def check_extra(flow: str) -> None:
-    """A UserError naming the one command to run when a package of the [extract] extra is missing."""
-    needed = {"av": "av", "cv2": "opencv-contrib-python-headless"}
-    if flow != "tvl1":
-        needed["torchvision"] = "torchvision"
-    missing = [package for module, package in needed.items() if not _installed(module)]
-    if missing:
-        raise UserError(f"python -m rsnet.extract needs the [extract] extra ({', '.join(missing)} missing): "
-                        f"run {INSTALL}")
 
 
 @cli.command

@@ -24,6 +24,7 @@ from rsnet import outputs
 from rsnet.data import expected_length
 from rsnet.devices import resolve_device
 from rsnet.errors import DataError, UserError
+from rsnet.folder_lock import owned
 
 from .flow import FLOW_METHODS, flow_estimator, to_i3d_input
 from .i3d import load_i3d
@@ -243,16 +244,36 @@ def extract_videos(videos: list[Path], out_dir: Path, rgb_weights: Path, flow_we
     stream, shorter than a snippet) raise one ``ExtractionError`` (a ``DataError``) after the others
     are written, naming each failed file and why.
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     videos = video_files(videos)
+    outputs.check_out_folder(out_dir)
+    _check_distinct_ids(videos)
     for video in videos:
         outputs.check_out(features_path(out_dir, video), ".npy", (video,))
-    todo = [v for v in videos if not features_path(out_dir, v).exists()]
+    needed = any(not features_path(out_dir, v).exists() for v in videos)
+    # built before the folder is taken: bad arguments (a flow, a device, a weights file) are refused first
+    extractor = Extractor(rgb_weights, flow_weights, flow, device, batch, jobs, raft_weights, recipe) if needed else None
+    with owned(out_dir, "a feature extraction"):
+        return _extract_into(videos, out_dir, progress, extractor)
+
+
+def _check_distinct_ids(videos: list[Path]) -> None:
+    """Two videos of one name would write one VIDEO_ID.npy: the second would be skipped as done."""
+    seen: dict[str, Path] = {}
+    for video in videos:
+        if video.stem in seen:
+            raise UserError(f"{seen[video.stem]} and {video} have the same video id {video.stem!r}: their features "
+                            f"would be one file; rename one")
+        seen[video.stem] = video
+
+
+def _extract_into(videos: list[Path], out_dir: Path, progress: bool, extractor: Extractor | None) -> list[Path]:
+    """The pipeline over ``videos`` not done yet, under the folder's lock (see ``extract_videos``)."""
+    from tqdm import tqdm
+
+    todo = [v for v in videos if not features_path(out_dir, v).exists()] if extractor else []
     failures: list[str] = []
     start = time.perf_counter()
-    extractor = Extractor(rgb_weights, flow_weights, flow, device, batch, jobs, raft_weights, recipe) if todo else None
     try:
         for video in tqdm(todo, desc="videos", unit="video", disable=not progress):
             with tqdm(desc=video.name, unit="snippet", leave=False, disable=not progress) as bar:

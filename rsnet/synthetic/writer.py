@@ -20,6 +20,7 @@ from ..data.feature_store import sha256_of, store_of, write_store
 from ..data.safe_npy import load_npy
 from ..datasets import DATASETS, features_file
 from ..errors import UserError
+from ..folder_lock import owned
 from ..presets import ACTIVITYNET_DATASETS, GENERATOR_VERSION, PRESETS, SyntheticSpec, json_layout_files
 from .features import draw_world, video_features
 from .layout import VIDEO_STREAM, WORLD_STREAM, VideoLayout, draw_layouts, read_layouts, stream_rng
@@ -102,14 +103,35 @@ def _install(staging: Path, target: Path) -> None:
         os.replace(staging, target)
 
 
-def _is_ours(target: Path) -> bool:
-    """Whether ``target`` is absent, an empty folder, or a dataset this module wrote (its manifest names it)."""
-    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
-        return True
+def _files_written_here(target: Path) -> set[str] | None:
+    """The files this module wrote in ``target``, as its manifest lists them (the manifest too), or
+    None when ``target`` holds no manifest of this module's."""
     try:
-        return json.loads((target / MANIFEST_FILE).read_text()).get("generator") == GENERATOR
-    except (OSError, ValueError, AttributeError):  # no manifest, not JSON, not a mapping
-        return False
+        manifest = json.loads((target / MANIFEST_FILE).read_text())
+        if manifest.get("generator") != GENERATOR:
+            return None
+        return {*manifest["files"], MANIFEST_FILE}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):  # no manifest, not JSON, not a mapping
+        return None
+
+
+def _check_replaceable(target: Path) -> None:
+    """A UserError unless ``target`` is absent, empty, or holds only files this module wrote there:
+    replacing it must delete nothing else (a user's file, real features)."""
+    present = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()} if target.is_dir() else set()
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        return
+    ours = _files_written_here(target)
+    if ours is None:
+        raise UserError(f"{target} exists and is not a synthetic dataset written by python -m rsnet.synthetic (no "
+                        f"{MANIFEST_FILE} of its own): refused, since writing there would delete it; choose another "
+                        f"--out, or add --overwrite to replace it")
+    foreign = sorted(present - ours)
+    if foreign:
+        named = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise UserError(f"{target} holds files python -m rsnet.synthetic did not write there ({named}): refused, "
+                        f"since replacing the dataset would delete them; move them, choose another --out, or add "
+                        f"--overwrite to delete them")
 
 
 def _resolve(spec_or_preset: SyntheticSpec | str) -> tuple[SyntheticSpec, str | None]:
@@ -122,11 +144,19 @@ def _resolve(spec_or_preset: SyntheticSpec | str) -> tuple[SyntheticSpec, str | 
     return PRESETS[spec_or_preset].spec, spec_or_preset
 
 
+def _standalone(spec: SyntheticSpec, seed: int) -> tuple[list[str], list[VideoLayout]]:
+    """The classes and the drawn layouts of a dataset without real ground truth."""
+    classes = activitynet_classes(spec.dataset) if spec.dataset in ACTIVITYNET_DATASETS else CLASSES
+    return list(classes), draw_layouts(spec, seed)
+
+
 def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", seed: int = 0,
              annotations: str | Path | None = None, overwrite: bool = False) -> Path:
     """Write ROOT/<spec.dataset>/ and return ROOT, the loader's root. A synthetic dataset written
-    there before is replaced; any other folder there only with ``overwrite`` (it is deleted): else
-    a UserError, before anything is written.
+    there before is replaced where it holds only the files this module wrote (its manifest lists
+    them); any other folder, or one holding other files too, only with ``overwrite`` (it is
+    deleted): else a UserError, before anything is written. The process owns ROOT meanwhile
+    (``rsnet.folder_lock``).
 
     With ``annotations`` the ground truth and its files come from that W-TALC annotation folder,
     the dataset is the one whose classes and subsets it holds, and the spec's sizes are unused.
@@ -135,21 +165,24 @@ def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", 
     """
     spec, preset = _resolve(spec_or_preset)
     if annotations is None:
-        classes = list(activitynet_classes(spec.dataset) if spec.dataset in ACTIVITYNET_DATASETS else CLASSES)
-        layouts = draw_layouts(spec, seed)
+        classes, layouts = _standalone(spec, seed)
     else:
-
         annotations = Path(annotations)
         load_annotations(annotations)  # the loader's checks first: a bad folder is a DataError naming it
         classes, layouts = read_layouts(annotations)
         spec = dataclasses.replace(spec, dataset=annotated_dataset(annotations))
     root = Path(root)
-    if not (overwrite or _is_ours(root / spec.dataset)):
-        raise UserError(f"{root / spec.dataset} exists and is not a synthetic dataset written by python -m "
-                        f"rsnet.synthetic (no {MANIFEST_FILE} of its own): refused, since writing there would "
-                        f"delete it; choose another --out, or add --overwrite to replace it")
+    if not overwrite:  # before the folder is taken: a refusal leaves nothing behind
+        _check_replaceable(root / spec.dataset)
+    with owned(root, "writing a synthetic dataset"):
+        _write(root, spec, preset, seed, classes, layouts, annotations)
+    return root
+
+
+def _write(root: Path, spec: SyntheticSpec, preset: str | None, seed: int, classes: list[str],
+           layouts: list[VideoLayout], annotations: Path | None) -> None:
+    """The dataset's files, staged beside the target and swapped in whole."""
     world = draw_world(spec, classes, stream_rng(seed, WORLD_STREAM))
-    root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.dataset}.partial-"))
     staging.chmod(0o755)  # mkdtemp's 0700 would make a shared cache unreadable to others
     try:
@@ -178,7 +211,6 @@ def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return root
 
 
 def annotated_dataset(annotations: str | Path) -> str:
@@ -213,9 +245,11 @@ def ensure_synthetic(cache_dir: str | Path, preset: str = "default", seed: int =
     """The loader root of the cached dataset of (preset, seed, spec hash); generated if absent or damaged."""
     spec, _ = _resolve(preset)
     root = Path(cache_dir) / f"synthetic-{preset}-seed{seed}-{spec.key()}"
-    if _is_intact(root / spec.dataset, spec, seed):
-        return root
-    return generate(root, preset, seed, overwrite=True)  # the cache's own folder: whatever is there is a broken copy
+    # several runs of a sweep may ask at once: the first generates, the others wait and find it intact
+    with owned(root, "generating the cached synthetic dataset", wait=True):
+        if not _is_intact(root / spec.dataset, spec, seed):  # the cache's own folder: a broken copy is replaced
+            _write(root, spec, preset, seed, *_standalone(spec, seed), None)
+    return root
 
 
 def describe(root: str | Path, dataset: str = DATASET) -> str:

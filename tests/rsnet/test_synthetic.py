@@ -12,6 +12,7 @@ import pytest
 
 from rsnet import synthetic
 from rsnet.errors import UserError
+from rsnet.folder_lock import LOCK_FILE
 from rsnet.presets import Preset
 from rsnet.synthetic import DATASET, FEATURES_FILE, PRESETS, SyntheticSpec, draw_layouts, ensure_synthetic, generate
 from rsnet.synthetic.command import main as synthetic_main
@@ -196,7 +197,7 @@ def test_a_failed_generation_leaves_the_previous_dataset(small_root, tmp_path, m
     with pytest.raises(OSError, match="disk full"):
         generate(root, SMALL, seed=5)
     assert files_of(root) == before
-    assert [p.name for p in root.iterdir()] == [DATASET], "no staging folder may be left behind"
+    assert sorted(p.name for p in root.iterdir()) == [LOCK_FILE, DATASET], "no staging folder may be left behind"
 
 
 def test_a_folder_not_written_here_is_refused_untouched_unless_overwrite(tmp_path, capsys):
