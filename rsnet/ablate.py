@@ -158,6 +158,8 @@ STUDIES = {"table1": _table1(), "table2": _table2(), "table3": _table3(), "table
 # --- reporting -----------------------------------------------------------------------------------
 
 def _where(base: Config) -> str:
+    if base.annotations is not None:
+        return f"{base.annotations} with the features of {base.features}"
     return f"synthetic data (preset {base.preset})" if base.data_root is None else base.data_root
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from rs_kernels import IMPLS
 
-from .datasets import DATASETS
+from .datasets import CUSTOM, DATASETS, WTALC_DATASETS
 from .errors import UserError
 from .presets import PRESETS
 from .protocols import PROTOCOL_IOUS
@@ -34,6 +34,18 @@ class Config:
     preset: str = "default"  # synthetic preset used when data_root is None (rsnet.presets)
     cache_dir: str = ".rskp_cache"  # where synthetic datasets are generated and reused
     feature_cache: str | None = None  # a folder of packed feature stores (rsnet.data convert); None: beside the data
+    # the JSON layout, instead of data_root: ActivityNet JSON annotations and a folder of VIDEO_ID.npy
+    # (or a packed store); docs/datasets.md
+    annotations: str | None = None
+    features: str | None = None
+    classes: str | None = None  # a file fixing the class order, one a line; None: the sorted set of the labels
+    train_subsets: str | None = None  # comma-separated subsets of the annotations that train; None: the dataset's
+    test_subsets: str | None = None  # ... that test; None: the dataset's (ActivityNet: training, validation)
+    skip_missing: bool = False  # leave out the annotations' videos that have no features, instead of refusing
+    # the features' snippet rate: a snippet is frames_per_snippet frames at fps (I3D as W-TALC: 16 at 25);
+    # a video's length must be its duration x fps / frames_per_snippet, and the evaluation maps snippets to seconds so
+    fps: float = 25.0
+    frames_per_snippet: float = 16.0
     data_seed: int = 0  # seed of the synthetic dataset (the training seed is `seed`)
     # run
     out: str = "runs/rskp"
@@ -95,9 +107,16 @@ class Config:
     fuse_intra: float = 0.4
 
 
-# What a dataset changes from the dataclass (THUMOS14) defaults; docs/usage.md ("What --dataset ActivityNet1.2 sets") gives the sources.
+# the RSKP authors' settings for ActivityNet (LeonHLJ/RSKP issue #3), which they give for both versions
+ACTIVITYNET_AUTHORS = {"dropout": 0.7, "lr": 2e-5, "weight_decay": 1e-3, "scale": 10.0, "n_representatives": 8,
+                       "em_iters": 2, "fuse_main": 0.8, "fuse_intra": 0.2, "back_weight": 0.1, "att_weight": 0.1,
+                       "spl_weight": 1.0}
+
+# What a dataset changes from the dataclass (THUMOS14) defaults; docs/usage.md ("What --dataset
+# ActivityNet1.2 sets") and docs/datasets.md (ActivityNet1.3) give the sources.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "Thumos14reduced": {},
+    CUSTOM: {},  # one's own data: the official (THUMOS14) settings
     "ActivityNet1.2": {
         # the RSKP authors' settings for ActivityNet1.2 (LeonHLJ/RSKP issue #3)
         "dropout": 0.7, "lr": 2e-5, "weight_decay": 1e-3, "scale": 10.0, "n_representatives": 8, "em_iters": 2,
@@ -105,6 +124,13 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         # the ActivityNet-capable codebases (CO2-Net, DELU) train on 60 sampled snippets per video
         # and test on whole videos, scored at ActivityNet's IoUs
         "max_seqlen": 60, "protocol": "anet",
+    },
+    "ActivityNet1.3": {
+        **ACTIVITYNET_AUTHORS,
+        # the train and test strategy of ACM-Net (ispc-lab/ACM-Net, config/model_config.py and main_act.py),
+        # to which the RSKP authors point ActivityNet users (LeonHLJ/RSKP issue #12): 75 snippets drawn
+        # per training video, one per equal bin; snippets of 16 frames at 25 fps; ActivityNet's IoUs
+        "max_seqlen": 75, "protocol": "anet", "fps": 25.0, "frames_per_snippet": 16.0,
     },
 }
 
@@ -196,14 +222,17 @@ def build_config(args: argparse.Namespace) -> Config:
     cli = {name: getattr(args, name) for name in FIELD_TYPES if getattr(args, name, None) is not None}
     file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
     preset = None
-    if cli.get("data_root") is None and file_values.get("data_root") is None:  # a file's null: no data root
+    json_layout = cli.get("annotations", file_values.get("annotations")) is not None
+    if cli.get("data_root") is None and file_values.get("data_root") is None and not json_layout:  # a file's null: none
         preset = cli.get("preset", file_values.get("preset", Config.preset))
         if preset not in PRESETS:
             raise ConfigError(f"unknown --preset {preset!r}; expected one of {sorted(PRESETS)}")
     preset_values = PRESETS[preset].overrides if preset is not None else {}
-    dataset = cli.get("dataset", file_values.get("dataset", preset_values.get("dataset", Config.dataset)))
+    # a dataset of one's own unless one is named: its annotations say what it holds
+    default_dataset = CUSTOM if json_layout else Config.dataset
+    dataset = cli.get("dataset", file_values.get("dataset", preset_values.get("dataset", default_dataset)))
     # an unknown dataset has no defaults here; validate() names it with the other values out of range
-    cfg = apply_overrides(Config(), DATASET_DEFAULTS.get(dataset, {}), f"the defaults of {dataset}")
+    cfg = apply_overrides(Config(dataset=dataset), DATASET_DEFAULTS.get(dataset, {}), f"the defaults of {dataset}")
     cfg = apply_overrides(cfg, preset_values, f"preset {preset!r}")
     cfg = apply_overrides(cfg, file_values, str(getattr(args, "config", "")))
     cfg = apply_overrides(cfg, cli, "the command line")
@@ -217,7 +246,7 @@ def _ranges(cfg: Config) -> list[tuple[str, bool, str]]:
                     "embed_dim", "em_iters", "n_representatives", "bank_slots"]
     non_negative = ["max_seqlen", "data_seed", "seed", "warmup_epochs", "weight_decay", "back_weight", "att_weight",
                     "inter_weight", "spl_weight", "spl_weight_after_warmup", "fuse_main", "fuse_intra"]
-    positive = ["lr", "scale", "tau", "spl_temperature"]
+    positive = ["lr", "scale", "tau", "spl_temperature", "fps", "frames_per_snippet"]
     checks = [(k, getattr(cfg, k) >= 1, ">= 1") for k in at_least_one]
     checks += [(k, getattr(cfg, k) >= 0, ">= 0") for k in non_negative]
     checks += [(k, getattr(cfg, k) > 0, "> 0") for k in positive]
@@ -259,6 +288,32 @@ def _variant_conflicts(cfg: Config) -> list[tuple[bool, str]]:
     ]
 
 
+JSON_LAYOUT_KEYS = ("classes", "train_subsets", "test_subsets")
+
+
+def _check_layout(cfg: Config) -> None:
+    """One layout: a W-TALC root, or ActivityNet JSON annotations with their features (or neither: synthetic)."""
+    if (cfg.annotations is None) != (cfg.features is None):
+        given, missing = ("annotations", "features") if cfg.features is None else ("features", "annotations")
+        raise ConfigError(f"{flag(given)} needs {flag(missing)}: the JSON layout is --annotations FILE.json "
+                          f"--features DIR")
+    if cfg.annotations is not None and cfg.data_root is not None:
+        raise ConfigError("--data-root (a W-TALC folder) and --annotations/--features (the JSON layout) name two "
+                          "datasets: give one")
+    if cfg.data_root is not None and cfg.dataset not in WTALC_DATASETS:
+        raise ConfigError(f"{cfg.dataset} comes as --annotations FILE.json --features DIR, not as a W-TALC "
+                          f"--data-root (those are {', '.join(WTALC_DATASETS)})")
+    if cfg.data_root is not None:
+        for key in JSON_LAYOUT_KEYS:
+            if getattr(cfg, key) is not None:
+                raise ConfigError(f"{flag(key)} applies to --annotations FILE.json, not to a W-TALC --data-root")
+
+
+def snippets_per_second(cfg: Config) -> float:
+    """The features' snippet rate: what a video's duration is multiplied by to give its length."""
+    return cfg.fps / cfg.frames_per_snippet
+
+
 def validate(cfg: Config) -> None:
     """Every value in its range (NaN and infinities are never), before any data loads."""
     for key, holds, expected in _ranges(cfg):
@@ -267,8 +322,9 @@ def validate(cfg: Config) -> None:
         finite = all(math.isfinite(v) for v in numbers if isinstance(v, float))
         if not (holds and finite):
             raise ConfigError(f"{flag(key)} must be {expected}, got {value!r}")
+    _check_layout(cfg)
     synthetic_dataset = PRESETS[cfg.preset].spec.dataset
-    if cfg.data_root is None and cfg.dataset != synthetic_dataset:
+    if cfg.data_root is None and cfg.annotations is None and cfg.dataset != synthetic_dataset:
         raise ConfigError(f"--preset {cfg.preset} generates {synthetic_dataset}, not {flag('dataset')} {cfg.dataset}: "
                           f"give {flag('data_root')} for real {cfg.dataset} data, or a preset of that dataset")
     if cfg.memory_bank and not cfg.intra:

@@ -24,14 +24,14 @@ from rs_kernels import reference
 from rs_kernels.varlen import split
 
 from . import cli
-from .data.dataset import WTALCDataset
+from .data.dataset import VideoDataset
 from .errors import UserError
 from .model import RSKP, check_branches
-from .trained import Trained, add_arguments, dataset_of, evaluate_videos, load
+from .trained import Trained, add_arguments, dataset_of, evaluate_videos, json_data, load
 
 
 @torch.no_grad()
-def assignment_statistics(model: RSKP, dataset: WTALCDataset, device: torch.device) -> dict[str, float]:
+def assignment_statistics(model: RSKP, dataset: VideoDataset, device: torch.device) -> dict[str, float]:
     model, cfg = model.eval(), model.cfg
     largest, entropy, snippet_cos, representative_cos = [], [], [], []
     for batch in dataset.test_batches(cfg.test_batch_size):
@@ -59,7 +59,7 @@ def all_branches_refused(trained: Trained) -> str | None:
     return None
 
 
-def branch_maps(trained: Trained, dataset: WTALCDataset, all_branches: bool) -> dict[str, float]:
+def branch_maps(trained: Trained, dataset: VideoDataset, all_branches: bool) -> dict[str, float]:
     """Average detection mAP with each fusion of the main (o) and intra-video (m) branches, and, with
     ``all_branches`` (where ``all_branches_refused`` finds nothing), with the inter-video branch's
     second round added (``--branches all``): every one under the run's protocol, lenient rule and
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
     add_arguments(parser)
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    trained = load(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
+    trained = load(args.checkpoint, args.device, args.data_root, args.checkpoint_format, data=json_data(args))
     cfg = trained.config
     if not cfg.intra:
         raise UserError(f"{args.checkpoint}: the run has no intra-video branch (--no-intra): nothing to diagnose")

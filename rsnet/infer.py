@@ -5,9 +5,9 @@
 (``rsnet.trained.load``), with the branches ``--branches main|intra|all`` names (default intra:
 the paper's; docs/design.md, "Inference"), over
 
-- a W-TALC dataset: ``--data-root ROOT [--split S]`` (default: the dataset recorded in the
-  checkpoint, and its test split), or
-- ``--features PATH``: a folder of ``VIDEO_ID.npy`` arrays (T, feature_dim), or one such ``.npy``;
+- a dataset: ``--data-root ROOT`` (W-TALC) or ``--annotations FILE.json --features DIR`` (the
+  JSON layout) ``[--split S]`` (default: the dataset recorded in the checkpoint, and its test split), or
+- ``--features PATH`` alone: a folder of ``VIDEO_ID.npy`` arrays (T, feature_dim), or one such ``.npy``;
   no dataset is read (the checkpoint records the class names; the published code's ``N.pkl``
   records none, so it still needs ``--data-root``), or
 - ``--video FILE_OR_DIR... --rgb-weights RGB.pt --flow-weights FLOW.pt [--flow tvl1|raft]``: video
@@ -22,8 +22,8 @@ the paper's; docs/design.md, "Inference"), over
 [start_s, end_s]}]}, "external_data"}``: every class's proposals after NMS, made by the evaluator's
 own code (``rsnet.evaluate.proposals``, under ``--protocol``, by default the checkpoint's: anet,
 the ActivityNet1.2 default, also proposes each video's best class when none reaches 0.1), best
-first per video, snippet bounds turned into seconds at ``--frames-per-snippet`` / ``--fps`` (16
-frames at 25 fps). ``--max-per-video N`` keeps the N best of each video.
+first per video, snippet bounds turned into seconds at ``--frames-per-snippet`` / ``--fps``
+(default: the checkpoint's, 16 frames at 25 fps for I3D). ``--max-per-video N`` keeps the N best of each video.
 
 Either way, the command printed after the file is written scores it with ``python -m
 rsnet.evaluate`` as the run scored itself (its protocol, thresholds and leniency).
@@ -51,7 +51,7 @@ from .evaluate.proposals import proposals
 from .extract.flow import FLOW_METHODS
 from .extract.pipeline import Recipe
 from .model import BRANCHES, predict_batches
-from .trained import Trained, add_arguments, dataset_of, load
+from .trained import Trained, add_arguments, dataset_of, json_data, load
 
 FORMAT_VERSION = "RSKP detections 1.0"
 OUT_SUFFIXES = (".npz", ".json")  # predictions, detections
@@ -122,8 +122,8 @@ def predict(args, trained: Trained) -> Predicted:
     """The videos of ``--features``, or of the dataset's ``--split`` (default: its test split), scored."""
     scoring = (trained.device, args.branches, trained.bank)
     batch_size = trained.config.test_batch_size
-    if args.features is not None or args.video is not None:
-        files = feature_files(args.features) if args.features is not None else extracted(args)
+    if features_alone(args) or args.video is not None:
+        files = feature_files(args.features) if args.video is None else extracted(args)
         names, features = read_features(files, trained.config.feature_dim)
         return Predicted(names, *predict_batches(trained.model, packed(features, batch_size), *scoring),
                          "ANNOTATIONS", None)
@@ -131,10 +131,15 @@ def predict(args, trained: Trained) -> Predicted:
     annotations = dataset.annotations
     indices = dataset.test_indices if args.split is None else annotations.indices(args.split)
     if len(indices) == 0:
-        raise DataError(f"{annotations.folder}/subset.npy has no video of split {args.split!r}")
+        raise DataError(f"{annotations.folder} has no video of split {args.split!r}")
     scores, cas = predict_batches(trained.model, dataset.batches_in_order(indices, batch_size), *scoring)
     return Predicted([annotations.video_names[v] for v in indices], scores, cas, str(annotations.folder),
-                     args.split or dataset.info.test_subset)
+                     args.split or dataset.test_subset)
+
+
+def features_alone(args) -> bool:
+    """``--features`` without ``--annotations``: the videos themselves, no dataset."""
+    return args.features is not None and args.annotations is None
 
 
 def extracted(args) -> list[Path]:
@@ -166,24 +171,34 @@ def save_predictions(path: Path, scores: np.ndarray, cas: list[np.ndarray]) -> N
 def save_detections(path: Path, args, trained: Trained, predicted: Predicted, protocol: str) -> int:
     """The detections file (the module docstring); returns how many detections it holds."""
     per_video = detections_by_video(predicted.scores, predicted.cas, trained.class_names,
-                                    args.frames_per_snippet / args.fps, args.max_per_video, protocol)
+                                    1 / snippet_rate(args, trained), args.max_per_video, protocol)
     record = {"version": FORMAT_VERSION, "results": dict(zip(predicted.names, per_video)),
               "external_data": {"used": False, "details": f"RSKP detections of {args.checkpoint}"}}
     outputs.write(path, outputs.json_bytes(record))
     return sum(map(len, per_video))
 
 
+def snippet_rate(args, trained: Trained) -> float:
+    """Snippets per second: --fps / --frames-per-snippet, each by default the checkpoint's."""
+    fps = args.fps if args.fps is not None else trained.config.fps
+    frames = args.frames_per_snippet if args.frames_per_snippet is not None else trained.config.frames_per_snippet
+    return fps / frames
+
+
 def _check_flags(args) -> None:
-    given = [flag for flag, value in (("--features", args.features), ("--video", args.video)) if value is not None]
+    given = [flag for flag, present in (("--features", features_alone(args)), ("--video", args.video is not None))
+             if present]
     if len(given) == 2 or (given and args.split is not None):
         raise UserError(f"{' and '.join(given + (['--split'] if args.split else []))}: give one source of videos "
-                        f"(--split selects videos of a dataset; --features and --video give the videos themselves)")
+                        f"(--split selects videos of a dataset; --features alone and --video give the videos "
+                        f"themselves)")
     if args.video is not None and not (args.rgb_weights and args.flow_weights):
         raise UserError("--video extracts features first: give --rgb-weights and --flow-weights (the pytorch-i3d "
                         "files, rgb_imagenet.pt and flow_imagenet.pt)")
     if args.out.suffix not in OUT_SUFFIXES:
         raise UserError(f"--out {args.out} must end in .npz (predictions) or .json (detections)")
-    if not (args.frames_per_snippet > 0 and args.fps > 0 and np.isfinite([args.frames_per_snippet, args.fps]).all()):
+    given = [v for v in (args.frames_per_snippet, args.fps) if v is not None]
+    if not all(v > 0 and np.isfinite(v) for v in given):
         raise UserError(f"--frames-per-snippet and --fps must be positive, got {args.frames_per_snippet}, {args.fps}")
     if args.max_per_video is not None and args.max_per_video < 1:
         raise UserError(f"--max-per-video must be at least 1, got {args.max_per_video}")
@@ -200,7 +215,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--branches", choices=BRANCHES, default="intra",
                         help="main: the main branch alone; intra: main and intra-video (the paper); all: a first "
                              "round predicts the classes, whose memory-bank snippets add the inter-video branch")
-    parser.add_argument("--features", type=Path, default=None, help="a folder of VIDEO_ID.npy (T, feature_dim), or one .npy")
     parser.add_argument("--split", default=None, help="subset of the dataset (default: its test split)")
     videos = parser.add_argument_group("--video: video files, their features extracted first (python -m rsnet.extract)")
     videos.add_argument("--video", nargs="+", type=Path, default=None, metavar="VIDEO", help="video files or folders")
@@ -213,8 +227,8 @@ def main(argv: list[str]) -> int:
                         help="I3D input size (default 224, the published features'; smaller only for quick tests)")
     videos.add_argument("--video-cache", type=Path, default=Path(".rskp_cache") / "video-features",
                         help="where extracted features are kept, by flow and weights (default .rskp_cache/video-features)")
-    parser.add_argument("--frames-per-snippet", type=float, default=16)
-    parser.add_argument("--fps", type=float, default=25)
+    parser.add_argument("--frames-per-snippet", type=float, default=None, help="default: the checkpoint's (16)")
+    parser.add_argument("--fps", type=float, default=None, help="default: the checkpoint's (25)")
     parser.add_argument("--max-per-video", type=int, default=None, help="keep the N best detections of each video (.json)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
                         help="whose proposals (.json; default: the checkpoint's; anet adds each video's best class "
@@ -223,7 +237,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _check_flags(args)
     trained = load(args.checkpoint, args.device, args.data_root, args.checkpoint_format,
-                   dataset_needed=args.features is None and args.video is None)
+                   dataset_needed=not (features_alone(args) or args.video is not None),
+                   data=None if features_alone(args) or args.video is not None else json_data(args))
     protocol = args.protocol or trained.config.protocol
     predicted = predict(args, trained)
     if args.out.suffix == ".npz":
@@ -233,7 +248,7 @@ def main(argv: list[str]) -> int:
         count = save_detections(args.out, args, trained, predicted, protocol)
         given, what = ["--detections", args.out], f"{count} detections of {len(predicted.names)} videos"
     command = command_line(given, predicted.annotations, predicted.subset, protocol, trained.config.lenient,
-                           args.fps / args.frames_per_snippet)
+                           snippet_rate(args, trained), None if features_alone(args) else trained.config.classes)
     print(f"{args.out}: {what} of {args.checkpoint}; score them as the run scored itself (the {protocol} "
           f"protocol) with\n{command}")
     return 0

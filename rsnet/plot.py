@@ -35,12 +35,12 @@ from rs_kernels.reference import l2_normalize
 
 from . import cli, metrics, outputs
 from .data import Annotations
-from .data.dataset import WTALCDataset
+from .data.dataset import VideoDataset
 from .datasets import SNIPPETS_PER_SECOND
 from .errors import UserError
 from .model.losses import pseudo_label_target_logits
 from .model.predict import predict_packed
-from .trained import Trained, add_arguments, dataset_of, load
+from .trained import Trained, add_arguments, dataset_of, json_data, load
 
 IMAGE_SUFFIXES = (".png", ".svg")
 BACKGROUND = -1  # snippet class of a snippet outside every ground-truth segment
@@ -89,14 +89,15 @@ def ground_truth_classes(annotations: Annotations, video: int) -> list[int]:
     return classes
 
 
-def snippet_seconds(length: int) -> np.ndarray:
-    """The middle of each snippet, in seconds."""
-    return (np.arange(length) + 0.5) / SNIPPETS_PER_SECOND
+def snippet_seconds(length: int, per_second: float = SNIPPETS_PER_SECOND) -> np.ndarray:
+    """The middle of each snippet, in seconds, at ``per_second`` snippets a second (the dataset's rate)."""
+    return (np.arange(length) + 0.5) / per_second
 
 
-def snippet_classes(annotations: Annotations, video: int, length: int) -> np.ndarray:
+def snippet_classes(annotations: Annotations, video: int, length: int,
+                    per_second: float = SNIPPETS_PER_SECOND) -> np.ndarray:
     """(T,) the class of the segment each snippet's middle falls in, BACKGROUND outside all."""
-    times, classes = snippet_seconds(length), np.full(length, BACKGROUND)
+    times, classes = snippet_seconds(length, per_second), np.full(length, BACKGROUND)
     for (start, end), label in zip(annotations.segments[video], annotations.segment_labels[video]):
         classes[(times >= start) & (times <= end)] = label
     return classes
@@ -106,11 +107,12 @@ class Run(NamedTuple):
     """What the pictures of a trained run draw: its model and the dataset it was trained on."""
 
     trained: Trained
-    dataset: WTALCDataset
+    dataset: VideoDataset
 
 
-def open_run(path: Path, device: str = "auto", data_root: str | None = None, checkpoint_format: str = "auto") -> Run:
-    trained = load(path, device, data_root, checkpoint_format)
+def open_run(path: Path, device: str = "auto", data_root: str | None = None, checkpoint_format: str = "auto",
+             data: dict[str, str | None] | None = None) -> Run:
+    trained = load(path, device, data_root, checkpoint_format, data=data)
     return Run(trained, dataset_of(trained))
 
 
@@ -169,7 +171,8 @@ def cas_figure(run: Run, video: int):
     annotations = run.dataset.annotations
     classes = ground_truth_classes(annotations, video)
     outputs = video_outputs(run, video)
-    times = snippet_seconds(outputs.cas.shape[0])
+    per_second = run.dataset.snippets_per_second
+    times = snippet_seconds(outputs.cas.shape[0], per_second)
     panels = [("action activation", outputs.cas)]
     if outputs.pseudo_labels is not None:
         panels.append(("pseudo label", outputs.pseudo_labels))
@@ -185,7 +188,7 @@ def cas_figure(run: Run, video: int):
     draw_ground_truth(axes[-1], annotations, video, classes)
     axes[-1].set_ylabel("ground truth")
     axes[-1].set_xlabel("time (s)")
-    axes[-1].set_xlim(0, times[-1] + 0.5 / SNIPPETS_PER_SECOND)
+    axes[-1].set_xlim(0, times[-1] + 0.5 / per_second)
     fig.suptitle(annotations.video_names[video])
     return fig
 
@@ -206,7 +209,7 @@ def embedding_figure(run: Run, video: int):
     parts = [outputs.embedded, outputs.representatives, *(e for _, e in entries)]
     xy = pca_2d(l2_normalize(torch.cat(parts).float())).cpu().numpy()
     snippets, rest = xy[: len(outputs.embedded)], xy[len(outputs.embedded):]
-    labels = snippet_classes(annotations, video, len(snippets))
+    labels = snippet_classes(annotations, video, len(snippets), run.dataset.snippets_per_second)
     fig = figure_class()(figsize=(6.5, 5), layout="constrained")
     ax = fig.subplots()
     background = labels == BACKGROUND
@@ -245,7 +248,7 @@ def action_features(run: Run) -> tuple[Tensor, np.ndarray]:
         embedded = l2_normalize(model.embed(batch.x).float())
         offsets = batch.varlen.offsets
         for video, first, end in zip(videos, offsets, offsets[1:]):
-            labels = snippet_classes(dataset.annotations, video, end - first)
+            labels = snippet_classes(dataset.annotations, video, end - first, dataset.snippets_per_second)
             for c in np.unique(labels[labels != BACKGROUND]):
                 features.append(embedded[first:end][torch.from_numpy(labels == c).to(embedded.device)].mean(0))
                 classes.append(c)
@@ -402,9 +405,10 @@ def main(argv: list[str]) -> int:
     if args.command == "curves":
         fig, source = curves_figure(args.runs), ", ".join(map(str, args.runs))
     elif args.command == "bank":
-        fig, source = bank_figure(open_run(args.checkpoint, args.device, args.data_root, args.checkpoint_format)), str(args.checkpoint)
+        run = open_run(args.checkpoint, args.device, args.data_root, args.checkpoint_format, json_data(args))
+        fig, source = bank_figure(run), str(args.checkpoint)
     else:
-        run = open_run(args.checkpoint, args.device, args.data_root, args.checkpoint_format)
+        run = open_run(args.checkpoint, args.device, args.data_root, args.checkpoint_format, json_data(args))
         video = video_index(run.dataset.annotations, args.video)
         fig = (cas_figure if args.command == "cas" else embedding_figure)(run, video)
         source = f"{args.video} of {args.checkpoint}"

@@ -14,13 +14,25 @@ from typing import Any
 
 GENERATOR_VERSION = 1  # bump when the same spec and seed would give different files
 ACTIVITYNET = "ActivityNet1.2"
+ACTIVITYNET13 = "ActivityNet1.3"
+ACTIVITYNET_DATASETS = (ACTIVITYNET, ACTIVITYNET13)
+# where a synthetic dataset in the JSON layout keeps its annotations and features, in ROOT/<dataset>/
+JSON_ANNOTATIONS, JSON_FEATURES = "annotations.json", "features"
+
+
+def json_layout_files(folder):
+    """(annotations file, features folder) of a synthetic dataset in the JSON layout in ``folder``."""
+    return folder / JSON_ANNOTATIONS, folder / JSON_FEATURES
 
 
 @dataclass(frozen=True)
 class SyntheticSpec:
     """Sizes and feature-model knobs. Gains are norms in the latent code, where a scene has norm ~1."""
 
-    dataset: str = "Thumos14reduced"  # whose statistics and files: Thumos14reduced | ActivityNet1.2
+    dataset: str = "Thumos14reduced"  # whose statistics and files: Thumos14reduced | ActivityNet1.2 | ActivityNet1.3
+    # wtalc: ROOT/<dataset>/ in the W-TALC layout; json: ROOT/<dataset>/annotations.json (ActivityNet's
+    # layout) and ROOT/<dataset>/features/, a packed store of named videos (ActivityNet1.3 has no W-TALC release)
+    layout: str = "wtalc"
     # sizes
     n_train: int = 80  # videos of the dataset's training subset ('validation' for THUMOS14)
     n_test: int = 80
@@ -58,8 +70,10 @@ class SyntheticSpec:
     flow_scale: float = 1.0
 
     def key(self) -> str:
-        """A short hash of every knob and the generator version, for cache keys."""
-        payload = json.dumps({"version": GENERATOR_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        """A short hash of every knob and the generator version, for cache keys (a knob at its
+        default is left out, so that adding one keeps the keys of the caches already written)."""
+        knobs = {k: v for k, v in dataclasses.asdict(self).items() if not (k == "layout" and v == "wtalc")}
+        payload = json.dumps({"version": GENERATOR_VERSION, **knobs}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -86,4 +100,14 @@ PRESETS: dict[str, Preset] = {
     "activitynet1.2-synthetic-small": Preset(
         SyntheticSpec(dataset=ACTIVITYNET, n_train=200, n_test=100, length_scale=0.2),
         {"dataset": ACTIVITYNET, "epochs": 20, "warmup_epochs": 10, "eval_every": 10, "lr": 2e-4, "max_seqlen": 12}),
+    # ActivityNet1.3-sized (10,024 training and 4,926 validation videos of 200 classes, at the real
+    # length: ~2.8 M snippets, 23 GB of features), in ActivityNet's JSON layout with a packed store
+    "activitynet1.3-synthetic": Preset(SyntheticSpec(dataset=ACTIVITYNET13, n_train=10024, n_test=4926, length_scale=1.0,
+                                                     feature_store=True, layout="json"), {"dataset": ACTIVITYNET13}),
+    # the pipeline check: 200 classes, two training videos of each, videos a fifth of the real length,
+    # the dataset's defaults but lr 2e-4 and 20 epochs for a short run on a CPU, max_seqlen scaled with its videos
+    "activitynet1.3-synthetic-small": Preset(
+        SyntheticSpec(dataset=ACTIVITYNET13, n_train=400, n_test=200, length_scale=0.2, feature_store=True,
+                      layout="json"),
+        {"dataset": ACTIVITYNET13, "epochs": 20, "warmup_epochs": 10, "eval_every": 10, "lr": 2e-4, "max_seqlen": 15}),
 }

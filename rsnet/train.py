@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, cli, folder_lock, metrics, outputs
 from .config import Config, add_config_arguments, build_config, changed_keys, format_config, to_dict, validate
-from .data.dataset import PackedBatch, WTALCDataset
+from .data.dataset import PackedBatch, VideoDataset
 from .devices import resolve_device
 from .errors import DivergedError, UserError
 from .evaluate import EvalResult
@@ -64,7 +64,7 @@ def step_chunks(first_video: int, n_videos: int, per_step: int) -> list[tuple[in
 class Trainer:
     """Model, memory bank and optimizer of one run, and the steps of the official schedule."""
 
-    def __init__(self, cfg: Config, dataset: WTALCDataset, device: torch.device):
+    def __init__(self, cfg: Config, dataset: VideoDataset, device: torch.device):
         self.cfg, self.dataset, self.device = cfg, dataset, device
         self.model = RSKP(cfg, dataset.n_classes).to(device)
         labels = dataset.annotations.video_labels[dataset.train_indices]
@@ -246,6 +246,7 @@ def _run(cfg: Config, out: Path, resume: bool, overwrite: bool, summary_writer) 
     device = resolve_device(cfg.device)
     make_deterministic(cfg.seed, device)
     dataset = load_dataset(cfg)
+    dataset.report_skipped()
     where = "on the device" if dataset.keep_features_on(device) else "on the host"
     trainer = Trainer(cfg, dataset, device)
     start_epoch, records = 0, []

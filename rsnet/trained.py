@@ -20,13 +20,17 @@ import torch
 from torch import Tensor
 
 from .checkpoint import CHECKPOINT_FORMATS, CheckpointError, TrainedModel, check_classes, load_trained
-from .config import Config, apply_overrides, validate
+from .config import Config, apply_overrides, snippets_per_second, validate
 from .data import Annotations, DataError, annotation_folder, load_annotations
-from .data.dataset import WTALCDataset
+from .data.activitynet_json import load_activitynet_json
+from .data.dataset import VideoDataset, WTALCDataset
+from .data.json_dataset import JSONDataset
 from .devices import resolve_device
+from .errors import UserError
 from .evaluate import EvalResult, evaluate
 from .model import RSKP, MemoryBank
 from .model.predict import Fusion, predict_batches
+from .presets import PRESETS, json_layout_files
 from .protocols import PROTOCOL_IOUS
 from .synthetic import ensure_synthetic
 
@@ -51,13 +55,28 @@ def dataset_root(cfg: Config) -> Path:
     return ensure_synthetic(cfg.cache_dir, cfg.preset, cfg.data_seed)
 
 
-def load_dataset(cfg: Config) -> WTALCDataset:
-    """The run's dataset, features and all."""
-    return WTALCDataset(dataset_root(cfg), cfg.dataset, cfg.feature_dim, cfg.max_seqlen, cfg.val_fraction, cfg.seed,
-                        cfg.feature_cache)
+def json_files(cfg: Config) -> tuple[Path, Path] | None:
+    """The run's annotation file and features folder in the JSON layout (``--annotations``, or a
+    synthetic preset written in it); None: a W-TALC folder."""
+    if cfg.annotations is not None:
+        return Path(cfg.annotations), Path(cfg.features)
+    if cfg.data_root is None and PRESETS[cfg.preset].spec.layout == "json":
+        return json_layout_files(dataset_root(cfg) / cfg.dataset)
+    return None
 
 
-def dataset_of(trained: Trained) -> WTALCDataset:
+def load_dataset(cfg: Config) -> VideoDataset:
+    """The run's dataset, features and all, in whichever layout the config names."""
+    files = json_files(cfg)
+    if files is None:
+        return WTALCDataset(dataset_root(cfg), cfg.dataset, cfg.feature_dim, cfg.max_seqlen, cfg.val_fraction,
+                            cfg.seed, cfg.feature_cache, snippets_per_second(cfg))
+    return JSONDataset(*files, cfg.dataset, cfg.feature_dim, cfg.max_seqlen, cfg.val_fraction, cfg.seed,
+                       cfg.feature_cache, snippets_per_second(cfg), cfg.classes, cfg.train_subsets, cfg.test_subsets,
+                       cfg.skip_missing)
+
+
+def dataset_of(trained: Trained) -> VideoDataset:
     """The dataset a trained model was trained on (or the one under the ``--data-root`` it was loaded
     with), checked to list the classes it classifies, in its order."""
     try:
@@ -72,6 +91,9 @@ def dataset_of(trained: Trained) -> WTALCDataset:
 
 def dataset_annotations(cfg: Config) -> Annotations:
     """The run's dataset's ground truth alone (numpy, no features)."""
+    files = json_files(cfg)
+    if files is not None:
+        return load_activitynet_json(files[0], cfg.classes)
     folder = dataset_root(cfg) / cfg.dataset
     if not folder.is_dir():
         raise DataError(f"dataset folder not found: {folder} (expected ROOT/{cfg.dataset}/ in the W-TALC layout)")
@@ -79,17 +101,19 @@ def dataset_annotations(cfg: Config) -> Annotations:
 
 
 def load(path: str | Path, device: str = "auto", data_root: str | None = None, checkpoint_format: str = "auto",
-         dataset_needed: bool = True) -> Trained:
+         dataset_needed: bool = True, data: dict[str, str | None] | None = None) -> Trained:
     """The trained model of ``path`` on ``device``. ``data_root`` names the folder holding its dataset
-    here (required for exported weights of a W-TALC folder and the published code's checkpoints);
-    where it is given, or the file records no class names, the dataset's annotations are read and
+    here (required for exported weights of a W-TALC folder and the published code's checkpoints),
+    or ``data`` its JSON layout (``annotations``, ``features``, ``classes``: ``json_data``); where
+    either is given, or the file records no class names, the dataset's annotations are read and
     the model's classes checked against them. ``dataset_needed`` False: the caller reads no dataset
     (features alone), so exported weights of a W-TALC folder need no ``data_root``."""
     path = Path(path)
-    stored = load_trained(path, checkpoint_format, data_root, dataset_needed)
-    cfg = run_config(stored, path, device, data_root)
+    elsewhere = data_root if data is None else data["annotations"]  # data named here: what the weights need
+    stored = load_trained(path, checkpoint_format, elsewhere, dataset_needed)
+    cfg = run_config(stored, path, device, data_root, data)
     class_names = stored.class_names
-    if data_root is not None or class_names is None:
+    if elsewhere is not None or class_names is None:
         try:
             annotations = dataset_annotations(cfg)
         except DataError as exc:
@@ -103,11 +127,15 @@ def load(path: str | Path, device: str = "auto", data_root: str | None = None, c
                    class_names, on, path)
 
 
-def run_config(stored: TrainedModel, path: Path, device: str, data_root: str | None) -> Config:
-    """The stored run's config, with this machine's ``device`` and ``data_root`` (where given)."""
+def run_config(stored: TrainedModel, path: Path, device: str, data_root: str | None,
+               data: dict[str, str | None] | None = None) -> Config:
+    """The stored run's config, with this machine's ``device`` and ``data_root`` or JSON ``data`` (where given)."""
     cfg = dataclasses.replace(apply_overrides(Config(), stored.config, str(path)), device=device)
     if data_root is not None:
-        cfg = dataclasses.replace(cfg, data_root=data_root)
+        cfg = dataclasses.replace(cfg, data_root=data_root, annotations=None, features=None, classes=None,
+                                  train_subsets=None, test_subsets=None)
+    if data is not None:
+        cfg = dataclasses.replace(cfg, data_root=None, **data)
     validate(cfg)
     return cfg
 
@@ -135,7 +163,7 @@ def class_bank(cfg: Config, n_classes: int, state: dict[str, Tensor], device: to
     return bank.to(device)
 
 
-def evaluate_videos(model: RSKP, bank: MemoryBank | None, dataset: WTALCDataset, cfg: Config, device: torch.device,
+def evaluate_videos(model: RSKP, bank: MemoryBank | None, dataset: VideoDataset, cfg: Config, device: torch.device,
                     indices=None, branches: str = "intra", fusion: Fusion | None = None) -> EvalResult:
     """The evaluation of the test split, or of the videos ``indices`` (the held-out training videos),
     scored by ``branches`` and ``fusion`` (``rsnet.model.predict``) under the run's protocol,
@@ -144,7 +172,7 @@ def evaluate_videos(model: RSKP, bank: MemoryBank | None, dataset: WTALCDataset,
     batches = dataset.batches_in_order(indices, cfg.test_batch_size)
     scores, cas = predict_batches(model, batches, device, branches, bank, fusion)
     return evaluate(scores, cas, dataset.annotations, indices, protocol=cfg.protocol, lenient=cfg.lenient,
-                    iou_thresholds=PROTOCOL_IOUS[cfg.protocol])
+                    iou_thresholds=PROTOCOL_IOUS[cfg.protocol], fps_factor=snippets_per_second(cfg))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,4 +188,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="W-TALC root holding the checkpoint's dataset (default: the one recorded in checkpoint.pt; "
                              "exported weights need it where trained on a W-TALC folder, and the published code's "
                              "checkpoints always: they record none)")
+    parser.add_argument("--annotations", default=None,
+                        help="ActivityNet JSON annotations of the checkpoint's dataset, with --features DIR (the JSON "
+                             "layout; default: the one recorded in checkpoint.pt)")
+    parser.add_argument("--features", type=Path, default=None,
+                        help="with --annotations: the folder of VIDEO_ID.npy (or packed store) of its videos")
+    parser.add_argument("--classes", default=None, help="with --annotations: the class file the run was trained with")
     parser.add_argument("--device", default="auto", help="auto (the GPU when there is one) | cpu | cuda | cuda:N")
+
+
+def json_data(args: argparse.Namespace) -> dict[str, str | None] | None:
+    """The JSON layout the flags name (``--annotations``, ``--features``, ``--classes``), for ``load``; None: none."""
+    if args.annotations is None:
+        if args.classes is not None:
+            raise UserError("--classes applies to --annotations FILE.json")
+        return None
+    if args.features is None:
+        raise UserError("--annotations needs --features DIR, the folder of its videos' features")
+    if args.data_root is not None:
+        raise UserError("--data-root (a W-TALC folder) and --annotations (the JSON layout) name two datasets: give one")
+    return {"annotations": args.annotations, "features": str(args.features), "classes": args.classes}

@@ -24,10 +24,10 @@ WEIGHTS_VERSIONS_READ = ("1", "2")
 
 # Config keys naming this machine's folders: weights to share leave them out (they would publish the
 # paths, and send a recipient to folders that are not theirs); "data" says if a data root is needed.
-LOCAL_CONFIG_KEYS = ("data_root", "out", "cache_dir", "feature_cache")
+LOCAL_CONFIG_KEYS = ("data_root", "out", "cache_dir", "feature_cache", "annotations", "features", "classes")
 
 
-TRAINED_ON_SYNTHETIC, TRAINED_ON_A_FOLDER = "synthetic", "a W-TALC folder"
+TRAINED_ON_SYNTHETIC, TRAINED_ON_A_FOLDER, TRAINED_ON_JSON = "synthetic", "a W-TALC folder", "ActivityNet JSON"
 
 
 WEIGHTS_SUFFIX = ".safetensors"
@@ -47,7 +47,8 @@ def _hash_field(digest: str) -> bytes:
 def weights_metadata(trained: TrainedModel) -> dict[str, str]:
     """The safetensors metadata of ``trained`` but its checksum: the config without local folders."""
     config = {key: value for key, value in trained.config.items() if key not in LOCAL_CONFIG_KEYS}
-    data = TRAINED_ON_SYNTHETIC if trained.config.get("data_root") is None else TRAINED_ON_A_FOLDER
+    data = (TRAINED_ON_A_FOLDER if trained.config.get("data_root") is not None
+            else TRAINED_ON_JSON if trained.config.get("annotations") is not None else TRAINED_ON_SYNTHETIC)
     return {"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "config": json.dumps(config), "data": data,
             "class_names": json.dumps(trained.class_names)}
 
@@ -134,6 +135,10 @@ def load_weights(path: str | Path, data_root: str | None = None, dataset_needed:
     if metadata.get("data") == TRAINED_ON_A_FOLDER and data_root is None and dataset_needed:
         raise data_root_needed(path, "was trained on a W-TALC folder, which shared weights do not record",
                                 config.get("dataset"))
+    if metadata.get("data") == TRAINED_ON_JSON and data_root is None and dataset_needed:
+        raise CheckpointError(f"{path} was trained on ActivityNet JSON annotations, which shared weights do not "
+                              f"record: pass --annotations FILE.json --features DIR (and --classes FILE if it "
+                              f"was trained with one)")
     parts = {part: {name.split(".", 1)[1]: value for name, value in tensors.items() if name.startswith(part + ".")}
              for part in ("model", "bank")}
     return TrainedModel(config, parts["model"], parts["bank"], class_names)

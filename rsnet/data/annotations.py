@@ -27,9 +27,10 @@ def _text(value) -> str:
 
 @dataclass
 class Annotations:
-    """Ground truth of every video in a W-TALC annotation folder, in file order."""
+    """Ground truth of every video in a W-TALC annotation folder (or an ActivityNet JSON file,
+    ``rsnet.data.activitynet_json``), in file order."""
 
-    folder: Path
+    folder: Path  # the W-TALC annotation folder, or the JSON file
     class_names: list[str]
     video_names: list[str]
     subsets: list[str]
@@ -44,6 +45,19 @@ class Annotations:
 
     def __len__(self) -> int:
         return len(self.video_names)
+
+    def select(self, indices) -> Annotations:
+        """The videos ``indices`` alone, in that order (the classes unchanged): a dataset that leaves
+        videos out (``--skip-missing``) indexes its features and ground truth alike."""
+        keep = np.asarray(indices, dtype=np.int64).tolist()
+        names = [self.video_names[v] for v in keep]
+        return Annotations(
+            folder=self.folder, class_names=list(self.class_names), video_names=names,
+            subsets=[self.subsets[v] for v in keep], durations=self.durations[keep],
+            segments=[self.segments[v] for v in keep], segment_labels=[self.segment_labels[v] for v in keep],
+            video_labels=self.video_labels[keep],
+            ambiguous={name: spans for name, spans in self.ambiguous.items() if name in set(names)},
+        )
 
 
 def load_annotations(folder: str | Path) -> Annotations:
@@ -139,6 +153,11 @@ def _durations(value, path: Path, video_names: list[str]) -> np.ndarray:
     return durations
 
 
+def is_json(annotations: Annotations) -> bool:
+    """Whether the ground truth came from an ActivityNet JSON file (error messages name its fields)."""
+    return annotations.folder.suffix == ".json"
+
+
 def check_evaluable(annotations: Annotations, indices) -> None:
     """Every video to be evaluated that lists classes in labels_all.npy has ground-truth segments.
 
@@ -149,9 +168,24 @@ def check_evaluable(annotations: Annotations, indices) -> None:
     for v in np.asarray(indices).tolist():
         if annotations.video_labels[v].any() and len(annotations.segments[v]) == 0:
             classes = [annotations.class_names[c] for c in np.flatnonzero(annotations.video_labels[v])]
+            where = ("in its labels but no segment in its annotations" if is_json(annotations)
+                     else "in labels_all.npy but no segment in segments.npy")
             raise DataError(f"{annotations.folder}: video {annotations.video_names[v]} ({annotations.subsets[v]}) "
-                            f"has classes {', '.join(classes)} in labels_all.npy but no segment in segments.npy: "
-                            f"it cannot be evaluated")
+                            f"has classes {', '.join(classes)} {where}: it cannot be evaluated")
+
+
+def hold_out(video_labels: np.ndarray, indices, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out): about ``fraction`` of the videos ``indices``, stratified by class. The
+    videos are ranked by their first class, at random within a class, and every (1/fraction)-th
+    is held out, so each class gives its share, rounded, and a class of one video may give it."""
+    if not 0 <= fraction < 1:
+        raise DataError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    indices = np.asarray(indices, dtype=np.int64)
+    first_class = video_labels[indices].argmax(axis=1)
+    ranked = indices[np.lexsort((np.random.default_rng(seed).random(len(indices)), first_class))]
+    position = np.arange(len(indices))
+    held = np.floor((position + 1) * fraction) > np.floor(position * fraction)
+    return np.sort(ranked[~held]), np.sort(ranked[held])
 
 
 def expected_length(duration: float, snippets_per_second: float) -> tuple[float, float]:

@@ -15,6 +15,7 @@ then reads instead while it is current.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -25,9 +26,9 @@ from torch import Tensor
 
 from rs_kernels.varlen import Varlen
 
-from ..datasets import DATASETS, FEATURE_DIM, SNIPPETS_PER_SECOND, features_file
+from ..datasets import DATASETS, FEATURE_DIM, SNIPPETS_PER_SECOND, WTALC_DATASETS, features_file
 from ..errors import DataError
-from .annotations import annotation_folder, check_evaluable, check_lengths, load_annotations
+from .annotations import Annotations, annotation_folder, check_evaluable, check_lengths, hold_out, load_annotations
 from .feature_store import load_store
 from .safe_npy import load_npy
 
@@ -62,20 +63,6 @@ def stratified_snippets(length: int, count: int, rng: np.random.Generator) -> np
     return edges[:-1] + (rng.random(count) * (edges[1:] - edges[:-1])).astype(np.int64)
 
 
-def hold_out(video_labels: np.ndarray, indices, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held out): about ``fraction`` of the videos ``indices``, stratified by class. The
-    videos are ranked by their first class, at random within a class, and every (1/fraction)-th
-    is held out, so each class gives its share, rounded, and a class of one video may give it."""
-    if not 0 <= fraction < 1:
-        raise DataError(f"the held-out fraction must be in [0, 1), got {fraction}")
-    indices = np.asarray(indices, dtype=np.int64)
-    first_class = video_labels[indices].argmax(axis=1)
-    ranked = indices[np.lexsort((np.random.default_rng(seed).random(len(indices)), first_class))]
-    position = np.arange(len(indices))
-    held = np.floor((position + 1) * fraction) > np.floor(position * fraction)
-    return np.sort(ranked[~held]), np.sort(ranked[held])
-
-
 @dataclass
 class PackedBatch:
     """B videos concatenated: x (N, D), varlen their offsets (device and host, built once per batch:
@@ -97,38 +84,29 @@ class PackedBatch:
                            self.labels.to(device, non_blocking=True), self.index.to(device, non_blocking=True))
 
 
-class WTALCDataset:
-    """Features and annotations of one W-TALC dataset folder, served as packed batches."""
+class VideoDataset:
+    """Videos' features and ground truth, served as packed batches: what training, evaluation and
+    every command read, whichever layout the data came in (``WTALCDataset``, the W-TALC folders;
+    ``rsnet.data.json_dataset.JSONDataset``, ActivityNet JSON with per-video features)."""
 
-    def __init__(self, root: str | Path, dataset: str = "Thumos14reduced", feature_dim: int = FEATURE_DIM,
+    skipped: tuple[str, ...] | list[str] = ()  # videos of the annotations left out for want of features (--skip-missing)
+
+    def __init__(self, annotations: Annotations, features: list, train_indices, test_indices,
                  max_seqlen: int = 0, held_out_fraction: float = 0.0, held_out_seed: int = 0,
-                 feature_cache: str | Path | None = None):
-        """``max_seqlen`` > 0: a training video longer than that is sampled to that many snippets
-        each epoch (``stratified_snippets``); the test videos and the memory-bank fill stay whole.
-        ``held_out_fraction`` > 0: that share of the training videos (``hold_out``, drawn from
-        ``held_out_seed``) leaves ``train_indices`` for ``held_out_indices``, to pick an epoch on.
-        ``feature_cache``: a folder ``convert`` wrote the feature store in, searched before the data folder."""
+                 snippets_per_second: float = SNIPPETS_PER_SECOND, test_subset: str = ""):
+        """``features[v]``: video v's (T, D) array. ``max_seqlen`` > 0: a training video longer than
+        that is sampled to that many snippets each epoch (``stratified_snippets``); the test videos
+        and the memory-bank fill stay whole. ``held_out_fraction`` > 0: that share of the training
+        videos (``hold_out``, drawn from ``held_out_seed``) leaves ``train_indices`` for
+        ``held_out_indices``, to pick an epoch on. ``snippets_per_second``: the features' rate, by
+        which a video's length must follow its duration. ``test_subset``: the test split's subset
+        name(s), as the evaluate command takes them."""
         if max_seqlen < 0:
             raise DataError(f"max_seqlen must be >= 0 (0: whole videos), got {max_seqlen}")
-        if dataset not in DATASETS:
-            raise DataError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
-        self.name = dataset
-        self.info = DATASETS[dataset]
-        self.max_seqlen = max_seqlen
-        dataset_dir = Path(root) / dataset
-        if not dataset_dir.is_dir():
-            raise DataError(f"dataset folder not found: {dataset_dir} (expected ROOT/{dataset}/ in the W-TALC layout)")
-        self.annotations = load_annotations(annotation_folder(dataset_dir, dataset))
-        n_classes = len(self.annotations.class_names)
-        if n_classes != self.info.n_classes:
-            raise DataError(f"{self.annotations.folder}/classlist.npy lists {n_classes} classes; {dataset} has {self.info.n_classes}")
-        source = dataset_dir / features_file(dataset)
-        self.features = load_store(source, len(self.annotations), feature_dim, feature_cache)  # None: no current store
-        if self.features is None:
-            self.features = load_features(source, len(self.annotations), feature_dim)
-        self.train_indices = self._subset(self.info.train_subset)
-        self.test_indices = self._subset(self.info.test_subset)
-        self.train_indices, self.held_out_indices = hold_out(self.annotations.video_labels, self.train_indices,
+        self.annotations, self.features, self.max_seqlen = annotations, features, max_seqlen
+        self.snippets_per_second, self.test_subset = snippets_per_second, test_subset
+        self.test_indices = np.asarray(test_indices, dtype=np.int64)
+        self.train_indices, self.held_out_indices = hold_out(self.annotations.video_labels, train_indices,
                                                              held_out_fraction, held_out_seed)
         if held_out_fraction > 0 and len(self.held_out_indices) == 0:
             raise DataError(f"a held-out fraction of {held_out_fraction} of {len(self.train_indices)} training videos "
@@ -137,17 +115,19 @@ class WTALCDataset:
         # at the first epoch that evaluates them
         for evaluated in (self.held_out_indices, self.test_indices):
             check_evaluable(self.annotations, evaluated)
-            check_lengths(self.annotations, evaluated, self.lengths(evaluated), SNIPPETS_PER_SECOND, "features")
+            check_lengths(self.annotations, evaluated, self.lengths(evaluated), snippets_per_second, "features")
 
-    def _subset(self, subset: str) -> np.ndarray:
-        indices = self.annotations.indices(subset)
-        if len(indices) == 0:
-            raise DataError(f"{self.annotations.folder}/subset.npy has no video of subset {subset!r}")
-        return indices
+
+    def report_skipped(self) -> None:
+        """One line on stderr counting the videos left out for want of features, if any."""
+        if self.skipped:
+            shown = ", ".join(self.skipped[:3]) + (" ..." if len(self.skipped) > 3 else "")
+            print(f"rskp: --skip-missing: {len(self.skipped)} videos without features left out ({shown})",
+                  file=sys.stderr)
 
     @property
     def n_classes(self) -> int:
-        return self.info.n_classes
+        return len(self.annotations.class_names)
 
     def lengths(self, indices) -> np.ndarray:
         return np.array([self.features[i].shape[0] for i in indices], dtype=np.int64)
@@ -210,3 +190,37 @@ class WTALCDataset:
         return self.batches_in_order(self.test_indices, batch_size)
 
 
+class WTALCDataset(VideoDataset):
+    """Features and annotations of one W-TALC dataset folder, served as packed batches."""
+
+    def __init__(self, root: str | Path, dataset: str = "Thumos14reduced", feature_dim: int = FEATURE_DIM,
+                 max_seqlen: int = 0, held_out_fraction: float = 0.0, held_out_seed: int = 0,
+                 feature_cache: str | Path | None = None, snippets_per_second: float = SNIPPETS_PER_SECOND):
+        """``feature_cache``: a folder ``convert`` wrote the feature store in, searched before the
+        data folder; the other arguments as ``VideoDataset``'s."""
+        if dataset not in WTALC_DATASETS:
+            raise DataError(f"unknown dataset {dataset!r} in the W-TALC layout; expected one of "
+                            f"{sorted(WTALC_DATASETS)} (others come as --annotations FILE.json --features DIR)")
+        self.name = dataset
+        self.info = DATASETS[dataset]
+        dataset_dir = Path(root) / dataset
+        if not dataset_dir.is_dir():
+            raise DataError(f"dataset folder not found: {dataset_dir} (expected ROOT/{dataset}/ in the W-TALC layout)")
+        annotations = load_annotations(annotation_folder(dataset_dir, dataset))
+        n_classes = len(annotations.class_names)
+        if n_classes != self.info.n_classes:
+            raise DataError(f"{annotations.folder}/classlist.npy lists {n_classes} classes; {dataset} has {self.info.n_classes}")
+        source = dataset_dir / features_file(dataset)
+        features = load_store(source, len(annotations), feature_dim, feature_cache)  # None: no current store
+        if features is None:
+            features = load_features(source, len(annotations), feature_dim)
+        self.annotations = annotations
+        super().__init__(annotations, features, self._subset(self.info.train_subset),
+                         self._subset(self.info.test_subset), max_seqlen, held_out_fraction, held_out_seed,
+                         snippets_per_second, self.info.test_subset)
+
+    def _subset(self, subset: str) -> np.ndarray:
+        indices = self.annotations.indices(subset)
+        if len(indices) == 0:
+            raise DataError(f"{self.annotations.folder}/subset.npy has no video of subset {subset!r}")
+        return indices

@@ -114,7 +114,7 @@ def load_store(source_path: Path, n_videos: int, feature_dim: int,
     stores = [folder for folder in searched if (folder / SOURCE).is_file()]
     for folder in stores:
         if _is_current_or_warned(folder, source_path):
-            return _read_store(folder, n_videos, feature_dim)
+            return read_store(folder, n_videos, feature_dim)
     if cache is not None and searched[0] not in stores:
         warnings.warn(f"{cache} holds no store of {source_path}: reading the W-TALC file "
                       f"(python -m rsnet.data convert --feature-cache {cache} writes one)", stacklevel=2)
@@ -132,7 +132,8 @@ def _is_current_or_warned(folder: Path, source_path: Path) -> bool:
     return current
 
 
-def _read_store(folder: Path, n_videos: int, feature_dim: int) -> list[np.ndarray]:
+def read_store(folder: Path, n_videos: int, feature_dim: int) -> list[np.ndarray]:
+    """The per-video (T, D) views of a store's ``n_videos`` videos (memory-mapped, copy on write), checked."""
     try:
         packed = np.load(folder / FEATURES, mmap_mode="c", allow_pickle=False)
         offsets = np.load(folder / OFFSETS, allow_pickle=False)

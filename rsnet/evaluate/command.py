@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import cli, outputs
 from ..data import Annotations, DataError, load_annotations
+from ..data.activitynet_json import load_activitynet_json
 from ..data.safe_npy import load_npz
 from ..errors import UserError
 from ..protocols import DEFAULT_IOUS, PROTOCOL_IOUS, PROTOCOLS
@@ -21,13 +22,14 @@ from .matching import evaluate
 
 
 def command_line(given: list[str], annotations: Path | str, subset: str | None, protocol: str, lenient: bool,
-                 fps_factor: float = 25 / 16) -> str:
+                 fps_factor: float = 25 / 16, classes: str | None = None) -> str:
     """The ``python -m rsnet.evaluate`` command that scores ``given`` (``["--predictions", P]`` or
     ``["--detections", D]``) of the videos of ``subset`` (None: the evaluator's default) as a
     training run of this protocol and leniency scores itself: the protocol's thresholds
     (``PROTOCOL_IOUS``, not the evaluator's default under anet) at ``fps_factor`` snippets per second."""
     words = ["python", "-m", "rsnet.evaluate", *map(str, given), "--annotations", str(annotations),
-             *(["--subset", subset] if subset else []), "--protocol", protocol]
+             *(["--classes", str(classes)] if classes else []), *(["--subset", subset] if subset else []),
+             "--protocol", protocol]
     if PROTOCOL_IOUS[protocol] != DEFAULT_IOUS:
         words += ["--iou", *map(repr, PROTOCOL_IOUS[protocol])]
     if fps_factor != 25 / 16:
@@ -41,7 +43,26 @@ def _default_subset(annotations: Annotations) -> str:
         return "test"
     if "validation" in subsets:
         return "validation"
-    raise DataError(f"{annotations.folder}/subset.npy has neither a 'test' nor a 'validation' subset; pass --subset")
+    raise DataError(f"{annotations.folder} has neither a 'test' nor a 'validation' subset; pass --subset")
+
+
+def read_annotations(path: Path, classes: str | None = None) -> Annotations:
+    """A W-TALC annotation folder, or an ActivityNet JSON file (``classes``: its class order)."""
+    if path.suffix == ".json" or path.is_file():
+        return load_activitynet_json(path, classes)
+    if classes is not None:
+        raise UserError("--classes applies to an ActivityNet JSON --annotations file, not to a W-TALC folder")
+    return load_annotations(path)
+
+
+def subset_indices(annotations: Annotations, subsets: str) -> np.ndarray:
+    """The videos of the comma-separated ``subsets``, in the file's order."""
+    names = [s.strip() for s in subsets.split(",") if s.strip()]
+    for name in names:
+        if name not in annotations.subsets:
+            raise DataError(f"{annotations.folder} has no video of subset {name!r} "
+                            f"(its subsets: {', '.join(dict.fromkeys(annotations.subsets))})")
+    return np.array([v for v, s in enumerate(annotations.subsets) if s in names], dtype=np.int64)
 
 
 @cli.command
@@ -53,10 +74,14 @@ def main(argv: list[str]) -> int:
                        help="a detections JSON in the ActivityNet results format, as python -m rsnet.infer writes")
     given.add_argument("--predictions", type=Path,
                         help="npz with vid_preds (V, C+1), frm_preds (object array of (T_i, C+1)), as the test vectors")
-    parser.add_argument("--annotations", required=True, type=Path, help="annotation folder in the W-TALC layout")
+    parser.add_argument("--annotations", required=True, type=Path,
+                        help="annotation folder in the W-TALC layout, or an ActivityNet JSON file")
+    parser.add_argument("--classes", default=None,
+                        help="with a JSON file: the class order (one a line) its run was trained with")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="rskp")
     parser.add_argument("--lenient", action="store_true", help="a class without proposals counts as AP 0 (rskp)")
-    parser.add_argument("--subset", default=None, help="subset to evaluate (default: 'test', else 'validation')")
+    parser.add_argument("--subset", default=None,
+                        help="subset(s) to evaluate, comma-separated (default: 'test', else 'validation')")
     parser.add_argument("--iou", type=float, nargs="+", default=None, help="IoU thresholds (default 0.1 ... 0.7)")
     parser.add_argument("--fps-factor", type=float, default=25 / 16, help="snippets per second (25/16; 10/4 for UNT)")
     parser.add_argument("--out", type=Path, default=None,
@@ -65,11 +90,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.out is not None:
         outputs.check_out(args.out, ".json", (args.detections, args.predictions))
-    annotations = load_annotations(args.annotations)
+    annotations = read_annotations(args.annotations, args.classes)
     subset = args.subset or _default_subset(annotations)
-    indices = annotations.indices(subset)
-    if len(indices) == 0:
-        raise DataError(f"{args.annotations}/subset.npy has no video of subset {subset!r}")
+    indices = subset_indices(annotations, subset)
     options = dict(protocol=args.protocol, lenient=args.lenient, iou_thresholds=args.iou, fps_factor=args.fps_factor)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

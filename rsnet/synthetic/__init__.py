@@ -13,7 +13,10 @@ labels labels_all extracted_fps original_fps .npy``, ``Ambiguous_test.txt``), pl
 'training' and 'validation', 100 classes (named ``Activity000`` ...). A spec with
 ``feature_store=True`` (the ActivityNet1.2-sized preset: 10 GB of features) writes the features
 video by video into a packed store (``rsnet.data.feature_store``) instead of the W-TALC pickle, which
-would have to be built whole in memory.
+would have to be built whole in memory. ActivityNet1.3 (200 classes, drawn from ActivityNet1.2's
+statistics, which are 1.3's on the same videos) has no W-TALC release: a spec with ``layout="json"``
+writes ``ROOT/<dataset>/annotations.json`` in ActivityNet's layout and ``features/``, a packed store
+of the named videos, which ``--annotations`` and ``--features`` read (``rsnet.presets.json_layout_files``).
 
 Two ways to lay out the videos:
 

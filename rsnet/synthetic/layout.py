@@ -10,13 +10,12 @@ import numpy as np
 
 from ..data.safe_npy import load_npy
 from ..datasets import DATASETS
-from ..presets import ACTIVITYNET, SyntheticSpec
+from ..presets import ACTIVITYNET_DATASETS, SyntheticSpec
 from .statistics import (
     ACTION_FRACTION_LOG_RESIDUAL_QUANTILES,
     ACTION_FRACTION_MAX,
     ACTION_FRACTION_MEDIAN,
     ACTIVITYNET_ACTION_FRACTION_QUANTILES,
-    ACTIVITYNET_CLASSES,
     ACTIVITYNET_DURATION_BANDS_S,
     ACTIVITYNET_DURATION_QUANTILES_S,
     ACTIVITYNET_INSTANCE_COUNTS,
@@ -37,6 +36,7 @@ from .statistics import (
     SINGLE_CLASS_VIDEOS,
     TEST_SUBSET,
     TRAIN_SUBSET,
+    activitynet_classes,
 )
 
 
@@ -159,7 +159,7 @@ def _place_ambiguous(n: int, segments, duration: float, rng) -> list[list[float]
 
 def draw_layouts(spec: SyntheticSpec, seed: int) -> list[VideoLayout]:
     """Standalone ground truth of spec.dataset: spec.n_train training videos, then spec.n_test test videos."""
-    draw = _draw_activitynet_layouts if spec.dataset == ACTIVITYNET else _draw_thumos_layouts
+    draw = _draw_activitynet_layouts if spec.dataset in ACTIVITYNET_DATASETS else _draw_thumos_layouts
     return draw(spec, stream_rng(seed, LAYOUT_STREAM))
 
 
@@ -183,16 +183,16 @@ def _draw_thumos_layouts(spec: SyntheticSpec, rng: np.random.Generator) -> list[
     return layouts
 
 
-def _activitynet_class_sets(n: int, rng: np.random.Generator) -> list[tuple[str, ...]]:
+def _activitynet_class_sets(n: int, class_names: tuple[str, ...], rng: np.random.Generator) -> list[tuple[str, ...]]:
     """The classes of n videos of one split: every class equally often (ActivityNet1.2 has 17 to
     36 validation videos of each), the remainder at random, and the real share of two-class videos."""
-    n_classes = len(ACTIVITYNET_CLASSES)
+    n_classes = len(class_names)
     rounds = [rng.permutation(n_classes) for _ in range(-(-n // n_classes))]
     first = np.concatenate([np.zeros(0, np.int64), *rounds])[:n]
-    sets = [(ACTIVITYNET_CLASSES[c],) for c in first.tolist()]
+    sets = [(class_names[c],) for c in first.tolist()]
     for v in rng.choice(n, size=int(round(n * ACTIVITYNET_TWO_CLASS_VIDEOS)), replace=False).tolist():
         second = (first[v] + 1 + rng.integers(n_classes - 1)) % n_classes
-        sets[v] += (ACTIVITYNET_CLASSES[second],)
+        sets[v] += (class_names[second],)
     return sets
 
 
@@ -215,10 +215,10 @@ def _activitynet_layout(name: str, subset: str, classes: tuple[str, ...], spec: 
 
 
 def _draw_activitynet_layouts(spec: SyntheticSpec, rng: np.random.Generator) -> list[VideoLayout]:
-    info = DATASETS[ACTIVITYNET]
+    info, class_names = DATASETS[spec.dataset], activitynet_classes(spec.dataset)
     return [_activitynet_layout(f"video_{subset}_{i + 1:07d}", subset, classes, spec, rng)
             for subset, count in ((info.train_subset, spec.n_train), (info.test_subset, spec.n_test))
-            for i, classes in enumerate(_activitynet_class_sets(count, rng))]
+            for i, classes in enumerate(_activitynet_class_sets(count, class_names, rng))]
 
 
 # --- The ground truth of a real annotation folder ----------------------------------------------------

@@ -12,17 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.activitynet_json import VERSION as JSON_VERSION
+from ..data.activitynet_json import load_activitynet_json
 from ..data.annotations import load_annotations
+from ..data.feature_folder import write_packed
 from ..data.feature_store import sha256_of, store_of, write_store
 from ..data.safe_npy import load_npy
 from ..datasets import DATASETS, features_file
 from ..errors import UserError
 from ..folder_lock import owned
-from ..presets import ACTIVITYNET, GENERATOR_VERSION, PRESETS, SyntheticSpec
+from ..presets import ACTIVITYNET_DATASETS, GENERATOR_VERSION, PRESETS, SyntheticSpec, json_layout_files
 from .features import draw_world, video_features
 from .layout import VIDEO_STREAM, WORLD_STREAM, VideoLayout, draw_layouts, read_layouts, stream_rng
 from .statistics import (
-    ACTIVITYNET_CLASSES,
     AMBIGUOUS_FILE,
     ANNOTATION_FILES,
     CLASSES,
@@ -33,6 +35,7 @@ from .statistics import (
     MANIFEST_FILE,
     ORIGINAL_FPS,
     TEST_SUBSET,
+    activitynet_classes,
 )
 
 # --- Writing ---------------------------------------------------------------------------------------
@@ -69,6 +72,17 @@ def write_annotations(folder: Path, classes: list[str], layouts: list[VideoLayou
         np.save(folder / f"{name}.npy", array)
     lines = [f"{x.name}  {s} {e}\n" for x in layouts if x.subset == TEST_SUBSET for s, e in x.ambiguous]
     (folder / AMBIGUOUS_FILE).write_text("".join(lines))
+
+
+def write_json_layout(folder: Path, layouts: list[VideoLayout], videos) -> None:
+    """``annotations.json`` in ActivityNet's layout and ``features/``, a packed store of the named
+    videos written one video at a time (``rsnet.presets.json_layout_files``)."""
+    annotations, features = json_layout_files(folder)
+    database = {x.name: {"subset": x.subset, "duration": x.duration,
+                         "annotations": [{"segment": list(s), "label": c} for s, c in zip(x.segments, x.labels)]}
+                for x in layouts}
+    annotations.write_text(json.dumps({"version": JSON_VERSION, "taxonomy": [], "database": database}) + "\n")
+    write_packed(features, [x.name for x in layouts], [x.n_snippets for x in layouts], 2 * FEATURE_HALF, videos)
 
 
 def _file_digests(folder: Path) -> dict[str, dict[str, int | str]]:
@@ -132,7 +146,8 @@ def _resolve(spec_or_preset: SyntheticSpec | str) -> tuple[SyntheticSpec, str | 
 
 def _standalone(spec: SyntheticSpec, seed: int) -> tuple[list[str], list[VideoLayout]]:
     """The classes and the drawn layouts of a dataset without real ground truth."""
-    return list(ACTIVITYNET_CLASSES if spec.dataset == ACTIVITYNET else CLASSES), draw_layouts(spec, seed)
+    classes = activitynet_classes(spec.dataset) if spec.dataset in ACTIVITYNET_DATASETS else CLASSES
+    return list(classes), draw_layouts(spec, seed)
 
 
 def generate(root: str | Path, spec_or_preset: SyntheticSpec | str = "default", seed: int = 0,
@@ -172,13 +187,16 @@ def _write(root: Path, spec: SyntheticSpec, preset: str | None, seed: int, class
     staging.chmod(0o755)  # mkdtemp's 0700 would make a shared cache unreadable to others
     try:
         videos = (video_features(spec, world, layout, stream_rng(seed, VIDEO_STREAM, v)) for v, layout in enumerate(layouts))
-        if spec.feature_store:  # one video in memory at a time
+        if spec.layout == "json":
+            write_json_layout(staging, layouts, videos)
+        elif spec.feature_store:  # one video in memory at a time
             write_store(store_of(staging / features_file(spec.dataset)), [x.n_snippets for x in layouts],
                         2 * FEATURE_HALF, videos, source=None)
         else:
             np.save(staging / features_file(spec.dataset), _object_array(list(videos)), allow_pickle=True)
         if annotations is None:
-            write_annotations(staging, classes, layouts, spec.dataset)
+            if spec.layout != "json":  # the JSON layout's annotations.json went with its features
+                write_annotations(staging, classes, layouts, spec.dataset)
         else:
             for name in ANNOTATION_FILES:
                 if (annotations / name).is_file():
@@ -193,7 +211,6 @@ def _write(root: Path, spec: SyntheticSpec, preset: str | None, seed: int, class
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return root
 
 
 def annotated_dataset(annotations: str | Path) -> str:
@@ -216,7 +233,8 @@ def _is_intact(dataset_dir: Path, spec: SyntheticSpec, seed: int) -> bool:
         manifest = json.loads((dataset_dir / MANIFEST_FILE).read_text())
         files = manifest["files"]
         return (manifest["version"] == GENERATOR_VERSION and manifest["seed"] == seed
-                and manifest["spec"] == json.loads(json.dumps(dataclasses.asdict(spec)))
+                # a manifest written before the spec had a layout is of a W-TALC folder
+                and {"layout": "wtalc", **manifest["spec"]} == json.loads(json.dumps(dataclasses.asdict(spec)))
                 and manifest["annotations"] is None
                 and _file_digests(dataset_dir) == files)
     except (OSError, ValueError, KeyError, TypeError):
@@ -235,31 +253,26 @@ def ensure_synthetic(cache_dir: str | Path, preset: str = "default", seed: int =
 
 
 def describe(root: str | Path, dataset: str = DATASET) -> str:
-    """A one-paragraph summary of ROOT/<dataset>/, from its annotation files."""
+    """A one-paragraph summary of ROOT/<dataset>/, from its annotations (W-TALC files or annotations.json)."""
     folder = Path(root) / dataset
     train_subset, test_subset = DATASETS[dataset].train_subset, DATASETS[dataset].test_subset
-
-    def load(name):
-        return load_npy(folder / f"{name}.npy")
-
-    subsets = [s.decode() for s in load("subset")]
-    durations = load("duration").reshape(-1)
-    snippets = np.maximum(1, (durations * 25 / 16).astype(int))
-    segments = load("segments")
-    instances = np.array([len(s) for s in segments])
-    lengths = np.array([e - s for video in segments for s, e in video])
-    classes_per_video = np.array([len(c) for c in load("labels_all")])
-    ambiguous = folder / AMBIGUOUS_FILE
-    n_ambiguous = sum(1 for line in ambiguous.read_text().splitlines() if line.strip()) if ambiguous.is_file() else 0
+    json_annotations, json_features = json_layout_files(folder)
+    if json_annotations.is_file():
+        ann, where = load_activitynet_json(json_annotations), f"a packed store in {json_features}"
+    else:
+        ann, where = load_annotations(folder), features_file(dataset)
+    snippets = np.maximum(1, (ann.durations * 25 / 16).astype(int))
+    instances = np.array([len(s) for s in ann.segments])
+    lengths = np.concatenate([s[:, 1] - s[:, 0] for s in ann.segments])
+    classes_per_video = ann.video_labels.sum(axis=1)
+    n_ambiguous = sum(len(spans) for spans in ann.ambiguous.values())
     return (
-        f"{folder}: {len(subsets)} videos ({subsets.count(train_subset)} train '{train_subset}', "
-        f"{subsets.count(test_subset)} '{test_subset}'), {len(load('classlist'))} classes, "
+        f"{folder}: {len(ann)} videos ({ann.subsets.count(train_subset)} train '{train_subset}', "
+        f"{ann.subsets.count(test_subset)} '{test_subset}'), {len(ann.class_names)} classes, "
         f"{snippets.sum():,} snippets of 0.64 s (median {np.median(snippets):.0f} per video = "
-        f"{np.median(durations):.0f} s, p10 {np.percentile(snippets, 10):.0f}, p90 {np.percentile(snippets, 90):.0f}), "
+        f"{np.median(ann.durations):.0f} s, p10 {np.percentile(snippets, 10):.0f}, p90 {np.percentile(snippets, 90):.0f}), "
         f"{instances.sum():,} action instances (per video median {np.median(instances):.0f}, mean "
         f"{instances.mean():.1f}, max {instances.max()}; length median {np.median(lengths):.1f} s), "
         f"{np.mean(classes_per_video > 1):.0%} of videos with several classes, {n_ambiguous} ambiguous test spans; "
-        f"features float32 (T, {2 * FEATURE_HALF}) in {features_file(dataset)}."
+        f"features float32 (T, {2 * FEATURE_HALF}) in {where}."
     )
-
-
