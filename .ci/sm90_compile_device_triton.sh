@@ -8,6 +8,6 @@ DEVICE_TRITON=${DEVICE_TRITON:-3.6.0}
 side=$(mktemp -d /tmp/rskp-triton.XXXXXX)
 trap 'rm -rf "$side"' EXIT
 pip install -q --no-deps --target "$side" "triton==$DEVICE_TRITON"
-PYTHONPATH="$side:$PWD" python -m pytest -q -p no:cacheprovider tests/test_sm90_compile.py
+PYTHONPATH="$side:$PWD" python -m pytest -q -p no:cacheprovider tests/kernels/test_sm90_compile.py
 PYTHONPATH="$side" python -c "import triton; assert triton.__version__ == '$DEVICE_TRITON', triton.__version__"
 echo "every kernel variant compiles for sm_90 under Triton $DEVICE_TRITON"

@@ -1,7 +1,7 @@
 """Whole training runs of the official RSKP code and of rskp on the same data, over many seeds.
 
-One training step of rskp equals the official step to 1e-10 in float64 (tests/test_parity.py) and
-the loop around it is tested against an official-style loop (tests/test_training_loop.py). This
+One training step of rskp equals the official step to 1e-10 in float64 (tests/rsnet/test_parity.py) and
+the loop around it is tested against an official-style loop (tests/rsnet/test_training_loop.py). This
 script checks what no unit test can: that whole runs of the two codes agree *in distribution*
 (seeds change the initialization, the video order and dropout, and the two codes draw them from
 different generators, so single runs never match). For every evaluated epoch it prints the mean ±

@@ -20,7 +20,7 @@ plain ints (the walk's ``max_m``).
 
 The helpers that read host values run eagerly under ``torch.compile`` (``torch.compiler.disable``,
 a graph break each): ints derived from the offsets inside a dynamic-shape graph made inductor emit
-code that names unbound symbols (torch 2.13; tests/test_padded.py compiles the model), and
+code that names unbound symbols (torch 2.13; tests/kernels/test_padded.py compiles the model), and
 guards on them would recompile the graph for every batch's lengths.
 """
 from __future__ import annotations

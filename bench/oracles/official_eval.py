@@ -2,7 +2,7 @@
 
 Written from the protocol text of issue 3 (no public code copied). It plays the role of the
 official evaluator: the baseline of ``bench/eval_speed.py`` and the oracle that
-``tests/test_evaluate.py`` compares ``rsnet.evaluate`` with on random cases. Speed is not a goal
+``tests/rsnet/test_evaluate.py`` compares ``rsnet.evaluate`` with on random cases. Speed is not a goal
 here; doing each rule literally (Python sets for the integer-range IoUs, one proposal at a time)
 is. ``anet_reference`` is the same kind of oracle for ``protocol="anet"``.
 """

@@ -20,7 +20,7 @@ BLOCK_T = int(os.environ.get("RS_KERNELS_BLOCK_T", "32"))
 if BLOCK_T not in (16, 32, 64, 128):
     raise ValueError(f"RS_KERNELS_BLOCK_T must be 16, 32, 64 or 128, got {BLOCK_T}")
 # Warps per program. At 4 the backward kernels use all 255 registers and spill a little (see
-# tests/sm90_compile_probe.py); RS_KERNELS_NUM_WARPS (2, 4, 8) lets a GPU session measure the
+# tests/kernels/sm90_compile_probe.py); RS_KERNELS_NUM_WARPS (2, 4, 8) lets a GPU session measure the
 # alternatives. Like BLOCK_T it can change results bitwise, so it is fixed per process.
 NUM_WARPS = int(os.environ.get("RS_KERNELS_NUM_WARPS", "4"))
 if NUM_WARPS not in (2, 4, 8):
