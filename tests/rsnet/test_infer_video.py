@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rsnet import infer
 from rsnet.evaluate.command import main as evaluate_main
@@ -11,7 +12,6 @@ from rsnet.synthetic import VideoLayout, write_annotations
 from rsnet.synthetic.statistics import CLASSES
 
 av = pytest.importorskip("av")
-torch = pytest.importorskip("torch")
 
 
 def _write_video(path: Path, n_frames: int) -> Path:
