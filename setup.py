@@ -55,7 +55,7 @@ setup(
     ],
     extras_require={
         "triton": ["triton>=3.0"],
-        "test": ["pytest>=7", "pytest-benchmark>=4", "import-linter>=2.1", "triton>=3.0", "matplotlib>=3.6",
+        "test": ["pytest>=7", "pytest-xdist>=3.2", "pytest-benchmark>=4", "import-linter>=2.1", "triton>=3.0", "matplotlib>=3.6",
                  "tensorboard>=2.10", "submitit>=1.5", *EXTRACT],
         "extract": EXTRACT,
         "plots": ["matplotlib>=3.6"],

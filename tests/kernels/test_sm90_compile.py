@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("triton")
-pytestmark = pytest.mark.slow  # Triton's compiler in a second interpreter: 5-10 s
+# Triton's compiler in a second interpreter (5-30 s): one xdist worker compiles once for the module
+# (the README runs the suite with --dist loadgroup), not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sm90_compile")]
 
 PROBE = Path(__file__).with_name("sm90_compile_probe.py")
 ROOT = PROBE.parents[2]
