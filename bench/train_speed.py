@@ -90,6 +90,7 @@ from rsnet.data import Annotations, load_annotations
 from rsnet.data.dataset import WTALCDataset
 from rsnet.datasets import DATASETS
 from rsnet.evaluate import PROTOCOL_IOUS, detections, evaluate
+from rsnet.host_memory import keep_freed_memory
 from rsnet.model import RSKP, predict_batches
 from rsnet.synthetic.statistics import ACTIVITYNET_CLASSES
 
@@ -641,6 +642,49 @@ def extrapolated_full_runs(b: Bench, cfg: Config):
 
 
 # ---------------------------------------------------------------------------------------------
+# the floor: the embedding's GEMMs alone
+# ---------------------------------------------------------------------------------------------
+
+FLOOR = "GEMM floor"
+
+
+def embedding_gemms(rows: list[int], cfg: Config, device, backward: bool) -> float:
+    """Milliseconds of the embedding's products alone over batches of ``rows`` snippets: X_in W^T + b,
+    and in training the weight's gradient dY^T X_in (the features need no gradient), as the linear
+    layer runs them, on random inputs of the same shapes."""
+    linear = torch.nn.Linear(cfg.feature_dim, cfg.embed_dim, device=device)
+    inputs = [torch.randn(n, cfg.feature_dim, device=device).relu_() for n in rows]
+
+    def products():
+        for x in inputs:
+            y = linear(x)
+            if backward:
+                grad_out = torch.ones_like(y)
+                torch.mm(grad_out.T, x)
+                grad_out.sum(0)
+    with torch.no_grad():
+        products()  # warm-up
+        return _median(time_runs(products, device, 3))
+
+
+def bench_floors(b: Bench, cfg: Config, dataset, device, phases, test: bool) -> None:
+    """A floor row per training phase and for the test pass: the time no implementation can beat on
+    this device, the ratio column then reads official-style over the floor."""
+    if phases:
+        order = dataset.train_order(0, b.args.seed)
+        step = cfg.videos_per_step
+        rows = [int(dataset.pack_for_training(order[i:i + step], 0, b.args.seed).x.shape[0])
+                for i in range(0, len(order), step)]
+        ms = embedding_gemms(rows, cfg, device, backward=True)
+        for phase in phases:
+            b.row(PHASES[phase], FLOOR, "fp32", [ms], note="the embedding's forward and weight-gradient GEMMs alone")
+    if test:
+        rows = [int(batch.x.shape[0]) for batch in dataset.test_batches(cfg.test_batch_size)]
+        b.row(TEST, FLOOR, "fp32", [embedding_gemms(rows, cfg, device, backward=False)],
+              note="the embedding's GEMM alone")
+
+
+# ---------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------
 
@@ -730,6 +774,7 @@ def main(argv=None) -> int:
 
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"
+    kept = keep_freed_memory()  # as every rsnet command: both implementations run under it
     if not on_cuda:
         torch.set_num_threads(args.threads)
     scale = args.scale if args.scale is not None else (1.0 if on_cuda else CPU_SCALE[args.dataset])
@@ -778,7 +823,8 @@ def main(argv=None) -> int:
     elif scale != 1.0:
         notes.append(f"reduced size (--scale {scale:g}: video counts scaled, at their real lengths)")
     if not on_cuda:
-        notes.append("CPU: the machine is shared with other jobs; times are noisy")
+        notes.append("host memory: freed blocks kept for reuse (rsnet.host_memory), as every rsnet command does"
+                     if kept else "host memory: the C library's defaults (no glibc mallopt here)")
     targets = {f"{k[0]}/{k[1]}": v for k, v in TARGETS.items()} if args.dataset == "thumos14" else {}
     meta = {"device": device_name(device), **versions(), "dataset": args.dataset, "data": source, "size": size,
             "scale": scale, "modes": modes, "precisions": precisions, "notes": notes, "targets": targets}
@@ -814,6 +860,7 @@ def main(argv=None) -> int:
     if not args.no_test:
         pred = bench_test_pass(b, cfg, dataset, device, modes, precisions, reps)
         bench_evaluation(b, pred, dataset, cfg.protocol, 5 if on_cuda else 3, official="official" in modes)
+    bench_floors(b, cfg, dataset, device, phases, not args.no_test)
     extrapolated_full_runs(b, cfg)
     if args.full:
         mode = "triton" if on_cuda else "reference"

@@ -110,6 +110,11 @@ def test_activitynet_run(tmp_path, capsys):
     assert not [r for r in result["rows"] if r.get("error")]
     assert {("epoch, warm-up", "official"), ("epoch, warm-up", "reference"), ("checkpoint save", "reference"),
             ("test pass", "reference"), ("evaluation", "rsnet.evaluate")} <= set(rows)
+    for section in ("epoch, warm-up", "test pass"):  # the embedding's GEMMs alone, beside the implementations
+        floor = rows[(section, "GEMM floor")]["ms"]
+        assert 0 < floor < rows[(section, "reference")]["ms"], (section, floor)
+    assert ("epoch, after warm-up", "GEMM floor") not in rows  # only the phases timed
+    assert "host memory: freed blocks kept for reuse" in " ".join(result["meta"]["notes"])
     assert rows[("evaluation", "official")]["note"].startswith("protocol anet")
     assert "largest |diff| vs official 0.0e+00" in rows[("evaluation", "rsnet.evaluate")]["note"]
     assert all(r["target"] == "" for r in result["rows"])  # THUMOS14's targets are not ActivityNet's
