@@ -205,6 +205,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+FLAG_HELP = {
+    "ops": "the ops' implementation: auto (the default) is triton on CUDA and reference on a CPU, the fastest "
+           "exact path measured there at every stage, training and the test pass (docs/performance.md); "
+           "padded; triton",
+}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per field (--lr, --eval-every, --no-intra ...); unset flags stay None. Numbers are
     typed here, so that argparse names the flag of a value that is not one."""
@@ -215,7 +222,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag(f.name), dest=f.name, nargs=2, type=float, default=None, metavar=("B1", "B2"))
         else:
             parser.add_argument(flag(f.name), dest=f.name, type=SCALAR_TYPES.get(f.type, str), default=None,
-                                metavar=f.name.upper())
+                                metavar=f.name.upper(), help=FLAG_HELP.get(f.name))
 
 
 def build_config(args: argparse.Namespace) -> Config:

@@ -2,7 +2,9 @@ import argparse
 import json
 
 import pytest
+import torch
 
+from rs_kernels._dispatch import resolve_impl
 from rsnet import train
 from rsnet.config import Config, ConfigError, add_config_arguments, build_config
 from rsnet.presets import PRESETS
@@ -144,3 +146,12 @@ def test_a_value_out_of_range_stops_before_any_data_loads(tmp_path, capsys):
 
 def test_config_default_instance_is_valid():
     assert Config().ops == "auto"
+
+
+def test_help_states_what_ops_auto_picks_on_each_device():
+    """``--ops auto`` resolves per device (rs_kernels._dispatch): the flag's help says to what."""
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    assert "auto (the default) is triton on CUDA and reference on a CPU" in text
+    assert resolve_impl("auto", torch.zeros(1)) == "reference"
