@@ -677,11 +677,11 @@ def bench_floors(b: Bench, cfg: Config, dataset, device, phases, test: bool) -> 
                 for i in range(0, len(order), step)]
         ms = embedding_gemms(rows, cfg, device, backward=True)
         for phase in phases:
-            b.row(PHASES[phase], FLOOR, "fp32", [ms], note="the embedding's forward and weight-gradient GEMMs alone")
+            b.row(PHASES[phase], FLOOR, "fp32", [ms], note="the embedding's forward and weight-gradient GEMMs alone; x: official-style over the floor")
     if test:
         rows = [int(batch.x.shape[0]) for batch in dataset.test_batches(cfg.test_batch_size)]
         b.row(TEST, FLOOR, "fp32", [embedding_gemms(rows, cfg, device, backward=False)],
-              note="the embedding's GEMM alone")
+              note="the embedding's GEMM alone; x: official-style over the floor")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ def faults():
     del_first = torch.ones(48 * 2**20 // 4)  # 48 MiB, freed: room for the next
     del del_first
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for mib in (40, 44, 36, 46, 40):  # each above glibc's largest mmap threshold (32 MiB)
+    # each above glibc's largest mmap threshold (32 MiB), and each smaller than the block freed before
+    # it, so it fits there even if a small object took a corner of that block
+    for mib in (46, 44, 42, 40, 38):
         t = torch.ones(mib * 2**20 // 4)
         del t
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
@@ -33,13 +35,12 @@ def minor_faults(setup: str) -> int:
 
 @pytest.mark.slow  # two interpreters importing torch
 def test_kept_memory_is_reused_without_page_faults():
-    """Five tensors of 36-46 MiB allocated and freed after a freed 48 MiB one: fresh pages each
-    time by default (about 10,000 faults a tensor); once freed memory is kept they reuse it (0
-    faults here, one tensor's worth in a CI venv where small objects split the freed block)."""
+    """Five tensors of 46 down to 38 MiB allocated and freed after a freed 48 MiB one: fresh pages
+    each time by default (about 10,000 faults a tensor); none once freed memory is kept."""
     default = minor_faults("")
     kept = minor_faults("from rsnet.host_memory import keep_freed_memory\nassert keep_freed_memory()")
     assert default > 5 * 10_000, default
-    assert kept < default / 3, (kept, default)  # at most one of the five tensors faulted in
+    assert kept < 1_000, (kept, default)
 
 
 def test_every_command_keeps_freed_memory(monkeypatch):
@@ -50,9 +51,8 @@ def test_every_command_keeps_freed_memory(monkeypatch):
 
 
 def test_the_setting_is_glibcs_mallopt():
-    """On Linux (glibc) the call succeeds; it is made once per process."""
+    """On Linux (glibc) both mallopt calls succeed."""
     from rsnet.host_memory import keep_freed_memory
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt: Linux only")
     assert keep_freed_memory() is True
-    assert keep_freed_memory.cache_info().currsize == 1
