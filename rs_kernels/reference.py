@@ -1,5 +1,6 @@
-"""The specification in code: EM attention, the bipartite random walk and the per-video W^T X
-(the head's class-wise pooling) on packed input, and the memory-bank ops.
+"""The specification in code: EM attention, the bipartite random walk, the per-video W^T X (the
+head's class-wise pooling) and w^T X (its class-agnostic pooling) on packed input, and the
+memory-bank ops.
 
 Plain PyTorch, one video at a time, float64-capable, no tricks: every faster implementation in
 this package is tested against these functions. docs/design.md states the math; the names follow it.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .varlen import split
+from .varlen import segment_sum, split
 
 NORM_EPS = 1e-9  # n(v) = v / (||v||_2 + 1e-9), as the official code
 MASS_EPS = 1e-9  # the column sums of the assignments get the same guard
@@ -75,6 +76,11 @@ def random_walk(
 def segment_matmul(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> Tensor:
     """(B, C, D): w_b^T x_b for each video b of packed weights w (N, C) and snippets x (N, D)."""
     return torch.stack([wb.T @ xb for wb, xb in zip(split(w, cu_seqlens), split(x, cu_seqlens))])
+
+
+def segment_weighted_sum(w: Tensor, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+    """(B, D): sum_t w_t x_t over the rows of each video b, for w (N,) and x (N, D) packed alike."""
+    return segment_sum(w[:, None] * x, cu_seqlens)
 
 
 # --- Class-wise memory bank (docs/design.md): the spec of the csrc/ extension's ops ----------

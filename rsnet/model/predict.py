@@ -44,20 +44,21 @@ def predict_packed(model: RSKP, x: Tensor, varlen: Varlen, branches: str = "intr
     """Video scores (B, C+1) and CAS (N, C+1) of packed snippets from the branches named: "main" o
     alone; "intra" o and m weighted by ``fusion`` (default the config's ``fuse_main``,
     ``fuse_intra``: the paper's); "all" two rounds: o and m predict the classes, whose rows of
-    ``bank`` feed the inter-video branch r. A model without an intra-video branch scores by o."""
+    ``bank`` feed the inter-video branch r. A model without an intra-video branch scores by o.
+    The class-wise pooling (p_cw), which training's losses need and scoring does not, is left out."""
     cfg = model.cfg
     main_weight, intra_weight = fusion or (cfg.fuse_main, cfg.fuse_intra)
     if branches == "main":
-        main = model.head(model.embed(x), varlen, cfg.ops)
+        main = model.head(model.embed(x), varlen, cfg.ops, class_wise=False)
         return fused([(1.0, main)], main.attention)
-    out = model(x, varlen)
+    out = model(x, varlen, class_wise=False)
     if out.intra is None:
         return fused([(1.0, out.main)], out.main.attention)
     first_round = fused([(main_weight, out.main), (intra_weight, out.intra)], out.main.attention)
     if branches == "intra":
         return first_round
     memory = bank.read(predicted_classes(first_round[0], bank.count > 0))
-    inter = model.head(model.propagate(model.embed(x), varlen, *memory), varlen, cfg.ops)
+    inter = model.head(model.propagate(model.embed(x), varlen, *memory), varlen, cfg.ops, class_wise=False)
     weights = (main_weight, intra_weight * (1 - cfg.pseudo_inter_mix), intra_weight * cfg.pseudo_inter_mix)
     return fused(list(zip(weights, (out.main, out.intra, inter))), out.main.attention)
 

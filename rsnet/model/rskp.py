@@ -67,7 +67,7 @@ class RSKP(nn.Module):
         return rs_kernels.random_walk(x, cu_seqlens, y, y_cu_seqlens, self.cfg.walk_weight, self.cfg.tau,
                                       impl=self.cfg.ops)
 
-    def summarize(self, x: Tensor, cu_seqlens: Varlen) -> variants.OnlineSummary:
+    def summarize(self, x: Tensor, cu_seqlens: Varlen, class_wise: bool = True) -> variants.OnlineSummary:
         """The online representatives of embedded snippets and the features the walks move.
 
         ``representatives`` em (the paper's): EM on X. foreground / background: EM on X S_f or
@@ -77,7 +77,7 @@ class RSKP(nn.Module):
         how = self.cfg.representatives
         if how == "em":
             return variants.OnlineSummary(self.representatives(x, cu_seqlens), x, None, None)
-        main = self.head(x, cu_seqlens, self.cfg.ops)
+        main = self.head(x, cu_seqlens, self.cfg.ops, class_wise)
         foreground = main.attention.detach()
         if how == "topk":
             mu = variants.top_and_bottom_snippets(x, foreground, cu_seqlens, self.cfg.n_representatives // 2)
@@ -87,22 +87,24 @@ class RSKP(nn.Module):
 
     def bank_candidates(self, x: Tensor, cu_seqlens: Varlen | Tensor) -> tuple[Tensor, Tensor]:
         """(mu, p_mu) of packed snippets: what the memory bank takes, without the walks and the heads."""
-        mu = self.summarize(self.embed(x), as_varlen(cu_seqlens)).mu
+        mu = self.summarize(self.embed(x), as_varlen(cu_seqlens), class_wise=False).mu
         return mu, self.class_probabilities(mu)
 
     def class_probabilities(self, mu: Tensor) -> Tensor:
         """p_mu (B, K, C+1): how each representative scores against the class centres."""
         return torch.softmax(self.cfg.scale * l2_normalize(mu) @ l2_normalize(self.head.class_centres).T, dim=-1)
 
-    def forward(self, x: Tensor, cu_seqlens: Varlen | Tensor, memory: MemoryRead | None = None) -> RSKPOutput:
+    def forward(self, x: Tensor, cu_seqlens: Varlen | Tensor, memory: MemoryRead | None = None,
+                class_wise: bool = True) -> RSKPOutput:
         """x (N, D_in) packed snippets. ``memory(mu, p_mu) -> (Y_e, its offsets)`` enables the
         inter-video branch; it is called once the representatives are known and before any walk,
-        so it may insert them into the bank as it reads (the official order, video by video)."""
+        so it may insert them into the bank as it reads (the official order, video by video).
+        ``class_wise=False``: the branches' p_cw are left out (None), as scoring videos needs none."""
         cu_seqlens = as_varlen(cu_seqlens)
         x = self.embed(x)
         if not self.cfg.intra:
-            return RSKPOutput(self.head(x, cu_seqlens, self.cfg.ops), None, None, None, None)
-        online = self.summarize(x, cu_seqlens)
+            return RSKPOutput(self.head(x, cu_seqlens, self.cfg.ops, class_wise), None, None, None, None)
+        online = self.summarize(x, cu_seqlens, class_wise)
         p_mu = self.class_probabilities(online.mu)
         batch, k, dim = online.mu.shape
         bank_rows = None if memory is None else memory(online.mu, p_mu)
@@ -110,7 +112,7 @@ class RSKP(nn.Module):
                                         bank_rows, self.cfg.fusion)
         branches = [variants.add_kept(self.propagate(online.walk_input, cu_seqlens, *y), online.kept) for y in targets]
         if online.main is None:
-            main, intra, *inter = self.head.forward_each([x, *branches], cu_seqlens, self.cfg.ops)
+            main, intra, *inter = self.head.forward_each([x, *branches], cu_seqlens, self.cfg.ops, class_wise)
         else:
-            main, (intra, *inter) = online.main, self.head.forward_each(branches, cu_seqlens, self.cfg.ops)
+            main, (intra, *inter) = online.main, self.head.forward_each(branches, cu_seqlens, self.cfg.ops, class_wise)
         return RSKPOutput(main, intra, inter[0] if inter else None, online.mu, p_mu, x, branches[0])

@@ -150,6 +150,24 @@ def test_head_on_all_branches_at_once_equals_one_call_per_branch(ops, rel_error)
         assert rel_error(a, b) <= 1e-12
 
 
+@pytest.mark.parametrize("branches", ["main", "intra", "all"])
+def test_scoring_leaves_out_only_the_class_wise_pooling(branches):
+    """Scoring (class_wise=False) skips p_cw, which no score reads, and every other output keeps its bits."""
+    model, videos, labels, bank = _setup(torch.float32, seed=4)
+    model.eval()
+    x, cu = torch.cat(videos), cu_seqlens_from_lengths(LENGTHS)
+    memory = lambda mu, p_mu: bank.read(labels.bool())  # noqa: E731
+    full, scoring = model(x, cu, memory), model(x, cu, memory, class_wise=False)
+    for name in ("main", "intra", "inter"):
+        a, b = getattr(full, name), getattr(scoring, name)
+        assert a.p_cw is not None and b.p_cw is None, name
+        for field in ("p_ca", "attention", "logits"):
+            assert torch.equal(getattr(a, field), getattr(b, field)), (name, field)
+    with torch.no_grad():
+        scores, cas = predict_packed(model, x, cu, branches, bank)
+    assert scores.shape == (len(LENGTHS), N_CLASSES + 1) and not scores.isnan().any() and not cas.isnan().any()
+
+
 @pytest.mark.slow  # the whole model in Triton's interpreter: ~3 s
 def test_the_head_follows_the_models_ops(monkeypatch):
     """Switching model.cfg (as the benchmarks do) switches the head's pooling too, not only EM and the walk."""

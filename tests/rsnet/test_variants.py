@@ -73,8 +73,8 @@ def constant_attention(monkeypatch):
     real = PredictionModule.forward
 
     def set_to(value):
-        def forward(self, x, cu_seqlens, ops="auto"):
-            pred = real(self, x, cu_seqlens, ops)
+        def forward(self, x, cu_seqlens, ops="auto", class_wise=True):
+            pred = real(self, x, cu_seqlens, ops, class_wise)
             return pred._replace(attention=torch.full_like(pred.attention, value))
         monkeypatch.setattr(PredictionModule, "forward", forward)
 
