@@ -59,7 +59,8 @@ def _load_once() -> None:
         from . import _C  # noqa: F401  (loading the library registers the ops)
     except (ImportError, OSError) as err:  # not built, or built against another torch
         raise ImportError(
-            "rs_kernels.membank needs the compiled extension rs_kernels._C, which could not be loaded "
+            "rs_kernels needs its compiled extension rs_kernels._C for the memory-bank ops and, on a CPU, "
+            "segment_weighted_sum (the prediction head's pooling); it could not be loaded "
             f"({err}). Build it from the repository root with `pip install -e .` (add MAX_JOBS=1 on small "
             "machines, FORCE_CUDA=1 for the CUDA kernels), against the torch you run with."
         ) from err

@@ -3,8 +3,9 @@
 Each test runs a fresh interpreter whose imports of the blocked modules fail as if they were not
 installed (the ``python_without`` fixture), so the modules this process has already imported do not
 hide an import the package makes. The PyTorch references, the padded ops, the dispatch and the
-evaluator (tests/rsnet/test_evaluate.py) need neither; the extension loads on the first memory-bank
-call, not on an import.
+evaluator (tests/rsnet/test_evaluate.py) need neither; the extension loads on the first call of an
+op of its own (the memory bank's, and segment_weighted_sum on a CPU: the model's head), not on an
+import.
 """
 from __future__ import annotations
 
@@ -45,20 +46,23 @@ def test_references_padded_ops_dispatch_and_varlen_run_without_triton_or_extensi
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
-def test_membank_call_without_extension_says_how_to_build_it(python_without):
-    proc = python_without("""
+@pytest.mark.parametrize("call", ["membank.membank_momentum_read(torch.zeros(2, 1, 1), torch.zeros(1, dtype=torch.int64))",
+                                  "rs_kernels.segment_weighted_sum(torch.ones(2), torch.ones(2, 3), torch.tensor([0, 2]))"])
+def test_an_extension_op_without_extension_says_how_to_build_it(python_without, call):
+    proc = python_without(f"""
         import torch
+        import rs_kernels
         from rs_kernels import membank
 
         try:
-            membank.membank_momentum_read(torch.zeros(2, 1, 1), torch.zeros(1, dtype=torch.int64))
+            {call}
         except ImportError as err:
             print(err)
         else:
             sys.exit("no ImportError")
     """)
     assert proc.returncode == 0, proc.stderr
-    assert "rs_kernels.membank needs the compiled extension rs_kernels._C" in proc.stdout
+    assert "rs_kernels needs its compiled extension rs_kernels._C" in proc.stdout
     assert "pip install -e ." in proc.stdout
 
 
