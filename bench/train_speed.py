@@ -699,19 +699,22 @@ def table(meta, rows) -> str:
              f"python {meta['python']}",
              f"data: {meta['data']}",
              f"size: {meta['size']}",
-             "", "| section | mode | precision | ms | x vs official | compile s | peak MB | target | note |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "", "| section | mode | precision | ms | x vs official | x floor | compile s | peak MB | target | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     base = {r["section"]: r["ms"] for r in rows if r["mode"] == "official" and r["ms"] is not None}
+    floor = {r["section"]: r["ms"] for r in rows if r["mode"] == FLOOR and r["ms"]}
     for r in rows:
-        b = base.get(r["section"])
+        b, f = base.get(r["section"]), floor.get(r["section"])
         ratio = f"{b / r['ms']:.1f}" if b is not None and r["ms"] else "-"
+        over_floor = f"{r['ms'] / f:.2f}" if f is not None and r["ms"] is not None else "-"
         note = r["note"] + (f" ERROR: {r['error']}" if r.get("error") else "")
         compile_s = f"{r['compile_s']:.1f}" if r.get("compile_s") is not None else "-"
         peak = f"{r['peak_mb']:.0f}" if r.get("peak_mb") is not None else "-"
-        lines.append(f"| {r['section']} | {r['mode']} | {r['precision']} | {_fmt_ms(r['ms'])} | {ratio} | {compile_s} | "
-                     f"{peak} | {r['target']} | {note} |")
+        lines.append(f"| {r['section']} | {r['mode']} | {r['precision']} | {_fmt_ms(r['ms'])} | {ratio} | {over_floor} | "
+                     f"{compile_s} | {peak} | {r['target']} | {note} |")
     lines.append("ms: median over the repeats (s where marked); x vs official: the official-style time of the same "
-                 "section in this run over this row's; targets: on an H100/H200 in fp32 at full size.")
+                 "section in this run over this row's; x floor: this row's time over the section's GEMM floor; "
+                 "targets: on an H100/H200 in fp32 at full size.")
     lines.extend(meta["notes"])
     return "\n".join(lines)
 

@@ -114,6 +114,9 @@ def test_activitynet_run(tmp_path, capsys):
         floor = rows[(section, "GEMM floor")]["ms"]
         assert 0 < floor < rows[(section, "reference")]["ms"], (section, floor)
     assert ("epoch, after warm-up", "GEMM floor") not in rows  # only the phases timed
+    printed = {line.split(" | ")[1]: line.split(" | ") for line in capsys.readouterr().out.splitlines()
+               if line.startswith("| test pass | ")}
+    assert float(printed["reference"][5]) > 1.0 and printed["GEMM floor"][5] == "1.00"  # x floor, beside each row
     assert "host memory: freed blocks kept for reuse" in " ".join(result["meta"]["notes"])
     assert rows[("evaluation", "official")]["note"].startswith("protocol anet")
     assert "largest |diff| vs official 0.0e+00" in rows[("evaluation", "rsnet.evaluate")]["note"]
