@@ -60,6 +60,14 @@ def test_float32_close_to_the_float64_sum(case):
     assert torch.allclose(out.double(), exact, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_runs_the_spec(dtype):
+    w, x, varlen, grad = _inputs([5, 0, 12], 9, dtype, seed=8)
+    ours = _forward_backward(rs_kernels.segment_weighted_sum, w, x, varlen, grad)
+    spec = _forward_backward(reference.segment_weighted_sum, w, x, varlen, grad)
+    assert all(torch.equal(a, b) and a.dtype == dtype for a, b in zip(ours, spec))
+
+
 def test_any_thread_count_gives_the_same_bits():
     w, x, varlen, _ = _inputs([301, 7, 0, 90, 512], 129, torch.float32, seed=5)
     threads = torch.get_num_threads()
