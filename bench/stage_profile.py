@@ -158,6 +158,14 @@ def stage_run(mode: str, stage: str, cfg, dataset, device, seed: int):
     return model, lambda: trainer.train_epoch(epoch)
 
 
+def bench_dataset(name: str, scale: float, seed: int, device):
+    """(config, dataset, lengths): ``bench.train_speed``'s data of ``--dataset name --scale scale``."""
+    cfg = train_speed.bench_config(name, device)
+    ann, train_idx, test_idx, lengths, _ = train_speed.SPLITS[name](scale, seed, None)
+    features = train_speed.make_features(lengths, np.concatenate([train_idx, test_idx]), cfg.feature_dim, device, seed)
+    return cfg, train_speed.ResidentDataset(cfg, ann, train_idx, test_idx, features), lengths
+
+
 def _fmt(seconds: float) -> str:
     return f"{seconds:.3f}" if seconds < 0.1 else f"{seconds:.2f}"
 
@@ -179,12 +187,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     device = torch.device("cpu")
     train.make_deterministic(args.seed, device)
-    cfg = train_speed.bench_config(args.dataset, device)
     scale = args.scale if args.scale is not None else train_speed.CPU_SCALE[args.dataset]
-    ann, train_idx, test_idx, lengths, _ = train_speed.SPLITS[args.dataset](scale, args.seed, None)
-    features = train_speed.make_features(lengths, np.concatenate([train_idx, test_idx]), cfg.feature_dim, device,
-                                         args.seed)
-    dataset = train_speed.ResidentDataset(cfg, ann, train_idx, test_idx, features)
+    cfg, dataset, lengths = bench_dataset(args.dataset, scale, args.seed, device)
     print(f"{args.dataset} at scale {scale:g}: {train_speed.size_text(dataset, lengths, cfg.max_seqlen)}; "
           f"one thread; {train_speed.device_name(device)}; seconds")
     print("\n| stage | implementation | wall | profiled | " + " | ".join(PARTS) + " |")

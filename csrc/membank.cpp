@@ -199,9 +199,6 @@ MomentumInputs momentum_inputs(const at::Tensor& bank, const at::Tensor& index, 
 }
 
 namespace {
-int64_t grain_for(int64_t elems_per_item) {
-  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, elems_per_item));
-}
 
 // Row `to` <- the row of [bank; cand] that `source` names (gather_insert_walk.h): a bit copy, or
 // the row times zero, as the reference writes unfilled slots (it also multiplies kept rows by one:

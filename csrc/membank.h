@@ -15,6 +15,9 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 
 #include <tuple>
 
@@ -60,6 +63,12 @@ std::tuple<at::Tensor, at::Tensor> gather_insert_layout(const at::Tensor& count,
                                                         int64_t k);
 
 // ---- CPU kernels ----------------------------------------------------------------------------------
+// at::parallel_for's grain (items a task) for items of `elems_per_item` elements each: about
+// GRAIN_SIZE elements a task. Shared with segment_weighted_sum.cpp.
+inline int64_t grain_for(int64_t elems_per_item) {
+  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, elems_per_item));
+}
+
 std::tuple<at::Tensor, at::Tensor> membank_gather_cpu(const at::Tensor& bank, const at::Tensor& count,
                                                       const at::Tensor& labels);
 void membank_insert_topk_cpu(at::Tensor& bank, at::Tensor& scores, at::Tensor& count, const at::Tensor& cand,

@@ -10,13 +10,13 @@
 //
 // The backward is the one autograd derives for that spec, op for op (so training's gradients keep
 // their bits too): g_rows = dL/dout[video of each row], dw = (g_rows * x).sum(1), dx = g_rows * w.
+#include "membank.h"  // grain_for
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
-
-#include <algorithm>
 
 namespace rs_kernels {
 
@@ -63,13 +63,12 @@ at::Tensor segment_weighted_sum_cpu(const at::Tensor& w_in, const at::Tensor& x_
     return out;
   }
   const int64_t* offsets = cu.const_data_ptr<int64_t>();
-  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, x.numel() / batch));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "segment_weighted_sum", [&] {
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     // A video a task: each writes only its own output row, so any thread count gives the same bits.
-    at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, batch, grain_for(x.numel() / batch), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         scalar_t* acc = op + b * dim;
         for (int64_t t = offsets[b]; t < offsets[b + 1]; ++t) {

@@ -1,12 +1,11 @@
 """bench.stage_profile: the parts of a step, and a tiny run of every stage and implementation."""
 import re
 
-import numpy as np
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from bench import stage_profile, train_speed
+from bench import stage_profile
 
 
 def test_a_backward_op_goes_to_the_part_of_its_forward_op():
@@ -24,23 +23,18 @@ def test_a_backward_op_goes_to_the_part_of_its_forward_op():
     gemm = sum(e.self_cpu_time_total for e in events if e.name in ("aten::addmm", "aten::mm")) / 1e6
     assert parts["embedding GEMM"] >= gemm > 0
     assert parts["EM"] > 0  # relu and its backward (threshold_backward)
-    assert abs(sum(parts.values()) - 1e3) < 1e-6  # the parts add up to the wall: Python takes the rest
-
-
-def _tiny_dataset():
-    cfg = train_speed.bench_config("thumos14", torch.device("cpu"))
-    ann, train_idx, test_idx, lengths, _ = train_speed.SPLITS["thumos14"](0.02, 0, None)
-    features = train_speed.make_features(lengths, np.concatenate([train_idx, test_idx]), cfg.feature_dim, "cpu", 0)
-    return cfg, train_speed.ResidentDataset(cfg, ann, train_idx, test_idx, features)
+    # every op counted once (self times): the ops' parts stay within the time the profile spans
+    span_s = (max(e.time_range.end for e in events) - min(e.time_range.start for e in events)) / 1e6
+    assert sum(v for k, v in parts.items() if k != "Python") <= span_s
 
 
 @pytest.mark.parametrize("mode", list(stage_profile.MODES))
 @pytest.mark.parametrize("stage", list(stage_profile.STAGES))
 def test_each_stage_has_the_parts_it_runs(stage, mode):
-    cfg, dataset = _tiny_dataset()
+    cfg, dataset, _ = stage_profile.bench_dataset("thumos14", 0.02, 0, torch.device("cpu"))
     model, run = stage_profile.stage_run(mode, stage, cfg, dataset, torch.device("cpu"), 0)
     plain, wall, parts = stage_profile.profiled(run, model)
-    assert plain > 0 and abs(sum(parts.values()) - wall) < 1e-6
+    assert plain > 0 and wall > 0 and parts["Python"] >= 0, parts  # the ops' self times fit in the profiled wall
     for part in ("embedding GEMM", "EM", "walk", "heads, losses"):
         assert parts[part] > 0, part
     assert (parts["optimizer"] > 0) == (stage != "test"), parts

@@ -15,6 +15,7 @@ from rs_kernels.varlen import cu_seqlens_from_lengths
 from rsnet.config import Config
 from rsnet.model import RSKP, MemoryBank, predict_packed
 from rsnet.model.losses import rskp_loss
+from rsnet.model.predict import fused
 
 LENGTHS = [1, 3, 50, 777, 12]
 N_CLASSES = 6
@@ -150,22 +151,24 @@ def test_head_on_all_branches_at_once_equals_one_call_per_branch(ops, rel_error)
         assert rel_error(a, b) <= 1e-12
 
 
-@pytest.mark.parametrize("branches", ["main", "intra", "all"])
-def test_scoring_leaves_out_only_the_class_wise_pooling(branches):
-    """Scoring (class_wise=False) skips p_cw, which no score reads, and every other output keeps its bits."""
+def test_scoring_leaves_out_only_the_class_wise_pooling():
+    """Scoring (class_wise=False) skips p_cw, which no score reads, and every other output keeps its
+    bits, so the scores and CAS are those of the full forward's outputs."""
     model, videos, labels, bank = _setup(torch.float32, seed=4)
     model.eval()
     x, cu = torch.cat(videos), cu_seqlens_from_lengths(LENGTHS)
     memory = lambda mu, p_mu: bank.read(labels.bool())  # noqa: E731
-    full, scoring = model(x, cu, memory), model(x, cu, memory, class_wise=False)
+    with torch.no_grad():
+        full, scoring = model(x, cu, memory), model(x, cu, memory, class_wise=False)
+        scores, cas = predict_packed(model, x, cu, "intra")
     for name in ("main", "intra", "inter"):
         a, b = getattr(full, name), getattr(scoring, name)
         assert a.p_cw is not None and b.p_cw is None, name
         for field in ("p_ca", "attention", "logits"):
             assert torch.equal(getattr(a, field), getattr(b, field)), (name, field)
-    with torch.no_grad():
-        scores, cas = predict_packed(model, x, cu, branches, bank)
-    assert scores.shape == (len(LENGTHS), N_CLASSES + 1) and not scores.isnan().any() and not cas.isnan().any()
+    cfg = model.cfg
+    expected = fused([(cfg.fuse_main, full.main), (cfg.fuse_intra, full.intra)], full.main.attention)
+    assert torch.equal(scores, expected[0]) and torch.equal(cas, expected[1])
 
 
 @pytest.mark.slow  # the whole model in Triton's interpreter: ~3 s
